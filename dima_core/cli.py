@@ -1,0 +1,55 @@
+"""The ``dima`` command line.
+
+Each command lives in ``dima_core/commands/<name>.py`` with ``add_parser(subparsers)`` (arguments, and
+``set_defaults(func=run)``) and ``run(args) -> int``. Command modules import heavy libraries (torch, the devkit)
+inside ``run`` so ``dima --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from dima_core.config import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dima_core.commands import bench_synth, data_index, data_qa, data_show, data_synth
+
+    parser = argparse.ArgumentParser(prog="dima", description="DiMA: distilled multi-modal LLM planner for ROS 2")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{data,bench}")
+
+    data = groups.add_parser("data", help="datasets: synthesize, index, inspect, generate QA")
+    data_commands = data.add_subparsers(dest="command", required=True)
+    data_synth.add_parser(data_commands)
+    data_index.add_parser(data_commands)
+    data_show.add_parser(data_commands)
+    data_qa.add_parser(data_commands)
+
+    bench = groups.add_parser("bench", help="benchmarks that write docs/benchmarks.md")
+    bench_commands = bench.add_subparsers(dest="command", required=True)
+    bench_synth.add_parser(bench_commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"dima: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"dima: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

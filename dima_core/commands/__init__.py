@@ -1,0 +1,1 @@
+"""``dima`` subcommands, one module each (see dima_core/cli.py)."""

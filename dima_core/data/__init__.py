@@ -1,0 +1,1 @@
+"""Data: nuScenes access through the devkit, the synthetic nuScenes-format world, QA, datasets."""
