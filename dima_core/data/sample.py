@@ -51,9 +51,6 @@ class AgentAnnotations:
     future: np.ndarray  # (N, FUTURE_STEPS, 2) future centre positions in the *current* ego frame
     future_yaw: np.ndarray  # (N, FUTURE_STEPS) future headings in the *current* ego frame, rad (planning metrics)
     future_mask: np.ndarray  # (N, FUTURE_STEPS) bool, True where the future annotation exists
-    # (N, FUTURE_STEPS) float32 future yaw in the *current* ego frame (the planning metric places GT boxes at their
-    # future position *and* heading). None only for producers that do not know it; the nuScenes reader fills it.
-    future_yaw: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -72,7 +69,6 @@ class AgentAnnotations:
             future=np.zeros((0, FUTURE_STEPS, 2), np.float32),
             future_yaw=np.zeros((0, FUTURE_STEPS), np.float32),
             future_mask=np.zeros((0, FUTURE_STEPS), bool),
-            future_yaw=np.zeros((0, FUTURE_STEPS), np.float32),
         )
 
 

@@ -1,0 +1,26 @@
+"""Pictures of keyframes: cameras with projected 3D boxes and a BEV panel, composed into one image (cv2).
+
+    from dima_core.viz import render_sample, save_png
+    save_png(render_sample(sample), "x.png")
+    save_png(render_sample(sample, PredictionLayer(trajectory=plan)), "pred.png")
+"""
+
+from dima_core.viz.bev import BevView, bev_panel, default_view
+from dima_core.viz.camera import camera_panel, draw_boxes, draw_tags
+from dima_core.viz.compose import CAMERA_GRID, RenderOptions, figure_size, render_sample, save_png
+from dima_core.viz.layers import PredictionLayer
+
+__all__ = [
+    "BevView",
+    "CAMERA_GRID",
+    "PredictionLayer",
+    "RenderOptions",
+    "bev_panel",
+    "camera_panel",
+    "default_view",
+    "draw_boxes",
+    "draw_tags",
+    "figure_size",
+    "render_sample",
+    "save_png",
+]

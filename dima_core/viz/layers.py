@@ -1,0 +1,44 @@
+"""Optional prediction layers drawn over the ground truth (used by ``dima viz`` for model outputs).
+
+Everything in the current ego frame (x forward, y left, metres), the same conventions as DrivingSample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class PredictionLayer:
+    """What a planner predicted for one keyframe; any field may be None."""
+
+    trajectory: Optional[np.ndarray] = None  # (T, 2) the selected plan
+    modes: Optional[np.ndarray] = None  # (M, T, 2) all command-conditioned modes (drawn faintly)
+    boxes: Optional[np.ndarray] = None  # (N, 7) x, y, z, w, l, h, yaw
+    box_labels: Optional[np.ndarray] = None  # (N,) DETECTION_CLASSES indices
+    map_polylines: Optional[np.ndarray] = None  # (K, P, 2)
+    map_labels: Optional[np.ndarray] = None  # (K,) MAP_CLASSES indices
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field whose shape does not match the conventions above."""
+        checks = {
+            "trajectory": (self.trajectory, 2, (None, 2)),
+            "modes": (self.modes, 3, (None, None, 2)),
+            "boxes": (self.boxes, 2, (None, 7)),
+            "map_polylines": (self.map_polylines, 3, (None, None, 2)),
+        }
+        for name, (value, ndim, shape) in checks.items():
+            if value is None:
+                continue
+            arr = np.asarray(value)
+            if arr.ndim != ndim or any(s is not None and s != d for s, d in zip(shape, arr.shape)):
+                raise ValueError(f"PredictionLayer.{name}: expected shape {shape}, got {arr.shape}")
+        for name, labels, items in (("box_labels", self.box_labels, self.boxes), ("map_labels", self.map_labels, self.map_polylines)):
+            if labels is not None and items is not None and len(labels) != len(items):
+                raise ValueError(f"PredictionLayer.{name}: {len(labels)} labels for {len(items)} items")
+
+
+__all__ = ["PredictionLayer"]
