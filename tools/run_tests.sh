@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# `make test`: run pytest inside the project environment (venv + ROS env + colcon overlay; see tools/env.sh).
+# Extra arguments go to pytest:  tools/run_tests.sh -k ros_interfaces -x
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck disable=SC1091
+source tools/env.sh
+# Headless everywhere (matplotlib in the data viewers); no stdin in CI.
+export MPLBACKEND="${MPLBACKEND:-Agg}"
+exec python -m pytest "$@" </dev/null
