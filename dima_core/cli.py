@@ -16,10 +16,12 @@ from dima_core.config import ConfigError
 
 def build_parser() -> argparse.ArgumentParser:
     from dima_core.commands import bench_synth, data_index, data_qa, data_show, data_synth
+    from dima_core.commands import eval as eval_command
+    from dima_core.commands import train as train_command
 
     parser = argparse.ArgumentParser(prog="dima", description="DiMA: distilled multi-modal LLM planner for ROS 2")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{data,bench}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{data,bench,eval,train}")
 
     data = groups.add_parser("data", help="datasets: synthesize, index, inspect, generate QA")
     data_commands = data.add_subparsers(dest="command", required=True)
@@ -31,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = groups.add_parser("bench", help="benchmarks that write docs/benchmarks.md")
     bench_commands = bench.add_subparsers(dest="command", required=True)
     bench_synth.add_parser(bench_commands)
+
+    eval_command.add_parser(groups)  # `dima eval ...`: a single command, no sub-commands
+    train_command.add_parser(groups)  # `dima train --stage N ...`: a single command, stages by flag
     return parser
 
 

@@ -1,0 +1,107 @@
+"""Typed training configuration (``config/train/*.yaml``), one dataclass tree loaded by :mod:`dima_core.config`.
+
+    from dima_core.config import load_config
+    from dima_core.training.config import TrainConfig
+    cfg = load_config("config/train/stage1_dima_tiny.yaml", TrainConfig)
+
+Defaults are VAD's optimiser recipe (research/papers.md section 2.2): AdamW lr 2e-4, weight decay 0.01, cosine
+annealing with a 500-iteration linear warm-up starting at 1/3 of the lr, minimum lr ratio 1e-3, gradient clipping at
+norm 35, batch 1 per GPU on 8 GPUs.
+
+Mixed precision is a GPU feature. When the run lands on a CPU and ``precision`` is ``fp16`` or ``bf16`` the trainer
+*falls back to fp32 and logs a WARNING* naming the requested and the effective precision (the effective one is also
+stored in every checkpoint). We fall back rather than refuse so one cluster config can be smoke-tested on a laptop;
+the log line keeps the substitution explicit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from dima_core.config import ranged
+from dima_core.data.config import DataConfig
+
+
+@dataclass
+class TrainDataConfig:
+    """Which data the run reads. ``dataset`` holds the data layer's own config (dataroot, version, index, size)."""
+
+    dataset: DataConfig = field(default_factory=DataConfig)
+    train_split: str = ranged("train", help="split of the cached index (or synth_meta.json) the trainer fits")
+    val_split: Optional[str] = ranged("val", help="split the validation hook scores; None disables validation")
+    batch_size: int = ranged(1, lo=1, hi=4096, help="samples per process (per GPU); VAD: 1 per GPU x 8 GPUs")
+    num_workers: int = ranged(0, lo=0, hi=64, help="DataLoader worker processes per rank")
+    pin_memory: bool = ranged(True, help="page-locked host memory for faster host-to-GPU copies (ignored on CPU)")
+    drop_last: bool = ranged(
+        True, help="drop the last incomplete batch so every step has the same size on every rank (DDP)"
+    )
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW. Norm and bias parameters get weight decay too, as in VAD (mmcv applies wd to all parameters)."""
+
+    name: Literal["adamw"] = "adamw"
+    lr: float = ranged(2e-4, lo=0.0, hi=10.0, help="peak learning rate (after warm-up)")
+    weight_decay: float = ranged(0.01, lo=0.0, hi=10.0, help="decoupled weight decay")
+    betas: tuple[float, float] = ranged((0.9, 0.999), lo=0.0, hi=1.0, help="Adam moment decay rates")
+    eps: float = ranged(1e-8, lo=0.0, hi=1.0, help="Adam denominator epsilon")
+
+
+@dataclass
+class ScheduleConfig:
+    """Linear warm-up then cosine annealing, per optimiser step, with mmcv's semantics (see schedule.py)."""
+
+    name: Literal["cosine"] = "cosine"
+    warmup_iters: int = ranged(500, lo=0, hi=10_000_000, help="optimiser steps of linear warm-up")
+    warmup_ratio: float = ranged(1.0 / 3.0, lo=0.0, hi=1.0, help="lr factor at the first warm-up step")
+    min_lr_ratio: float = ranged(1e-3, lo=0.0, hi=1.0, help="final lr as a fraction of the peak lr")
+
+
+@dataclass
+class TrainConfig:
+    """One training run: what to train, on which data, how, and where its outputs go."""
+
+    stage: int = ranged(1, lo=1, hi=2, help="1: vision planner alone; 2: joint with the MLLM teacher")
+    model_config: str = ranged("config/model/dima_tiny.yaml", help="model YAML, relative to the repo root or absolute")
+    data: TrainDataConfig = field(default_factory=TrainDataConfig)
+    epochs: int = ranged(60, lo=1, hi=100_000, help="passes over the training split (DiMA stage 1 / VAD: 60)")
+    max_steps: Optional[int] = ranged(
+        None, lo=1, help="stop after this many optimiser steps in total (smoke runs); None runs every epoch"
+    )
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    grad_clip_norm: Optional[float] = ranged(35.0, lo=0.0, help="max global L2 gradient norm; None disables clipping")
+    precision: Literal["off", "fp16", "bf16"] = ranged(
+        "off", help="mixed precision on CUDA; on CPU it falls back to fp32 with a WARNING (module docstring)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = ranged("auto", help="auto picks CUDA when available")
+    find_unused_parameters: bool = ranged(
+        False, help="DDP: tolerate parameters that get no gradient in a step (slower; only if the model needs it)"
+    )
+    seed: int = ranged(0, lo=0, hi=2**31 - 1, help="base seed; rank r trains with seed + r")
+    deterministic: bool = ranged(
+        False, help="torch.use_deterministic_algorithms(True) and deterministic cuDNN (slower, bit-reproducible)"
+    )
+    output_dir: str = ranged("runs/stage1", help="checkpoints, TensorBoard events and the resolved config")
+    checkpoint_interval: int = ranged(
+        1000, lo=0, help="save every N optimiser steps (0: only at epoch ends and at the end)"
+    )
+    checkpoint_every_epoch: bool = ranged(True, help="also save at the end of every epoch")
+    keep_checkpoints: int = ranged(3, lo=1, hi=10_000, help="step checkpoints kept on disk (the newest N)")
+    log_interval: int = ranged(10, lo=1, help="optimiser steps between all-reduced scalar logs")
+    resume: Optional[str] = ranged(
+        None, help="checkpoint file, or a run directory whose 'latest' pointer names one, to continue from"
+    )
+    init: Optional[str] = ranged(None, help="checkpoint whose model weights initialise a fresh run (no optimiser)")
+    tensorboard: bool = ranged(True, help="write TensorBoard scalars under <output_dir>/tensorboard")
+    progress_bar: bool = ranged(True, help="tqdm bar on rank 0 (disabled automatically when stderr is not a TTY)")
+    validate_every_epochs: int = ranged(1, lo=0, help="run the validation hook every N epochs (0: never)")
+
+    def validate(self) -> None:
+        if self.resume is not None and self.init is not None:
+            raise ValueError("set either 'resume' (continue a run) or 'init' (weights only), not both")
+
+
+__all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "TrainDataConfig"]
