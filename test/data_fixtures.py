@@ -1,8 +1,8 @@
 """Shared fixtures of the data-layer tests: one small synthetic world per test session, its reader and index.
 
-Test modules register this file as a plugin (``pytest_plugins = ("data_fixtures",)``) rather than importing the
-fixtures: imported fixtures are cached per module, a plugin's session fixtures once per run, so the world is
-generated and the devkit tables are loaded once however many modules use them.
+test/conftest.py registers this file as a plugin (``pytest_plugins``); test modules never import its fixtures:
+imported fixtures are cached per module, a plugin's session fixtures once per run, so the world is generated and
+the devkit tables are loaded once however many modules use them.
 """
 
 from __future__ import annotations

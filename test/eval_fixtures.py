@@ -140,7 +140,7 @@ class EvalWorld:
 
 @pytest.fixture(scope="module")
 def eval_world(synth_world, samples) -> EvalWorld:
-    """Reuses the data tests' session world (test modules using it declare ``pytest_plugins = ("data_fixtures",)``),
+    """Reuses the data tests' session world (registered for every test module in test/conftest.py),
     so a full run generates one world, not one per engineer. It has a train and a val scene, a three-point turn
     (a long-tail tag and a turning GT future) and pedestrians."""
     return EvalWorld(dataroot=Path(synth_world.dataroot), version=synth_world.version, samples=list(samples))

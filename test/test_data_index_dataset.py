@@ -13,13 +13,12 @@ import pytest
 import torch
 
 from dima_core.constants import CAMERA_NAMES, FUTURE_STEPS, PAST_STEPS
-from dima_core.data.config import DataConfig
+from dima_core.data.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig
 from dima_core.data.dataset import DrivingDataset, ImageLoadError, collate
 from dima_core.data.index import INDEX_FORMAT_VERSION, SampleIndex, SampleIndexError
 
 # Session fixtures (the generated world, readers, samples) live in test/data_fixtures.py; registering it as a
 # plugin makes every data test module share one world instead of generating its own.
-pytest_plugins = ("data_fixtures",)
 
 
 def assert_samples_equal(a, b):
@@ -138,7 +137,7 @@ def test_dataset_item_and_collate_shapes(sample_index):
 
 
 def test_dataset_normalisation_intrinsics_and_agent_range(sample_index):
-    cfg = small_config()
+    cfg = small_config(image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)  # non-identity, so normalisation is tested
     ds = DrivingDataset(sample_index, cfg)
     item = ds[0]
     sample = sample_index[0]

@@ -29,7 +29,6 @@ from dima_core.constants import (
 
 # Session fixtures (the generated world, readers, samples) live in test/data_fixtures.py; registering it as a
 # plugin makes every data test module share one world instead of generating its own.
-pytest_plugins = ("data_fixtures",)
 
 
 def ego_pose_record(nusc, sample_token: str) -> dict:

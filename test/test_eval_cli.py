@@ -6,12 +6,11 @@ import json
 
 import pytest
 
-from eval_fixtures import EvalWorld, eval_world  # noqa: F401  (fixture)
+from eval_fixtures import EvalWorld
 from dima_core.cli import main
 from dima_core.constants import COMMAND_STRAIGHT
 from dima_core.eval.results_file import write_results
 
-pytest_plugins = ("data_fixtures",)
 
 
 def _run(argv: list[str]) -> int:

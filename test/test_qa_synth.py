@@ -6,7 +6,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from data_fixtures import nusc, reader, samples, synth_world  # noqa: F401 - pytest fixtures
 
 from dima_core.data.drivelm import load_drivelm
 from dima_core.data.qa import project_box, write_qa_for_dataset

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-pytest_plugins = ("synth_fixtures",)
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -10,7 +10,6 @@ import pytest
 
 from dima_core.constants import CAMERA_NAMES, LIDAR_NAME
 
-pytest_plugins = ("synth_fixtures",)
 
 
 def test_tables_load_and_link(synth_written, synth_nusc):

@@ -6,7 +6,6 @@ import numpy as np
 from shapely.geometry import LineString, Polygon
 from shapely.ops import unary_union
 
-pytest_plugins = ("synth_fixtures",)
 
 
 def _maps(synth_written):

@@ -9,7 +9,6 @@ import pytest
 
 from dima_core.constants import CAMERA_NAMES
 
-pytest_plugins = ("synth_fixtures",)
 
 
 def _scene(world, nusc, sample):

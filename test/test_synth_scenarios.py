@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 
-pytest_plugins = ("synth_fixtures",)
 
 
 def _keyframe_poses(scene) -> np.ndarray:

@@ -20,7 +20,6 @@ from dima_core.training.checkpoint import (
     write_latest,
 )
 from training_fixtures import REPO_ROOT, TinyNet, build_tiny_trainer, subprocess_env, tiny_config
-from training_fixtures import single_thread  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -13,7 +13,6 @@ from dima_core.config import ConfigError, load_config
 from dima_core.training.config import TrainConfig
 from dima_core.training.precision import resolve_precision
 from training_fixtures import REPO_ROOT, build_tiny_trainer, tiny_config
-from training_fixtures import single_thread  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -14,7 +14,6 @@ from dima_core.training.checkpoint import load_checkpoint
 from training_fixtures import build_tiny_trainer, tiny_config
 
 TOTAL_STEPS = 12  # 24 samples / batch 4 = 6 steps per epoch, 2 epochs
-from training_fixtures import single_thread  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_fixtures import synth_world  # noqa: F401 - session fixture: one world per test session
 from dima_core.cli import main as dima_main
 from dima_core.training.checkpoint import load_checkpoint, resolve_checkpoint
-from training_fixtures import micro_index, micro_model, single_thread  # noqa: F401 - fixtures
 from training_fixtures import REPO_ROOT, free_port, run_checked, stage1_cli_args, torchrun_command
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -47,8 +47,11 @@ class DataConfig:
     index_path: Optional[str] = ranged(None, help="cached index written by `dima data index`")
 
     image_size: tuple[int, int] = ranged((360, 640), lo=16, hi=4096, help="network input (height, width) in pixels")
-    image_mean: tuple[float, float, float] = ranged(IMAGENET_MEAN, lo=0.0, hi=1.0, help="RGB mean on [0, 1] pixels")
-    image_std: tuple[float, float, float] = ranged(IMAGENET_STD, lo=1e-6, hi=10.0, help="RGB std on [0, 1] pixels")
+    # Identity by default: the planner normalises RGB in [0, 1] itself (ImageBackbone), so the exported model and the
+    # ROS node feed plain [0, 1] pixels and normalisation lives in one place. Set IMAGENET_MEAN/STD here only for
+    # models that expect pre-normalised input.
+    image_mean: tuple[float, float, float] = ranged((0.0, 0.0, 0.0), lo=0.0, hi=1.0, help="RGB mean on [0, 1] pixels")
+    image_std: tuple[float, float, float] = ranged((1.0, 1.0, 1.0), lo=1e-6, hi=10.0, help="RGB std on [0, 1] pixels")
     interpolation: Literal["linear", "area", "nearest", "cubic"] = "area"
 
     map_points_per_vector: int = ranged(MAP_POINTS_PER_VECTOR, lo=2, hi=1000, help="points per map polyline")
