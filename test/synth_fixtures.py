@@ -1,5 +1,5 @@
-"""Fixtures of the synthetic-world tests (``test_synth_*.py``), registered with
-test/conftest.py registers this module in ``pytest_plugins``, so each world is generated once per test session.
+"""Fixtures of the synthetic-world tests (``test_synth_*.py``). test/conftest.py registers this module in
+``pytest_plugins``, so each world is generated once per test session.
 
 - ``synth_written``: a small dataroot written by the library API (2 scenes x 5 s, 320 x 180 images) plus the
   in-memory world it came from (same seed), so tests can re-render frames and compare with what was written.
