@@ -22,7 +22,7 @@ from ros_helpers.testing import BackgroundSpinner, RosSubprocess, require_ros
 # Fixture modules, registered once for the whole session. Test modules must not import fixtures from them (an
 # imported session fixture is a new fixture per module, so the synthetic world would be generated once per module);
 # they may import plain helper functions and constants.
-pytest_plugins = ("data_fixtures", "synth_fixtures", "training_fixtures", "eval_fixtures")
+pytest_plugins = ("data_fixtures", "synth_fixtures", "training_fixtures", "eval_fixtures", "mllm_fixtures")
 
 # ---------------------------------------------------------------------------------------------------------------------
 # 1. ROS isolation. Done at import time, before anything can call rclpy.init(), so that this process AND every

@@ -1,0 +1,417 @@
+"""``DimaTeacher``: BEAM adapters + LoRA LLM + task heads, i.e. DiMA's MLLM teacher.
+
+One forward pass: the BEAM tokens go through their Q-former adapters (BEV tokens optionally masked first, agent
+tokens optionally scene-edited), the adapter outputs and the learned ``<plan>`` query are spliced into the prompt's
+embeddings, the LLM runs once, and the heads read its last hidden states:
+
+- LM logits -> (a) VQA loss on the answer tokens;
+- hidden at ``<plan>`` -> (b) planning head -> trajectories (B, M, T, 2) and penultimate feature (B, F);
+- hidden at the BEV query positions -> (c) reconstruction of the masked BEV tokens;
+- hidden at all scene positions (B, E, A, M, plan) -> (d) BEV tokens at t+1, t+2.
+
+:meth:`DimaTeacher.losses` turns that (plus the planner's penultimate feature and an optional scene-edit pass) into
+the weighted loss terms; :meth:`generate` answers questions; :meth:`plan` is the MLLM-only planning mode;
+:meth:`dual_plan` the DiMA-Dual mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Optional, Protocol, Sequence
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch import nn
+
+from dima_core.models.mllm.adapters import BeamAdapters
+from dima_core.models.mllm.config import TOKEN_TYPES, MllmConfig
+from dima_core.models.mllm.distill import FeatureDistiller, dual_mode_plan
+from dima_core.models.mllm.heads import BevTokenDecoder, FutureBevHeads, PlanningHead
+from dima_core.models.mllm.llm import add_lora, freeze, hidden_size, load_llm, lora_parameters
+from dima_core.models.mllm.losses import (
+    attention_distill_loss,
+    future_loss,
+    planning_l1,
+    reconstruction_loss,
+    scene_edit_loss,
+    total_loss,
+    vqa_loss,
+)
+from dima_core.models.mllm.masking import BevMask, BevMasker, gather_tokens
+from dima_core.models.mllm.prompt import (
+    IGNORE_INDEX,
+    SLOTS,
+    PromptBatch,
+    PromptBuilder,
+    embed_prompt,
+    splice_embeddings,
+)
+from dima_core.models.mllm.scene_editing import AddedAgentEncoder, SceneEdit, apply_edits_to_tokens, edited_plan_targets
+
+
+class BeamLike(Protocol):
+    """What the teacher reads from :class:`dima_core.models.beam.BeamTokens`."""
+
+    bev: torch.Tensor  # (B, H*W, C)
+    ego: torch.Tensor  # (B, 1, C)
+    agents: torch.Tensor  # (B, Na, C)
+    map: torch.Tensor  # (B, Nm, C)
+    agent_boxes: torch.Tensor  # (B, Na, 7)
+
+
+@dataclass
+class TeacherOutput:
+    """Everything one teacher forward produces (B batch, L sequence, V vocabulary, K masked/queried positions).
+
+    logits (B, L, V); lm_loss () or None without answers; hidden (B, L, D_llm) last hidden states;
+    plan_trajectories (B, M, T, 2) positions; plan_feature (B, F) the planning head's penultimate feature;
+    bev_mask the masking applied (None when unmasked); recon (B, K, C) predictions at ``bev_mask.positions``;
+    recon_target (B, K, C) the unmasked BEV tokens there; future ``{k: (B, K', C)}`` at ``future_positions`` (B, K');
+    attentions per layer (B, H, L, L) when requested.
+    """
+
+    logits: torch.Tensor
+    lm_loss: Optional[torch.Tensor]
+    hidden: torch.Tensor
+    plan_trajectories: torch.Tensor
+    plan_feature: torch.Tensor
+    bev_mask: Optional[BevMask] = None
+    recon: Optional[torch.Tensor] = None
+    recon_target: Optional[torch.Tensor] = None
+    future: dict[int, torch.Tensor] = field(default_factory=dict)
+    future_positions: Optional[torch.Tensor] = None
+    attentions: Optional[tuple[torch.Tensor, ...]] = None
+
+
+def _gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(B, L, D), (B, K) -> (B, K, D)."""
+    return torch.gather(hidden, 1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+
+
+class DimaTeacher(nn.Module):
+    """DiMA's MLLM teacher.
+
+    Args:
+        cfg: the teacher config.
+        llm: a loaded causal LM (frozen and LoRA-wrapped here unless it already is a peft model), or None to load
+            ``cfg.llm`` (offline).
+        tokenizer: its tokenizer (required with ``llm``).
+    """
+
+    def __init__(self, cfg: MllmConfig, llm: Optional[nn.Module] = None, tokenizer=None):
+        super().__init__()
+        self.cfg = cfg
+        if llm is None:
+            llm, tokenizer = load_llm(cfg.llm)
+        elif tokenizer is None:
+            raise ValueError("DimaTeacher: pass the tokenizer together with the llm")
+        else:
+            from peft import PeftModel
+
+            if not isinstance(llm, PeftModel):
+                freeze(llm)
+                llm = add_lora(llm, cfg.llm)
+        self.llm = llm
+        self.tokenizer = tokenizer
+        d_llm = hidden_size(llm)
+        h = cfg.heads
+        self.prompts = PromptBuilder(
+            tokenizer,
+            cfg.adapters.queries,
+            cfg.llm.system_prompt,
+            cfg.llm.max_answer_tokens,
+            use_chat_template=cfg.llm.prompt_format == "chat_template",
+        )
+        self.adapters = BeamAdapters(cfg.scene_dim, d_llm, cfg.adapters)
+        self.plan_query = nn.Parameter(torch.randn(d_llm) * 0.02)
+        self.masker = BevMasker(cfg.scene_dim, cfg.masking.ratio)
+        self.plan_head = PlanningHead(d_llm, h.plan_hidden, h.plan_feature_dim, h.num_modes, h.num_steps)
+        self.recon_head = BevTokenDecoder(d_llm, cfg.scene_dim, h.bev_tokens, h.decoder_dim, h.decoder_heads,
+                                          h.mlp_hidden)
+        self.future_heads = FutureBevHeads(h.future_offsets, d_llm, cfg.scene_dim, h.bev_tokens, h.decoder_dim,
+                                           h.decoder_heads, h.mlp_hidden)
+        self.agent_encoder = AddedAgentEncoder(cfg.scene_dim, h.num_steps)
+        self.distiller = FeatureDistiller(cfg.planner_feature_dim, h.plan_feature_dim, cfg.distill)
+
+    # ------------------------------------------------------------------------------------------------ building
+
+    @property
+    def device(self) -> torch.device:
+        return self.plan_query.device
+
+    def encode_prompts(
+        self, questions: Sequence[str], answers: Optional[Sequence[str]] = None, padding_side: str = "right"
+    ) -> PromptBatch:
+        """Tokenized, labelled, padded prompts on the teacher's device (see :class:`PromptBuilder`)."""
+        return self.prompts.encode(questions, answers, padding_side=padding_side).to(self.device)
+
+    def scene_embeddings(
+        self,
+        beam: BeamLike,
+        mask_bev: bool = False,
+        agents: Optional[torch.Tensor] = None,
+        agent_valid: Optional[torch.Tensor] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> tuple[dict[str, torch.Tensor], Optional[BevMask]]:
+        """Adapter outputs ``{name: (B, Q_name, D_llm)}`` (+ ``plan`` (B, 1, D_llm)) and the BEV mask applied.
+
+        Args:
+            beam: BEAM tokens. mask_bev: mask ``cfg.masking.ratio`` of the BEV tokens first (surrogate (c)).
+            agents / agent_valid: replacement agent tokens (B, Na', C) and validity (B, Na') (scene editing).
+        """
+        bev_mask = self.masker(beam.bev, generator=generator) if mask_bev else None
+        tokens = {
+            "bev": bev_mask.tokens if bev_mask is not None else beam.bev,
+            "ego": beam.ego,
+            "agent": beam.agents if agents is None else agents,
+            "map": beam.map,
+        }
+        valid = {"agent": agent_valid} if agent_valid is not None else None
+        values = self.adapters(tokens, valid)
+        values["plan"] = self.plan_query.view(1, 1, -1).expand(beam.bev.shape[0], 1, -1)
+        return values, bev_mask
+
+    # ------------------------------------------------------------------------------------------------ forward
+
+    def forward(
+        self,
+        beam: BeamLike,
+        prompts: PromptBatch,
+        mask_bev: bool = False,
+        predict_future: bool = False,
+        agents: Optional[torch.Tensor] = None,
+        agent_valid: Optional[torch.Tensor] = None,
+        output_attentions: bool = False,
+        generator: Optional[torch.Generator] = None,
+    ) -> TeacherOutput:
+        """Run adapters, LLM and heads.
+
+        Args:
+            beam: BEAM tokens (B samples). prompts: B prompts from :meth:`encode_prompts` (with answers for a loss).
+            mask_bev: apply surrogate (c) masking and predict the masked tokens.
+            predict_future: predict BEV tokens at the configured future offsets (surrogate (d)).
+            agents / agent_valid: scene-edited agent tokens (see :func:`apply_edits_to_tokens`).
+            output_attentions: return per-layer attention maps (needs ``llm.attn_implementation: eager``).
+            generator: RNG for masking and future-position subsampling.
+        """
+        self.check_beam(beam)
+        values, bev_mask = self.scene_embeddings(beam, mask_bev, agents, agent_valid, generator)
+        embeds = embed_prompt(self.llm.get_input_embeddings(), prompts, self.prompts.placeholder_ids)
+        embeds = splice_embeddings(embeds, prompts.positions, values)
+        out = self.llm(
+            inputs_embeds=embeds,
+            attention_mask=prompts.attention_mask,
+            output_hidden_states=True,
+            output_attentions=output_attentions,
+            use_cache=False,
+        )
+        hidden = out.hidden_states[-1]
+        head_dtype = self.plan_query.dtype
+        plan_hidden = _gather_positions(hidden, prompts.positions["plan"]).squeeze(1).to(head_dtype)
+        trajectories, feature = self.plan_head(plan_hidden)
+        lm = vqa_loss(out.logits, prompts.labels) if bool((prompts.labels != IGNORE_INDEX).any()) else None
+        result = TeacherOutput(out.logits, lm, hidden, trajectories, feature, bev_mask=bev_mask,
+                               attentions=out.attentions if output_attentions else None)
+        if bev_mask is not None:
+            memory = _gather_positions(hidden, prompts.positions["bev"]).to(head_dtype)
+            result.recon = self.recon_head(memory, bev_mask.positions)
+            result.recon_target = gather_tokens(beam.bev, bev_mask.positions)
+        if predict_future:
+            scene_pos = torch.cat([prompts.positions[name] for name in SLOTS], dim=1)
+            memory = _gather_positions(hidden, scene_pos).to(head_dtype)
+            result.future_positions = self.future_positions(beam.bev.shape[0], generator)
+            result.future = self.future_heads(memory, result.future_positions)
+        return result
+
+    def check_beam(self, beam: BeamLike) -> None:
+        """Raise ValueError when the BEAM tokens do not have the widths / BEV size this teacher was built for."""
+        c, n = self.cfg.scene_dim, self.cfg.heads.bev_tokens
+        for name in ("bev", "ego", "agents", "map"):
+            t = getattr(beam, name)
+            if t.dim() != 3 or t.shape[-1] != c:
+                raise ValueError(f"BeamTokens.{name} has shape {tuple(t.shape)}; the teacher expects (B, N, {c})")
+        if beam.bev.shape[1] != n:
+            raise ValueError(f"BeamTokens.bev holds {beam.bev.shape[1]} tokens; heads.bev_tokens is {n}")
+
+    def future_positions(self, batch: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """(B, K) BEV positions the future heads predict: all, or a random subset (``future_query_subsample``)."""
+        n = self.cfg.heads.bev_tokens
+        k = self.cfg.heads.future_query_subsample
+        if k is None or k >= n:
+            return torch.arange(n, device=self.device).unsqueeze(0).expand(batch, -1)
+        return torch.rand(batch, n, generator=generator).argsort(dim=1)[:, :k].to(self.device)
+
+    # ------------------------------------------------------------------------------------------------ losses
+
+    def losses(
+        self,
+        beam: BeamLike,
+        prompts: PromptBatch,
+        command: torch.Tensor,
+        plan_gt: torch.Tensor,
+        plan_mask: torch.Tensor,
+        planner_feature: Optional[torch.Tensor] = None,
+        future_bev: Optional[dict[int, torch.Tensor]] = None,
+        future_valid: Optional[dict[int, torch.Tensor]] = None,
+        edits: Optional[Sequence[Optional[SceneEdit]]] = None,
+        edit_prompts: Optional[PromptBatch] = None,
+        reference_attentions: Optional[Sequence[torch.Tensor]] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], TeacherOutput]:
+        """All enabled DiMA loss terms and their weighted sum.
+
+        Args:
+            beam: BEAM tokens from the (trainable) scene encoder. prompts: QA prompts with answers.
+            command: (B,) driving command. plan_gt: (B, T, 2) GT ego future. plan_mask: (B, T) bool.
+            planner_feature: (B, C_plan) the planner's penultimate ego feature -> (f) when given.
+            future_bev: ``{k: (B, H*W, C)}`` the encoder's BEV tokens of frame t+k -> (d) when given (detached here).
+            future_valid: ``{k: (B,) bool}`` which samples have frame t+k.
+            edits / edit_prompts: per-sample scene edits (None = unedited) and :meth:`edit_qa_prompts` -> (e).
+            reference_attentions: a reference LLM's attention maps on the same prompts (Drive-KD option).
+        Returns:
+            (total, ``{term: value}``, the main pass's :class:`TeacherOutput`).
+        """
+        use_attn = self.cfg.attention_distill.enabled and reference_attentions is not None
+        main = self(beam, prompts, mask_bev=self.cfg.masking.ratio > 0, predict_future=future_bev is not None,
+                    output_attentions=use_attn, generator=generator)
+        terms: dict[str, torch.Tensor] = {}
+        if main.lm_loss is not None:
+            terms["vqa"] = main.lm_loss
+        terms["plan"] = planning_l1(main.plan_trajectories, command, plan_gt, plan_mask)
+        if main.recon is not None:
+            terms["recon"] = reconstruction_loss(main.recon, main.recon_target, self.cfg.masking.detach_target)
+        if future_bev is not None:
+            targets = {k: gather_tokens(v, main.future_positions) for k, v in future_bev.items()}
+            terms["future"] = future_loss(main.future, targets, future_valid)
+        if planner_feature is not None:
+            terms["distill"] = self.distiller(planner_feature, main.plan_feature)
+        if edits is not None and any(e is not None for e in edits):
+            if edit_prompts is None:
+                raise ValueError("scene edits need edit_prompts (the prompts of their QA pairs)")
+            terms["scene_edit"] = self.scene_edit_terms(beam, edits, edit_prompts, command)
+        if use_attn:
+            text_mask, vision_mask = self.attention_masks(prompts)
+            terms["attention_distill"] = attention_distill_loss(
+                main.attentions, reference_attentions, self.cfg.attention_distill.layers, text_mask, vision_mask
+            )
+        return total_loss(terms, self.cfg.weights), terms, main
+
+    def scene_edit_terms(
+        self,
+        beam: BeamLike,
+        edits: Sequence[Optional[SceneEdit]],
+        edit_prompts: PromptBatch,
+        command: torch.Tensor,
+    ) -> torch.Tensor:
+        """(e) One pass on the edited scene: CE on the edit QA + L1 to the edited ego label + collision hinge.
+
+        ``edit_prompts`` holds one prompt per sample (:meth:`edit_qa_prompts`); rows of unedited samples are not
+        supervised (their labels are ignored and their ego targets masked).
+        """
+        unedited = torch.tensor([e is None for e in edits], device=edit_prompts.labels.device)
+        labels = edit_prompts.labels.masked_fill(unedited.unsqueeze(1), IGNORE_INDEX)
+        edit_prompts = dataclasses.replace(edit_prompts, labels=labels)
+        agents, valid = apply_edits_to_tokens(
+            beam.agents, edits, self.agent_encoder, getattr(beam, "agent_boxes", None),
+            self.cfg.scene_edit.remove_match_radius_m,
+        )
+        out = self(beam, edit_prompts, agents=agents, agent_valid=valid)
+        targets = edited_plan_targets(edits, self.device)
+        loss = scene_edit_loss(out.plan_trajectories, command, targets, self.cfg.scene_edit.collision_margin_m)
+        return loss + out.lm_loss if out.lm_loss is not None else loss
+
+    def edit_qa_prompts(self, edits: Sequence[Optional[SceneEdit]], seed: int = 0) -> PromptBatch:
+        """One QA pair per sample for :meth:`scene_edit_terms`: a seeded choice among each edit's pairs (an empty,
+        unsupervised prompt for unedited samples)."""
+        rng = np.random.default_rng(seed)
+        questions, answers = [], []
+        for e in edits:
+            q, a = e.qa[int(rng.integers(len(e.qa)))] if e is not None and e.qa else ("", "")
+            questions.append(q)
+            answers.append(a)
+        return self.encode_prompts(questions, answers)
+
+    def attention_masks(self, prompts: PromptBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(text rows, vision columns) as (B, L) bool: tokens after ``<plan>`` that are real, and BEAM slots."""
+        b, length = prompts.input_ids.shape
+        idx = torch.arange(length, device=prompts.input_ids.device).unsqueeze(0).expand(b, -1)
+        text = (idx > prompts.positions["plan"]) & prompts.attention_mask.bool()
+        vision = torch.zeros(b, length, dtype=torch.bool, device=idx.device)
+        for name in TOKEN_TYPES:
+            vision.scatter_(1, prompts.positions[name], True)
+        return text, vision
+
+    # ------------------------------------------------------------------------------------------------ inference
+
+    @torch.no_grad()
+    def plan(self, beam: BeamLike) -> tuple[torch.Tensor, torch.Tensor]:
+        """MLLM-only planning: (B, M, T, 2) trajectories and (B, F) penultimate feature (no question needed)."""
+        prompts = self.encode_prompts([""] * beam.bev.shape[0])
+        was_training = self.training
+        self.eval()  # no LoRA / Q-former dropout at inference
+        try:
+            out = self(beam, prompts)
+        finally:
+            self.train(was_training)
+        return out.plan_trajectories, out.plan_feature
+
+    def dual_plan(
+        self,
+        planner_feature: torch.Tensor,
+        mllm_feature: torch.Tensor,
+        final_head: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """DiMA-Dual: ``final_head(max(planner_feature, project(mllm_feature)))``, e.g. with
+        ``PlanningTransformer.decode`` as the head. Features (B, C_plan) and (B, F)."""
+        return dual_mode_plan(planner_feature, mllm_feature, final_head, self.distiller.project)
+
+    @torch.no_grad()
+    def generate(self, beam: BeamLike, question: str | Sequence[str], max_new_tokens: int = 64) -> list[str]:
+        """Greedy answers grounded on the BEAM tokens, one per sample (a single question is asked of each)."""
+        b = beam.bev.shape[0]
+        questions = [question] * b if isinstance(question, str) else list(question)
+        prompts = self.encode_prompts(questions, padding_side="left")
+        was_training = self.training
+        self.eval()  # no LoRA / Q-former dropout at inference
+        try:
+            self.check_beam(beam)
+            values, _ = self.scene_embeddings(beam)
+            embeds = embed_prompt(self.llm.get_input_embeddings(), prompts, self.prompts.placeholder_ids)
+            embeds = splice_embeddings(embeds, prompts.positions, values)
+            out = self.llm.generate(
+                inputs_embeds=embeds,
+                attention_mask=prompts.attention_mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.prompts.pad_id,
+                eos_token_id=self.prompts.end_of_turn_id,
+            )
+        finally:
+            self.train(was_training)
+        # With inputs_embeds, decoder-only generate returns only the new tokens.
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    # ------------------------------------------------------------------------------------------------ training
+
+    def set_stage(self, stage: Literal["align", "finetune"]) -> None:
+        """DriVLM two-stage schedule: ``align`` trains adapters and heads only (LoRA frozen), ``finetune`` adds LoRA.
+        The LLM base stays frozen in both."""
+        for p in lora_parameters(self.llm):
+            p.requires_grad_(stage == "finetune")
+
+    def stage_for_step(self, step: int) -> Literal["align", "finetune"]:
+        """The schedule's stage at optimizer step ``step`` (always ``finetune`` when the option is off)."""
+        ts = self.cfg.two_stage
+        return "align" if ts.enabled and step < ts.align_steps else "finetune"
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything but the frozen LLM base: adapters, heads, queries and LoRA (what a stage-2 checkpoint needs)."""
+        return {
+            name: t for name, t in self.state_dict().items()
+            if not name.startswith("llm.") or "lora_" in name
+        }
+
+
+__all__ = ["BeamLike", "DimaTeacher", "TeacherOutput"]
