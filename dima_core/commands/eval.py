@@ -2,13 +2,21 @@
 
     dima eval --results FILE --dataroot DIR --version V [--split val] [--out report.json]
               [--longtail-tokens FILE] [--name NAME] [--no-admlp] [--admlp-train-split train]
+    dima eval --checkpoint CKPT --dataroot DIR --version V [--split val] [--out report.json]
+              [--results-out results.json] [--batch-size N] [--device cpu|cuda] [--index FILE]
 
 Results-file mode scores ``FILE`` (DESIGN.md section 3 interface, :mod:`dima_core.eval.results_file`) against the
 GT of ``--split``. Tokens of other splits in the file are ignored (counted); tokens the dataset does not have are an
 error naming the token; split samples the file lacks are reported and counted, not scored. The constant-velocity
 baseline and the AD-MLP baseline (fitted here on ``--admlp-train-split``) are scored on exactly the same samples.
-The source of predictions is one mutually exclusive argument group (``--results`` today), so a checkpoint mode adds
-its flag to the group and a planner callable in :func:`_primary_planner`.
+
+Checkpoint mode restores the stage-1 planner from ``CKPT`` (a file or a run directory; the model config is stored
+in it), runs it over ``--split`` through the training data path (:mod:`dima_core.eval.planner_inference`), writes
+its plans as a results file (``--results-out``, the same interface, so ``dima eval --results`` on it gives the same
+planning numbers), and adds to the report the detection quality of the agent head (nuScenes devkit mAP/NDS on real
+nuScenes official splits, else matching-based AP: :mod:`dima_core.eval.detection_metrics`), the Chamfer map AP of
+the map head (:mod:`dima_core.eval.map_metrics`) and the per-frame inference latency. Every block of the report
+states its formula.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--results", metavar="FILE", help="results file {meta, results: {token: {trajectory}}}")
+    source.add_argument("--checkpoint", metavar="CKPT", help="stage-1 planner checkpoint file or run directory")
     parser.add_argument("--dataroot", required=True, help="nuScenes (or synthetic world) root")
     parser.add_argument("--version", required=True, help="table version, e.g. v1.0-mini or v1.0-trainval")
     parser.add_argument("--split", default="val", help="split to score ('all' for every sample); default val")
@@ -49,6 +58,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--admlp-model", metavar="FILE",
         help="AD-MLP weights: loaded when FILE exists, else fitted and saved there (skips refitting on re-runs)",
     )
+    ckpt = parser.add_argument_group("checkpoint mode")
+    ckpt.add_argument("--results-out", metavar="FILE", help="write the planner's trajectories as a results file")
+    ckpt.add_argument("--batch-size", type=int, default=1, help="frames per forward pass (1: per-frame latency)")
+    ckpt.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device of the planner")
+    ckpt.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (image decoding)")
+    ckpt.add_argument("--index", metavar="FILE",
+                      help="cached index (`dima data index`, at the model's map resolution); default: index the split")
+    ckpt.add_argument("--det-top-k", type=int, default=None,
+                      help="detections kept per frame from the flattened query x class scores (default: #queries)")
+    ckpt.add_argument("--detection-dir", metavar="DIR",
+                      help="where the devkit's detection evaluation writes (real nuScenes; default: next to --out)")
     parser.set_defaults(func=run)
     return parser
 
@@ -80,16 +100,40 @@ def _primary_planner(args: argparse.Namespace, reader: "object", eval_tokens: li
     return name, (lambda sample: results.trajectories[sample.token]), extras
 
 
-def run(args: argparse.Namespace) -> int:
-    from dima_core.data.nuscenes_reader import NuScenesReader
+def _fit_or_load_admlp(args: argparse.Namespace, reader: "object") -> "object":
+    """The AD-MLP baseline: loaded from ``--admlp-model`` when it exists, else fitted on the train split (or None)."""
     from dima_core.eval.baselines import ADMLPBaseline, ADMLPConfig
-    from dima_core.eval.evaluate import (
-        baseline_planners,
-        combine_reports,
-        evaluate_planners,
-        fit_admlp,
-        report_tables,
+    from dima_core.eval.evaluate import fit_admlp
+
+    if args.no_admlp:
+        return None
+    if args.admlp_model and Path(args.admlp_model).is_file():
+        logger.info("AD-MLP baseline loaded from %s", args.admlp_model)
+        return ADMLPBaseline.load(args.admlp_model)
+    train_tokens = reader.sample_tokens(args.admlp_train_split)  # type: ignore[attr-defined]
+    admlp = fit_admlp(
+        (reader.build_sample(t) for t in train_tokens), ADMLPConfig(epochs=args.admlp_epochs)  # type: ignore[attr-defined]
     )
+    if admlp is not None and args.admlp_model:
+        admlp.save(args.admlp_model)
+    return admlp
+
+
+def _write_report(report: dict, path: str) -> None:
+    """Atomic JSON write (temp file + rename); NaN is refused so tools always get valid JSON."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
+    print(f"\nreport written to {out}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.checkpoint:
+        return _run_checkpoint(args)
+    from dima_core.data.nuscenes_reader import NuScenesReader
+    from dima_core.eval.evaluate import baseline_planners, combine_reports, evaluate_planners, report_tables
 
     reader = NuScenesReader(
         args.dataroot, args.version, with_map=False, longtail_token_files=list(args.longtail_tokens)
@@ -102,19 +146,7 @@ def run(args: argparse.Namespace) -> int:
     name, planner, extras = _primary_planner(args, reader, eval_tokens)
     scored_tokens: list[str] = extras.pop("_scored_tokens")
 
-    admlp = None
-    if not args.no_admlp:
-        if args.admlp_model and Path(args.admlp_model).is_file():
-            admlp = ADMLPBaseline.load(args.admlp_model)
-            logger.info("AD-MLP baseline loaded from %s", args.admlp_model)
-        else:
-            train_tokens = reader.sample_tokens(args.admlp_train_split)
-            admlp = fit_admlp(
-                (reader.build_sample(t) for t in train_tokens), ADMLPConfig(epochs=args.admlp_epochs)
-            )
-            if admlp is not None and args.admlp_model:
-                admlp.save(args.admlp_model)
-    baselines = baseline_planners(admlp)
+    baselines = baseline_planners(_fit_or_load_admlp(args, reader))  # type: ignore[arg-type]
     if name in baselines:
         raise ValueError(f"method name '{name}' is also a baseline's name; pass another --name")
     planners = {name: planner, **baselines}
@@ -128,10 +160,109 @@ def run(args: argparse.Namespace) -> int:
     if report["num_missing_results"]:
         print(f"\n{report['num_missing_results']} samples of split '{args.split}' had no result (not scored).")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, out)
-        print(f"\nreport written to {out}")
+        _write_report(report, args.out)
+    return 0
+
+
+def _perception_table(detection: dict, map_report: dict) -> str:
+    """A short text table of the BEAM heads' detection and map quality."""
+    lines = [f"detection ({detection['method']}): mAP {detection['mAP']:.4f}  NDS {detection['NDS']:.4f}"]
+    for cls, entry in detection["per_class"].items():
+        if entry.get("ap_mean") is not None:
+            aps = "  ".join(f"AP@{d}m {v:.3f}" for d, v in entry["ap"].items())
+            lines.append(f"  {cls:<22} {aps}  mean {entry['ap_mean']:.4f}")
+    lines.append(f"map (Chamfer AP): mAP {map_report['mAP']:.4f}")
+    for cls, entry in map_report["per_class"].items():
+        if entry["ap_mean"] is not None:
+            aps = "  ".join(f"AP@{t}m {v:.3f}" for t, v in entry["ap"].items())
+            lines.append(f"  {cls:<22} {aps}  mean {entry['ap_mean']:.4f}  (GT {entry['num_gt']})")
+        else:
+            lines.append(f"  {cls:<22} no GT in the evaluated samples")
+    return "\n".join(lines)
+
+
+def _run_checkpoint(args: argparse.Namespace) -> int:
+    """``dima eval --checkpoint``: plans, detection AP and map AP of a stage-1 planner on one split."""
+    import torch
+    from nuscenes import NuScenes
+
+    from dima_core.data.nuscenes_reader import NuScenesReader
+    from dima_core.eval.detection_metrics import (
+        decode_detections,
+        devkit_detection_eval,
+        devkit_split_name,
+        gt_detections,
+        matching_detection_ap,
+    )
+    from dima_core.eval.evaluate import baseline_planners, combine_reports, evaluate_planners, report_tables
+    from dima_core.eval.map_metrics import decode_map, gt_map, map_ap
+    from dima_core.eval.planner_inference import eval_index, inference_dataset, load_planner_for_cli, run_planner
+    from dima_core.eval.results_file import write_results
+
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be >= 1")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+
+    loaded = load_planner_for_cli(args.checkpoint)
+    name = args.name or loaded.model_config.name
+    logger.info("planner %s from %s (step %d)", name, loaded.checkpoint, loaded.step)
+    nusc = NuScenes(version=args.version, dataroot=str(Path(args.dataroot).resolve()), verbose=False)
+    split = None if args.split == "all" else args.split
+    index = eval_index(loaded, args.dataroot, args.version, split, args.index, tuple(args.longtail_tokens), nusc=nusc)
+    dataset = inference_dataset(loaded, index, split)
+    if len(dataset) == 0:
+        raise ValueError(f"split '{args.split}' of {args.dataroot} ({args.version}) has no samples")
+    inference = run_planner(loaded.model, dataset, batch_size=args.batch_size, device=device,
+                            num_workers=args.num_workers)
+    samples = [index.get(token) for token in dataset.tokens]
+
+    if args.results_out:
+        write_results(args.results_out, inference.trajectories,
+                      meta={"method": name, "checkpoint": loaded.checkpoint, "step": loaded.step, "split": args.split})
+        print(f"results written to {args.results_out}")
+
+    # Planning: the model and the baselines on the same samples (the AD-MLP reads the train split without maps).
+    reader = NuScenesReader(args.dataroot, args.version, with_map=False,
+                            longtail_token_files=list(args.longtail_tokens), nusc=nusc)
+    baselines = baseline_planners(_fit_or_load_admlp(args, reader))  # type: ignore[arg-type]
+    if name in baselines:
+        raise ValueError(f"method name '{name}' is also a baseline's name; pass another --name")
+    plans = inference.trajectories
+    reports = evaluate_planners(samples, {name: lambda s: plans[s.token], **baselines})
+
+    # Detection: the devkit's DetectionEval when it can name the split, else the matching-based AP.
+    predictions = {
+        token: decode_detections(p.agent_boxes, p.agent_scores, p.agent_velocities, top_k=args.det_top_k)
+        for token, p in inference.predictions.items()
+    }
+    eval_set = devkit_split_name(reader, split)
+    if eval_set is not None and set(dataset.tokens) == set(reader.sample_tokens(split)):
+        det_dir = args.detection_dir or str(Path(args.out).parent / "detection_eval" if args.out else "detection_eval")
+        detection = devkit_detection_eval(nusc, predictions, {s.token: s.ego_to_global for s in samples},
+                                          eval_set, det_dir)
+    else:
+        detection = matching_detection_ap({s.token: gt_detections(s) for s in samples}, predictions)
+    map_report = map_ap(
+        {s.token: gt_map(s) for s in samples},
+        {token: decode_map(p.map_polylines, p.map_scores) for token, p in inference.predictions.items()},
+    )
+
+    report = combine_reports(
+        name, reports, split=args.split, dataroot=str(Path(args.dataroot).resolve()), version=args.version,
+        source={"checkpoint": loaded.checkpoint, "step": loaded.step, "model": loaded.model_config.name,
+                "results_file": str(Path(args.results_out).resolve()) if args.results_out else None},
+        detection=detection, map=map_report, inference=inference.latency_summary(),
+    )
+    print(report_tables(reports))
+    print()
+    print(_perception_table(detection, map_report))
+    latency = inference.latency_summary()
+    if latency["mean_ms_per_frame"] is not None:
+        print(f"\ninference: {latency['mean_ms_per_frame']:.1f} ms/frame (batch {args.batch_size}, {device})")
+    if args.out:
+        _write_report(report, args.out)
     return 0

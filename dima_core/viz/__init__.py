@@ -6,8 +6,16 @@
 """
 
 from dima_core.viz.bev import BevView, bev_panel, default_view
-from dima_core.viz.camera import camera_panel, draw_boxes, draw_tags
-from dima_core.viz.compose import CAMERA_GRID, RenderOptions, figure_size, render_sample, save_png
+from dima_core.viz.camera import camera_panel, draw_boxes, draw_tags, draw_trajectory
+from dima_core.viz.compose import (
+    CAMERA_GRID,
+    RenderOptions,
+    VideoWriter,
+    count_video_frames,
+    figure_size,
+    render_sample,
+    save_png,
+)
 from dima_core.viz.layers import PredictionLayer
 
 __all__ = [
@@ -15,11 +23,14 @@ __all__ = [
     "CAMERA_GRID",
     "PredictionLayer",
     "RenderOptions",
+    "VideoWriter",
     "bev_panel",
     "camera_panel",
+    "count_video_frames",
     "default_view",
     "draw_boxes",
     "draw_tags",
+    "draw_trajectory",
     "figure_size",
     "render_sample",
     "save_png",

@@ -78,6 +78,37 @@ def draw_boxes(
                 cv2.line(panel, _fixed(px[:, i], scale), _fixed(px[:, j], scale), color, 1, cv2.LINE_AA, _SHIFT)
 
 
+def draw_trajectory(
+    panel: np.ndarray,
+    camera: CameraView,
+    trajectory: np.ndarray,
+    color: Color,
+    z: float = 0.0,
+    thickness: int = 2,
+) -> None:
+    """Draw an ego-frame trajectory (T, 2) on the ground (height ``z`` in the ego frame) into ``panel``, in place.
+
+    The polyline starts at the ego origin; each segment is clipped at the camera's near plane, so a plan that
+    turns behind the camera draws only its visible part. Waypoints in front of the camera get a dot.
+    """
+    traj = np.asarray(trajectory, np.float64).reshape(-1, 2)
+    if not len(traj):
+        return
+    pts = np.vstack([np.zeros((1, 2)), traj])
+    ground = np.vstack([pts.T, np.full((1, len(pts)), z)])  # (3, T+1)
+    cam = ego_to_camera(ground, camera)
+    scale = panel.shape[1] / float(camera.width)
+    a, b, keep = clip_segments_to_near_plane(cam[:, :-1], cam[:, 1:])
+    for k in np.flatnonzero(keep):
+        pa = project_points(a[:, k : k + 1], camera)[:, 0]
+        pb = project_points(b[:, k : k + 1], camera)[:, 0]
+        cv2.line(panel, _fixed(pa, scale), _fixed(pb, scale), color, thickness, cv2.LINE_AA, _SHIFT)
+    front = cam[:, 1:][:, cam[2, 1:] > 0.5]
+    if front.shape[1]:
+        for p in project_points(front, camera).T:
+            cv2.circle(panel, _fixed(p, scale), 3 * _SCALE, color, -1, cv2.LINE_AA, _SHIFT)
+
+
 def draw_tags(panel: np.ndarray, camera: CameraView, tags: Sequence[CTag]) -> None:
     """Mark DriveLM c-tags of this camera: a ring at the tag pixel and the object id."""
     scale = panel.shape[1] / float(camera.width)
@@ -113,4 +144,4 @@ def camera_panel(
     return image
 
 
-__all__ = ["box_edges_px", "camera_panel", "draw_boxes", "draw_tags", "load_image"]
+__all__ = ["box_edges_px", "camera_panel", "draw_boxes", "draw_tags", "draw_trajectory", "load_image"]

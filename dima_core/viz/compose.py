@@ -22,7 +22,7 @@ from dima_core.data.drivelm import CTag
 from dima_core.data.sample import DrivingSample
 from dima_core.viz import colors as C
 from dima_core.viz.bev import bev_panel, default_view
-from dima_core.viz.camera import camera_panel
+from dima_core.viz.camera import camera_panel, draw_trajectory
 from dima_core.viz.layers import PredictionLayer
 
 CAMERA_GRID: tuple[tuple[str, ...], ...] = (
@@ -72,9 +72,19 @@ def render_sample(
             panel = camera_panel(
                 sample.camera(name), (tile_w, tile_h), boxes, box_colors, extra_boxes, extra_colors, tags
             )
+            if (name == "CAM_FRONT" and prediction is not None and prediction.trajectory is not None
+                    and prediction.front_camera_trajectory):
+                # GT future under the plan, so the two read against each other in the image as in the BEV.
+                gt_future = sample.ego_future[sample.ego_future_mask]
+                draw_trajectory(panel, sample.camera(name), gt_future, C.EGO_FUTURE_COLOR)
+                draw_trajectory(panel, sample.camera(name), prediction.trajectory, C.PRED_TRAJ_COLOR)
             canvas[row * tile_h : (row + 1) * tile_h, col * tile_w : (col + 1) * tile_w] = panel
     bev = bev_panel(sample, default_view(height), prediction, options.show_agent_futures)
     canvas[:, 3 * tile_w :] = cv2.resize(bev, (width - 3 * tile_w, height)) if bev.shape[:2] != (height, width - 3 * tile_w) else bev
+    if prediction is not None and prediction.caption:
+        org = (3 * tile_w + 6, height - 8)
+        cv2.putText(canvas, prediction.caption, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 3, cv2.LINE_AA)
+        cv2.putText(canvas, prediction.caption, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (40, 40, 40), 1, cv2.LINE_AA)
     return canvas
 
 
@@ -85,4 +95,62 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
         raise OSError(f"could not write image {path}")
 
 
-__all__ = ["CAMERA_GRID", "RenderOptions", "figure_size", "render_sample", "save_png"]
+class VideoWriter:
+    """MP4 of rendered frames (cv2 ``mp4v``), opened on the first frame (its size fixes the video's).
+
+    Frames of another size are resized to the first one's, so a scene renders into one file whatever its cameras.
+    Use as a context manager; :meth:`close` finalises the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = 2.0) -> None:
+        self.path = Path(path)
+        self.fps = float(fps)
+        self._writer: Optional[cv2.VideoWriter] = None
+        self._size: Optional[tuple[int, int]] = None
+        self.num_frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one (H, W, 3) uint8 BGR frame."""
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Even sizes: many decoders refuse odd-sized mp4v streams.
+            self._size = (frame.shape[1] // 2 * 2, frame.shape[0] // 2 * 2)
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self._size)
+            if not self._writer.isOpened():
+                raise OSError(f"cv2 cannot open an mp4v video writer for {self.path}")
+        assert self._size is not None
+        if (frame.shape[1], frame.shape[0]) != self._size:
+            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(np.ascontiguousarray(frame))
+        self.num_frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def count_video_frames(path: str | os.PathLike) -> int:
+    """Frames cv2 can decode from a video file (0 when it cannot open it): a read-back check of a written MP4."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return 0
+        count = 0
+        while True:
+            ok, _ = capture.read()
+            if not ok:
+                return count
+            count += 1
+    finally:
+        capture.release()
+
+
+__all__ = ["CAMERA_GRID", "RenderOptions", "VideoWriter", "count_video_frames", "figure_size", "render_sample",
+           "save_png"]

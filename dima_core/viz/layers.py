@@ -21,6 +21,8 @@ class PredictionLayer:
     box_labels: Optional[np.ndarray] = None  # (N,) DETECTION_CLASSES indices
     map_polylines: Optional[np.ndarray] = None  # (K, P, 2)
     map_labels: Optional[np.ndarray] = None  # (K,) MAP_CLASSES indices
+    caption: Optional[str] = None  # one line drawn on the BEV panel (method, metrics, command ...)
+    front_camera_trajectory: bool = True  # also project ``trajectory`` (and the GT future) onto CAM_FRONT
 
     def validate(self) -> None:
         """Raise ValueError naming the field whose shape does not match the conventions above."""
