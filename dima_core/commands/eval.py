@@ -63,6 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     ckpt.add_argument("--batch-size", type=int, default=1, help="frames per forward pass (1: per-frame latency)")
     ckpt.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device of the planner")
     ckpt.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (image decoding)")
+    ckpt.add_argument("--mode", choices=("vision", "mllm", "dual"), default="vision",
+                      help="DiMA inference mode: vision (LLM dropped), mllm (teacher plan head), dual (max-pool); "
+                      "mllm/dual need a stage-2 checkpoint")
     ckpt.add_argument("--index", metavar="FILE",
                       help="cached index (`dima data index`, at the model's map resolution); default: index the split")
     ckpt.add_argument("--det-top-k", type=int, default=None,
@@ -196,7 +199,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     )
     from dima_core.eval.evaluate import baseline_planners, combine_reports, evaluate_planners, report_tables
     from dima_core.eval.map_metrics import decode_map, gt_map, map_ap
-    from dima_core.eval.planner_inference import eval_index, inference_dataset, load_planner_for_cli, run_planner
+    from dima_core.eval.planner_inference import eval_index, inference_dataset, run_planner
     from dima_core.eval.results_file import write_results
 
     if args.batch_size < 1:
@@ -207,8 +210,11 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     elif device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
 
-    loaded = load_planner_for_cli(args.checkpoint)
-    name = args.name or loaded.model_config.name
+    from dima_core.eval.dima_modes import load_planner_for_mode_cli
+
+    # --mode: vision (the planner), mllm (the teacher's plan head), dual (max-pooled features); dima_modes.py.
+    loaded = load_planner_for_mode_cli(args.checkpoint, args.mode)
+    name = args.name or loaded.model_config.name + ("" if args.mode == "vision" else f"_{args.mode}")
     logger.info("planner %s from %s (step %d)", name, loaded.checkpoint, loaded.step)
     nusc = NuScenes(version=args.version, dataroot=str(Path(args.dataroot).resolve()), verbose=False)
     split = None if args.split == "all" else args.split
@@ -254,6 +260,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     report = combine_reports(
         name, reports, split=args.split, dataroot=str(Path(args.dataroot).resolve()), version=args.version,
         source={"checkpoint": loaded.checkpoint, "step": loaded.step, "model": loaded.model_config.name,
+                "mode": args.mode,
                 "results_file": str(Path(args.results_out).resolve()) if args.results_out else None},
         detection=detection, map=map_report, inference=inference.latency_summary(),
     )

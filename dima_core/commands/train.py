@@ -25,13 +25,28 @@ log = logging.getLogger(__name__)
 # `dima --help` does not import torch. Stage 2 (joint training with the MLLM teacher) registers itself here.
 STAGES: dict[int, str] = {
     1: "dima_core.training.stage1:build_stage1_trainer",
+    2: "dima_core.training.stage2:build_stage2_trainer",
 }
+# stage -> "module:class" of its config when it extends TrainConfig (stage 2 adds the `joint` section).
+STAGE_CONFIGS: dict[int, str] = {
+    2: "dima_core.training.stage2:Stage2TrainConfig",
+}
+
+
+def config_class(stage: int) -> Any:
+    """The TrainConfig (sub)class a stage's YAML is validated against."""
+    from dima_core.training.config import TrainConfig
+
+    if stage not in STAGE_CONFIGS:
+        return TrainConfig
+    module_name, class_name = STAGE_CONFIGS[stage].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
-        help="train the planner (stage 1) from a config; torchrun-ready",
+        help="train the planner (stage 1) or DiMA jointly with the MLLM teacher (stage 2); torchrun-ready",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -63,10 +78,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def resolve_config(args: argparse.Namespace) -> Any:
     """The YAML's TrainConfig with the command-line overrides applied and re-validated."""
     from dima_core.config import config_from_dict, config_to_dict, load_config
-    from dima_core.training.config import TrainConfig
     from dima_core.training.stage1 import resolve_repo_path
 
-    config = load_config(resolve_repo_path(args.config), TrainConfig)
+    config_cls = config_class(args.stage)
+    config = load_config(resolve_repo_path(args.config), config_cls)
     data = config_to_dict(config)
     top = {
         "output_dir": args.out, "resume": args.resume, "init": args.init, "epochs": args.epochs,
@@ -85,7 +100,7 @@ def resolve_config(args: argparse.Namespace) -> Any:
     for key, value in (("dataroot", args.dataroot), ("version", args.version), ("index_path", args.index)):
         if value is not None:
             dataset[key] = value
-    config = config_from_dict(data, TrainConfig, source=f"{args.config} + command line")
+    config = config_from_dict(data, config_cls, source=f"{args.config} + command line")
     if config.stage != args.stage:
         raise ValueError(f"--stage {args.stage} but {args.config} is a stage-{config.stage} config")
     return config
