@@ -22,5 +22,13 @@ setup(
         "opencv-python-headless",
         "tqdm",
     ],
+    extras_require={
+        # TensorRT 10 (CUDA 12): the fp16 builder flag lowers the fp32 ONNX to fp16 per layer. TensorRT 11 removed
+        # that flag (strong typing only), so fp16 engines need <11; see docs/export.md. Never in the default install:
+        # it only works on machines with an NVIDIA GPU and driver.
+        "tensorrt": ["tensorrt-cu12>=10.0,<11"],
+        # onnxruntime with the CUDA execution provider (replaces the CPU onnxruntime package; do not install both).
+        "onnxruntime-gpu": ["onnxruntime-gpu"],
+    },
     entry_points={"console_scripts": ["dima = dima_core.cli:main"]},
 )

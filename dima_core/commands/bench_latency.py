@@ -1,0 +1,256 @@
+"""``dima bench latency``: per-frame planner latency (p50/p99, batch 1) per model config, pipeline and backend,
+recorded in ``docs/benchmarks.md``.
+
+    dima bench latency --configs dima_tiny vad_tiny --backends torch onnxruntime tensorrt --iters 50 --threads 1
+
+For each config (a name under ``config/model/`` or a YAML path) the planner is built with seeded random weights
+(latency does not depend on the weights), exported to ONNX in a temporary directory for the ONNX-based backends,
+loaded and warmed up through :func:`~dima_core.export.backends.create_backend` exactly as the ROS node does, and
+timed frame by frame. A frame is ``backend.infer(inputs)``: input validation, host->device copies, the model,
+device->host copies; i.e. what the node pays per camera set, not counting image decoding.
+
+What is measured is a list of *pipelines* (:data:`PIPELINES`). Only ``vision`` (the vision-only planner) exists
+today; the dual (planner + MLLM) and MLLM-only pipelines and the ROS overhead (node pipeline latency minus model
+latency) register here as further :class:`Pipeline` entries, so all of them land in one table from one run.
+Unavailable backends (no tensorrt package, no GPU) are listed with the reason, not silently skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+log = logging.getLogger(__name__)
+
+SECTION = "## Planner latency (`dima bench latency`)"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class BenchCase:
+    """One (config, backend) cell: what a pipeline needs to build its per-frame callable."""
+
+    config_name: str
+    model_yaml: Path
+    backend_name: str
+    device: str
+    threads: int
+    warmup: int
+    onnx_path: Optional[Path]
+    precision: str
+    engine_dir: Optional[str]
+    seed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Pipeline:
+    """A measured pipeline: ``build(case)`` returns ``(frame callable, description)``; raising
+    :class:`~dima_core.export.errors.BackendUnavailableError` marks the cell unavailable with its reason."""
+
+    name: str
+    description: str
+    build: Callable[[BenchCase], tuple[Callable[[], Any], str]]
+
+
+def _vision_pipeline(case: BenchCase) -> tuple[Callable[[], Any], str]:
+    from dima_core.export.backends import create_backend
+    from dima_core.export.io_spec import example_inputs
+
+    options: dict[str, Any] = {"backend": case.backend_name, "threads": case.threads, "warmup_iters": case.warmup}
+    if case.backend_name == "torch":
+        options.update(model_config=str(case.model_yaml), device=case.device, seed=case.seed)
+    elif case.backend_name == "onnxruntime":
+        options.update(onnx=str(case.onnx_path), device=case.device)
+    else:
+        options.update(onnx=str(case.onnx_path), precision=case.precision, engine_dir=case.engine_dir)
+    backend = create_backend(**options)
+    assert backend.model_config is not None
+    inputs = example_inputs(backend.model_config, backend.input_specs, seed=1)
+    return (lambda: backend.infer(inputs)), backend.describe()
+
+
+# The pipelines measured in one run, in table order. Section 8 of the deployment issue adds "dual" (vision planner
+# + MLLM teacher), "mllm" (MLLM-only planning) and "ros" (node pipeline latency at 6 compressed cameras, minus the
+# model latency of the same cell) here.
+PIPELINES: list[Pipeline] = [
+    Pipeline("vision", "vision-only planner: cameras + calibration + command -> trajectory", _vision_pipeline),
+]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "latency",
+        help="per-frame planner latency (p50/p99, batch 1) per config and backend; updates docs/benchmarks.md",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--configs", nargs="+", default=["dima_tiny", "vad_tiny"],
+                   help="model configs: names under config/model/ or YAML paths (default dima_tiny vad_tiny)")
+    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "tensorrt"],
+                   choices=("torch", "onnxruntime", "tensorrt"), help="backends to measure (default all)")
+    p.add_argument("--pipelines", nargs="+", default=[pl.name for pl in PIPELINES],
+                   choices=[pl.name for pl in PIPELINES], help="pipelines to measure (default all registered)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="device of the torch and onnxruntime backends (tensorrt is always cuda)")
+    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="tensorrt engine precision")
+    p.add_argument("--engine-dir", default=None, help="tensorrt engine cache (default: the usual cache)")
+    p.add_argument("--iters", type=int, default=30, help="timed frames per cell (default 30)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up frames per cell (default 3)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch/onnxruntime (default 1: comparable on a shared machine; 0 = library "
+                        "default)")
+    p.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
+    p.set_defaults(func=run)
+
+
+def _model_yaml(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    candidate = REPO_ROOT / "config" / "model" / f"{name}.yaml"
+    if not candidate.is_file():
+        raise ValueError(f"unknown model config {name!r}: no {candidate}")
+    return candidate
+
+
+@dataclass
+class Row:
+    config: str
+    pipeline: str
+    backend: str
+    description: str
+    p50: Optional[float] = None
+    p99: Optional[float] = None
+    mean: Optional[float] = None
+    iters: int = 0
+    note: str = ""
+
+
+def _measure(frame: Callable[[], Any], iters: int) -> list[float]:
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        frame()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return times
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from dima_core.export.errors import BackendUnavailableError
+    from dima_core.export.onnx_export import export_onnx
+    from dima_core.export.planner_loading import load_planner
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    pipelines = [pl for pl in PIPELINES if pl.name in args.pipelines]
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="dima-bench-latency-") as tmp:
+        for config_name in args.configs:
+            yaml_path = _model_yaml(config_name)
+            stem = yaml_path.stem
+            onnx_path: Optional[Path] = None
+            export_note = ""
+            if any(b in ("onnxruntime", "tensorrt") for b in args.backends):
+                t0 = time.perf_counter()
+                onnx_path = export_onnx(load_planner(model_config=yaml_path), Path(tmp) / stem).onnx_path
+                export_note = f"ONNX export + parity check {time.perf_counter() - t0:.0f} s"
+                log.info("%s: %s", stem, export_note)
+            for pipeline in pipelines:
+                for backend in args.backends:
+                    case = BenchCase(stem, yaml_path, backend, args.device, args.threads,
+                                     args.warmup, onnx_path, args.precision, args.engine_dir)
+                    row = Row(stem, pipeline.name, backend, "", note=export_note if backend != "torch" else "")
+                    try:
+                        frame, row.description = pipeline.build(case)
+                    except BackendUnavailableError as exc:
+                        row.note = f"not available: {exc}"
+                        rows.append(row)
+                        print(f"{case.config_name} {pipeline.name} {backend}: {row.note}")
+                        continue
+                    times = np.array(_measure(frame, args.iters))
+                    row.p50, row.p99 = float(np.percentile(times, 50)), float(np.percentile(times, 99))
+                    row.mean, row.iters = float(times.mean()), len(times)
+                    rows.append(row)
+                    print(f"{case.config_name} {pipeline.name} {row.description}: p50 {row.p50:.1f} ms, "
+                          f"p99 {row.p99:.1f} ms ({row.iters} frames)")
+                    del frame  # release the model before the next cell loads its own
+    report = _report(args, rows, load_before)
+    print()
+    print(report)
+    if args.doc:
+        _update_doc(args.doc, report)
+        print(f"updated {args.doc}")
+    return 0
+
+
+def _report(args: argparse.Namespace, rows: list[Row], load_before: float) -> str:
+    import onnxruntime
+    import torch
+
+    from dima_core.commands.bench_synth import machine
+
+    def ms(v: Optional[float]) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    lines = [
+        SECTION, "",
+        "Per-frame latency at batch 1 (random weights; latency does not depend on them). A frame = "
+        "`backend.infer(inputs)`: input validation, copies, the model; image decoding not included. "
+        "p99 over few frames is close to the maximum.", "",
+        "| config | pipeline | backend | p50 ms | p99 ms | mean ms | frames | note |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r.config} | {r.pipeline} | {r.description or r.backend} | {ms(r.p50)} | {ms(r.p99)} | "
+                     f"{ms(r.mean)} | {r.iters} | {r.note} |")
+    argv = sys.argv[1:]
+    shown = ("dima " + " ".join(shlex.quote(a) for a in argv)) if argv[:2] == ["bench", "latency"] else (
+        "dima bench latency")
+    has_gpu = torch.cuda.is_available()
+    gpu = torch.cuda.get_device_name(0) if has_gpu else "none"
+    lines += [
+        "",
+        f"- command: `{shown}`",
+        f"- machine: {machine()}; GPU: {gpu}; threads per backend: {args.threads or 'library default'}; 1-min load "
+        f"average at start {load_before:.1f} (a shared machine inflates wall-clock figures)",
+        f"- software: Python {platform.python_version()}, torch {torch.__version__}, onnxruntime "
+        f"{onnxruntime.__version__}",
+        "- not measured yet (deployment issue, section 8): dual (planner + MLLM) and MLLM-only pipelines, ROS "
+        "overhead (node pipeline latency minus model latency at 6 compressed cameras), torch.compile / CUDA graphs"
+        + ("" if has_gpu else "; no GPU on this machine, so no CUDA or TensorRT figures"),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _update_doc(path: str, section: str) -> None:
+    """Replace this benchmark's section of ``path`` (up to the next '## ' heading), or append it."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    start = text.find(SECTION)
+    if start >= 0:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+    os.replace(tmp, path)
+
+
+__all__ = ["PIPELINES", "Pipeline", "BenchCase", "add_parser", "run"]

@@ -1,0 +1,62 @@
+"""PyTorch eager backend (CPU or CUDA): the reference the exported backends are compared against."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+
+from dima_core.export.backends import PlannerBackend
+from dima_core.export.io_spec import planner_input_specs, planner_output_names
+from dima_core.export.planner_loading import load_planner
+from dima_core.export.planner_module import DeploymentPlanner, positional_args
+
+
+class TorchBackend(PlannerBackend):
+    """The :class:`~dima_core.export.planner_module.DeploymentPlanner` of a checkpoint, under ``inference_mode``.
+
+    Same inputs and output names as an ONNX export of the same model with the same ``with_beam``. ``threads`` > 0
+    sets torch's intra-op threads for the whole process (torch has no per-module setting).
+    """
+
+    name = "torch"
+
+    def __init__(self, checkpoint: Optional[str | os.PathLike[str]] = None,
+                 model_config: Optional[str | os.PathLike[str]] = None, device: str = "cpu", with_beam: bool = False,
+                 threads: int = 0, seed: int = 0) -> None:
+        super().__init__(device)
+        self.checkpoint = checkpoint
+        self.model_config_path = model_config
+        self.with_beam = with_beam
+        self.threads = threads
+        self.seed = seed
+        self.module: Optional[DeploymentPlanner] = None
+        self.source: dict[str, object] = {}
+
+    def _load(self) -> None:
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
+        loaded = load_planner(self.checkpoint, self.model_config_path, seed=self.seed)
+        self.model_config = loaded.config
+        self.source = loaded.source
+        self.input_specs = planner_input_specs(loaded.config)
+        self.output_names = planner_output_names(loaded.config, self.with_beam)
+        self.module = DeploymentPlanner(loaded.model, self.output_names).to(self.device).eval()
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.module is not None
+        with torch.inference_mode():
+            outputs = self.module(*positional_args(feeds, self.device)[1])
+            # .cpu() synchronises with the CUDA stream, so the measured latency is the real one.
+            return {name: t.cpu().numpy() for name, t in zip(self.output_names, outputs)}
+
+    def close(self) -> None:
+        self.module = None
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+        super().close()
+
+
+__all__ = ["TorchBackend"]
