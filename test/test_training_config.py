@@ -47,8 +47,8 @@ def test_command_line_overrides_are_validated(tmp_path: Path) -> None:
         resolve_config(parser.parse_args(base + ["--epochs", "0"]))
     with pytest.raises(ConfigError, match="either 'resume'.*or 'init'"):
         resolve_config(parser.parse_args(base + ["--resume", "a", "--init", "b"]))
-    with pytest.raises(SystemExit):  # stage 2 is not registered yet: argparse rejects the choice
-        parser.parse_args(["train", "--stage", "2", "--config", "x.yaml"])
+    with pytest.raises(SystemExit):  # only stages 1 and 2 exist: argparse rejects any other
+        parser.parse_args(["train", "--stage", "3", "--config", "x.yaml"])
 
 
 def test_mixed_precision_on_cpu_falls_back_to_fp32_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:

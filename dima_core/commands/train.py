@@ -14,33 +14,31 @@ resumed ends exactly where the uninterrupted run would. Multi-GPU and multi-node
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-# stage -> "module:function" building its Trainer from (TrainConfig, DistContext). Imported lazily so that
-# `dima --help` does not import torch. Stage 2 (joint training with the MLLM teacher) registers itself here.
-STAGES: dict[int, str] = {
-    1: "dima_core.training.stage1:build_stage1_trainer",
-    2: "dima_core.training.stage2:build_stage2_trainer",
-}
-# stage -> "module:class" of its config when it extends TrainConfig (stage 2 adds the `joint` section).
-STAGE_CONFIGS: dict[int, str] = {
-    2: "dima_core.training.stage2:Stage2TrainConfig",
-}
+STAGES = (1, 2)
+
+
+def build_trainer(stage: int, config: Any, ctx: Any) -> Any:
+    """The stage's Trainer. Imported lazily so that `dima --help` does not import torch."""
+    if stage == 1:
+        from dima_core.training.stage1 import build_stage1_trainer
+
+        return build_stage1_trainer(config, ctx)
+    from dima_core.training.stage2 import build_stage2_trainer
+
+    return build_stage2_trainer(config, ctx)
 
 
 def config_class(stage: int) -> Any:
     """The TrainConfig (sub)class a stage's YAML is validated against."""
-    from dima_core.training.config import TrainConfig
+    from dima_core.training.config import train_config_class
 
-    if stage not in STAGE_CONFIGS:
-        return TrainConfig
-    module_name, class_name = STAGE_CONFIGS[stage].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return train_config_class(stage)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -50,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--stage", type=int, required=True, choices=sorted(STAGES), help="training stage")
+    parser.add_argument("--stage", type=int, required=True, choices=STAGES, help="training stage")
     parser.add_argument("--config", required=True, help="training YAML (TrainConfig), e.g. config/train/*.yaml")
     parser.add_argument("--dataroot", default=None, help="dataset root (overrides data.dataset.dataroot)")
     parser.add_argument("--version", default=None, help="table version, e.g. v1.0-trainval (data.dataset.version)")
@@ -111,12 +109,10 @@ def run(args: argparse.Namespace) -> int:
     from dima_core.training.distributed import cleanup_distributed, configure_rank_logging, init_distributed
 
     config = resolve_config(args)
-    module_name, function_name = STAGES[args.stage].split(":")
-    build = getattr(importlib.import_module(module_name), function_name)
     ctx = init_distributed(config.device)
     configure_rank_logging(ctx, verbose=getattr(args, "verbose", False))
     try:
-        trainer = build(config, ctx)
+        trainer = build_trainer(args.stage, config, ctx)
         result = trainer.fit()
     except CheckpointError as exc:
         print(f"dima: checkpoint error (rank {ctx.rank}): {exc}", file=sys.stderr)

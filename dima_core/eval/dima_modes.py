@@ -20,30 +20,8 @@ from typing import Any, Optional
 
 from torch import nn
 
-from dima_core.eval.planner_inference import LoadedPlanner
-from dima_core.models.dima import MODES, LoadedDima, ModePlanner, load_dima
-
-
-def loaded_planner_view(loaded: LoadedDima, model: Optional[nn.Module] = None) -> LoadedPlanner:
-    """``loaded`` as a :class:`LoadedPlanner` (data config from the checkpoint's training config)."""
-    from dima_core.config import config_from_dict
-    from dima_core.training.config import TrainConfig
-    from dima_core.training.stage1 import stage1_data_config
-
-    if loaded.stage == 2:
-        from dima_core.training.stage2 import Stage2TrainConfig
-
-        config_cls: Any = Stage2TrainConfig
-    else:
-        config_cls = TrainConfig
-    train_config = config_from_dict(dict(loaded.train_config), config_cls, source=f"{loaded.checkpoint}:config")
-    return LoadedPlanner(
-        model=model if model is not None else loaded.model.planner,  # type: ignore[arg-type]
-        model_config=loaded.model_config,
-        data_config=stage1_data_config(train_config, loaded.model_config),
-        checkpoint=loaded.checkpoint,
-        step=loaded.step,
-    )
+from dima_core.eval.planner_inference import LoadedPlanner, loaded_planner_view
+from dima_core.models.dima import MODES, ModePlanner, load_dima
 
 
 def load_planner_for_mode(checkpoint: str | os.PathLike, mode: str = "vision", llm: Optional[nn.Module] = None,
@@ -60,20 +38,15 @@ def load_planner_for_mode(checkpoint: str | os.PathLike, mode: str = "vision", l
     return loaded_planner_view(loaded, model)
 
 
-__all__ = ["load_planner_for_mode", "load_planner_for_mode_cli", "loaded_planner_view"]
+__all__ = ["load_planner_for_mode", "load_planner_for_mode_cli"]
 
 
 def load_planner_for_mode_cli(checkpoint: str | os.PathLike, mode: str = "vision") -> LoadedPlanner:
-    """``dima eval --checkpoint CKPT --mode M``: stage-1 checkpoints in vision mode take the stage-1 loader
-    (:func:`~dima_core.eval.planner_inference.load_planner_for_cli`) unchanged; stage-2 checkpoints and the teacher
-    modes come through :func:`load_planner_for_mode`. Checkpoint problems become one-line ``ValueError``s."""
-    from dima_core.eval.planner_inference import load_planner_for_cli
-    from dima_core.training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+    """:func:`load_planner_for_mode` for ``dima eval --checkpoint CKPT --mode M``: checkpoint problems become
+    one-line ``ValueError``s (exit status 2) instead of tracebacks."""
+    from dima_core.training.checkpoint import CheckpointError
 
     try:
-        stored = load_checkpoint(resolve_checkpoint(checkpoint), map_location="cpu").get("model_config") or {}
-        if mode == "vision" and "mllm" not in stored:
-            return load_planner_for_cli(checkpoint)
         return load_planner_for_mode(checkpoint, mode)
     except CheckpointError as exc:
         raise ValueError(str(exc)) from exc

@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from dima_core.data.dataset import DrivingDataset, collate
 from dima_core.data.index import SampleIndex
 from dima_core.models import ModelConfig, VisionPlanner
 from dima_core.training.trainer import move_to_device
+
+if TYPE_CHECKING:
+    from dima_core.models.dima import LoadedDima
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,7 @@ class InferenceResult:
 
 @dataclass
 class LoadedPlanner:
-    """A planner restored from a stage-1 checkpoint.
+    """A planner restored from a stage-1 or stage-2 checkpoint.
 
     Attributes:
         model: the planner in eval mode on the CPU (move it with ``.to(device)`` or let :func:`run_planner` do it).
@@ -144,35 +147,36 @@ def load_planner_for_cli(checkpoint: str | os.PathLike) -> LoadedPlanner:
 
 
 def load_planner(checkpoint: str | os.PathLike, map_location: str | torch.device = "cpu") -> LoadedPlanner:
-    """Restore the planner of a stage-1 checkpoint (a file, or a run directory with a ``latest`` pointer).
+    """Restore the vision planner of a stage-1 or stage-2 checkpoint (a file, or a run directory with a ``latest``
+    pointer); a stage-2 checkpoint's teacher is skipped and the LLM never constructed.
 
     The model config is the one stored in the checkpoint, so no YAML has to match; the weights are checked against
-    it key by key (:func:`~dima_core.training.checkpoint.check_model_state`).
+    it key by key (:func:`~dima_core.models.dima.load_dima`).
 
     Raises:
         CheckpointError: missing, corrupt, foreign, or not a planner checkpoint.
     """
+    from dima_core.models.dima import load_dima
+
+    return loaded_planner_view(load_dima(checkpoint, mode="vision", map_location=map_location))
+
+
+def loaded_planner_view(loaded: "LoadedDima", model: Optional[torch.nn.Module] = None) -> LoadedPlanner:
+    """``loaded`` as a :class:`LoadedPlanner` whose data config comes from the checkpoint's training config.
+
+    ``model`` replaces the planner (e.g. a mode wrapper of :mod:`dima_core.eval.dima_modes`)."""
     from dima_core.config import config_from_dict
-    from dima_core.training.checkpoint import CheckpointError, check_model_state, load_checkpoint, resolve_checkpoint
-    from dima_core.training.config import TrainConfig
+    from dima_core.training.config import train_config_class
     from dima_core.training.stage1 import stage1_data_config
 
-    path = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(path, map_location=map_location)
-    if not state.get("model_config"):
-        raise CheckpointError(f"checkpoint {path} stores no model_config: not a stage-1 planner checkpoint")
-    model_config = config_from_dict(dict(state["model_config"]), ModelConfig, source=f"{path}:model_config")
-    train_config = config_from_dict(dict(state["config"]), TrainConfig, source=f"{path}:config")
-    model = VisionPlanner(model_config)
-    check_model_state(state["model"], model, str(path))
-    model.load_state_dict(state["model"])
-    model.eval()
+    config_cls = train_config_class(loaded.stage)
+    train_config = config_from_dict(dict(loaded.train_config), config_cls, source=f"{loaded.checkpoint}:config")
     return LoadedPlanner(
-        model=model,
-        model_config=model_config,
-        data_config=stage1_data_config(train_config, model_config),
-        checkpoint=str(path),
-        step=int(state["step"]),
+        model=model if model is not None else loaded.model.planner,  # type: ignore[arg-type]
+        model_config=loaded.model_config,
+        data_config=stage1_data_config(train_config, loaded.model_config),
+        checkpoint=loaded.checkpoint,
+        step=loaded.step,
     )
 
 
@@ -312,6 +316,7 @@ __all__ = [
     "inference_dataset",
     "load_planner",
     "load_planner_for_cli",
+    "loaded_planner_view",
     "predict_trajectories",
     "run_planner",
 ]

@@ -104,4 +104,15 @@ class TrainConfig:
             raise ValueError("set either 'resume' (continue a run) or 'init' (weights only), not both")
 
 
-__all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "TrainDataConfig"]
+def train_config_class(stage: int) -> type[TrainConfig]:
+    """The config class a stage's YAML (and a checkpoint's stored config) is validated against."""
+    if stage == 2:
+        from dima_core.training.stage2 import Stage2TrainConfig  # imported lazily: it pulls in the MLLM code
+
+        return Stage2TrainConfig
+    if stage == 1:
+        return TrainConfig
+    raise ValueError(f"unknown training stage {stage} (stages: 1, 2)")
+
+
+__all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "TrainDataConfig", "train_config_class"]

@@ -224,7 +224,7 @@ def build_scene(scenario: str, cfg: SynthConfig, rng: np.random.Generator, origi
 
 # ---- scenario builders ----------------------------------------------------------------------------------------
 def _corridor_scene(b: _Builder, scenario: str) -> ScenePlan:
-    rng, cfg = b.rng, b.cfg
+    rng = b.rng
     curvy = scenario == "cruise" or rng.random() < 0.4
     lanes = 1 if scenario in ("follow", "overtake") else int(rng.choice([1, 2]))
     rid = b.corridor(float(rng.uniform(380, 440)), curvy and scenario != "overtake", lanes, lanes)
