@@ -1,0 +1,158 @@
+"""The planner node in its own process (onnxruntime backend, micro model exported with `dima export`), fed over real
+DDS from this process: a trajectory for every complete frame with the CAM_FRONT stamp; a missing camera, a corrupt
+JPEG, a wrong encoding, NaN odometry and a backwards timestamp each give a diagnostic with the reason and no
+trajectory, and a later good frame still gives one; bad parameters are refused at start and on set_parameters.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from planner_node_helpers import (
+    FrameRig,
+    NodeProcess,
+    export_micro_onnx,
+    node_parameters,
+    seconds,
+    wait_diag,
+    wait_trajectory,
+    warm_up,
+    write_params,
+)
+from ros_helpers.testing import require_ros, wait_for
+
+pytest.importorskip("onnxruntime")
+START_TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ros_available():
+    require_ros()
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    return export_micro_onnx(tmp_path_factory.mktemp("planner_node"))
+
+
+@pytest.fixture
+def start_node(tmp_path):
+    procs: list[NodeProcess] = []
+
+    def start(name: str, **overrides) -> NodeProcess:
+        params = write_params(tmp_path / f"{name}.yaml", node_parameters(overrides.pop("onnx"), **overrides))
+        proc = NodeProcess(params, name, tmp_path)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        p.stop()
+
+
+def _connect(rig: FrameRig, proc: NodeProcess) -> None:
+    ok = wait_for(lambda: rig.connected() or proc.proc.poll() is not None, START_TIMEOUT_S)
+    assert ok and proc.proc.poll() is None, f"node did not come up:\n{proc.output()}"
+
+
+def _set_parameter(node, target: str, name: str, value):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = node.create_client(SetParameters, f"/{target}/set_parameters")
+    assert client.wait_for_service(timeout_sec=20.0)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()]))
+    assert wait_for(future.done, 20.0)
+    return future.result().results[0]
+
+
+def test_trajectories_faults_and_recovery(onnx_model, start_node, ros_node, spin_in_background):
+    proc = start_node("planner_faults", onnx=onnx_model)
+    node = ros_node("planner_feeder")
+    rig = FrameRig(node, "planner_faults")
+    spin_in_background(node)
+    _connect(rig, proc)
+    warm_up(rig, 8.0)
+    n_warm = len(rig.stamps())
+
+    def good(t: float) -> None:
+        rig.publish_frame(seconds(t))
+        assert wait_trajectory(rig, seconds(t)), f"no trajectory for good frame {t}: {rig.messages()[-6:]}\n{proc.output()}"
+
+    good(10.0)
+    good(10.5)
+    msg = rig.trajectories[-1]
+    assert msg.header.frame_id == "base_link" and msg.mode == "vision" and msg.command == 2
+    assert len(msg.points) == 6 and msg.num_candidate_modes == 3 and len(msg.candidate_positions) == 36
+    assert msg.points[0].time_from_start.nanosec == 500_000_000 and msg.points[-1].time_from_start.sec == 3
+
+    cases = [
+        (11.0, dict(skip=("CAM_BACK",)), "missing camera CAM_BACK"),
+        (12.0, dict(corrupt=("CAM_FRONT_LEFT",)), "CAM_FRONT_LEFT: corrupt or undecodable"),
+        (13.0, dict(speed=float("nan")), "non-finite ego status"),
+    ]
+    for t, kwargs, reason in cases:
+        rig.publish_frame(seconds(t), **kwargs)
+        assert wait_diag(rig, reason), f"no diagnostic '{reason}': {rig.messages()[-5:]}\n{proc.output()}"
+        good(t + 0.5)  # the node keeps running and recovers
+        assert seconds(t) not in rig.stamps()
+
+    # Backwards: a frame stamped before the last good one is refused; the next newer frame is planned.
+    rig.publish_frame(seconds(13.2))
+    assert wait_diag(rig, "backwards timestamp on CAM_FRONT"), rig.messages()[-5:]
+    good(14.0)
+    assert seconds(13.2) not in rig.stamps()
+    expected = [seconds(t) for t in (10.0, 10.5, 11.5, 12.5, 13.5, 14.0)]
+    assert rig.stamps()[n_warm:] == expected  # exactly one per complete, valid frame, in order
+
+    # set_parameters: out of range and wrong choice refused with a reason; a read-only one refused; a good one taken.
+    bad = _set_parameter(node, "planner_faults", "sync.tolerance_ms", -5.0)
+    assert not bad.successful and "sync.tolerance_ms" in bad.reason
+    bad = _set_parameter(node, "planner_faults", "sync.command_policy", "sometimes")
+    assert not bad.successful and "command_policy" in bad.reason
+    ro = _set_parameter(node, "planner_faults", "model.backend", "torch")
+    assert not ro.successful
+    ok = _set_parameter(node, "planner_faults", "sync.tolerance_ms", 80.0)
+    assert ok.successful, ok.reason
+    good(15.0)
+    assert proc.proc.poll() is None
+
+
+def test_wrong_raw_encoding_is_reported_and_rgb8_works(onnx_model, start_node, ros_node, spin_in_background):
+    proc = start_node("planner_raw", onnx=onnx_model, inputs={"image_transport": "raw"})
+    node = ros_node("planner_raw_feeder")
+    rig = FrameRig(node, "planner_raw", raw=True)
+    spin_in_background(node)
+    _connect(rig, proc)
+    warm_up(rig, 18.0)
+    n_warm = len(rig.stamps())
+    rig.publish_frame(seconds(20.0), encoding="bayer_rggb8")
+    assert wait_diag(rig, "unsupported image encoding 'bayer_rggb8'"), rig.messages()[-5:]
+    rig.publish_frame(seconds(20.5), encoding="bgr8")
+    assert wait_trajectory(rig, seconds(20.5)), proc.output()
+    assert rig.stamps()[n_warm:] == [seconds(20.5)]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ({"sync": {"tolerance_ms": -5.0}}, "sync.tolerance_ms"),
+    ({"sync": {"tolerence_ms": 50.0}}, "unknown parameter(s) ['sync.tolerence_ms']"),
+    ({"model": {"backend": "tensorflow"}}, "model.backend"),
+    ({"calibration": {"CAM_BACK": {"cam_to_ego": [1.0, 2.0]}}}, "cam_to_ego needs 16 values"),
+])
+def test_bad_parameters_refused_at_start(onnx_model, rclpy_init, override, expected):
+    """In-process (same code path as the executable, without paying a process start per case)."""
+    from rclpy.parameter import Parameter
+
+    from dima_ros.parameters import ParameterConfigError
+    from dima_ros.planner_node import PlannerNode
+
+    flat = node_parameters(onnx_model, **override)
+    with pytest.raises(ParameterConfigError) as err:
+        PlannerNode("planner_bad", parameter_overrides=[Parameter(k, value=v) for k, v in flat.items()])
+    assert expected in str(err.value)
+
+
+def test_missing_model_refused_at_start(onnx_model, start_node, tmp_path):
+    proc = start_node("planner_nomodel", onnx=tmp_path / "absent.onnx")
+    rc = proc.wait(START_TIMEOUT_S)  # the executable: one clear line, exit status 2
+    assert rc == 2 and "cannot start" in proc.output() and "absent.onnx" in proc.output(), proc.output()
