@@ -15,13 +15,21 @@ from dima_core.config import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dima_core.commands import bench_synth, data_index, data_qa, data_show, data_synth
+    from dima_core.commands import ask as ask_command
+    from dima_core.commands import bench_distill
+    from dima_core.commands import bag as bag_command
+    from dima_core.commands import bench_latency, bench_planner, bench_synth, data_index, data_qa, data_show, data_synth
     from dima_core.commands import eval as eval_command
+    from dima_core.commands import export as export_command
+    from dima_core.commands import eval_vqa
+    from dima_core.commands import ros as ros_command
     from dima_core.commands import train as train_command
+    from dima_core.commands import viz as viz_command
 
     parser = argparse.ArgumentParser(prog="dima", description="DiMA: distilled multi-modal LLM planner for ROS 2")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{data,bench,eval,train}")
+    groups = parser.add_subparsers(dest="group", required=True,
+                                   metavar="{data,bench,eval,eval-vqa,train,export,viz,bag,ros}")
 
     data = groups.add_parser("data", help="datasets: synthesize, index, inspect, generate QA")
     data_commands = data.add_subparsers(dest="command", required=True)
@@ -33,9 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = groups.add_parser("bench", help="benchmarks that write docs/benchmarks.md")
     bench_commands = bench.add_subparsers(dest="command", required=True)
     bench_synth.add_parser(bench_commands)
+    bench_distill.add_parser(bench_commands)  # stage 1 vs DiMA stage 2 + the ablation ladder
+    bench_planner.add_parser(bench_commands)
+    bench_latency.add_parser(bench_commands)
 
     eval_command.add_parser(groups)  # `dima eval ...`: a single command, no sub-commands
+    eval_vqa.add_parser(groups)  # `dima eval-vqa --pred P --gt G`: DriveLM-style VQA scores
     train_command.add_parser(groups)  # `dima train --stage N ...`: a single command, stages by flag
+    bag_command.add_parser(groups)  # `dima bag convert|play|info`: replay bags
+    export_command.add_parser(groups)  # `dima export --format onnx|tensorrt ...`: a single command
+    ask_command.add_parser(groups)  # `dima ask --checkpoint CKPT ... "question"`: the MLLM teacher answers
+    viz_command.add_parser(groups)  # `dima viz --checkpoint CKPT | --results FILE ...`
+    ros_command.add_parser(groups)  # `dima ros bringup|ask`: rclpy is imported only when they run
     return parser
 
 
@@ -54,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"dima: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        # Imported here, on the error path only: the checkpoint module pulls in torch.
+        from dima_core.training.checkpoint import CheckpointError
+
+        if isinstance(exc, CheckpointError):
+            print(f"dima: checkpoint error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -330,8 +330,20 @@ def check_question(tokenizer: Any, question: str, max_tokens: int = DEFAULT_MAX_
     return count
 
 
+def _stop_when(should_stop: Callable[[], bool]) -> Any:
+    """A ``StoppingCriteriaList`` that ends generation (after the current token) once ``should_stop()`` is true."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _CallbackStop(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_CallbackStop()])
+
+
 def answer_question(model: DimaJointModel, sample_or_beam: Any, question: str, max_new_tokens: int = 64,
-                    max_question_tokens: int = DEFAULT_MAX_QUESTION_TOKENS) -> tuple[str, float]:
+                    max_question_tokens: int = DEFAULT_MAX_QUESTION_TOKENS,
+                    should_stop: Optional[Callable[[], bool]] = None) -> tuple[str, float]:
     """``(answer, latency_ms)``: the teacher's greedy answer grounded on one sample's BEAM tokens.
 
     Args:
@@ -341,6 +353,8 @@ def answer_question(model: DimaJointModel, sample_or_beam: Any, question: str, m
             command), on which the planner's encoder runs first.
         question: the question; at most ``max_question_tokens`` tokens.
         max_new_tokens: generation budget.
+        should_stop: polled after every generated token; when it returns True generation ends early and the
+            partial answer is returned (the ROS MLLM node's timeout and shutdown).
     Returns:
         the answer text and the wall time in ms (encoder, when run, plus generation).
     """
@@ -364,7 +378,8 @@ def answer_question(model: DimaJointModel, sample_or_beam: Any, question: str, m
                 model.train(was_training)
         if beam.bev.shape[0] != 1:
             raise ValueError(f"answer_question takes one sample, got a batch of {beam.bev.shape[0]}")
-        answer = teacher.generate(model.teacher_view(beam), question, max_new_tokens=max_new_tokens)[0]
+        answer = teacher.generate(model.teacher_view(beam), question, max_new_tokens=max_new_tokens,
+                                  stopping_criteria=_stop_when(should_stop) if should_stop else None)[0]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return answer, 1000.0 * (time.perf_counter() - start)

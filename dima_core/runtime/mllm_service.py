@@ -7,8 +7,9 @@ at once would only make both slower. Requests are served strictly in arrival ord
 or run at once, more are refused at once ("busy") instead of piling up without bound.
 
 A request that exceeds its timeout is answered with an error; if it had not started yet it is removed from the
-queue. One that is already generating cannot be interrupted (``generate`` has no cancellation point), so it finishes
-and its answer is discarded: the timeout bounds the caller's wait, not the device's work.
+queue, and if it is generating, generation stops after the current token (``answer`` receives a ``should_stop``
+callback polled per token), so a timed-out question does not keep the device busy. :meth:`QuestionWorker.close`
+stops a running generation the same way.
 """
 
 from __future__ import annotations
@@ -121,19 +122,22 @@ class _Job:
     question: str
     stamp_ns: int
     future: "Future[AskResult]"
+    deadline: float  # time.monotonic() after which the caller has given up
 
 
 class QuestionWorker:
     """A FIFO of questions answered one at a time on a worker thread.
 
     Args:
-        answer: ``answer(beam, question) -> (answer, latency_ms)``; may raise ValueError for a bad question.
+        answer: ``answer(beam, question, should_stop) -> (answer, latency_ms)``; may raise ValueError for a bad
+            question; should end early once ``should_stop()`` is true.
         tokens: where the beams come from.
         queue_size: most requests waiting or running at once.
         check: cheap validation run in the caller's thread (e.g. question length); raises ValueError.
     """
 
-    def __init__(self, answer: Callable[[Any, str], tuple[str, float]], tokens: TokenBuffer, queue_size: int,
+    def __init__(self, answer: Callable[[Any, str, Callable[[], bool]], tuple[str, float]], tokens: TokenBuffer,
+                 queue_size: int,
                  check: Optional[Callable[[str], None]] = None) -> None:
         self._answer = answer
         self._tokens = tokens
@@ -142,6 +146,7 @@ class QuestionWorker:
         self._queue: "queue.Queue[Optional[_Job]]" = queue.Queue()
         self.queue_size = queue_size
         self.answered = 0
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mllm-worker", daemon=True)
         self._thread.start()
 
@@ -157,7 +162,7 @@ class QuestionWorker:
         if not self._slots.acquire(blocking=False):
             return AskResult(False, error=f"busy: {self.queue_size} requests are already queued or running; "
                                           "retry later (or raise the queue_size parameter)")
-        job = _Job(question, stamp_ns, Future())
+        job = _Job(question, stamp_ns, Future(), time.monotonic() + timeout_s)
         job.future.add_done_callback(lambda _f: self._slots.release())
         self._queue.put(job)
         try:
@@ -166,7 +171,7 @@ class QuestionWorker:
             started = not job.future.cancel()  # cancel() fails once the worker has started the job
             return AskResult(False, error=(
                 f"timed out after {timeout_s:.1f} s ("
-                + ("generation was still running" if started else "still waiting in the queue behind earlier "
+                + ("generation stopped at the deadline" if started else "still waiting in the queue behind earlier "
                    "questions") + "); raise the timeout_s parameter or lower max_new_tokens"),
                 latency_ms=1000.0 * (time.perf_counter() - start))
         return result
@@ -180,9 +185,13 @@ class QuestionWorker:
                 continue  # timed out while queued: its caller has already been answered
             try:
                 stamp, beam = self._tokens.get(job.stamp_ns)
-                answer, latency_ms = self._answer(beam, job.question)
-                result = AskResult(True, answer=answer, latency_ms=latency_ms, stamp_ns=stamp)
-                self.answered += 1
+                answer, latency_ms = self._answer(
+                    beam, job.question, lambda: self._closing.is_set() or time.monotonic() > job.deadline)
+                if time.monotonic() > job.deadline or self._closing.is_set():
+                    result = AskResult(False, error="generation was stopped (timed out or shutting down)")
+                else:
+                    result = AskResult(True, answer=answer, latency_ms=latency_ms, stamp_ns=stamp)
+                    self.answered += 1
             except (ValueError, LookupError) as exc:
                 result = AskResult(False, error=str(exc))
             except Exception as exc:  # noqa: BLE001 - a model failure must answer the caller, not kill the worker
@@ -190,8 +199,9 @@ class QuestionWorker:
                 result = AskResult(False, error=f"the model failed: {type(exc).__name__}: {exc}")
             job.future.set_result(result)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker after the job it is running (queued jobs are cancelled)."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the worker: queued jobs are cancelled, a running generation stops after its current token."""
+        self._closing.set()
         while True:
             try:
                 pending = self._queue.get_nowait()

@@ -17,7 +17,7 @@ the weighted loss terms; :meth:`generate` answers questions; :meth:`plan` is the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Optional, Protocol, Sequence
+from typing import Any, Callable, Literal, Optional, Protocol, Sequence
 
 import dataclasses
 
@@ -368,8 +368,12 @@ class DimaTeacher(nn.Module):
         return dual_mode_plan(planner_feature, mllm_feature, final_head, self.distiller.project)
 
     @torch.no_grad()
-    def generate(self, beam: BeamLike, question: str | Sequence[str], max_new_tokens: int = 64) -> list[str]:
-        """Greedy answers grounded on the BEAM tokens, one per sample (a single question is asked of each)."""
+    def generate(self, beam: BeamLike, question: str | Sequence[str], max_new_tokens: int = 64,
+                 stopping_criteria: Any = None) -> list[str]:
+        """Greedy answers grounded on the BEAM tokens, one per sample (a single question is asked of each).
+
+        ``stopping_criteria``: an optional ``transformers.StoppingCriteriaList`` checked after every token (the ROS
+        MLLM node stops a generation whose request timed out or whose node is shutting down)."""
         b = beam.bev.shape[0]
         questions = [question] * b if isinstance(question, str) else list(question)
         prompts = self.encode_prompts(questions, padding_side="left")
@@ -387,6 +391,7 @@ class DimaTeacher(nn.Module):
                 do_sample=False,
                 pad_token_id=self.prompts.pad_id,
                 eos_token_id=self.prompts.end_of_turn_id,
+                stopping_criteria=stopping_criteria,
             )
         finally:
             self.train(was_training)

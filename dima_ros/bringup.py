@@ -1,0 +1,286 @@
+"""``dima ros bringup``: the DiMA nodes of :mod:`dima_ros.launch_spec` in ONE process on a MultiThreadedExecutor.
+
+    dima ros bringup --config config/bringup.yaml [--with-mllm] [--with-evaluator] [--bag BAG [--report R.json]]
+                     [--set planner.model.onnx_path=model.onnx ...] [--echo] [--linger S]
+
+The pip-only counterpart of ``ros2 launch dima dima.launch.py`` (``launch`` is not installable pip-only). Each
+node is built exactly as launch builds it, from ROS command-line arguments: ``-r __node:=<name>``, ``--params-file
+<config_dir>/<node>.yaml``, ``-p`` for every override and ``use_sim_time``, ``-r`` for every remapping of the
+shared spec. rclpy has no Python components (ros_ecosystem.md section 5), so "composition" is several nodes on one
+executor.
+
+``--bag BAG`` replays a ``dima bag convert`` bag with the pip-only player (a child process, as ``ros2 bag play``
+would be): it turns on ``use_sim_time`` and the evaluator, waits until the planner and evaluator subscribe, plays,
+waits until no trajectory has arrived for ``replay_settle_s``, then prints the latency and the online metrics and
+writes the evaluator report. ``--linger S`` keeps serving (e.g. the MLLM node's ``~/ask``) S seconds after that;
+without ``--bag`` the nodes run until Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import yaml
+
+from dima_core.bag.topics import GROUND_TRUTH_TOPIC, image_topic
+from dima_core.runtime.bringup_config import BringupConfig
+from dima_ros.launch_spec import NODES, PLANNER_NAME, NodeSpec, is_enabled, params_path
+
+log = logging.getLogger(__name__)
+
+
+def ros_value(value: Any) -> str:
+    """A parameter value as the ``-p name:=value`` text rcl parses as YAML: JSON is valid one-line YAML and keeps
+    types exact (a string "true" stays a string, 1.0 stays a double)."""
+    return json.dumps(value)
+
+
+def node_arguments(spec: NodeSpec, config: BringupConfig) -> list[str]:
+    """The ``--ros-args`` of one node: name, its YAML file, overrides, use_sim_time, remappings."""
+    args = ["--ros-args", "-r", f"__node:={spec.name}"]
+    path = params_path(spec, config.config_dir or None)
+    if not path.is_file():
+        raise FileNotFoundError(f"{spec.key} node: parameter file {path} does not exist")
+    args += ["--params-file", str(path)]
+    for name, value in (config.parameters.get(spec.key) or {}).items():
+        args += ["-p", f"{name}:={ros_value(value)}"]
+    args += ["-p", f"use_sim_time:={'true' if config.use_sim_time else 'false'}"]
+    for source, target in spec.remappings:
+        args += ["-r", f"{source}:={target}"]
+    return args
+
+
+def enabled_nodes(config: BringupConfig) -> list[NodeSpec]:
+    flags = {"with_mllm": config.with_mllm, "with_evaluator": config.with_evaluator}
+    return [spec for spec in NODES if is_enabled(spec, flags)]
+
+
+@dataclass
+class TrajectoryLog:
+    """What ``--echo`` and the replay summary print: per-trajectory processing times and arrival times."""
+
+    processing_ms: list[float] = field(default_factory=list)
+    last_arrival: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _monitor_node(echo: bool, record: TrajectoryLog) -> Any:
+    """A small node that watches the planner's trajectories (for the latency summary and ``--echo``)."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from dima.msg import Trajectory
+
+    node = rclpy.create_node("dima_bringup_monitor")
+
+    def on_trajectory(msg: Trajectory) -> None:
+        with record.lock:
+            record.processing_ms.append(float(msg.processing_time_ms))
+            record.last_arrival = time.monotonic()
+            count = len(record.processing_ms)
+        if echo and msg.points:
+            end = msg.points[-1].pose.position
+            first = msg.points[0].pose.position
+            print(f"[trajectory {count:3d}] stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} "
+                  f"mode {msg.mode} command {msg.command} first ({first.x:.2f}, {first.y:.2f}) "
+                  f"last ({end.x:.2f}, {end.y:.2f}) m, model {msg.processing_time_ms:.1f} ms", flush=True)
+
+    node.create_subscription(Trajectory, f"/{PLANNER_NAME}/output/trajectory", on_trajectory,
+                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    return node
+
+
+def latency_summary(record: TrajectoryLog) -> str:
+    with record.lock:
+        values = np.asarray(record.processing_ms, np.float64)
+    if values.size == 0:
+        return "no trajectory received"
+    return (f"{values.size} trajectories; processing time p50 {np.percentile(values, 50):.1f} ms, "
+            f"p99 {np.percentile(values, 99):.1f} ms, max {values.max():.1f} ms")
+
+
+class Bringup:
+    """The nodes of one bringup on a MultiThreadedExecutor spinning on a background thread."""
+
+    def __init__(self, config: BringupConfig, echo: bool = False) -> None:
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.config = config
+        self.nodes: dict[str, Any] = {}
+        self.record = TrajectoryLog()
+        self._settle_start = time.monotonic()
+        try:
+            for spec in enabled_nodes(config):
+                log.info("starting %s (%s.%s)", spec.name, spec.module, spec.class_name)
+                self.nodes[spec.key] = spec.node_class()(cli_args=node_arguments(spec, config))
+            self.monitor = _monitor_node(echo, self.record)
+        except BaseException:
+            self.destroy()
+            raise
+        # Threads: one per node for its ordinary callbacks, plus the MLLM queue's waiting service callbacks.
+        mllm_waiters = self.nodes["mllm"].config.queue_size if "mllm" in self.nodes else 0
+        threads = config.executor_threads or (len(self.nodes) + 2 + mllm_waiters)
+        self.executor = MultiThreadedExecutor(num_threads=threads)
+        for node in [*self.nodes.values(), self.monitor]:
+            self.executor.add_node(node)
+        self._thread = threading.Thread(target=self._spin, name="bringup-executor", daemon=True)
+        self._thread.start()
+        self._rclpy = rclpy
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    @property
+    def running(self) -> bool:
+        return self._rclpy.ok() and self._thread.is_alive()
+
+    def wait_settled(self, settle_s: float, timeout_s: float = 600.0) -> None:
+        """Return once no trajectory has arrived for ``settle_s`` (the planner drained its queue)."""
+        deadline = time.monotonic() + timeout_s
+        while self.running and time.monotonic() < deadline:
+            with self.record.lock:
+                last = self.record.last_arrival
+            if time.monotonic() - max(last, self._settle_start) >= settle_s:
+                return
+            time.sleep(0.1)
+
+    def mark_settle_start(self) -> None:
+        self._settle_start = time.monotonic()
+
+    def destroy(self) -> None:
+        """Destroy the nodes (the evaluator writes its report) and shut the executor down."""
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            executor.shutdown(timeout_sec=2.0)
+        for node in list(self.nodes.values())[::-1]:
+            node.destroy_node()
+        self.nodes.clear()
+        monitor = getattr(self, "monitor", None)
+        if monitor is not None:
+            monitor.destroy_node()
+
+
+def play_bag(bag: str, rate: float) -> subprocess.Popen:
+    """The pip-only player in a child process, waiting until the planner and the evaluator subscribe."""
+    cmd = [sys.executable, "-m", "dima_ros.bag_player", bag, "--rate", str(rate),
+           "--wait-for", image_topic("CAM_FRONT"), "--wait-for", GROUND_TRUTH_TOPIC, "--wait-timeout", "120"]
+    log.info("replaying: %s", " ".join(cmd))
+    return subprocess.Popen(cmd, env=os.environ.copy())
+
+
+def run(config: BringupConfig, bag: Optional[str] = None, report: Optional[str] = None, echo: bool = False,
+        linger_s: float = 0.0) -> int:
+    """Start the nodes; with ``bag`` replay it and print/write the online metrics. Returns an exit status."""
+    import rclpy
+
+    from dima_core.eval.planning_metrics import format_table
+
+    if bag:
+        config.use_sim_time = True
+        config.with_evaluator = True
+    if report:
+        config.with_evaluator = True
+        config.parameters.setdefault("evaluator", {})["report_path"] = report
+    rclpy.init(args=None)
+    bringup: Optional[Bringup] = None
+    player: Optional[subprocess.Popen] = None
+    status = 0
+    try:
+        bringup = Bringup(config, echo=echo)
+        print(f"[bringup] running: {', '.join(n.get_fully_qualified_name() for n in bringup.nodes.values())}",
+              flush=True)
+        if bag:
+            player = play_bag(bag, config.replay_rate)
+            while player.poll() is None and bringup.running:
+                time.sleep(0.1)
+            if player.returncode not in (0, None):
+                print(f"[bringup] the bag player failed (exit {player.returncode})", file=sys.stderr)
+                status = 1
+            bringup.mark_settle_start()
+            bringup.wait_settled(config.replay_settle_s)
+            print(f"[bringup] replay finished: {latency_summary(bringup.record)}", flush=True)
+            evaluator = bringup.nodes.get("evaluator")
+            if evaluator is not None:
+                result = evaluator.write_report()
+                print(format_table({"online": result}, "online metrics (same code as dima eval)"), flush=True)
+                print(f"[bringup] {evaluator.evaluator.summary_line()}", flush=True)
+                if evaluator.config.report_path:
+                    print(f"[bringup] report written to {evaluator.config.report_path}", flush=True)
+            deadline = time.monotonic() + linger_s
+            if linger_s > 0:
+                print(f"[bringup] serving {linger_s:.0f} s more (Ctrl-C to stop)", flush=True)
+            while bringup.running and time.monotonic() < deadline:
+                time.sleep(0.1)
+        else:
+            while bringup.running:
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if player is not None and player.poll() is None:
+            player.send_signal(signal.SIGINT)
+            try:
+                player.wait(5.0)
+            except subprocess.TimeoutExpired:
+                player.kill()
+        if bringup is not None:
+            bringup.destroy()
+        rclpy.try_shutdown()
+    return status
+
+
+def parse_set(values: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--set planner.model.onnx_path=x.onnx`` -> ``{"planner": {"model.onnx_path": "x.onnx"}}`` (YAML values)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        node, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"--set {item!r}: expected NODE.PARAMETER=VALUE (e.g. planner.model.backend=torch)")
+        out.setdefault(node, {})[name] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def load_bringup_config(path: Optional[str], overrides: dict[str, dict[str, Any]]) -> BringupConfig:
+    from dima_core.config import load_config
+
+    config = load_config(path, BringupConfig, section="bringup") if path else BringupConfig()
+    known = {spec.key for spec in NODES}
+    for node, params in {**config.parameters, **overrides}.items():
+        if node not in known:
+            raise ValueError(f"parameters for unknown node '{node}' (known: {sorted(known)})")
+    for node, params in overrides.items():
+        config.parameters.setdefault(node, {}).update(params)
+    return config
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m dima_ros.bringup`` = ``dima ros bringup``."""
+    from dima_core.commands.ros import main as ros_main
+
+    return ros_main(["bringup", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["Bringup", "enabled_nodes", "load_bringup_config", "main", "node_arguments", "parse_set", "ros_value",
+           "run"]

@@ -1,0 +1,166 @@
+"""The one definition of the DiMA ROS graph: which nodes, from which modules, with which parameter files and
+remappings, enabled by which argument. Used by BOTH ``launch/*.launch.py`` (a real ROS 2 install, one process per
+node) and ``dima ros bringup`` (pip-only, every node in one process on a MultiThreadedExecutor), so the two
+cannot drift. Plain Python (no rclpy, no launch): importable anywhere, tested without ROS.
+
+Parameter precedence (both paths): the node's YAML file (``config/<node>.yaml``, ``/**: ros__parameters:``), then
+the per-node overrides (``dima ros bringup``'s config file, or the launch arguments of :data:`LAUNCH_ARGUMENTS`),
+then ``use_sim_time``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+from dima_core.bag.topics import COMMAND_TOPIC, GROUND_TRUTH_TOPIC, ODOM_TOPIC, camera_info_topic, image_topic
+from dima_core.constants import CAMERA_NAMES
+
+PACKAGE = "dima"
+PLANNER_NAME = "dima_planner"
+MLLM_NAME = "dima_mllm"
+EVALUATOR_NAME = "dima_evaluator"
+
+
+def _planner_remappings() -> tuple[tuple[str, str], ...]:
+    """Planner inputs -> the topics a DiMA replay bag (and a nuScenes-like vehicle) publishes."""
+    pairs: list[tuple[str, str]] = []
+    for cam in CAMERA_NAMES:
+        pairs.append((f"~/input/camera/{cam}/image", image_topic(cam)))
+        pairs.append((f"~/input/camera/{cam}/camera_info", camera_info_topic(cam)))
+    pairs += [("~/input/odometry", ODOM_TOPIC), ("~/input/command", COMMAND_TOPIC),
+              ("~/input/acceleration", "/accel")]
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph.
+
+    key: short name used in config files and flags (``planner``, ``mllm``, ``evaluator``).
+    name: ROS node name. module / class_name: where the rclpy node class lives. executable: the installed
+    entry point the launch files start (``lib/dima/<executable>``). params_file: default parameter file, relative
+    to the package share directory (installed) or the repository root (source tree). remappings: (from, to).
+    enabled_by: launch argument / bringup flag that turns the node on (None: always on). launch_overrides:
+    node parameter -> launch argument whose non-empty value overrides it.
+    """
+
+    key: str
+    name: str
+    module: str
+    class_name: str
+    executable: str
+    params_file: str
+    remappings: tuple[tuple[str, str], ...] = ()
+    enabled_by: Optional[str] = None
+    launch_overrides: tuple[tuple[str, str], ...] = ()
+
+    def node_class(self) -> Callable[..., Any]:
+        """The rclpy node class (imports rclpy: call only where ROS is available)."""
+        return getattr(importlib.import_module(self.module), self.class_name)
+
+
+NODES: tuple[NodeSpec, ...] = (
+    NodeSpec(
+        key="planner", name=PLANNER_NAME, module="dima_ros.planner_node", class_name="PlannerNode",
+        executable="planner_node", params_file="config/planner_node.yaml", remappings=_planner_remappings(),
+        launch_overrides=(("model.backend", "backend"), ("model.onnx_path", "onnx_path"),
+                          ("model.checkpoint_path", "checkpoint"), ("model.engine_dir", "engine_dir")),
+    ),
+    NodeSpec(
+        key="mllm", name=MLLM_NAME, module="dima_ros.mllm_node", class_name="MllmNode",
+        executable="mllm_node", params_file="config/mllm_node.yaml",
+        remappings=(("~/input/beam_tokens", f"/{PLANNER_NAME}/output/beam_tokens"),),
+        enabled_by="with_mllm", launch_overrides=(("checkpoint", "mllm_checkpoint"),),
+    ),
+    NodeSpec(
+        key="evaluator", name=EVALUATOR_NAME, module="dima_ros.evaluator_node", class_name="EvaluatorNode",
+        executable="evaluator_node", params_file="config/evaluator_node.yaml",
+        remappings=(("~/input/trajectory", f"/{PLANNER_NAME}/output/trajectory"),
+                    ("~/input/ground_truth", GROUND_TRUTH_TOPIC)),
+        enabled_by="with_evaluator", launch_overrides=(("report_path", "report_path"),),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    name: str
+    default: str
+    description: str
+
+
+# The launch files declare exactly these (dima.launch.py all but the replay ones; replay_nuscenes.launch.py all).
+LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
+    LaunchArgument("config_dir", "", "directory of the node parameter files (default: the package's config/)"),
+    LaunchArgument("backend", "", "planner backend: torch | onnxruntime | tensorrt (default: the YAML's)"),
+    LaunchArgument("onnx_path", "", "exported planner ONNX (onnxruntime / tensorrt backends)"),
+    LaunchArgument("checkpoint", "", "planner checkpoint (torch backend)"),
+    LaunchArgument("engine_dir", "", "TensorRT engine cache directory"),
+    LaunchArgument("mllm_checkpoint", "", "stage-2 checkpoint of the MLLM node"),
+    LaunchArgument("use_sim_time", "false", "use /clock (true when replaying a bag)"),
+    LaunchArgument("with_mllm", "false", "start the MLLM node (AskScene service)"),
+    LaunchArgument("with_evaluator", "false", "start the online evaluator (needs the GT topic of a replay bag)"),
+    LaunchArgument("report_path", "", "evaluator JSON report path"),
+)
+REPLAY_ARGUMENTS: tuple[LaunchArgument, ...] = (
+    LaunchArgument("bag", "", "rosbag2 directory written by `dima bag convert`"),
+    LaunchArgument("rate", "1.0", "replay rate"),
+)
+
+
+def node_spec(key: str) -> NodeSpec:
+    for spec in NODES:
+        if spec.key == key:
+            return spec
+    raise KeyError(f"no node '{key}' in the DiMA graph (known: {[s.key for s in NODES]})")
+
+
+def params_path(spec: NodeSpec, config_dir: Optional[str | Path] = None, root: Optional[str | Path] = None) -> Path:
+    """The node's parameter file: ``config_dir/<file name>`` when given, else ``root/<params_file>``."""
+    if config_dir:
+        return Path(config_dir) / Path(spec.params_file).name
+    return Path(root or repository_root()) / spec.params_file
+
+
+def repository_root() -> Path:
+    """The source tree (or install prefix share/dima) holding ``config/``: this file's package's parent."""
+    return Path(__file__).resolve().parent.parent
+
+
+def launch_parameter_overrides(spec: NodeSpec, arguments: Mapping[str, str]) -> dict[str, Any]:
+    """Node parameter overrides from launch-argument values: only non-empty ones (empty = keep the YAML's)."""
+    out: dict[str, Any] = {}
+    for parameter, argument in spec.launch_overrides:
+        value = arguments.get(argument, "")
+        if value:
+            out[parameter] = value
+    return out
+
+
+def is_enabled(spec: NodeSpec, flags: Mapping[str, Any]) -> bool:
+    """Whether a node runs given the flag values (launch strings 'true'/'false' or booleans)."""
+    if spec.enabled_by is None:
+        return True
+    value = flags.get(spec.enabled_by, False)
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+__all__ = [
+    "EVALUATOR_NAME",
+    "LAUNCH_ARGUMENTS",
+    "LaunchArgument",
+    "MLLM_NAME",
+    "NODES",
+    "NodeSpec",
+    "PACKAGE",
+    "PLANNER_NAME",
+    "REPLAY_ARGUMENTS",
+    "is_enabled",
+    "launch_parameter_overrides",
+    "node_spec",
+    "params_path",
+    "repository_root",
+]
