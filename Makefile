@@ -1,7 +1,7 @@
 # DiMA for ROS 2 — developer entry points. Fresh machine (Debian + python3.11, no ROS, no GPU):
 #     make setup   # .venv + pinned deps (torch CPU first) + pip-only ROS 2 kilted + colcon build of the interfaces
 #     make test    # setup (if needed) + pytest with the venv, ROS env and colcon overlay (tools/env.sh)
-#     make demo    # synthesize a small nuScenes-format world and render its pictures into outputs/demo/
+#     make demo    # synthetic world -> train (stage 1 + 2) -> ONNX -> bag -> ROS nodes -> metrics + an answer
 # Everything nontrivial lives in tools/*.sh so it can be run and debugged without make.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -16,7 +16,7 @@ help:
 	@echo "make setup      create .venv, install deps, fix ROS CMake paths, colcon build (idempotent, stamped)"
 	@echo "make build      re-run colcon build of the dima package only (interfaces + python install)"
 	@echo "make test       setup + pytest (PYTEST_ARGS='-k ros -x' to pass options)"
-	@echo "make demo       setup + synthesize a 2-scene world and render pictures into outputs/demo/"
+	@echo "make demo       setup + the whole chain: world, training, export, bag replay into the nodes, a question"
 	@echo "make clean      remove build/ install/ log/ outputs/demo/ caches (keeps .venv)"
 	@echo "make distclean  clean + remove .venv"
 
