@@ -9,15 +9,16 @@ loaded and warmed up through :func:`~dima_core.export.backends.create_backend` e
 timed frame by frame. A frame is ``backend.infer(inputs)``: input validation, host->device copies, the model,
 device->host copies; i.e. what the node pays per camera set, not counting image decoding.
 
-What is measured is a list of *pipelines* (:data:`PIPELINES`). Only ``vision`` (the vision-only planner) exists
-today; the dual (planner + MLLM) and MLLM-only pipelines and the ROS overhead (node pipeline latency minus model
-latency) register here as further :class:`Pipeline` entries, so all of them land in one table from one run.
+What is measured is a list of *pipelines* (:data:`PIPELINES`): ``vision`` (the deployed vision-only planner),
+``mllm`` (MLLM-only planning) and ``dual`` (DiMA-Dual), all in one table from one run; the teacher modes run on the
+torch backend with the embedded SmolLM2 teacher (``config/mllm/smollm2_135m.yaml``), for model configs it fits.
 Unavailable backends (no tensorrt package, no GPU) are listed with the reason, not silently skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import platform
@@ -79,11 +80,65 @@ def _vision_pipeline(case: BenchCase) -> tuple[Callable[[], Any], str]:
     return (lambda: backend.infer(inputs)), backend.describe()
 
 
-# The pipelines measured in one run, in table order. Section 8 of the deployment issue adds "dual" (vision planner
-# + MLLM teacher), "mllm" (MLLM-only planning) and "ros" (node pipeline latency at 6 compressed cameras, minus the
-# model latency of the same cell) here.
+MLLM_CONFIG = REPO_ROOT / "config" / "mllm" / "smollm2_135m.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def _base_llm() -> tuple[Any, Any]:
+    """SmolLM2 (the embedded default teacher LLM), loaded offline once per run for every teacher cell."""
+    from dima_core.models.mllm.config import load_mllm_config
+    from dima_core.models.mllm.llm import load_llm
+
+    return load_llm(load_mllm_config(str(MLLM_CONFIG)).llm)
+
+
+def _teacher_mode_pipeline(mode: str) -> Callable[[BenchCase], tuple[Callable[[], Any], str]]:
+    """DiMA's teacher modes (``mllm``: the MLLM planning head; ``dual``: max-pool of both ego features through the
+    planner head) on the torch backend: the planner, then the LLM forward on its BEAM tokens, as ``dima eval --mode``
+    runs them. Random planner weights and an untrained teacher: latency does not depend on the weights."""
+
+    def build(case: BenchCase) -> tuple[Callable[[], Any], str]:
+        import torch
+
+        from dima_core.export.errors import BackendUnavailableError
+        from dima_core.models import VisionPlanner, load_model_config
+        from dima_core.models.dima import DimaJointModel, build_teacher
+        from dima_core.models.dummy_inputs import dummy_inputs
+        from dima_core.models.mllm.config import load_mllm_config
+
+        if case.backend_name != "torch":
+            raise BackendUnavailableError(f"the {mode} mode runs the LLM with the torch backend only")
+        config = load_model_config(case.model_yaml)
+        mllm_config = load_mllm_config(str(MLLM_CONFIG))
+        try:
+            mllm_config.check_model(config.embed_dim, tuple(config.bev.grid_size), config.planner.feature_dim)
+        except ValueError as exc:
+            raise BackendUnavailableError(f"{MLLM_CONFIG.name} does not fit {case.config_name}: {exc}") from None
+        torch.manual_seed(case.seed)
+        llm, tokenizer = _base_llm()
+        model = DimaJointModel(VisionPlanner(config), build_teacher(mllm_config, llm, tokenizer)).eval()
+        device = torch.device(case.device)
+        model.to(device)
+        inputs = {k: v.to(device) for k, v in dummy_inputs(config, seed=1).items()}
+
+        def frame() -> Any:
+            with torch.inference_mode():
+                return model.plan(mode, **inputs)
+
+        for _ in range(case.warmup):
+            frame()
+        return frame, f"torch {case.device} planner + {MLLM_CONFIG.stem} teacher ({mode})"
+
+    return build
+
+
+# The pipelines measured in one run, in table order: the deployed vision-only planner, and DiMA's two teacher modes
+# (the reason DiMA exists: the LLM is optional at inference). ROS overhead (node pipeline latency minus model
+# latency) is not measured here yet.
 PIPELINES: list[Pipeline] = [
     Pipeline("vision", "vision-only planner: cameras + calibration + command -> trajectory", _vision_pipeline),
+    Pipeline("mllm", "MLLM-only: planner encoder + LLM planning head on the BEAM tokens", _teacher_mode_pipeline("mllm")),
+    Pipeline("dual", "DiMA-Dual: planner + LLM, max-pooled ego features -> planner head", _teacher_mode_pipeline("dual")),
 ]
 
 
@@ -229,8 +284,10 @@ def _report(args: argparse.Namespace, rows: list[Row], load_before: float) -> st
         f"average at start {load_before:.1f} (a shared machine inflates wall-clock figures)",
         f"- software: Python {platform.python_version()}, torch {torch.__version__}, onnxruntime "
         f"{onnxruntime.__version__}",
-        "- not measured yet (deployment issue, section 8): dual (planner + MLLM) and MLLM-only pipelines, ROS "
-        "overhead (node pipeline latency minus model latency at 6 compressed cameras), torch.compile / CUDA graphs"
+        "- teacher modes (mllm, dual): the planner plus the LLM forward on its BEAM tokens; the teacher only fits "
+        "configs whose sizes match config/mllm/smollm2_135m.yaml (dima_tiny)",
+        "- not measured yet (deployment issue, section 8): ROS overhead (node pipeline latency minus model latency "
+        "at 6 compressed cameras), torch.compile / CUDA graphs"
         + ("" if has_gpu else "; no GPU on this machine, so no CUDA or TensorRT figures"),
         "",
     ]
