@@ -28,8 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="dima", description="DiMA: distilled multi-modal LLM planner for ROS 2")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    groups = parser.add_subparsers(dest="group", required=True,
-                                   metavar="{data,bench,eval,eval-vqa,train,export,viz,bag,ros}")
+    groups = parser.add_subparsers(dest="group", required=True)
 
     data = groups.add_parser("data", help="datasets: synthesize, index, inspect, generate QA")
     data_commands = data.add_subparsers(dest="command", required=True)
