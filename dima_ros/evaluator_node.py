@@ -23,7 +23,6 @@ import sys
 from typing import Any, Optional, Sequence
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
@@ -32,6 +31,7 @@ from std_srvs.srv import Trigger
 from dima.msg import GroundTruthFrame, Trajectory
 from dima_core.bag.messages import ground_truth_from_message, stamp_to_ns
 from dima_core.runtime.online_eval import EvaluatorNodeConfig, OnlineEvaluator
+from dima_ros.node_main import run_node
 from dima_ros.parameters import ConfigParameters
 
 NODE_NAME = "dima_evaluator"
@@ -119,24 +119,10 @@ class EvaluatorNode(Node):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    """``python -m dima_ros.evaluator_node --ros-args --params-file config/evaluator_node.yaml``."""
+    from rclpy.executors import SingleThreadedExecutor
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rclpy.init(args=list(argv) if argv is not None else sys.argv)
-    node: Optional[EvaluatorNode] = None
-    try:
-        node = EvaluatorNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    return run_node("evaluator_node", EvaluatorNode, lambda node: SingleThreadedExecutor(), argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,7 +24,6 @@ import logging
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -33,6 +32,7 @@ from dima.msg import BeamTokens as BeamTokensMsg
 from dima.srv import AskScene
 from dima_core.runtime.mllm_node_config import MllmNodeConfig
 from dima_core.runtime.mllm_service import SCENE_TOKEN_FIELDS, QuestionWorker, TokenBuffer, scene_tokens_from_flat
+from dima_ros.node_main import run_node
 from dima_ros.parameters import ConfigParameters
 
 NODE_NAME = "dima_mllm"
@@ -143,24 +143,10 @@ class MllmNode(Node):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the node alone on a MultiThreadedExecutor (threads: the queue's waiters + token subscription)."""
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import MultiThreadedExecutor
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rclpy.init(args=list(argv) if argv is not None else sys.argv)
-    node: Optional[MllmNode] = None
-    try:
-        node = MllmNode()
-        executor = MultiThreadedExecutor(num_threads=node.config.queue_size + 2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    return run_node("mllm_node", MllmNode,
+                    lambda node: MultiThreadedExecutor(num_threads=node.config.queue_size + 2), argv)
 
 if __name__ == "__main__":
     sys.exit(main())

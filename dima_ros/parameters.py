@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Generic, Literal, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter

@@ -22,12 +22,11 @@ import time
 from typing import Any, Optional
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import AccelWithCovarianceStamped, Point, Pose, PoseStamped, Quaternion
 from nav_msgs.msg import Odometry, Path
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -60,6 +59,7 @@ from dima_core.runtime.preprocess import (
     ego_status_vector,
     pose_matrix,
 )
+from dima_ros.node_main import run_node
 from dima_ros.parameters import ConfigParameters
 
 NODE_NAME = "dima_planner"
@@ -448,26 +448,7 @@ class PlannerNode(Node):
 
 def main(args: Optional[list[str]] = None) -> int:
     """``python -m dima_ros.planner_node --ros-args --params-file config/planner_node.yaml``."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        try:
-            node = PlannerNode()
-        except Exception as exc:  # noqa: BLE001 - a bad parameter or model: one clear line, non-zero exit
-            print(f"dima planner_node: cannot start: {exc}", file=sys.stderr, flush=True)
-            return 2
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        return 0
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+    return run_node("planner_node", PlannerNode, lambda node: SingleThreadedExecutor(), args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -283,7 +283,7 @@ class Stage2Step:
             if bool(mask.any()):
                 bev[k] = joint_model.encode_bev_tokens(batch[f"future_images_{k}"], batch[f"future_intrinsics_{k}"],
                                                        batch[f"future_cam_to_ego_{k}"])
-            else:  # no sample has frame t+k: a placeholder the mask excludes entirely
+            else:  # no sample has frame t+k: zeros that the mask excludes entirely
                 c = joint_model.planner.config.embed_dim
                 h, w = joint_model.planner.config.bev.grid_size
                 bev[k] = torch.zeros(mask.shape[0], h * w, c, device=mask.device)
