@@ -1,7 +1,8 @@
 """``dima bench distill``: does DiMA's distillation help the vision planner? (issue section 8)
 
-    dima data synth --out data/synth_holdout --scenes 80 --seed 0 --config my_synth.yaml   # holdout_scenarios set
-    dima bench distill --dataroot data/synth_holdout --version v1.0-synth --epochs 8 --stage2-epochs 2 \\
+    dima data synth --out data/synth_longtail --scenes 36 --seed 0 --config config/synth_longtail.yaml \\
+        --width 192 --height 108 --seconds 16                  # long-tail scenarios held out to val
+    dima bench distill --dataroot data/synth_longtail --version v1.0-synth --epochs 8 --stage2-epochs 2 \\
         --seeds 0 1 2 [--rungs ladder|full] [--work runs/bench_distill] [--doc docs/benchmarks.md]
 
 For every seed, with the same data and the same total number of epochs E:
@@ -52,8 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--dataroot", required=True, help="synthetic world (long-tail scenarios held out to val)")
     p.add_argument("--version", default="v1.0-synth")
     p.add_argument("--index", default=None, help="cached index at the model's map resolution (default: built once)")
-    p.add_argument("--stage1-config", default="config/train/stage1_dima_tiny.yaml")
-    p.add_argument("--stage2-config", default="config/train/stage2_dima_tiny.yaml")
+    p.add_argument("--stage1-config", default="config/train/stage1_dima_cpu.yaml")
+    p.add_argument("--stage2-config", default="config/train/stage2_dima_cpu.yaml")
     p.add_argument("--model-config", default=None, help="planner YAML for both arms (default: the configs')")
     p.add_argument("--epochs", type=int, default=8, help="total epochs E of each arm")
     p.add_argument("--stage2-epochs", type=int, default=2, help="epochs E2 of stage 2 inside arm B")
