@@ -1,7 +1,7 @@
 """``dima bench distill``: does DiMA's distillation help the vision planner? (issue section 8)
 
-    dima data synth --out data/synth_longtail --scenes 36 --seed 0 --config config/synth_longtail.yaml \\
-        --width 192 --height 108 --seconds 16                  # long-tail scenarios held out to val
+    dima data synth --out data/synth_longtail --scenes 24 --seed 0 --config config/synth_longtail.yaml \\
+        --width 192 --height 108 --seconds 12                  # long-tail scenarios held out to val
     dima bench distill --dataroot data/synth_longtail --version v1.0-synth --epochs 8 --stage2-epochs 2 \\
         --seeds 0 1 2 [--rungs ladder|full] [--work runs/bench_distill] [--doc docs/benchmarks.md]
 
