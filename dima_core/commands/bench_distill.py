@@ -16,6 +16,13 @@ held-out scenarios reach val only). Values are mean +- sample standard deviation
 line and the machine go to ``--doc`` (its "Distillation" section is replaced).
 
 ``--max-steps`` caps every training stage (a smoke run: the numbers then mean nothing and the report says so).
+
+Seeds can run as separate jobs (one process or cluster job per seed, each with its own ``--work`` and ``--doc ''``)
+and be merged afterwards into one table with spread:
+
+    dima bench distill --from-reports runs/bd_s0/report.json runs/bd_s1/report.json [--doc docs/benchmarks.md]
+
+Merging checks that the reports ran the same protocol (dataroot, epochs, stage-2 epochs, rungs, configs, splits).
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("distill", help="stage 1 vs stage 1 + DiMA stage 2 (and the ablation ladder), "
                               "vision-only metrics over seeds -> docs/benchmarks.md", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataroot", required=True, help="synthetic world (long-tail scenarios held out to val)")
+    p.add_argument("--dataroot", help="synthetic world (long-tail scenarios held out to val)")
     p.add_argument("--version", default="v1.0-synth")
     p.add_argument("--index", default=None, help="cached index at the model's map resolution (default: built once)")
     p.add_argument("--stage1-config", default="config/train/stage1_dima_cpu.yaml")
@@ -67,6 +74,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     p.add_argument("--work", default="runs/bench_distill", help="run directories and the JSON report")
     p.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
+    p.add_argument("--from-reports", nargs="+", default=None, metavar="REPORT",
+                   help="merge the report.json files of earlier runs (e.g. one per seed) instead of training")
     p.set_defaults(func=run)
     return p
 
@@ -180,6 +189,10 @@ def run(args: argparse.Namespace) -> int:
     from dima_core.training.stage1 import load_index, resolve_repo_path, stage1_data_config
     from dima_core.training.stage2 import Stage2TrainConfig
 
+    if args.from_reports:
+        return run_merge(args)
+    if not args.dataroot:
+        raise ValueError("--dataroot is required (or --from-reports to merge earlier runs)")
     if not 0 < args.stage2_epochs < args.epochs:
         raise ValueError("--stage2-epochs must be between 1 and --epochs - 1 (arm B needs both stages)")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -219,30 +232,84 @@ def run(args: argparse.Namespace) -> int:
             results[f"(B) DiMA: {name}"].append(_metrics(_evaluate(ckpt_b, index, args.val_split, device)))
         log.info("seed %d done after %.0f s", seed, time.time() - start)
     elapsed = time.time() - start
-
-    (work / "report.json").write_text(json.dumps({"args": vars(args) | {"func": None}, "results": results},
-                                                 indent=2, default=str) + "\n")
     command = "dima " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith(("dima", "cli.py")) else \
         f"dima bench distill --dataroot {args.dataroot} --epochs {args.epochs} --stage2-epochs {args.stage2_epochs} " \
         f"--seeds {' '.join(map(str, args.seeds))} --rungs {args.rungs}" + \
         (f" --max-steps {args.max_steps}" if args.max_steps else "")
-    smoke = (f"\n**Smoke run** (every stage capped at {args.max_steps} steps): these numbers only show the pipeline "
-             "runs; they say nothing about whether distillation helps.\n" if args.max_steps else "")
-    section = (
-        f"{SECTION_TITLE}\n\n"
-        f"Command: `{command}`  \nMachine: {_machine()}, device {device}  \n"
-        f"Seeds: {args.seeds}; E = {args.epochs} epochs per arm, stage 2 = last {args.stage2_epochs} of arm B; "
-        f"wall time {elapsed / 60:.1f} min.  \n"
-        "Vision-only evaluation (LLM dropped) on split "
-        f"`{args.val_split}`; L2 avg over 1/2/3 s (m), collision avg (%); mean ± std over seeds. Paper claims "
-        "(nuScenes, VAD-Tiny): -37% L2, -80% collision, -44% long-tail L2.\n"
-        f"{smoke}\n{_table(results)}\n"
-    )
-    print(section)
-    if args.doc:
-        _replace_section(args.doc, section)
-        print(f"updated {args.doc}")
+    report = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "results": results,
+              "elapsed_s": elapsed, "command": command, "machine": f"{_machine()}, device {device}"}
+    (work / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    _publish(_section([report]), args.doc)
     return 0
 
 
-__all__ = ["LADDER", "add_parser", "run"]
+# Arguments that define the protocol: reports that differ in any of them cannot share a table.
+_PROTOCOL = ("dataroot", "version", "stage1_config", "stage2_config", "model_config", "epochs", "stage2_epochs",
+             "rungs", "train_split", "val_split", "batch_size", "max_steps")
+
+
+def merge_reports(reports: list[dict]) -> dict[str, list[dict[str, Optional[float]]]]:
+    """Concatenate the per-seed results of several runs of the same protocol (a seed may appear once only)."""
+    if not reports:
+        raise ValueError("no reports to merge")
+    first = reports[0]["args"]
+    seen: set[int] = set()
+    merged: dict[str, list[dict[str, Optional[float]]]] = {}
+    for i, rep in enumerate(reports):
+        diff = [k for k in _PROTOCOL if rep["args"].get(k) != first.get(k)]
+        if diff:
+            raise ValueError(f"report {i} ran a different protocol than report 0: "
+                             + ", ".join(f"{k} {rep['args'].get(k)!r} != {first.get(k)!r}" for k in diff))
+        dup = seen & set(rep["args"]["seeds"])
+        if dup:
+            raise ValueError(f"report {i} repeats seeds {sorted(dup)}")
+        seen |= set(rep["args"]["seeds"])
+        for name, runs in rep["results"].items():
+            merged.setdefault(name, []).extend(runs)
+    return merged
+
+
+def _section(reports: list[dict]) -> str:
+    args = reports[0]["args"]
+    seeds = [s for rep in reports for s in rep["args"]["seeds"]]
+    wall = [rep.get("elapsed_s") for rep in reports]
+    wall_text = (" + ".join(f"{w / 60:.1f}" for w in wall if w is not None) + " min"
+                 if all(w is not None for w in wall) else "not recorded")
+    runs_text = ("\n".join(f"Command: `{rep.get('command', '?')}`  \nMachine: {rep.get('machine', '?')}  "
+                           for rep in reports))
+    if len(reports) > 1:
+        runs_text += "\nMerged with `dima bench distill --from-reports ...` (one run per seed, run side by side).  "
+    smoke = (f"\n**Smoke run** (every stage capped at {args['max_steps']} steps): these numbers only show the "
+             "pipeline runs; they say nothing about whether distillation helps.\n" if args.get("max_steps") else "")
+    return (
+        f"{SECTION_TITLE}\n\n{runs_text}\n"
+        f"Seeds: {seeds}; E = {args['epochs']} epochs per arm, stage 2 = last {args['stage2_epochs']} of arm B; "
+        f"wall time {wall_text}.  \n"
+        "Vision-only evaluation (LLM dropped) on split "
+        f"`{args['val_split']}`; L2 avg over 1/2/3 s (m), collision avg (%); mean ± std over seeds. Paper claims "
+        "(nuScenes, VAD-Tiny): -37% L2, -80% collision, -44% long-tail L2.\n"
+        f"{smoke}\n{_table(merge_reports(reports))}\n"
+    )
+
+
+def _publish(section: str, doc: Optional[str]) -> None:
+    print(section)
+    if doc:
+        _replace_section(doc, section)
+        print(f"updated {doc}")
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    reports = []
+    for path in args.from_reports:
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read bench distill report {path}: {exc}") from exc
+        if not {"args", "results"} <= set(reports[-1]):
+            raise ValueError(f"{path} is not a bench distill report (no 'args'/'results')")
+    _publish(_section(reports), args.doc)
+    return 0
+
+
+__all__ = ["LADDER", "add_parser", "merge_reports", "run"]
