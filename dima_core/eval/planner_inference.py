@@ -242,7 +242,7 @@ def run_planner(
     Returns:
         :class:`InferenceResult`: per-token predictions (ego frame) and per-frame latency.
     """
-    from dima_core.training.stage1 import history_bev
+    from dima_core.training.stage1 import planner_batch_inputs
 
     device = torch.device(device)
     model.to(device).eval()
@@ -255,19 +255,8 @@ def run_planner(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # start the clock with an idle device: time this batch only
             start = time.perf_counter()
-            prev_bev = ego_motion = None
-            if temporal and "prev_images" in batch:
-                # Same history as training: previous keyframes encoded oldest first, ego-motion aligned.
-                prev_bev, ego_motion = history_bev(model, batch)
-            output = model(
-                images=batch["images"],
-                intrinsics=batch["intrinsics"],
-                cam_to_ego=batch["cam_to_ego"],
-                ego_status=batch["ego_status"],
-                command=batch["command"],
-                prev_bev=prev_bev,
-                ego_motion=ego_motion,
-            )
+            # Same inputs (and BEV history, when temporal) as training.
+            output = model(**planner_batch_inputs(model, batch, temporal))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             size = len(batch["token"])

@@ -113,6 +113,20 @@ def history_bev(
     return bev, to_current[:, 0]
 
 
+def planner_batch_inputs(planner: nn.Module, batch: Mapping[str, Any], temporal: bool) -> dict[str, Any]:
+    """Keyword arguments of ``VisionPlanner.forward`` for a collated batch, with the BEV history when ``temporal``.
+
+    ``planner`` is the unwrapped planner (the history is encoded without DDP); training, stage 2 and evaluation all
+    feed the planner through here so that the three read a batch the same way.
+    """
+    prev_bev = ego_motion = None
+    if temporal and "prev_images" in batch:
+        prev_bev, ego_motion = history_bev(planner, batch)
+    return {"images": batch["images"], "intrinsics": batch["intrinsics"], "cam_to_ego": batch["cam_to_ego"],
+            "ego_status": batch["ego_status"], "command": batch["command"], "prev_bev": prev_bev,
+            "ego_motion": ego_motion}
+
+
 class Stage1Step:
     """``step_fn`` of the trainer: forward the planner on a batch, return PlannerLoss's named terms + ``total``."""
 
@@ -122,18 +136,7 @@ class Stage1Step:
 
     def run(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[Any, dict[str, torch.Tensor]]:
         """``(PlannerOutput, losses)``: the validation hook needs the plan as well as the losses."""
-        prev_bev = ego_motion = None
-        if self.temporal and "prev_images" in batch:
-            prev_bev, ego_motion = history_bev(_unwrap(model), batch)
-        output = model(
-            images=batch["images"],
-            intrinsics=batch["intrinsics"],
-            cam_to_ego=batch["cam_to_ego"],
-            ego_status=batch["ego_status"],
-            command=batch["command"],
-            prev_bev=prev_bev,
-            ego_motion=ego_motion,
-        )
+        output = model(**planner_batch_inputs(_unwrap(model), batch, self.temporal))
         # Losses in fp32 whatever the autocast: Hungarian costs and focal terms are fragile in half precision.
         with torch.autocast(device_type=batch["images"].device.type, enabled=False):
             losses = self.loss(output, planner_targets(batch))
@@ -269,6 +272,7 @@ __all__ = [
     "Stage1Validation",
     "build_stage1_trainer",
     "history_bev",
+    "planner_batch_inputs",
     "load_index",
     "planner_targets",
     "resolve_repo_path",
