@@ -18,6 +18,17 @@ One step (:class:`Stage2Step`) on a batch of keyframes:
   term is returned, so the Trainer logs each to TensorBoard and metrics.jsonl under ``train/loss/<name>``.
   Planner terms keep PlannerLoss's names, teacher terms are prefixed ``mllm_``.
 
+Options from Drive-KD and DriVLM (all off by default):
+- ``joint.general_qa`` (DriVLM's general/domain mix): with probability ``ratio`` a sample's QA pair comes from a local
+  general-purpose QA file instead (:mod:`dima_core.data.general_qa`), drawn from ``(seed, step, sample token)``;
+  training steps only, so validation losses stay on driving QA;
+- ``mllm.multi_teacher`` (Drive-KD multi-teacher): extra distillation terms ``distill_<name>`` from the LLM's
+  ``<plan>`` hidden states at chosen layers into the planner's ego feature (:mod:`dima_core.models.mllm.distill`);
+- ``mllm.gradient_projection`` (Drive-KD's gradient projection, PCGrad): the listed terms' gradients on the shared
+  student (``modules``, the planner with its scene encoder by default) are projected off each other where they
+  conflict, through a zero-valued surrogate added to ``total`` (:mod:`dima_core.training.gradient_projection`), so
+  the generic Trainer's single backward (and DDP's all-reduce in it) is unchanged; it logs ``gradproj_*``.
+
 Task switches (``joint.tasks``) turn each teacher term off for the paper's ablation ladder (``dima bench distill``):
 vqa (no answers in the prompts), llm_plan (weight 0), distill (no planner feature), recon (mask ratio 0), future (no
 future frames loaded), scene_edit (no edits); ``joint.beam_tokens`` restricts which token types the LLM sees.
@@ -45,6 +56,7 @@ from torch import nn
 
 from dima_core.config import ranged
 from dima_core.data.dataset import DrivingDataset, collate
+from dima_core.data.general_qa import GeneralQAConfig, GeneralQAMix
 from dima_core.data.index import SampleIndex
 from dima_core.data.sample import DrivingSample
 from dima_core.training.config import TrainConfig
@@ -96,6 +108,7 @@ class JointConfig:
     drivelm_path: Optional[str] = ranged(None, help="DriveLM v1.1 JSON (train) whose keyframes are sample tokens")
     scene_edit_probability: float = ranged(0.5, lo=0.0, hi=1.0, help="chance each sample of a step is edited")
     max_question_tokens: int = ranged(256, lo=1, hi=8192, help="`dima ask` / answer_question question budget")
+    general_qa: GeneralQAConfig = field(default_factory=GeneralQAConfig)
 
 
 @dataclass
@@ -120,11 +133,15 @@ def teacher_config(joint: JointConfig) -> Any:
     return cfg
 
 
-def enabled_terms(tasks: TaskSwitches) -> tuple[str, ...]:
-    """Teacher term names every step reports (identical on every rank, as the logging all-reduce requires)."""
+def enabled_terms(tasks: TaskSwitches, mllm_cfg: Any = None) -> tuple[str, ...]:
+    """Teacher term names every step reports (identical on every rank, as the logging all-reduce requires); with
+    ``mllm_cfg``, also the multi-teacher terms ``distill_<name>`` when that option and distillation are on."""
     on = {"vqa": tasks.vqa, "plan": True, "recon": tasks.recon, "future": tasks.future, "distill": tasks.distill,
           "scene_edit": tasks.scene_edit}
-    return tuple(t for t in TEACHER_TERMS if on[t])
+    terms = tuple(t for t in TEACHER_TERMS if on[t])
+    if mllm_cfg is not None and tasks.distill:
+        terms += tuple(mllm_cfg.extra_term_weights())
+    return terms
 
 
 # ---------------------------------------------------------------------------------------------------- QA
@@ -237,13 +254,22 @@ class Stage2Step:
     """``step_fn`` of the trainer: joint forward, planner + teacher losses (module docstring)."""
 
     def __init__(self, loss: nn.Module, joint: JointConfig, temporal: bool, seed: int,
-                 future_offsets: Sequence[int]) -> None:
+                 future_offsets: Sequence[int], mllm_cfg: Any = None,
+                 general_qa: Optional[GeneralQAMix] = None) -> None:
+        from dima_core.training.gradient_projection import GradientProjector
+
         self.loss = loss
         self.joint = joint
         self.temporal = temporal
         self.seed = seed
         self.future_offsets = tuple(future_offsets)
-        self.terms = enabled_terms(joint.tasks)
+        self.terms = enabled_terms(joint.tasks, mllm_cfg)
+        self.general_qa = general_qa
+        self.projection = mllm_cfg.gradient_projection if mllm_cfg is not None else None
+        self.projector: Optional[GradientProjector] = None
+        if self.projection is not None and self.projection.enabled:
+            self.projector = GradientProjector(self.projection.terms, self.projection.anchor,
+                                               self.projection.sync_ranks)
         self.trainer: Optional[Trainer] = None  # set by build_stage2_trainer: the step index seeds QA and edits
 
     @property
@@ -254,10 +280,17 @@ class Stage2Step:
         # A pure function of (seed, step, sample, purpose): resume and DDP ranks draw exactly what a rerun draws.
         return np.random.default_rng([self.seed, self.step_index, _stable_hash(token), purpose])
 
-    def select_qa(self, batch: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    def select_qa(self, batch: Mapping[str, Any], mix_general: bool = True) -> tuple[list[str], list[str]]:
+        """One (question, answer) per sample: a general pair with probability ``joint.general_qa.ratio`` (when
+        ``mix_general``), else one of the sample's driving pairs."""
         questions, answers = [], []
         for token, pairs in zip(batch["token"], batch["qa"]):
-            q, a = pairs[int(self._rng(token, 0).integers(len(pairs)))] if pairs else ("Describe the scene.", "")
+            general = self.general_qa.draw(self.seed, self.step_index, token) if (
+                mix_general and self.general_qa is not None) else None
+            if general is not None:
+                q, a = general
+            else:
+                q, a = pairs[int(self._rng(token, 0).integers(len(pairs)))] if pairs else ("Describe the scene.", "")
             questions.append(q)
             answers.append(a)
         return questions, answers
@@ -301,7 +334,7 @@ class Stage2Step:
         prev_bev = ego_motion = None
         if self.temporal and "prev_images" in batch:
             prev_bev, ego_motion = history_bev(joint_model.planner, batch)
-        questions, answers = self.select_qa(batch)
+        questions, answers = self.select_qa(batch, mix_general=joint_model.training)
         prompts = teacher.encode_prompts(questions, answers if tasks.vqa else None)
         future_bev = future_valid = None
         if tasks.future and self.future_offsets:
@@ -330,7 +363,39 @@ class Stage2Step:
             losses[f"mllm_{name}"] = out.teacher_terms.get(name, zero).float()
         losses["mllm_total"] = out.teacher_total.float()
         losses["total"] = self.joint.planner_loss_weight * planner_total + out.teacher_total.float()
+        # Training steps only: validation runs without gradients (and without the collective of sync_ranks).
+        if self.projector is not None and joint_model.training and torch.is_grad_enabled():
+            self.project_gradients(model, teacher.cfg, planner_total, out.teacher_terms, losses)
         return out.planner, losses
+
+    def project_gradients(self, model: nn.Module, mllm_cfg: Any, planner_total: torch.Tensor,
+                          teacher_terms: Mapping[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
+        """Add the gradient-projection surrogate to ``losses["total"]`` and log what the projection saw.
+
+        ``model`` is the training model as the trainer passes it (maybe DDP-wrapped). Each term enters with its
+        weight in the total, so the projected gradients are the ones the plain sum adds.
+        """
+        from dima_core.training.gradient_projection import is_sharded_model, module_parameters
+
+        assert self.projector is not None and self.projection is not None
+        if is_sharded_model(model):
+            raise RuntimeError("mllm.gradient_projection needs unsharded parameters (one process or DDP); this run "
+                               "shards the model with FSDP: switch one of the two off")
+        joint_model = _unwrap(model)
+        contributions = {"planner": self.joint.planner_loss_weight * planner_total}
+        for name, value in teacher_terms.items():
+            contributions[name] = mllm_cfg.term_weight(name) * value.float()
+        params = [p for _, p in module_parameters(joint_model, self.projection.modules)]
+        scaler = self.trainer.scaler if self.trainer is not None else None
+        grad_scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        # The visiting order: a pure function of (seed, step), the same on every rank and on a rerun.
+        seed = int(np.random.SeedSequence([self.seed, self.step_index, 3]).generate_state(1)[0])
+        surrogate, stats = self.projector.surrogate(contributions, params, seed, grad_scale)
+        losses["total"] = losses["total"] + surrogate
+        zero = losses["total"].detach().new_zeros(())
+        losses["gradproj_conflicts"] = zero + float(stats.conflicts)
+        losses["gradproj_min_cosine"] = zero + (1.0 if stats.skipped else stats.min_cosine)
+        losses["gradproj_skipped"] = zero + float(stats.skipped)
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
         return self.run(model, batch)[1]
@@ -377,12 +442,17 @@ def build_stage2_trainer(config: TrainConfig, ctx: DistContext, record_history: 
     model_config = load_model_config(resolve_repo_path(config.model_config))
     mllm_cfg = teacher_config(joint)
     mllm_cfg.check_model(model_config.embed_dim, tuple(model_config.bev.grid_size), model_config.planner.feature_dim)
+    mllm_cfg.validate()
     offsets = tuple(mllm_cfg.heads.future_offsets) if joint.tasks.future else ()
 
     data = stage1_data_config(config, model_config)
     index = load_index(data, config, ctx)
     qa = QATable.from_config(joint, data.dataroot)
     log.info("stage-2 QA source: %s (%d frames; rule-based for the rest)", qa.source, len(qa.pairs))
+    general_qa = GeneralQAMix.from_config(joint.general_qa, resolve_repo_path)
+    if general_qa is not None:
+        log.info("general QA mix: %.0f%% of samples from %s (%d pairs)", 100 * general_qa.ratio, general_qa.source,
+                 len(general_qa.pairs))
 
     def dataset(split: str) -> Stage2Dataset:
         return Stage2Dataset(index, dataclasses.replace(data, split=split), qa, offsets, joint.tasks.scene_edit)
@@ -403,7 +473,15 @@ def build_stage2_trainer(config: TrainConfig, ctx: DistContext, record_history: 
     teacher = DimaTeacher(mllm_cfg, llm=llm, tokenizer=tokenizer)
     model = DimaJointModel(planner, teacher, joint.beam_tokens)
     loss = PlannerLoss(model_config.loss, model_config.bev.x_range, model_config.bev.y_range)
-    step = Stage2Step(loss, joint, temporal=model_config.bev.use_temporal, seed=config.seed, future_offsets=offsets)
+    step = Stage2Step(loss, joint, temporal=model_config.bev.use_temporal, seed=config.seed, future_offsets=offsets,
+                      mllm_cfg=mllm_cfg, general_qa=general_qa)
+    if step.projector is not None:
+        from dima_core.training.gradient_projection import module_parameters
+
+        # Fail before training when `modules` names nothing trainable (a typo would otherwise stop step 1).
+        shared = module_parameters(model, mllm_cfg.gradient_projection.modules)
+        log.info("gradient projection of %s on %s (%.2f M parameters)", list(mllm_cfg.gradient_projection.terms),
+                 list(mllm_cfg.gradient_projection.modules), sum(p.numel() for _, p in shared) / 1e6)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     log.info("stage 2: %s + %s teacher: %.2f M trainable, %.2f M frozen (LLM base); terms %s; train %d samples",

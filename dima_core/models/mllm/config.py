@@ -12,6 +12,7 @@ config values here; see shared/research/papers.md section 1 for what is known (m
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
@@ -211,6 +212,115 @@ class TwoStageConfig:
 
 
 @dataclass
+class HiddenStateTeacher:
+    """One extra teacher signal of the multi-teacher option: the LLM's hidden state at ``<plan>`` after a layer.
+
+    Drive-KD takes one teacher per capability from different depths (layer 1: perception, intermediate layers:
+    reasoning, the penultimate layer: planning). Here each entry reads the teacher LLM's ``<plan>`` hidden state
+    (B, D_llm) at ``layer`` (``hidden_states`` indexing: 1 = after the first decoder layer, -1 = the final,
+    normalised state the planning head reads, -2 = the penultimate layer), and a learned regressor maps the
+    planner's penultimate ego feature (B, C_plan) into that space (FitNets' hint regressor: the teacher side stays a
+    fixed, detached target, so the regressor cannot pull it towards the student).
+    """
+
+    name: str = ranged("perception", help="term name: logged and weighted as distill_<name> (letters, digits, _)")
+    layer: int = ranged(
+        1, lo=-4096, hi=4096,
+        help="hidden_states index of the <plan> token: 1 = first decoder layer, negative counts from the end; "
+        "0 (the input embedding: the learned <plan> query, which has not seen the scene) is refused",
+    )
+    weight: float = ranged(
+        0.1, lo=0.0, hi=1000.0,
+        help="loss weight: the planner's row of Drive-KD's capability mixing matrix (with weights.distill as the "
+        "planning teacher's entry, e.g. 0.8 / 0.1 / 0.1)",
+    )
+    loss: Literal["cosine", "kl"] = ranged(
+        "cosine", help="1 - cosine similarity (scale-free), or KL of softmax(x / distill.temperature) as in (f)"
+    )
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_]+", self.name):
+            raise ValueError(f"teacher name {self.name!r} must be lower-case letters, digits and '_'")
+        if self.layer == 0:
+            raise ValueError("layer 0 is the input embedding of the learned <plan> query: it carries no scene")
+
+
+@dataclass
+class MultiTeacherConfig:
+    """Drive-KD option: distil several teacher signals into the planner's ego feature, each its own loss term."""
+
+    enabled: bool = False
+    teachers: list[HiddenStateTeacher] = ranged(
+        default_factory=lambda: [
+            HiddenStateTeacher(name="perception", layer=1),
+            HiddenStateTeacher(name="reasoning", layer=-16),
+        ],
+        help="extra teachers beside (f); the defaults read layer 1 (Drive-KD's perception layer) and a middle "
+        "layer (-16: layer 15 of SmolLM2's 30, 17 of a 32-layer 7B)",
+    )
+
+    def validate(self) -> None:
+        names = [t.name for t in self.teachers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"multi_teacher.teachers names must be unique, got {names}")
+        if self.enabled and not self.teachers:
+            raise ValueError("multi_teacher.enabled needs at least one entry in multi_teacher.teachers")
+
+
+# The loss term of the planner's own objective in gradient projection (the teacher terms use their own names).
+PLANNER_TERM = "planner"
+# Teacher terms that can reach the shared student (planner + scene encoder); multi-teacher terms are distill_<name>.
+PROJECTABLE_TEACHER_TERMS: tuple[str, ...] = (
+    "vqa", "plan", "recon", "future", "scene_edit", "distill", "attention_distill",
+)
+
+
+@dataclass
+class GradientProjectionConfig:
+    """Drive-KD option: project conflicting per-term gradients on the shared student (PCGrad, Yu et al. 2020).
+
+    For the listed terms, the gradient of each one with respect to the parameters of ``modules`` is computed
+    separately; for every pair with a negative dot product one gradient is projected onto the normal plane of the
+    other (in a random order per step), and the projected gradients are summed. Every other parameter, and every
+    term not listed, gets the plain summed gradient. See :mod:`dima_core.training.gradient_projection`.
+    """
+
+    enabled: bool = False
+    terms: list[str] = ranged(
+        default_factory=lambda: ["planner", "distill", "distill_perception", "distill_reasoning",
+                                 "attention_distill"],
+        help="terms whose gradients are projected: 'planner' (planner_loss_weight x the planner's own losses), "
+        "teacher terms (vqa, plan, recon, future, scene_edit, distill, attention_distill) and multi-teacher terms "
+        "distill_<name>; a term absent in a step contributes nothing",
+    )
+    modules: list[str] = ranged(
+        default_factory=lambda: ["planner"],
+        help="DimaJointModel submodules holding the shared student (dotted names, e.g. planner, "
+        "planner.backbone, planner.bev_encoder); their trainable parameters get the projected gradient",
+    )
+    anchor: Optional[str] = ranged(
+        None,
+        help="a listed term whose gradient is never altered; the others are finally projected off it when they "
+        "conflict (Drive-KD's anchor-follower step), so the summed update never opposes it to first order",
+    )
+    sync_ranks: bool = ranged(
+        True,
+        help="DDP: average each term's gradient over ranks before projecting (projects the global batch's "
+        "gradients; one all-reduce of terms x shared parameters); off: each rank projects its own",
+    )
+
+    def validate(self) -> None:
+        if len(set(self.terms)) != len(self.terms):
+            raise ValueError(f"gradient_projection.terms has duplicates: {self.terms}")
+        if self.enabled and len(self.terms) < 2:
+            raise ValueError("gradient_projection needs at least two terms to project between")
+        if not self.modules:
+            raise ValueError("gradient_projection.modules must name at least one module")
+        if self.anchor is not None and self.anchor not in self.terms:
+            raise ValueError(f"gradient_projection.anchor {self.anchor!r} is not one of the terms {self.terms}")
+
+
+@dataclass
 class MllmConfig:
     """Everything the DiMA teacher needs.
 
@@ -228,10 +338,42 @@ class MllmConfig:
     weights: LossWeights = field(default_factory=LossWeights)
     attention_distill: AttentionDistillConfig = field(default_factory=AttentionDistillConfig)
     two_stage: TwoStageConfig = field(default_factory=TwoStageConfig)
+    multi_teacher: MultiTeacherConfig = field(default_factory=MultiTeacherConfig)
+    gradient_projection: GradientProjectionConfig = field(default_factory=GradientProjectionConfig)
     planner_feature_dim: int = ranged(
         128, lo=1, hi=16384,
         help="the planner's penultimate ego feature width (model planner.feature_dim); a projection bridges a mismatch"
     )
+
+    def validate(self) -> None:
+        self.multi_teacher.validate()
+        self.gradient_projection.validate()
+        # Only when on: the default term list names the default teachers, and a config that renames its teachers
+        # without using projection must still load.
+        known = set(self.projectable_terms())
+        unknown = [t for t in self.gradient_projection.terms if t not in known]
+        if self.gradient_projection.enabled and unknown:
+            raise ValueError(f"gradient_projection.terms {unknown} are not loss terms (known: {sorted(known)})")
+
+    def projectable_terms(self) -> tuple[str, ...]:
+        """Term names gradient projection may list: the planner's, the teacher's and every configured teacher's."""
+        extra = tuple(f"distill_{t.name}" for t in self.multi_teacher.teachers)
+        return (PLANNER_TERM, *PROJECTABLE_TEACHER_TERMS, *extra)
+
+    def extra_term_weights(self) -> dict[str, float]:
+        """Weights of the terms :class:`LossWeights` does not name: ``distill_<name>`` of the enabled teachers."""
+        if not self.multi_teacher.enabled:
+            return {}
+        return {f"distill_{t.name}": t.weight for t in self.multi_teacher.teachers}
+
+    def term_weight(self, name: str) -> float:
+        """The weight of teacher loss term ``name`` in the total (:class:`LossWeights` or a teacher's weight)."""
+        extra = self.extra_term_weights()
+        if name in extra:
+            return extra[name]
+        if not hasattr(self.weights, name):
+            raise KeyError(f"no loss weight for term {name!r}")
+        return float(getattr(self.weights, name))
 
     def check_model(self, embed_dim: int, bev_grid: tuple[int, int], planner_feature_dim: int) -> None:
         """Raise ValueError when this teacher cannot read the planner described by these sizes."""
@@ -266,14 +408,19 @@ __all__ = [
     "AdapterConfig",
     "AttentionDistillConfig",
     "DistillConfig",
+    "GradientProjectionConfig",
     "HeadsConfig",
+    "HiddenStateTeacher",
     "LLMConfig",
     "LoraSettings",
     "LossWeights",
     "MaskingConfig",
     "MllmConfig",
+    "MultiTeacherConfig",
     "PLACEHOLDER_TOKENS",
+    "PLANNER_TERM",
     "PLAN_TOKEN",
+    "PROJECTABLE_TEACHER_TERMS",
     "SMOLLM2_GGUF",
     "SMOLLM2_PACKAGE",
     "SceneEditConfig",

@@ -1,21 +1,32 @@
-"""Surrogate (f): KL distillation between the planner's and the MLLM planning head's penultimate ego features.
+"""Surrogate (f): KL distillation between the planner's and the MLLM planning head's penultimate ego features, and
+the Drive-KD multi-teacher extension.
 
 Each feature vector becomes a distribution ``softmax(feature / T)`` over its channels. With ``student="planner"``
 (the default) the loss is ``KL(p_mllm || p_planner)`` and flows into the planner (and through it the shared scene
 encoder); the MLLM side is detached unless ``detach_teacher`` is False. When the widths differ, a learned linear
 projection maps the MLLM feature into the planner's width (the dual inference mode reuses it); it sits after the
 detach, so it is trained by the KL. Equal widths (the default configs) need no projection.
+
+Multi-teacher (``multi_teacher`` in the MLLM config, off by default): Drive-KD distils one teacher per capability,
+taken from different depths of the teacher (layer 1 for perception, intermediate layers for reasoning, the
+penultimate layer for planning), and mixes them with per-capability weights. Our student has one distilled
+capability, the planner's penultimate ego feature, so :class:`MultiTeacherDistiller` adds one term per extra
+teacher: the LLM's hidden state at ``<plan>`` after a configured layer, as a fixed target (detached, parameter-free
+LayerNorm so layers of very different scale give comparable targets), matched by a learned regressor of the
+planner's feature (FitNets' hint regressor, on the student side so the target cannot drift towards the student).
+(f) stays the planning teacher; the weights of (f) and of the extra terms form the planner's row of the mixing
+matrix.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dima_core.models.mllm.config import DistillConfig
+from dima_core.models.mllm.config import DistillConfig, HiddenStateTeacher
 
 
 def kl_divergence(
@@ -64,6 +75,93 @@ class FeatureDistiller(nn.Module):
         return kl_divergence(teacher, student, self.cfg.temperature, self.cfg.scale_by_t2)
 
 
+def hidden_distill_loss(
+    student: torch.Tensor,
+    target: torch.Tensor,
+    kind: Literal["cosine", "kl"],
+    temperature: float = 1.0,
+    scale_by_t2: bool = True,
+) -> torch.Tensor:
+    """Distance between a regressed student feature and a teacher target, both (B, D).
+
+    ``cosine``: mean over the batch of ``1 - cos(student, target)`` (0 when parallel; a zero vector counts as
+    orthogonal, so the value stays finite). ``kl``: :func:`kl_divergence` with the target as the teacher side.
+    The target is used as given: detach it first when it must not receive a gradient.
+    Returns:
+        () scalar >= 0, exactly 0 when ``student`` equals ``target``.
+    """
+    if kind == "cosine":
+        cos = F.cosine_similarity(student.float(), target.float(), dim=-1, eps=1e-8)
+        return (1.0 - cos).clamp_min(0.0).mean()
+    if kind == "kl":
+        return kl_divergence(target, student, temperature, scale_by_t2)
+    raise ValueError(f"unknown hidden distillation loss {kind!r} (cosine, kl)")
+
+
+class MultiTeacherDistiller(nn.Module):
+    """Drive-KD multi-teacher distillation into the planner's ego feature (module docstring).
+
+    Args:
+        planner_dim: C_plan, the planner's penultimate ego feature width.
+        llm_dim: D_llm, the teacher LLM's hidden width.
+        teachers: the extra teacher signals (:class:`HiddenStateTeacher`), one loss term each.
+        distill: (f)'s settings (temperature and T^2 scaling of the ``kl`` kind).
+        num_hidden_states: ``len(hidden_states)`` of the LLM (decoder layers + 1) to check the layer indices now
+            rather than at the first step; None skips the early check.
+    """
+
+    def __init__(self, planner_dim: int, llm_dim: int, teachers: Sequence[HiddenStateTeacher], distill: DistillConfig,
+                 num_hidden_states: Optional[int] = None) -> None:
+        super().__init__()
+        self.teachers = list(teachers)
+        self.distill = distill
+        if num_hidden_states is not None:
+            for t in self.teachers:
+                self._check_layer(t, num_hidden_states)
+        # One regressor per teacher: each target lives in its own layer's space.
+        self.regressors = nn.ModuleDict({t.name: nn.Linear(planner_dim, llm_dim) for t in self.teachers})
+
+    @staticmethod
+    def _check_layer(teacher: HiddenStateTeacher, num_hidden_states: int) -> None:
+        if not -num_hidden_states <= teacher.layer < num_hidden_states or teacher.layer in (0, -num_hidden_states):
+            raise ValueError(
+                f"multi_teacher '{teacher.name}': layer {teacher.layer} is outside the LLM's decoder layers "
+                f"(1..{num_hidden_states - 1} or -1..-{num_hidden_states - 1})"
+            )
+
+    def targets(self, hidden_states: Sequence[torch.Tensor], plan_positions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The teachers' fixed targets ``{name: (B, D_llm)}``.
+
+        Args:
+            hidden_states: the LLM's ``hidden_states`` (index 0 = embeddings), each (B, L, D_llm).
+            plan_positions: (B, 1) sequence position of ``<plan>`` per sample.
+        """
+        out = {}
+        for t in self.teachers:
+            self._check_layer(t, len(hidden_states))
+            h = hidden_states[t.layer]
+            at_plan = torch.gather(h, 1, plan_positions.view(-1, 1, 1).expand(-1, 1, h.shape[-1])).squeeze(1)
+            target = at_plan.detach().float()
+            out[t.name] = F.layer_norm(target, (target.shape[-1],))
+        return out
+
+    def forward(self, planner_feature: torch.Tensor, hidden_states: Sequence[torch.Tensor],
+                plan_positions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Args:
+            planner_feature: (B, C_plan) the planner's penultimate ego feature (the student).
+            hidden_states / plan_positions: as in :meth:`targets`.
+        Returns:
+            ``{name: () loss}``, unweighted (the weights are the teachers' ``weight``).
+        """
+        targets = self.targets(hidden_states, plan_positions)
+        losses = {}
+        for t in self.teachers:
+            student = self.regressors[t.name](planner_feature.to(self.regressors[t.name].weight.dtype))
+            losses[t.name] = hidden_distill_loss(student, targets[t.name], t.loss, self.distill.temperature,
+                                                 self.distill.scale_by_t2)
+        return losses
+
+
 def dual_mode_feature(
     planner_feature: torch.Tensor, mllm_feature: torch.Tensor, project: Optional[nn.Module] = None
 ) -> torch.Tensor:
@@ -100,4 +198,11 @@ def dual_mode_plan(
     return final_head(dual_mode_feature(planner_feature, mllm_feature, project))
 
 
-__all__ = ["FeatureDistiller", "dual_mode_feature", "dual_mode_plan", "kl_divergence"]
+__all__ = [
+    "FeatureDistiller",
+    "MultiTeacherDistiller",
+    "dual_mode_feature",
+    "dual_mode_plan",
+    "hidden_distill_loss",
+    "kl_divergence",
+]

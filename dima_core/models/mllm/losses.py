@@ -3,14 +3,15 @@
 (a) VQA: next-token CE on answer tokens (labels -100 elsewhere).      (b) MLLM planning: L1, masked by GT validity.
 (c) Masked BEV reconstruction: L2 on masked tokens only.             (d) Future BEV: L2 vs detached future tokens.
 (e) Scene editing: L1 to the edited ego label + a collision hinge against the added car (its QA pairs enter (a)).
-(f) KL distillation (:mod:`dima_core.models.mllm.distill`).
+(f) KL distillation (:mod:`dima_core.models.mllm.distill`); its Drive-KD multi-teacher extension adds one term
+``distill_<name>`` per extra teacher signal (:class:`~dima_core.models.mllm.distill.MultiTeacherDistiller`).
 Every term returns a finite scalar, 0 (with a graph) when it has nothing to supervise, so weighted sums and
 ``backward`` never see NaN.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -165,11 +166,15 @@ def attention_distill_loss(
     return total / max(len(layer_pairs), 1)
 
 
-def total_loss(terms: dict[str, torch.Tensor], weights: LossWeights) -> torch.Tensor:
-    """Weighted sum of the present terms; keys are :class:`LossWeights` field names."""
+def total_loss(
+    terms: dict[str, torch.Tensor], weights: LossWeights, extra_weights: Optional[Mapping[str, float]] = None
+) -> torch.Tensor:
+    """Weighted sum of the present terms; keys are :class:`LossWeights` field names or keys of ``extra_weights``
+    (the multi-teacher terms ``distill_<name>``, :meth:`MllmConfig.extra_term_weights`)."""
+    extra = extra_weights or {}
     out: Optional[torch.Tensor] = None
     for name, value in terms.items():
-        weighted = getattr(weights, name) * value
+        weighted = (extra[name] if name in extra else getattr(weights, name)) * value
         out = weighted if out is None else out + weighted
     if out is None:
         raise ValueError("total_loss: no loss terms")

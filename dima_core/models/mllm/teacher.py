@@ -27,7 +27,7 @@ from torch import nn
 
 from dima_core.models.mllm.adapters import BeamAdapters
 from dima_core.models.mllm.config import TOKEN_TYPES, MllmConfig
-from dima_core.models.mllm.distill import FeatureDistiller, dual_mode_plan
+from dima_core.models.mllm.distill import FeatureDistiller, MultiTeacherDistiller, dual_mode_plan
 from dima_core.models.mllm.heads import BevTokenDecoder, FutureBevHeads, PlanningHead
 from dima_core.models.mllm.llm import add_lora, freeze, hidden_size, load_llm, lora_parameters
 from dima_core.models.mllm.losses import (
@@ -69,7 +69,8 @@ class TeacherOutput:
     plan_trajectories (B, M, T, 2) positions; plan_feature (B, F) the planning head's penultimate feature;
     bev_mask the masking applied (None when unmasked); recon (B, K, C) predictions at ``bev_mask.positions``;
     recon_target (B, K, C) the unmasked BEV tokens there; future ``{k: (B, K', C)}`` at ``future_positions`` (B, K');
-    attentions per layer (B, H, L, L) when requested.
+    attentions per layer (B, H, L, L) when requested; hidden_states per layer (B, L, D_llm), index 0 = embeddings
+    (the multi-teacher targets).
     """
 
     logits: torch.Tensor
@@ -83,6 +84,7 @@ class TeacherOutput:
     future: dict[int, torch.Tensor] = field(default_factory=dict)
     future_positions: Optional[torch.Tensor] = None
     attentions: Optional[tuple[torch.Tensor, ...]] = None
+    hidden_states: Optional[tuple[torch.Tensor, ...]] = None
 
 
 def _gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -102,6 +104,7 @@ class DimaTeacher(nn.Module):
 
     def __init__(self, cfg: MllmConfig, llm: Optional[nn.Module] = None, tokenizer=None):
         super().__init__()
+        cfg.validate()  # configs built in code (tests, benchmarks) get the YAML loader's cross-field checks too
         self.cfg = cfg
         if llm is None:
             llm, tokenizer = load_llm(cfg.llm)
@@ -134,6 +137,14 @@ class DimaTeacher(nn.Module):
                                            h.decoder_heads, h.mlp_hidden)
         self.agent_encoder = AddedAgentEncoder(cfg.scene_dim, h.num_steps)
         self.distiller = FeatureDistiller(cfg.planner_feature_dim, h.plan_feature_dim, cfg.distill)
+        # Drive-KD multi-teacher option: None when off, so checkpoints of the default config keep their keys.
+        self.multi_teacher: Optional[MultiTeacherDistiller] = None
+        if cfg.multi_teacher.enabled:
+            layers = getattr(getattr(llm, "config", None), "num_hidden_layers", None)
+            self.multi_teacher = MultiTeacherDistiller(
+                cfg.planner_feature_dim, d_llm, cfg.multi_teacher.teachers, cfg.distill,
+                num_hidden_states=layers + 1 if isinstance(layers, int) else None,
+            )
 
     # ------------------------------------------------------------------------------------------------ building
 
@@ -213,7 +224,8 @@ class DimaTeacher(nn.Module):
         trajectories, feature = self.plan_head(plan_hidden)
         lm = vqa_loss(out.logits, prompts.labels) if bool((prompts.labels != IGNORE_INDEX).any()) else None
         result = TeacherOutput(out.logits, lm, hidden, trajectories, feature, bev_mask=bev_mask,
-                               attentions=out.attentions if output_attentions else None)
+                               attentions=out.attentions if output_attentions else None,
+                               hidden_states=out.hidden_states)
         if bev_mask is not None:
             memory = _gather_positions(hidden, prompts.positions["bev"]).to(head_dtype)
             result.recon = self.recon_head(memory, bev_mask.positions)
@@ -265,7 +277,8 @@ class DimaTeacher(nn.Module):
         Args:
             beam: BEAM tokens from the (trainable) scene encoder. prompts: QA prompts with answers.
             command: (B,) driving command. plan_gt: (B, T, 2) GT ego future. plan_mask: (B, T) bool.
-            planner_feature: (B, C_plan) the planner's penultimate ego feature -> (f) when given.
+            planner_feature: (B, C_plan) the planner's penultimate ego feature -> (f) when given, and the
+                multi-teacher terms ``distill_<name>`` when that option is on.
             future_bev: ``{k: (B, H*W, C)}`` the encoder's BEV tokens of frame t+k -> (d) when given (detached here).
             future_valid: ``{k: (B,) bool}`` which samples have frame t+k.
             edits / edit_prompts: per-sample scene edits (None = unedited) and :meth:`edit_qa_prompts` -> (e).
@@ -287,6 +300,9 @@ class DimaTeacher(nn.Module):
             terms["future"] = future_loss(main.future, targets, future_valid)
         if planner_feature is not None:
             terms["distill"] = self.distiller(planner_feature, main.plan_feature)
+            if self.multi_teacher is not None:
+                extra = self.multi_teacher(planner_feature, main.hidden_states, prompts.positions["plan"])
+                terms.update({f"distill_{name}": value for name, value in extra.items()})
         if edits is not None and any(e is not None for e in edits):
             if edit_prompts is None:
                 raise ValueError("scene edits need edit_prompts (the prompts of their QA pairs)")
@@ -296,7 +312,7 @@ class DimaTeacher(nn.Module):
             terms["attention_distill"] = attention_distill_loss(
                 main.attentions, reference_attentions, self.cfg.attention_distill.layers, text_mask, vision_mask
             )
-        return total_loss(terms, self.cfg.weights), terms, main
+        return total_loss(terms, self.cfg.weights, self.cfg.extra_term_weights()), terms, main
 
     def scene_edit_terms(
         self,
