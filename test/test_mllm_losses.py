@@ -9,10 +9,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
-from mllm_fixtures import PLANNER_DIM, SCENE_DIM, make_beam, straight_scene
+from mllm_fixtures import PLANNER_DIM, SCENE_DIM, base_llm, make_beam, make_teacher, straight_scene, tiny_config
+from dima_core.config import ConfigError
 from dima_core.models.config import PlannerConfig
-from dima_core.models.mllm.config import DistillConfig, LossWeights, SceneEditConfig
+from dima_core.models.mllm.config import (
+    AttentionDistillConfig,
+    DistillConfig,
+    LLMConfig,
+    LoraSettings,
+    LossWeights,
+    MllmConfig,
+    SceneEditConfig,
+    load_mllm_config,
+)
 from dima_core.models.mllm.distill import FeatureDistiller, dual_mode_feature, dual_mode_plan, kl_divergence
 from dima_core.models.mllm.llm import base_parameters, lora_parameters
 from dima_core.models.mllm.losses import (
@@ -26,7 +37,9 @@ from dima_core.models.mllm.losses import (
     vqa_loss,
 )
 from dima_core.models.mllm.scene_editing import add_agent, edited_plan_targets, remove_agent
+from dima_core.models.mllm.teacher import attn_implementation
 from dima_core.models.planner import PlanningTransformer
+from dima_core.training.gradient_projection import GradientProjector
 
 QUESTIONS = ["Is there a car ahead of the ego vehicle?", "What should the ego vehicle do?"]
 ANSWERS = ["Yes, a car is 12 m ahead.", "Keep going straight."]
@@ -238,6 +251,99 @@ def test_attention_distillation_option(teacher) -> None:
     assert int(vision_mask.sum()) == sum(teacher.cfg.adapters.queries.values())
     assert not (text_mask & vision_mask).any() and text_mask.any()
     assert attention_distill_loss(out.attentions, out.attentions, [(0, 0), (-2, -2)], text_mask, vision_mask) == 0
+
+
+def test_attention_distillation_against_the_frozen_base_llm() -> None:
+    """The option as stage 2 runs it: DimaTeacher.losses without reference maps computes them from the base LLM."""
+    cfg = tiny_config(llm=LLMConfig(attn_implementation="eager", lora=LoraSettings(rank=4, alpha=8.0, dropout=0.0)),
+                      attention_distill=AttentionDistillConfig(enabled=True))
+    teacher = make_teacher(cfg)
+    assert attn_implementation(teacher.llm) == "eager"  # the config's kernel, although the cached base is sdpa
+    assert attn_implementation(base_llm()[0]) == "sdpa"  # ... and the shared base was not switched
+    beam = make_beam(1, requires_grad=True)
+    planner_feature = torch.randn(1, PLANNER_DIM, requires_grad=True)
+    prompts = teacher.encode_prompts(QUESTIONS[:1], ANSWERS[:1])
+    args = (beam, prompts, torch.tensor([2]), torch.randn(1, 6, 2), torch.ones(1, 6, dtype=torch.bool))
+
+    def losses():  # a stage-2 call (no reference_attentions); the same BEV masking every time
+        return teacher.losses(*args, planner_feature=planner_feature, generator=torch.Generator().manual_seed(0))
+
+    # Step 0: a fresh LoRA (B = 0) adds exactly nothing, so the trained LLM is its own reference.
+    total, terms, out = losses()
+    assert set(terms) == {"vqa", "plan", "recon", "distill", "attention_distill"}
+    assert terms["attention_distill"].item() == pytest.approx(0.0, abs=1e-12)
+    assert torch.allclose(total, sum(terms.values()))  # weight 1.0
+    base_maps = [a.detach() for a in out.attentions]
+    # A trained LoRA moves the attention away from the base: the term becomes positive ...
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        for name, p in teacher.llm.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    teacher.zero_grad(set_to_none=True)
+    total, terms, out = losses()
+    value = terms["attention_distill"]
+    assert torch.isfinite(value) and value > 0 and torch.allclose(total, sum(terms.values()))
+    # ... while the reference still is the base LLM's maps (LoRA disabled), kept only at the layers the loss reads.
+    reference = teacher.reference_attention_maps(out.inputs_embeds, prompts.attention_mask, [0, -2])
+    assert reference[1] is None and reference[-1] is None
+    assert torch.allclose(reference[0], base_maps[0], atol=1e-6)
+    assert torch.allclose(reference[-2], base_maps[-2], atol=1e-6)
+    # Gradient projection gets a real row for it on the shared student (here its outputs: BEAM tokens, feature).
+    rows = GradientProjector(["distill", "attention_distill"]).term_gradients(terms, [planner_feature, beam.bev])
+    assert bool((rows.abs().sum(dim=1) > 0).all())
+    # Its gradient trains LoRA up to the penultimate layer's attention, reaches the shared student through the
+    # BEAM tokens, and never touches the frozen base or the planner feature.
+    value.backward()
+    _assert_base_untouched(teacher)
+    lora = {n: p for n, p in teacher.llm.named_parameters() if "lora_" in n}
+    assert all(p.requires_grad for p in lora.values())  # peft's disable_adapter() flags were restored
+    for kind in ("lora_A", "lora_B"):
+        assert sum(float(p.grad.abs().sum()) for n, p in lora.items() if kind in n and p.grad is not None) > 0
+    assert all(p.grad is None for n, p in lora.items() if ".layers.29." in n)  # layer 29 cannot change 28's maps
+    assert beam.bev.grad.abs().sum() > 0 and planner_feature.grad is None
+    # The two-stage align stage keeps LoRA frozen through the reference pass.
+    teacher.set_stage("align")
+    try:
+        with torch.no_grad():
+            losses()
+        assert not any(p.requires_grad for p in lora.values())
+    finally:
+        teacher.set_stage("finetune")
+    # Layer pairs the LLM does not have are refused when the teacher is built.
+    teacher.cfg.attention_distill.layers = [(0, 30)]
+    with pytest.raises(ValueError, match=r"attention_distill.layers \[\(0, 30\)\]: this LLM has 30 decoder"):
+        teacher._check_attention_layers()
+
+
+def test_attention_distillation_config_needs_eager_attention_and_lora(tmp_path) -> None:
+    from dima_core.training.stage2 import TaskSwitches, enabled_terms
+
+    def load(section: dict) -> MllmConfig:  # the YAML loader's path: errors name the file and the key
+        path = tmp_path / "teacher.yaml"
+        path.write_text(yaml.safe_dump({"mllm": section}))
+        return load_mllm_config(str(path))
+
+    assert not load_mllm_config("smollm2_135m").attention_distill.enabled
+    on = {"enabled": True}
+    cases = [
+        ({"attention_distill": on},
+         r"teacher.yaml: key 'mllm': attention_distill.enabled needs llm.attn_implementation: eager .*got "
+         r"llm.attn_implementation: sdpa"),
+        ({"attention_distill": on, "llm": {"attn_implementation": "eager", "lora": {"enabled": False}}},
+         "needs llm.lora.enabled"),
+        ({"attention_distill": {"enabled": True, "layers": []}, "llm": {"attn_implementation": "eager"}},
+         "key 'mllm.attention_distill': .*at least one"),
+        ({"attention_distill": {"reference": "llava"}}, "key 'mllm.attention_distill.reference'"),
+    ]
+    for section, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            load(section)
+    ok = load({"attention_distill": on, "llm": {"attn_implementation": "eager"}})
+    assert ok.attention_distill.reference == "base"
+    # Stage 2 logs the term (train/loss/mllm_attention_distill) whenever the option is on.
+    assert "attention_distill" in enabled_terms(TaskSwitches(), ok)
+    assert "attention_distill" not in enabled_terms(TaskSwitches(), MllmConfig())
 
 
 def test_total_loss_weights() -> None:

@@ -135,12 +135,15 @@ def teacher_config(joint: JointConfig) -> Any:
 
 def enabled_terms(tasks: TaskSwitches, mllm_cfg: Any = None) -> tuple[str, ...]:
     """Teacher term names every step reports (identical on every rank, as the logging all-reduce requires); with
-    ``mllm_cfg``, also the multi-teacher terms ``distill_<name>`` when that option and distillation are on."""
+    ``mllm_cfg``, also the multi-teacher terms ``distill_<name>`` when that option and distillation are on, and
+    ``attention_distill`` when that option is on."""
     on = {"vqa": tasks.vqa, "plan": True, "recon": tasks.recon, "future": tasks.future, "distill": tasks.distill,
           "scene_edit": tasks.scene_edit}
     terms = tuple(t for t in TEACHER_TERMS if on[t])
     if mllm_cfg is not None and tasks.distill:
         terms += tuple(mllm_cfg.extra_term_weights())
+    if mllm_cfg is not None and mllm_cfg.attention_distill.enabled:  # the teacher computes it on every pass
+        terms += ("attention_distill",)
     return terms
 
 

@@ -188,19 +188,44 @@ class LossWeights:
     future: float = ranged(1.0, lo=0.0, hi=1000.0, help="(d) L2 on BEV tokens at t+1, t+2")
     scene_edit: float = ranged(1.0, lo=0.0, hi=1000.0, help="(e) L1 + collision hinge on the edited scene")
     distill: float = ranged(1.0, lo=0.0, hi=1000.0, help="(f) KL distillation")
-    attention_distill: float = ranged(1.0, lo=0.0, hi=1000.0, help="Drive-KD attention MSE (when enabled)")
+    attention_distill: float = ranged(
+        1.0, lo=0.0, hi=1e6,
+        help="Drive-KD attention MSE (when enabled). A mean of squared differences of attention probabilities "
+        "(each about 1/L), so it is tiny (~1e-6 on SmolLM2 even with a clearly perturbed LoRA): scale this up "
+        "(hence the higher bound) and check its logged size against the other terms",
+    )
 
 
 @dataclass
 class AttentionDistillConfig:
-    """Drive-KD option: MSE between head-averaged text->vision attention maps of a reference and this LLM."""
+    """Drive-KD option: MSE between head-averaged text->vision attention maps of a reference and this LLM.
+
+    The rows are the prompt's text tokens after ``<plan>`` (question and answer), the columns the BEAM placeholder
+    positions. The reference (``reference: base``) is this teacher's own LLM with its LoRA adapters disabled, run
+    without gradients on the same spliced prompt: the term keeps the fine-tuned LLM's text->vision attention close
+    to the pretrained model's (a regulariser against attention drift while LoRA learns driving QA). Drive-KD's
+    reference is a larger, separately fine-tuned teacher instead; that would need a second LLM with the same
+    tokenizer and prompt layout, reading BEAM tokens through adapters trained for it, which this project does not
+    have (see docs/stage2.md).
+
+    The maps of the trained pass need gradients, which only eager attention provides, so the option requires
+    ``llm.attn_implementation: eager`` (:meth:`MllmConfig.validate`).
+    """
 
     enabled: bool = False
+    reference: Literal["base"] = ranged(
+        "base", help="the reference LLM: 'base' = the teacher's frozen base LLM with LoRA disabled (no gradient)"
+    )
     layers: list[tuple[int, int]] = ranged(
         default_factory=lambda: [(0, 0), (-2, -2)],
-        help="(student layer, reference layer) pairs; Drive-KD uses layer 1 (perception) and the penultimate "
-        "(planning); negative indices count from the end",
+        help="(student layer, reference layer) decoder-layer pairs, 0 = first; Drive-KD uses layer 1 (perception) "
+        "and the penultimate (planning); negative indices count from the end",
     )
+
+    def validate(self) -> None:
+        if self.enabled and not self.layers:
+            raise ValueError("attention_distill.enabled needs at least one (student, reference) pair in "
+                             "attention_distill.layers")
 
 
 @dataclass
@@ -348,6 +373,22 @@ class MllmConfig:
     def validate(self) -> None:
         self.multi_teacher.validate()
         self.gradient_projection.validate()
+        self.attention_distill.validate()
+        if self.attention_distill.enabled:
+            # Validated here rather than switching the implementation for the one pass: the *trained* pass must
+            # return its maps with gradients, so the whole stage-2 forward runs eager anyway, and flipping the
+            # shared model config per call would also make non-reentrant gradient checkpointing recompute
+            # backward with a different kernel than the forward used.
+            if self.llm.attn_implementation != "eager":
+                raise ValueError(
+                    "attention_distill.enabled needs llm.attn_implementation: eager (only eager attention returns "
+                    f"attention maps, with gradients); got llm.attn_implementation: {self.llm.attn_implementation}"
+                )
+            if not self.llm.lora.enabled:
+                raise ValueError(
+                    "attention_distill.enabled needs llm.lora.enabled: the reference is the frozen base LLM, and "
+                    "without LoRA the trained LLM is that base, so the term would be 0 by construction"
+                )
         # Only when on: the default term list names the default teachers, and a config that renames its teachers
         # without using projection must still load.
         known = set(self.projectable_terms())

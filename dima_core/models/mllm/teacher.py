@@ -70,7 +70,8 @@ class TeacherOutput:
     bev_mask the masking applied (None when unmasked); recon (B, K, C) predictions at ``bev_mask.positions``;
     recon_target (B, K, C) the unmasked BEV tokens there; future ``{k: (B, K', C)}`` at ``future_positions`` (B, K');
     attentions per layer (B, H, L, L) when requested; hidden_states per layer (B, L, D_llm), index 0 = embeddings
-    (the multi-teacher targets).
+    (the multi-teacher targets); inputs_embeds (B, L, D_llm) the spliced prompt the LLM read (the attention
+    distillation's reference pass reads the same).
     """
 
     logits: torch.Tensor
@@ -85,6 +86,7 @@ class TeacherOutput:
     future_positions: Optional[torch.Tensor] = None
     attentions: Optional[tuple[torch.Tensor, ...]] = None
     hidden_states: Optional[tuple[torch.Tensor, ...]] = None
+    inputs_embeds: Optional[torch.Tensor] = None
 
 
 def _gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -118,6 +120,10 @@ class DimaTeacher(nn.Module):
                 llm = add_lora(llm, cfg.llm)
         self.llm = llm
         self.tokenizer = tokenizer
+        # A model passed in keeps the attention kernel it was loaded with; the config is what was validated (e.g.
+        # eager for attention distillation), so make the model follow it. A no-op for models load_llm built.
+        if attn_implementation(llm) != cfg.llm.attn_implementation:
+            _language_model(llm).set_attn_implementation(cfg.llm.attn_implementation)
         d_llm = hidden_size(llm)
         h = cfg.heads
         self.prompts = PromptBuilder(
@@ -145,6 +151,8 @@ class DimaTeacher(nn.Module):
                 cfg.planner_feature_dim, d_llm, cfg.multi_teacher.teachers, cfg.distill,
                 num_hidden_states=layers + 1 if isinstance(layers, int) else None,
             )
+        if cfg.attention_distill.enabled:
+            self._check_attention_layers()
 
     # ------------------------------------------------------------------------------------------------ building
 
@@ -225,7 +233,7 @@ class DimaTeacher(nn.Module):
         lm = vqa_loss(out.logits, prompts.labels) if bool((prompts.labels != IGNORE_INDEX).any()) else None
         result = TeacherOutput(out.logits, lm, hidden, trajectories, feature, bev_mask=bev_mask,
                                attentions=out.attentions if output_attentions else None,
-                               hidden_states=out.hidden_states)
+                               hidden_states=out.hidden_states, inputs_embeds=embeds)
         if bev_mask is not None:
             memory = _gather_positions(hidden, prompts.positions["bev"]).to(head_dtype)
             result.recon = self.recon_head(memory, bev_mask.positions)
@@ -282,11 +290,18 @@ class DimaTeacher(nn.Module):
             future_bev: ``{k: (B, H*W, C)}`` the encoder's BEV tokens of frame t+k -> (d) when given (detached here).
             future_valid: ``{k: (B,) bool}`` which samples have frame t+k.
             edits / edit_prompts: per-sample scene edits (None = unedited) and :meth:`edit_qa_prompts` -> (e).
-            reference_attentions: a reference LLM's attention maps on the same prompts (Drive-KD option).
+            reference_attentions: per-layer (B, H, L, L) attention maps of a reference LLM on the same prompts for
+                the Drive-KD attention term. None (what stage 2 passes) computes them here with
+                :meth:`reference_attention_maps` when ``attention_distill.enabled``.
         Returns:
             (total, ``{term: value}``, the main pass's :class:`TeacherOutput`).
         """
-        use_attn = self.cfg.attention_distill.enabled and reference_attentions is not None
+        use_attn = self.cfg.attention_distill.enabled
+        if use_attn and attn_implementation(self.llm) != "eager":
+            raise RuntimeError(
+                "attention_distill needs the LLM's eager attention (llm.attn_implementation: eager), but the model "
+                f"runs {attn_implementation(self.llm)!r}: it was switched after the teacher was built"
+            )
         main = self(beam, prompts, mask_bev=self.cfg.masking.ratio > 0, predict_future=future_bev is not None,
                     output_attentions=use_attn, generator=generator)
         terms: dict[str, torch.Tensor] = {}
@@ -308,11 +323,67 @@ class DimaTeacher(nn.Module):
                 raise ValueError("scene edits need edit_prompts (the prompts of their QA pairs)")
             terms["scene_edit"] = self.scene_edit_terms(beam, edits, edit_prompts, command)
         if use_attn:
+            pairs = self.cfg.attention_distill.layers
+            if reference_attentions is None:
+                reference_attentions = self.reference_attention_maps(
+                    main.inputs_embeds, prompts.attention_mask, [r for _, r in pairs]
+                )
             text_mask, vision_mask = self.attention_masks(prompts)
             terms["attention_distill"] = attention_distill_loss(
-                main.attentions, reference_attentions, self.cfg.attention_distill.layers, text_mask, vision_mask
+                main.attentions, reference_attentions, pairs, text_mask, vision_mask
             )
         return total_loss(terms, self.cfg.weights, self.cfg.extra_term_weights()), terms, main
+
+    def reference_attention_maps(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int]
+    ) -> list[Optional[torch.Tensor]]:
+        """The attention distillation's reference: per decoder layer (B, H, L, L) attention maps of the frozen base
+        LLM (LoRA disabled) on the same spliced prompt, without gradients; None at layers not in ``layers``.
+
+        Why the teacher's own base and not Drive-KD's larger teacher: the reference must read the same prompt
+        layout (tokenizer, BEAM slots) through adapters that understand our BEAM tokens, and a second, larger LLM
+        trained for that does not exist here. The pretrained base on the same ``inputs_embeds`` is available for
+        free (same weights, no extra memory), and matching it keeps LoRA from drifting away from how the pretrained
+        model spreads its text->vision attention. At a fresh LoRA (B = 0) student and reference agree exactly.
+
+        Args:
+            inputs_embeds: (B, L, D_llm) the main pass's spliced prompt (detached here: the reference is a target).
+            attention_mask: (B, L) the prompts' padding mask.
+            layers: the reference layer indices the loss reads (negative = from the end); other maps are dropped
+                at once instead of living until the loss is computed.
+        """
+        from peft import PeftModel
+
+        if not isinstance(self.llm, PeftModel):
+            raise RuntimeError("attention distillation against the base LLM needs LoRA (llm.lora.enabled)")
+        # peft's disable_adapter() sets requires_grad False on every LoRA matrix on entry and True on exit, which
+        # would unfreeze LoRA during the two-stage schedule's align stage and, mid-step, would stop autograd from
+        # accumulating into it. Restore each flag exactly as it was.
+        flags = [(p, p.requires_grad) for p in lora_parameters(self.llm)]
+        try:
+            # The decoder stack without the LM head: the logits (B, L, vocab) are not needed for the maps.
+            with torch.no_grad(), self.llm.disable_adapter():
+                out = _language_model(self.llm).get_decoder()(
+                    inputs_embeds=inputs_embeds.detach(), attention_mask=attention_mask,
+                    output_attentions=True, use_cache=False,
+                )
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
+        maps = out.attentions
+        n = len(maps)
+        keep = {i % n for i in layers}
+        return [a if i in keep else None for i, a in enumerate(maps)]
+
+    def _check_attention_layers(self) -> None:
+        """Refuse attention-distillation layer indices the LLM does not have (at build time, not mid-training)."""
+        n = getattr(getattr(self.llm, "config", None), "num_hidden_layers", None)
+        if not isinstance(n, int):
+            return
+        bad = [pair for pair in self.cfg.attention_distill.layers if not all(-n <= i < n for i in pair)]
+        if bad:
+            raise ValueError(f"attention_distill.layers {bad}: this LLM has {n} decoder layers "
+                             f"(indices {-n}..{n - 1})")
 
     def scene_edit_terms(
         self,
@@ -435,4 +506,16 @@ class DimaTeacher(nn.Module):
         }
 
 
-__all__ = ["BeamLike", "DimaTeacher", "TeacherOutput"]
+def _language_model(llm: nn.Module) -> nn.Module:
+    """The transformers causal LM inside a (possibly peft-wrapped) LLM (LoRA layers are injected into it)."""
+    from peft import PeftModel
+
+    return llm.get_base_model() if isinstance(llm, PeftModel) else llm
+
+
+def attn_implementation(llm: nn.Module) -> Optional[str]:
+    """The attention kernel the (possibly peft-wrapped) LLM runs: 'eager', 'sdpa', ..."""
+    return getattr(_language_model(llm).config, "_attn_implementation", None)
+
+
+__all__ = ["BeamLike", "DimaTeacher", "TeacherOutput", "attn_implementation"]
