@@ -96,6 +96,7 @@ def input_topic(camera: str, what: str) -> str:
 def _sync_settings(cfg: PlannerNodeConfig) -> dict[str, Any]:
     s = cfg.sync
     return dict(tolerance_ns=int(s.tolerance_ms * NS_PER_MS), max_wait_ns=int(s.max_wait_ms * NS_PER_MS),
+                max_delay_ns=int(s.max_delay_ms * NS_PER_MS),
                 odometry_max_age_ns=int(s.odometry_max_age_ms * NS_PER_MS), command_policy=s.command_policy,
                 command_max_age_ns=int(s.command_max_age_ms * NS_PER_MS),
                 reset_on_jump_back_ns=int(s.reset_on_jump_back_s * 1e9))
@@ -268,6 +269,9 @@ class PlannerNode(Node):
 
     def _process(self, frame: FrameSet) -> None:
         t0 = time.perf_counter()
+        # Stamp -> worker start: publishing, transport, callbacks and synchronisation (the input side of the
+        # pipeline latency, reported with the frame's timings below).
+        input_latency_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) / NS_PER_MS
         cfg = self.cfg
         command = int(frame.command.value)
         odom: Odometry = frame.odometry.value
@@ -318,15 +322,20 @@ class PlannerNode(Node):
         self.pub_latency.publish(Float64(data=latency_ms))
         with self._lock:
             self.counters["trajectories"] += 1
-        values = {"processing_time_ms": f"{processing_ms:.1f}", "model_time_ms": f"{model_ms:.1f}",
-                  "pipeline_latency_ms": f"{latency_ms:.1f}"}
+        # Keyed by the frame stamp (= the trajectory's stamp) so a tool can pair the model time of each frame with
+        # its trajectory (dima bench latency's ros pipeline: ROS overhead = pipeline latency - model latency).
+        values = {"stamp_ns": str(frame.stamp_ns), "input_latency_ms": f"{input_latency_ms:.3f}",
+                  "processing_time_ms": f"{processing_ms:.3f}", "model_time_ms": f"{model_ms:.3f}",
+                  "pipeline_latency_ms": f"{latency_ms:.3f}"}
         if processing_ms > cfg.output.processing_time_budget_ms:
             with self._lock:
                 self.counters["over_budget"] += 1
-            self._report(DIAG_INFERENCE, WARN, f"processing time budget exceeded: {processing_ms:.1f} ms > "
-                         f"{cfg.output.processing_time_budget_ms:.1f} ms", values)
+            self._report(DIAG_INFERENCE, WARN, f"frame {frame.stamp_ns}: processing time budget exceeded: "
+                         f"{processing_ms:.1f} ms > {cfg.output.processing_time_budget_ms:.1f} ms", values)
         else:
-            self._report(DIAG_INFERENCE, OK, f"trajectory published in {processing_ms:.1f} ms", values)
+            # The stamp makes every frame's status a change, so it is published for every frame.
+            self._report(DIAG_INFERENCE, OK, f"frame {frame.stamp_ns}: trajectory published in {processing_ms:.1f} ms",
+                         values)
         self._report(DIAG_SYNC, OK, f"frame {frame.stamp_ns} synchronised", {})
 
     # -- outputs ------------------------------------------------------------------------------------------------
@@ -429,6 +438,9 @@ class PlannerNode(Node):
         with self._lock:
             statuses = dict(self._status)
             counters = {k: str(v) for k, v in self.counters.items()}
+        # Frames that completed only because the synchroniser kept waiting for a late but live input (beyond
+        # sync.max_wait_ms): a rising count means the machine delivers inputs late, before any frame is lost.
+        counters["late_completed"] = str(self.sync.stats.late_completed)
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         for name, (level, message) in statuses.items():

@@ -1,10 +1,14 @@
 """The planner node in its own process (onnxruntime backend, micro model exported with `dima export`), fed over real
 DDS from this process: a trajectory for every complete frame with the CAM_FRONT stamp; a missing camera, a corrupt
 JPEG, a wrong encoding, NaN odometry and a backwards timestamp each give a diagnostic with the reason and no
-trajectory, and a later good frame still gives one; bad parameters are refused at start and on set_parameters.
+trajectory, and a later good frame still gives one; auxiliary inputs that are late (wall time beyond max_wait) but
+still publishing complete their frame, while a frame whose auxiliary streams went quiet is reported; bad parameters
+are refused at start and on set_parameters.
 """
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -131,6 +135,36 @@ def test_wrong_raw_encoding_is_reported_and_rgb8_works(onnx_model, start_node, r
     rig.publish_frame(seconds(20.5), encoding="bgr8")
     assert wait_trajectory(rig, seconds(20.5)), proc.output()
     assert rig.stamps()[n_warm:] == [seconds(20.5)]
+
+
+def test_late_aux_of_a_live_stream_is_waited_for_and_a_dead_one_reported(onnx_model, start_node, ros_node,
+                                                                          spin_in_background):
+    """Default sync budget (max_wait 300 ms): odometry/acceleration/command still publishing, but stamped behind the
+    cameras for 600 ms of wall time, complete the frame when they catch up; a frame whose aux streams then stop is
+    reported (stale odometry) and the next good frame is planned."""
+    proc = start_node("planner_late_aux", onnx=onnx_model)
+    node = ros_node("planner_late_aux_feeder")
+    rig = FrameRig(node, "planner_late_aux")
+    spin_in_background(node)
+    _connect(rig, proc)
+    warm_up(rig, 30.0)
+
+    t = seconds(32.0)
+    rig.publish_aux(t - seconds(0.5))
+    rig.publish_cameras(t)
+    for k in range(1, 7):  # a lagging but live stream: 100 ms apart, stamps still 200+ ms behind CAM_FRONT
+        time.sleep(0.1)
+        rig.publish_aux(t - seconds(0.5) + k * seconds(0.05))
+    assert t not in rig.stamps() and not any(f"frame {t}:" in m for m in rig.messages()), rig.messages()[-3:]
+    rig.publish_aux(t)  # caught up, more than max_wait after the cameras
+    assert wait_trajectory(rig, t), f"late aux frame not planned: {rig.messages()[-4:]}\n{proc.output()}"
+
+    t2 = seconds(33.0)
+    rig.publish_cameras(t2)  # the aux streams go quiet
+    assert wait_diag(rig, f"no trajectory for frame {t2}: stale odometry", timeout=10.0), rig.messages()[-4:]
+    rig.publish_frame(seconds(34.0))
+    assert wait_trajectory(rig, seconds(34.0)), proc.output()
+    assert t2 not in rig.stamps()
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -13,6 +13,17 @@ What is measured is a list of *pipelines* (:data:`PIPELINES`): ``vision`` (the d
 ``mllm`` (MLLM-only planning) and ``dual`` (DiMA-Dual), all in one table from one run; the teacher modes run on the
 torch backend with the embedded SmolLM2 teacher (``config/mllm/smollm2_135m.yaml``), for model configs it fits.
 Unavailable backends (no tensorrt package, no GPU) are listed with the reason, not silently skipped.
+
+The ``ros`` pipeline measures the deployed node instead of the bare backend: the real planner node
+(``dima_ros.planner_node``, its own process, the shipped ``config/planner_node.yaml`` with only the model changed) fed
+over real DDS by a separate publisher node at ``--ros-rate`` Hz with six JPEG ``CompressedImage`` cameras (plus
+CameraInfo, odometry, acceleration, command). Per frame: pipeline latency (frame stamp -> trajectory received), the
+node's processing time and model time, and ROS overhead = pipeline latency - model latency; see
+:mod:`dima_ros.bench_pipeline`. Both ROS processes use ``config/fastdds_large_data.xml`` (``--ros-dds-profile``):
+Fast DDS's default shared-memory segment cannot hold six full-size JPEGs. It needs the ROS environment
+(``source tools/env.sh``); without it the row says so.
+
+    dima bench latency --configs dima_tiny --backends torch onnxruntime --pipelines vision ros --iters 20
 """
 
 from __future__ import annotations
@@ -133,13 +144,73 @@ def _teacher_mode_pipeline(mode: str) -> Callable[[BenchCase], tuple[Callable[[]
 
 
 # The pipelines measured in one run, in table order: the deployed vision-only planner, and DiMA's two teacher modes
-# (the reason DiMA exists: the LLM is optional at inference). ROS overhead (node pipeline latency minus model
-# latency) is not measured here yet.
+# (the reason DiMA exists: the LLM is optional at inference). The node-level measurement is ROS_PIPELINE, below.
 PIPELINES: list[Pipeline] = [
     Pipeline("vision", "vision-only planner: cameras + calibration + command -> trajectory", _vision_pipeline),
     Pipeline("mllm", "MLLM-only: planner encoder + LLM planning head on the BEAM tokens", _teacher_mode_pipeline("mllm")),
     Pipeline("dual", "DiMA-Dual: planner + LLM, max-pooled ego features -> planner head", _teacher_mode_pipeline("dual")),
 ]
+
+
+# The planner node over real DDS (dima_ros.bench_pipeline): not a per-frame callable like PIPELINES (the node runs
+# in its own process and reports several timings per frame), so it has its own rows and table.
+ROS_PIPELINE = "ros"
+
+
+@dataclass
+class RosRow:
+    config: str
+    backend: str
+    description: str = ""
+    result: Any = None  # dima_ros.bench_pipeline.RosBenchResult when measured
+    note: str = ""
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (e.g. 1600x900), got {text!r}") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"image size {w}x{h} out of range (16..8192)")
+    return w, h
+
+
+def _run_ros(case: BenchCase, args: argparse.Namespace) -> RosRow:
+    """One ``ros`` cell. rclpy is imported here only (dima_core never imports it at module level), as ``dima ros``
+    does: every other pipeline runs without a ROS environment."""
+    from dima_core.export.backends import unavailable_reason
+
+    row = RosRow(case.config_name, case.backend_name)
+    device = "auto" if case.backend_name == "tensorrt" else case.device
+    reason = unavailable_reason(case.backend_name, "cuda" if case.backend_name == "tensorrt" else case.device)
+    if reason is not None:
+        row.note = f"not available: {reason}"
+        return row
+    try:
+        from dima_ros.bench_pipeline import DEFAULT_DDS_PROFILE, RosBenchSettings, run_ros_bench
+    except ImportError as exc:
+        row.note = (f"not available: rclpy or the dima interfaces do not import ({exc}); run in the ROS environment "
+                    "(source tools/env.sh)")
+        return row
+    settings = RosBenchSettings(
+        backend=case.backend_name, model_config=case.model_yaml if case.backend_name == "torch" else None,
+        onnx_path=case.onnx_path if case.backend_name != "torch" else None, device=device, threads=case.threads,
+        precision=case.precision, engine_dir=case.engine_dir, frames=args.iters, warmup=case.warmup,
+        rate_hz=args.ros_rate, image_size=args.ros_image_size, jpeg_quality=args.ros_jpeg_quality,
+        dds_profile=DEFAULT_DDS_PROFILE if args.ros_dds_profile is None else (
+            Path(args.ros_dds_profile) if args.ros_dds_profile else None))
+    row.result = run_ros_bench(settings)
+    row.description = f"node: {row.result.node_backend or case.backend_name}"
+    counters = row.result.node_counters
+    notes = [f"{row.result.frames_sent - row.result.frames_planned} timed frames without trajectory"]
+    if counters:
+        notes.append("node totals incl. warm-up: " + ", ".join(
+            f"{key} {counters.get(key, '?')}" for key in ("frames_in", "trajectories", "dropped_busy", "incomplete",
+                                                           "late_completed")))
+    notes.append(row.result.middleware)
+    row.note = "; ".join(notes)
+    return row
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -153,8 +224,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="model configs: names under config/model/ or YAML paths (default dima_tiny vad_tiny)")
     p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "tensorrt"],
                    choices=("torch", "onnxruntime", "tensorrt"), help="backends to measure (default all)")
-    p.add_argument("--pipelines", nargs="+", default=[pl.name for pl in PIPELINES],
-                   choices=[pl.name for pl in PIPELINES], help="pipelines to measure (default all registered)")
+    p.add_argument("--pipelines", nargs="+", default=[pl.name for pl in PIPELINES] + [ROS_PIPELINE],
+                   choices=[pl.name for pl in PIPELINES] + [ROS_PIPELINE],
+                   help="pipelines to measure (default all registered; 'ros' = the planner node over DDS)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="device of the torch and onnxruntime backends (tensorrt is always cuda)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="tensorrt engine precision")
@@ -164,6 +236,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for torch/onnxruntime (default 1: comparable on a shared machine; 0 = library "
                         "default)")
+    p.add_argument("--ros-rate", type=float, default=2.0,
+                   help="ros pipeline: frames per second published to the node (default 2.0, the nuScenes keyframe "
+                        "rate); frames arriving while the node is busy are dropped by it and counted")
+    p.add_argument("--ros-image-size", type=_image_size, default=(1600, 900), metavar="WxH",
+                   help="ros pipeline: size of the published JPEGs (default 1600x900, a nuScenes camera)")
+    p.add_argument("--ros-jpeg-quality", type=int, default=90, choices=range(10, 101), metavar="Q",
+                   help="ros pipeline: JPEG quality 10..100 (default 90)")
+    p.add_argument("--ros-dds-profile", default=None, metavar="XML",
+                   help="ros pipeline: Fast DDS profile of the node and the publisher (default "
+                        "config/fastdds_large_data.xml, a shared-memory segment that holds six full-size JPEGs; "
+                        "'' = the middleware defaults)")
     p.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
     p.set_defaults(func=run)
 
@@ -211,8 +294,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    if args.ros_rate <= 0:
+        raise ValueError("--ros-rate must be > 0")
     pipelines = [pl for pl in PIPELINES if pl.name in args.pipelines]
     rows: list[Row] = []
+    ros_rows: list[RosRow] = []
     with tempfile.TemporaryDirectory(prefix="dima-bench-latency-") as tmp:
         for config_name in args.configs:
             yaml_path = _model_yaml(config_name)
@@ -243,7 +329,21 @@ def run(args: argparse.Namespace) -> int:
                     print(f"{case.config_name} {pipeline.name} {row.description}: p50 {row.p50:.1f} ms, "
                           f"p99 {row.p99:.1f} ms ({row.iters} frames)")
                     del frame  # release the model before the next cell loads its own
-    report = _report(args, rows, load_before)
+            if ROS_PIPELINE in args.pipelines:
+                for backend in args.backends:
+                    case = BenchCase(stem, yaml_path, backend, args.device, args.threads,
+                                     args.warmup, onnx_path, args.precision, args.engine_dir)
+                    ros_row = _run_ros(case, args)
+                    ros_rows.append(ros_row)
+                    if ros_row.result is None:
+                        print(f"{stem} ros {backend}: {ros_row.note}")
+                        continue
+                    summary = ros_row.result.summary()
+                    print(f"{stem} ros {ros_row.description}: pipeline p50 {summary['pipeline']['p50']:.1f} ms, "
+                          f"model p50 {summary['model']['p50']:.1f} ms, ROS overhead p50 "
+                          f"{summary['overhead']['p50']:.1f} ms / p99 {summary['overhead']['p99']:.1f} ms "
+                          f"({ros_row.result.frames_planned} frames)")
+    report = _report(args, rows, load_before, ros_rows)
     print()
     print(report)
     if args.doc:
@@ -252,7 +352,44 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace, rows: list[Row], load_before: float) -> str:
+def _ros_table(args: argparse.Namespace, ros_rows: list[RosRow]) -> list[str]:
+    from dima_core.constants import CAMERA_NAMES
+
+    def pair(values: dict[str, Optional[float]]) -> str:
+        return "-" if values["p50"] is None else f"{values['p50']:.1f} / {values['p99']:.1f}"
+
+    w, h = args.ros_image_size
+    lines = [
+        "", "### ROS overhead (`ros` pipeline: the planner node over DDS)", "",
+        f"The real planner node in its own process (shipped `config/planner_node.yaml`, only the model changed), fed "
+        f"by a separate publisher node at {args.ros_rate:g} Hz: {len(CAMERA_NAMES)} `CompressedImage` JPEG cameras "
+        f"({w}x{h}, quality {args.ros_jpeg_quality}) + CameraInfo, odometry, acceleration, command, all stamped "
+        "with the wall time the frame's publishing starts. Per frame (p50 / p99 ms): **pipeline** = trajectory "
+        "received by the publisher's node - frame stamp; **input** = the node's worker starts on the frame - stamp "
+        "(publishing, DDS transport, callbacks, synchronisation); **node latency** = the node's "
+        "`~/debug/pipeline_latency_ms` (after all its outputs are published); **processing** = its "
+        "`~/debug/processing_time_ms` (decode + "
+        "preprocess + model + publish); **model** = the backend call alone; **ROS overhead** = pipeline - model of "
+        "the same frame (JPEG transport and decoding, preprocessing, synchronisation, output publishing and "
+        "transport). Frames without a trajectory (dropped by the node because it was still busy, or incomplete) are "
+        "counted, not timed; the note gives the node's own counters and the middleware.", "",
+        "| config | backend | JPEG KiB | frames planned / sent | pipeline | input | node latency | processing | "
+        "model | ROS overhead | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in ros_rows:
+        if r.result is None:
+            lines.append(f"| {r.config} | {r.backend} | - | - | - | - | - | - | - | - | {r.note} |")
+            continue
+        res, sm = r.result, r.result.summary()
+        lines.append(f"| {r.config} | {r.description} | {res.jpeg_kib:.0f} | {res.frames_planned} / "
+                     f"{res.frames_sent} | {pair(sm['pipeline'])} | {pair(sm['input'])} | {pair(sm['node_latency'])} | "
+                     f"{pair(sm['processing'])} | {pair(sm['model'])} | **{pair(sm['overhead'])}** | {r.note} |")
+    return lines
+
+
+def _report(args: argparse.Namespace, rows: list[Row], load_before: float,
+            ros_rows: Optional[list[RosRow]] = None) -> str:
     import onnxruntime
     import torch
 
@@ -266,12 +403,15 @@ def _report(args: argparse.Namespace, rows: list[Row], load_before: float) -> st
         "Per-frame latency at batch 1 (random weights; latency does not depend on them). A frame = "
         "`backend.infer(inputs)`: input validation, copies, the model; image decoding not included. "
         "p99 over few frames is close to the maximum.", "",
-        "| config | pipeline | backend | p50 ms | p99 ms | mean ms | frames | note |",
-        "|---|---|---|---:|---:|---:|---:|---|",
     ]
+    if rows:
+        lines += ["| config | pipeline | backend | p50 ms | p99 ms | mean ms | frames | note |",
+                  "|---|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r.config} | {r.pipeline} | {r.description or r.backend} | {ms(r.p50)} | {ms(r.p99)} | "
                      f"{ms(r.mean)} | {r.iters} | {r.note} |")
+    if ros_rows:
+        lines += _ros_table(args, ros_rows)
     argv = sys.argv[1:]
     shown = ("dima " + " ".join(shlex.quote(a) for a in argv)) if argv[:2] == ["bench", "latency"] else (
         "dima bench latency")
@@ -286,8 +426,9 @@ def _report(args: argparse.Namespace, rows: list[Row], load_before: float) -> st
         f"{onnxruntime.__version__}",
         "- teacher modes (mllm, dual): the planner plus the LLM forward on its BEAM tokens; the teacher only fits "
         "configs whose sizes match config/mllm/smollm2_135m.yaml (dima_tiny)",
-        "- not measured yet (deployment issue, section 8): ROS overhead (node pipeline latency minus model latency "
-        "at 6 compressed cameras), torch.compile / CUDA graphs"
+        "- not measured yet: torch.compile / CUDA graphs"
+        + ("" if any(r.result is not None for r in ros_rows or []) else
+           "; ROS overhead (run with `--pipelines ... ros` in the ROS environment)")
         + ("" if has_gpu else "; no GPU on this machine, so no CUDA or TensorRT figures"),
         "",
     ]
@@ -310,4 +451,4 @@ def _update_doc(path: str, section: str) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["PIPELINES", "Pipeline", "BenchCase", "add_parser", "run"]
+__all__ = ["PIPELINES", "Pipeline", "ROS_PIPELINE", "BenchCase", "RosRow", "add_parser", "run"]

@@ -83,13 +83,18 @@ class InputParams:
 
 @dataclass
 class SyncParams:
-    """Frame-set synchronisation anchored on CAM_FRONT (see :mod:`dima_core.runtime.frame_sync`)."""
+    """Frame-set synchronisation anchored on CAM_FRONT (see :mod:`dima_core.runtime.frame_sync`): stamps decide
+    when an input can no longer match; the two wall-clock bounds only end the wait for quiet or lagging inputs."""
 
     tolerance_ms: float = param(60.0, lo=0.0, hi=1000.0,
                                 help="max |camera stamp - CAM_FRONT stamp| for a camera to join a frame set")
     max_wait_ms: float = param(300.0, lo=1.0, hi=10000.0,
-                               help="wall time a CAM_FRONT frame waits for the other inputs before it is reported "
-                                    "incomplete (a newer CAM_FRONT frame also ends the wait)")
+                               help="wall time a CAM_FRONT frame waits for an input that has gone quiet (nothing "
+                                    "received for this long and for two of its own message intervals) before it is "
+                                    "reported incomplete")
+    max_delay_ms: float = param(2000.0, lo=1.0, hi=60000.0,
+                                help="wall time a CAM_FRONT frame waits for inputs that are still publishing but "
+                                     "have not reached its stamp yet (late odometry/command on a loaded machine)")
     odometry_max_age_ms: float = param(150.0, lo=0.0, hi=5000.0,
                                        help="max |odometry stamp - CAM_FRONT stamp|; beyond: stale odometry")
     command_policy: Literal["match", "latest"] = param(
@@ -99,6 +104,11 @@ class SyncParams:
     reset_on_jump_back_s: float = param(
         2.0, lo=0.0, hi=3600.0, help="a CAM_FRONT stamp this far behind the last one resets the synchroniser (bag "
                                      "restarted, sim reset) instead of being rejected as backwards; 0 disables")
+
+    def validate(self) -> None:
+        if self.max_delay_ms < self.max_wait_ms:
+            raise ValueError(f"max_delay_ms ({self.max_delay_ms}) must be >= max_wait_ms ({self.max_wait_ms}): an "
+                             "input that is still publishing is waited for at least as long as a quiet one")
 
 
 @dataclass
