@@ -44,6 +44,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from dima_core.bag.play_options import PlayOptions, add_play_arguments, options_from_args
 from dima_core.bag.reading import BagError, open_bag
 from dima_core.bag.topics import CLOCK_QOS, CLOCK_TOPIC
+from dima_ros.dds_profile import use_large_data_profile
 
 logger = logging.getLogger(__name__)
 
@@ -397,6 +398,7 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     owned = not rclpy.ok()
     if owned:
+        use_large_data_profile()  # before init: full-size camera frames need the larger segment
         rclpy.init()
     player: Optional[BagPlayer] = None
     try:

@@ -34,6 +34,7 @@ import yaml
 
 from dima_core.bag.topics import GROUND_TRUTH_TOPIC, image_topic
 from dima_core.runtime.bringup_config import BringupConfig
+from dima_ros.dds_profile import use_large_data_profile
 from dima_ros.launch_spec import NODES, PLANNER_NAME, NodeSpec, is_enabled, params_path
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ def run(config: BringupConfig, bag: Optional[str] = None, report: Optional[str] 
     if report:
         config.with_evaluator = True
         config.parameters.setdefault("evaluator", {})["report_path"] = report
+    use_large_data_profile()  # before init; the bag player child process inherits it
     rclpy.init(args=None)
     bringup: Optional[Bringup] = None
     player: Optional[subprocess.Popen] = None

@@ -16,6 +16,7 @@ def generate_launch_description():  # noqa: ANN201 - launch's own type, imported
     from launch_ros.actions import Node
     from ament_index_python.packages import get_package_share_directory
 
+    from dima_ros.dds_profile import profile_environment
     from dima_ros.launch_spec import LAUNCH_ARGUMENTS, NODES, PACKAGE, is_enabled, launch_parameter_overrides, \
         params_path
 
@@ -32,6 +33,8 @@ def generate_launch_description():  # noqa: ANN201 - launch's own type, imported
                 parameters=[str(params_path(spec, config_dir)), launch_parameter_overrides(spec, values),
                             {"use_sim_time": use_sim_time}],
                 remappings=list(spec.remappings),
+                # Fast DDS segment large enough for six camera JPEGs, unless the user exported a profile.
+                additional_env=profile_environment(config_dir),
             ))
         return actions
 

@@ -14,11 +14,13 @@ def generate_launch_description():  # noqa: ANN201 - launch's own type, imported
     import os
 
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
+    from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, \
+        SetEnvironmentVariable
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from launch.substitutions import LaunchConfiguration
     from ament_index_python.packages import get_package_share_directory
 
+    from dima_ros.dds_profile import profile_environment
     from dima_ros.launch_spec import LAUNCH_ARGUMENTS, PACKAGE, REPLAY_ARGUMENTS
 
     share = get_package_share_directory(PACKAGE)
@@ -29,6 +31,9 @@ def generate_launch_description():  # noqa: ANN201 - launch's own type, imported
     return LaunchDescription(
         [DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description)
          for arg in (*LAUNCH_ARGUMENTS, *REPLAY_ARGUMENTS) if arg.name not in ("use_sim_time", "with_evaluator")]
+        # The player writes full-size camera frames: it needs the large Fast DDS segment too (unless user-chosen).
+        + [SetEnvironmentVariable(name, value)
+           for name, value in profile_environment(os.path.join(share, "config")).items()]
         + [
             IncludeLaunchDescription(
                 PythonLaunchDescriptionSource(os.path.join(share, "launch", "dima.launch.py")),
