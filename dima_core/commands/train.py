@@ -1,4 +1,4 @@
-"""``dima train``: train a stage from a YAML config, on one process or under torchrun (DDP).
+"""``dima train``: train a stage from a YAML config, on one process or under torchrun (DDP or FSDP).
 
     dima train --stage 1 --config config/train/stage1_dima_tiny.yaml --dataroot data/synth --out runs/tiny
     dima train --stage 1 --config config/train/stage1_dima_tiny.yaml --resume runs/tiny        # continue a run
@@ -65,6 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--num-workers", type=int, default=None, help="DataLoader workers per process")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="device (default: config)")
     parser.add_argument("--precision", choices=("off", "fp16", "bf16"), default=None, help="mixed precision")
+    parser.add_argument("--strategy", choices=("ddp", "fsdp"), default=None,
+                        help="how ranks share the model (distributed.strategy; FSDP settings: distributed.fsdp)")
     parser.add_argument("--seed", type=int, default=None, help="base seed")
     parser.add_argument("--log-interval", type=int, default=None, help="steps between logged scalars")
     parser.add_argument("--checkpoint-interval", type=int, default=None, help="steps between checkpoints")
@@ -90,6 +92,8 @@ def resolve_config(args: argparse.Namespace) -> Any:
     data.update({k: v for k, v in top.items() if v is not None})
     if args.no_tensorboard:
         data["tensorboard"] = False
+    if args.strategy is not None:
+        data["distributed"]["strategy"] = args.strategy
     for key, value in (("batch_size", args.batch_size), ("num_workers", args.num_workers),
                        ("train_split", args.train_split), ("val_split", args.val_split)):
         if value is not None:
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from dima_core.training.distributed import cleanup_distributed, configure_rank_logging, init_distributed
 
     config = resolve_config(args)
-    ctx = init_distributed(config.device)
+    ctx = init_distributed(config.device, distributed=config.distributed)
     configure_rank_logging(ctx, verbose=getattr(args, "verbose", False))
     try:
         trainer = build_trainer(args.stage, config, ctx)

@@ -12,6 +12,10 @@ Mixed precision is a GPU feature. When the run lands on a CPU and ``precision`` 
 *falls back to fp32 and logs a WARNING* naming the requested and the effective precision (the effective one is also
 stored in every checkpoint). We fall back rather than refuse so one cluster config can be smoke-tested on a laptop;
 the log line keeps the substitution explicit.
+
+Distribution (``distributed:``): ``strategy: ddp`` replicates the model on every rank (torch DDP, the default);
+``strategy: fsdp`` shards parameters, gradients and optimiser state over the ranks with torch's FSDP2
+(:mod:`dima_core.training.fsdp`), meant for the 7B LLM teacher of stage 2 (config/train/stage2_llava7b.yaml).
 """
 
 from __future__ import annotations
@@ -60,6 +64,51 @@ class ScheduleConfig:
 
 
 @dataclass
+class FSDPConfig:
+    """FSDP2 settings (``distributed.fsdp``); how they map onto ``fully_shard``: dima_core/training/fsdp.py."""
+
+    sharding: Literal["full", "hybrid", "grad_op"] = ranged(
+        "full", help="full: parameters re-sharded after each unit's forward (ZeRO-3, least memory); grad_op: kept "
+        "gathered from forward to backward (ZeRO-2, one all-gather less per unit); hybrid: full sharding inside "
+        "groups of hybrid_shard_size ranks, replicated across groups (HSDP: all-gathers stay on a node's NVLink)"
+    )
+    hybrid_shard_size: Optional[int] = ranged(
+        None, lo=1, help="hybrid: ranks per shard group; None: torchrun's LOCAL_WORLD_SIZE (the GPUs of one node)"
+    )
+    cpu_offload: bool = ranged(
+        False, help="keep sharded parameters, gradients and the AdamW step on the CPU (CUDA only; slower, for GPUs "
+        "that cannot hold even the shards)"
+    )
+    param_dtype: Literal["bf16", "fp16", "fp32"] = ranged(
+        "bf16", help="dtype the LLM's units are all-gathered and computed in (their stored shards keep their own "
+        "dtype: frozen bf16 base, fp32 LoRA master weights); the planner, adapters and heads keep fp32 and the "
+        "trainer's autocast ('precision'), as under DDP. CUDA only: on a CPU fp32 with a WARNING, like 'precision'"
+    )
+    reduce_dtype: Literal["bf16", "fp16", "fp32"] = ranged(
+        "fp32", help="dtype in which the LLM units' (LoRA) gradients are reduce-scattered (fp32 on a CPU)"
+    )
+    wrap_llm_layers: bool = ranged(
+        True, help="one FSDP unit per LLM decoder layer (classes named by the transformers model's "
+        "_no_split_modules); false leaves the LLM in the root unit, which is then gathered whole (no memory saving)"
+    )
+
+    def validate(self) -> None:
+        if self.hybrid_shard_size is not None and self.sharding != "hybrid":
+            raise ValueError(f"hybrid_shard_size is set but sharding is '{self.sharding}' (it applies to 'hybrid')")
+
+
+@dataclass
+class DistributedConfig:
+    """How the ranks of a torchrun job share the model (a single process ignores ``strategy: ddp``)."""
+
+    strategy: Literal["ddp", "fsdp"] = ranged(
+        "ddp", help="ddp: every rank holds the whole model; fsdp: parameters, gradients and optimiser state are "
+        "sharded over the ranks (torch FSDP2; for the 7B LLM teacher)"
+    )
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+
+
+@dataclass
 class TrainConfig:
     """One training run: what to train, on which data, how, and where its outputs go."""
 
@@ -78,8 +127,10 @@ class TrainConfig:
     )
     device: Literal["auto", "cpu", "cuda"] = ranged("auto", help="auto picks CUDA when available")
     find_unused_parameters: bool = ranged(
-        False, help="DDP: tolerate parameters that get no gradient in a step (slower; only if the model needs it)"
+        False, help="tolerate parameters that get no gradient in a step on some rank (DDP's option of that name; "
+        "FSDP reduce-scatters zeros for them); slower, only if the model needs it"
     )
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = ranged(0, lo=0, hi=2**31 - 1, help="base seed; rank r trains with seed + r")
     deterministic: bool = ranged(
         False, help="torch.use_deterministic_algorithms(True) and deterministic cuDNN (slower, bit-reproducible)"
@@ -115,4 +166,12 @@ def train_config_class(stage: int) -> type[TrainConfig]:
     raise ValueError(f"unknown training stage {stage} (stages: 1, 2)")
 
 
-__all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "TrainDataConfig", "train_config_class"]
+__all__ = [
+    "DistributedConfig",
+    "FSDPConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "TrainDataConfig",
+    "train_config_class",
+]

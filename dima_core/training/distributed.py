@@ -7,6 +7,12 @@ two CPU processes with gloo).
 
 Only rank 0 logs at INFO, draws the progress bar, writes TensorBoard events and checkpoints; metrics are averaged
 over ranks before they are logged so the numbers describe the global batch.
+
+FSDP (``distributed.strategy: fsdp``) changes two things here. Its parameters are DTensors on a device mesh, which
+needs a process group even for one process, so a single-process FSDP run joins a one-rank group (an in-memory
+store: no ports, no torchrun). And with ``fsdp.cpu_offload`` on CUDA the sharded parameters and gradients live on
+the CPU, so the trainer's reductions over gradients (the clipping norm, the unused-gradient check) run on CPU
+tensors: the group then gets gloo for CPU tensors next to NCCL for CUDA tensors (``cpu:gloo,cuda:nccl``).
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.distributed as dist
+
+from dima_core.training.config import DistributedConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +39,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
-    backend: str = ""  # "" when no process group exists (single process)
+    backend: str = ""  # "" when no process group exists (single process without FSDP)
 
     @property
     def is_main(self) -> bool:
@@ -39,6 +48,7 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
+        """More than one rank: metrics, buffers and objects must be exchanged."""
         return self.world_size > 1
 
 
@@ -64,8 +74,19 @@ def resolve_device(requested: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def init_distributed(requested_device: str = "auto", timeout_s: float = 1800.0) -> DistContext:
-    """Read torchrun's variables, pick the device, and join the process group when ``WORLD_SIZE > 1``."""
+def process_group_backend(device: torch.device, distributed: Optional[DistributedConfig] = None) -> str:
+    """gloo on CPU; NCCL on CUDA, plus gloo for CPU tensors when FSDP offloads shards to the CPU."""
+    if device.type != "cuda":
+        return "gloo"
+    if distributed is not None and distributed.strategy == "fsdp" and distributed.fsdp.cpu_offload:
+        return "cpu:gloo,cuda:nccl"
+    return "nccl"
+
+
+def init_distributed(requested_device: str = "auto", timeout_s: float = 1800.0,
+                     distributed: Optional[DistributedConfig] = None) -> DistContext:
+    """Read torchrun's variables, pick the device, and join the process group when ``WORLD_SIZE > 1`` (or when
+    ``distributed.strategy`` is ``fsdp``: a one-rank group for a single process, module docstring)."""
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
@@ -75,19 +96,29 @@ def init_distributed(requested_device: str = "auto", timeout_s: float = 1800.0) 
     if device.type == "cuda":
         # NCCL and every .cuda() call default to the current device; without this all ranks pile onto GPU 0.
         torch.cuda.set_device(device)
+    fsdp = distributed is not None and distributed.strategy == "fsdp"
+    backend = process_group_backend(device, distributed)
+    timeout = datetime.timedelta(seconds=timeout_s)
     if world_size == 1:
-        return DistContext(rank=0, world_size=1, local_rank=local_rank, device=device, backend="")
+        if not fsdp:
+            return DistContext(rank=0, world_size=1, local_rank=local_rank, device=device, backend="")
+        if not dist.is_initialized():
+            # A private in-memory store: a one-rank group needs no rendezvous, so this works with or without
+            # torchrun and never collides with another job's port.
+            dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout,
+                                    device_id=device if device.type == "cuda" else None)
+        log.info("one-rank process group for FSDP (backend %s, device %s): nothing is sharded", backend, device)
+        return DistContext(rank=0, world_size=1, local_rank=local_rank, device=device, backend=backend)
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if name not in os.environ:
             raise ValueError(f"WORLD_SIZE={world_size} but {name} is unset: launch with torchrun")
-    backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(
             backend=backend,
             init_method="env://",
             rank=rank,
             world_size=world_size,
-            timeout=datetime.timedelta(seconds=timeout_s),
+            timeout=timeout,
             device_id=device if device.type == "cuda" else None,
         )
     ctx = DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device, backend=backend)
@@ -105,7 +136,7 @@ def cleanup_distributed() -> None:
 def barrier(ctx: DistContext) -> None:
     """Wait for every rank (no-op in a single process)."""
     if ctx.distributed:
-        if ctx.backend == "nccl":
+        if ctx.device.type == "cuda" and "nccl" in ctx.backend:
             dist.barrier(device_ids=[ctx.device.index])
         else:
             dist.barrier()
@@ -136,12 +167,22 @@ def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
     """Copy rank 0's buffers (BatchNorm statistics) to every rank.
 
     DDP does this at the start of each training forward; evaluation calls the unwrapped module, so without it each
-    rank would evaluate with the statistics of its own last training batch.
+    rank would evaluate with the statistics of its own last batch. FSDP does not touch buffers at all, so the
+    trainer calls this at the start of every FSDP step, as DDP would. One broadcast per (device, dtype): the 7B
+    configuration has a few hundred small buffers.
     """
     if not ctx.distributed:
         return
+    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
     for buffer in module.buffers():
-        dist.broadcast(buffer.data, src=0)
+        groups.setdefault((buffer.device, buffer.dtype), []).append(buffer)
+    for buffers in groups.values():
+        flat = torch.cat([b.detach().reshape(-1) for b in buffers])
+        dist.broadcast(flat, src=0)
+        offset = 0
+        for buffer in buffers:
+            buffer.data.copy_(flat[offset:offset + buffer.numel()].view_as(buffer))
+            offset += buffer.numel()
 
 
 def all_gather_objects(obj: object, ctx: DistContext) -> list[object]:
@@ -176,5 +217,6 @@ __all__ = [
     "cleanup_distributed",
     "configure_rank_logging",
     "init_distributed",
+    "process_group_backend",
     "resolve_device",
 ]

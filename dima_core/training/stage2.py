@@ -33,10 +33,11 @@ Task switches (``joint.tasks``) turn each teacher term off for the paper's ablat
 vqa (no answers in the prompts), llm_plan (weight 0), distill (no planner feature), recon (mask ratio 0), future (no
 future frames loaded), scene_edit (no edits); ``joint.beam_tokens`` restricts which token types the LLM sees.
 
-Checkpoints, resume, precision, TensorBoard, DDP and determinism come from the generic Trainer. DDP runs with
+Checkpoints, resume, precision, TensorBoard, DDP/FSDP and determinism come from the generic Trainer. It runs with
 ``find_unused_parameters: true`` because a step without scene edits (or with an absent task) leaves parameters
-without gradient. The 7B configuration (config/train/stage2_llava7b.yaml) runs under the same DDP path with bf16
-weights and gradient checkpointing (training/README.md).
+without gradient. The 7B configuration (config/train/stage2_llava7b.yaml) shards the LLM's decoder layers with FSDP
+(``distributed.strategy: fsdp``, dima_core/training/fsdp.py), bf16 weights and gradient checkpointing
+(training/README.md).
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class Stage2TrainConfig(TrainConfig):
     """:class:`TrainConfig` + :class:`JointConfig` (``joint:`` in the YAML)."""
 
     stage: int = ranged(2, lo=2, hi=2, help="always 2")
-    find_unused_parameters: bool = ranged(True, help="DDP: needed, steps without scene edits leave heads unused")
+    find_unused_parameters: bool = ranged(True, help="needed (DDP and FSDP): steps without scene edits leave heads "
+                                          "unused")
     joint: JointConfig = field(default_factory=JointConfig)
 
 
@@ -416,11 +418,11 @@ class Stage2Trainer(Trainer):
         weights = state["model"]
         if any(k.startswith("planner.") for k in weights) and "mllm" in (state.get("model_config") or {}):
             check_model_state(weights, self.model, str(file))
-            self.model.load_state_dict(weights)
+            self.load_model_state(weights)  # the Trainer's loader: it also shards the weights under FSDP
             what = "planner, adapters, heads and LoRA"
         else:
             check_model_state(weights, self.model.planner, str(file))
-            self.model.planner.load_state_dict(weights)
+            self.load_model_state(weights, prefix="planner.")
             what = "planner (stage-1 checkpoint; the teacher starts fresh)"
         log.info("initialised %s from %s (stage %s, step %s)", what, file, state.get("stage"), state.get("step"))
         return file

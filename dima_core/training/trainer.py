@@ -1,4 +1,4 @@
-"""The training loop shared by every stage: data order, optimiser, schedule, precision, DDP, logs, checkpoints.
+"""The training loop shared by every stage: data order, optimiser, schedule, precision, DDP/FSDP, logs, checkpoints.
 
 A stage supplies three things: the model, a *step function* ``step_fn(model, batch) -> {name: loss tensor}``
 (which must include ``"total"``, the value that is back-propagated; the other entries are logged), and the
@@ -14,6 +14,12 @@ same per-step losses as the uninterrupted run (tested in test/test_training_resu
 - the lr schedule is a closed-form function of the step (schedule.py), and optimiser/scaler states are saved.
 Mid-epoch resume is exact when the dataset's ``__getitem__`` is deterministic per index (ours is: no random
 augmentation); random augmentation in workers would reassign worker streams after the skipped batches.
+
+Distribution (``config.distributed.strategy``): ``ddp`` wraps the model in DistributedDataParallel when there is
+more than one rank; ``fsdp`` shards it in place with FSDP2 (:mod:`dima_core.training.fsdp`), also for one process.
+Under FSDP the checkpoints are gathered to rank 0 in the DDP layout (full weights, ``Optimizer.state_dict()``), so
+``load_dima`` and resuming never need to know which strategy wrote them; weights are loaded through
+:meth:`Trainer.load_model_state`, which shards them back.
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ import json
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch import nn
@@ -65,6 +72,9 @@ from dima_core.training.distributed import (
 from dima_core.training.precision import Precision, resolve_precision
 from dima_core.training.sampler import ResumableDistributedSampler
 from dima_core.training.schedule import build_scheduler
+
+if TYPE_CHECKING:
+    from dima_core.training.fsdp import ShardedModel
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +132,29 @@ def _batch_size_of(batch: Any) -> int:
     return 0
 
 
+def _local_shard(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a FSDP-sharded (DTensor) parameter; any other tensor unchanged.
+
+    The DTensor module is only consulted when something imported it already (FSDP does): importing it costs
+    seconds that every DDP or single-process run would pay for nothing, and without it no DTensor can exist.
+    """
+    dtensor = sys.modules.get("torch.distributed.tensor")
+    if dtensor is not None and isinstance(tensor, dtensor.DTensor):
+        return tensor.to_local()
+    return tensor
+
+
 def parameter_digest(model: nn.Module) -> str:
     """SHA-256 over every parameter (name, dtype, shape, raw bytes): equal digests mean equal weights.
 
     Buffers are left out on purpose: under DDP, BatchNorm running statistics are broadcast from rank 0 at the
     *start* of each forward, so after the last step every rank holds the statistics of its own last batch. Only
-    rank 0's are checkpointed; the parameters are what DDP keeps identical.
+    rank 0's are checkpointed; the parameters are what DDP keeps identical. A FSDP-sharded parameter contributes
+    this rank's shard only (the digest then identifies the rank's shards, compared between replicas).
     """
     digest = hashlib.sha256()
     for name, tensor in model.named_parameters():
-        data = tensor.detach().to("cpu").contiguous()
+        data = _local_shard(tensor.detach()).to("cpu").contiguous()
         digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
         # Raw bytes via a uint8 view: exact (no float formatting) and works for dtypes NumPy lacks (bf16).
         digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -142,7 +165,8 @@ class Trainer:
     """Generic data-parallel trainer (module docstring for the contract).
 
     Args:
-        model: the unwrapped model; moved to ``ctx.device`` and wrapped in DDP when ``ctx.world_size > 1``.
+        model: the unwrapped model; moved to ``ctx.device`` and wrapped in DDP when ``ctx.world_size > 1``, or
+            sharded in place by FSDP (``config.distributed.strategy: fsdp``; needs ``ctx`` with a process group).
         step_fn: ``step_fn(model, batch) -> {name: scalar tensor}`` with a ``"total"`` entry.
         train_dataset: map-style dataset; the trainer owns its sampler and DataLoader.
         config: the run's :class:`TrainConfig`.
@@ -181,9 +205,27 @@ class Trainer:
         # gives each rank its own stream for dropout and friends, independent of how much the model build drew.
         seed_everything(config.seed + self.ctx.rank, config.deterministic)
 
-        self.model = model.to(self.ctx.device)
+        self.fsdp: Optional[ShardedModel] = None  # set when the model is FSDP-sharded
+        self._fsdp_requires_grad: tuple[bool, ...] = ()
+        if config.distributed.strategy == "fsdp":
+            from dima_core.training.fsdp import shard_model
+
+            if self.precision.use_grad_scaler:
+                # Each rank would see inf/nan in its own shards only and skip steps on its own: the replicas would
+                # drift apart. bf16 needs no loss scaling.
+                raise ValueError("precision fp16 needs a gradient scaler, which FSDP training does not support: "
+                                 "use precision bf16 (or off) with distributed.strategy fsdp")
+            # No model.to(device) first: fully_shard moves one unit at a time and keeps only the local shard on the
+            # device, so a 7B model never has to fit whole on one GPU.
+            self.fsdp = shard_model(model, self.ctx, config.distributed.fsdp, config.find_unused_parameters)
+            self.model = model
+            # FSDP2 fixes which parameters are trainable when a unit is first gathered; train_step checks that the
+            # step function does not change it (e.g. the MLLM's two-stage schedule freezing LoRA).
+            self._fsdp_requires_grad = tuple(p.requires_grad for p in model.parameters())
+        else:
+            self.model = model.to(self.ctx.device)
         self.train_model: nn.Module = self.model
-        if self.ctx.distributed:
+        if self.ctx.distributed and self.fsdp is None:
             self.train_model = DistributedDataParallel(
                 self.model,
                 device_ids=[self.ctx.device.index] if self.ctx.device.type == "cuda" else None,
@@ -211,6 +253,9 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters")
+        # AdamW's default implementation choice is kept on purpose: for FSDP's DTensor parameters it is the
+        # per-tensor one; the foreach one re-derives DTensor shardings for every new list of gradients (70-120 s per
+        # new list for the stage-2 test model on a CPU).
         opt = config.optimizer
         betas = (opt.betas[0], opt.betas[1])
         self.optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=betas, eps=opt.eps, weight_decay=opt.weight_decay)
@@ -230,14 +275,25 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Everything a checkpoint holds except the RNG states (gathered from all ranks in :meth:`save`)."""
+        """Everything a checkpoint holds except the RNG states (gathered from all ranks in :meth:`save`).
+
+        Under FSDP this is collective (every rank must call it): weights and optimiser state are gathered into full
+        CPU tensors on rank 0, in the layout of the unsharded ``model.state_dict()`` / ``optimizer.state_dict()``;
+        the other ranks get empty ``model`` and ``optimizer`` entries.
+        """
+        if self.fsdp is not None:
+            from dima_core.training.fsdp import gather_full_state
+
+            model_state, optimizer_state = gather_full_state(self.model, self.optimizer)
+        else:
+            model_state, optimizer_state = self.model.state_dict(), self.optimizer.state_dict()
         return {
             "stage": self.config.stage,
             "epoch": self.epoch,
             "epoch_step": self.epoch_step,
             "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optimizer_state,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "sampler": {
@@ -256,9 +312,9 @@ class Trainer:
     def save(self) -> Optional[Path]:
         """Checkpoint the current position (collective: every rank must call it); rank 0 writes, returns path."""
         rng_states = all_gather_objects(capture_rng_state(), self.ctx)
+        state = self.state_dict()  # on every rank: a collective under FSDP
         path: Optional[Path] = None
         if self.ctx.is_main:
-            state = self.state_dict()
             state["rng"] = rng_states
             path = save_checkpoint(state, self.output_dir / checkpoint_name(self.step))
             write_latest(self.output_dir, path)
@@ -304,10 +360,10 @@ class Trainer:
         for diff in self._config_differences(state["config"]):
             log.warning("resume: config changed, the result will differ from an uninterrupted run: %s", diff)
 
-        self.model.load_state_dict(state["model"])
+        self.load_model_state(state["model"])
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError) as exc:
+            self.load_optimizer_state(state["optimizer"])
+        except (ValueError, KeyError, IndexError) as exc:
             raise CheckpointError(f"checkpoint {file}: optimiser state does not fit this model ({exc})") from exc
         self.scheduler.load_state_dict(state["scheduler"])
         if self.precision.use_grad_scaler and state["scaler"]:
@@ -342,9 +398,33 @@ class Trainer:
         file = resolve_checkpoint(path)
         state = load_checkpoint(file, map_location="cpu")
         check_model_state(state["model"], self.model, str(file))
-        self.model.load_state_dict(state["model"])
+        self.load_model_state(state["model"])
         log.info("initialised model weights from %s (stage %s, step %s)", file, state["stage"], state["step"])
         return file
+
+    def load_model_state(self, state: Mapping[str, torch.Tensor], prefix: str = "") -> None:
+        """Load full (unsharded) weights into the model, or into its submodule named ``prefix`` (e.g. ``planner.``).
+
+        Every rank passes the same weights. Under FSDP they are sharded into the model (collective); otherwise this
+        is the module's own ``load_state_dict``. Check the keys first (:func:`check_model_state`): FSDP leaves
+        weights the state lacks at their current values.
+        """
+        if self.fsdp is not None:
+            from dima_core.training.fsdp import load_full_model_state
+
+            load_full_model_state(self.model, {f"{prefix}{key}": value for key, value in state.items()})
+            return
+        target = self.model.get_submodule(prefix.rstrip(".")) if prefix else self.model
+        target.load_state_dict(state)
+
+    def load_optimizer_state(self, state: Mapping[str, Any]) -> None:
+        """Load an ``Optimizer.state_dict()`` (sharded into place under FSDP; collective then)."""
+        if self.fsdp is not None:
+            from dima_core.training.fsdp import load_full_optimizer_state
+
+            load_full_optimizer_state(self.model, self.optimizer, state)
+            return
+        self.optimizer.load_state_dict(state)
 
     # ------------------------------------------------------------------------------------------------ loop
     def _loader(self, epoch: int) -> DataLoader:
@@ -369,8 +449,18 @@ class Trainer:
     def train_step(self, batch: Batch) -> tuple[dict[str, float], float]:
         """One optimiser step on one batch; returns the local loss values and the gradient norm (nan if unclipped)."""
         batch = move_to_device(batch, self.ctx.device, non_blocking=self.config.data.pin_memory)
+        if self.fsdp is not None:
+            from dima_core.training.fsdp import gather_root
+
+            # DDP's buffer semantics (rank 0's BatchNorm statistics everywhere at the start of a step), which also
+            # keeps resuming exact: a checkpoint stores rank 0's buffers.
+            broadcast_buffers(self.model, self.ctx)
+            # Step functions call parts of the model outside its forward (fsdp.py); the backward re-shards.
+            gather_root(self.model)
         with self._autocast():
             losses = self.step_fn(self.train_model, batch)
+        if self.fsdp is not None:
+            self._check_fsdp_trainable()
         if "total" not in losses:
             raise KeyError(f"step_fn must return a 'total' loss; it returned {sorted(losses)}")
         total = losses["total"]
@@ -380,16 +470,49 @@ class Trainer:
 
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        if self.fsdp is not None and self.config.find_unused_parameters:
+            from dima_core.training.fsdp import drop_unused_gradients
+
+            drop_unused_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
         grad_norm = float("nan")
         if self.config.grad_clip_norm is not None:
             # Clip the true gradients, not the loss-scaled ones.
             self.scaler.unscale_(self.optimizer)
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip_norm))
+            if self.fsdp is not None:
+                from dima_core.training.fsdp import clip_grad_norm
+
+                # The global norm over every rank's gradient shards (one all-reduce), as clip_grad_norm_ computes
+                # it for unsharded gradients.
+                grad_norm = float(clip_grad_norm(params, self.config.grad_clip_norm, self.fsdp.mesh))
+            else:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip_norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         return values, grad_norm
+
+    def _check_fsdp_trainable(self) -> None:
+        """FSDP2 fixes a parameter's requires_grad for its gathered copy; a later change would be silently ignored
+        (the parameter would keep or lack gradients regardless), so it is an error here."""
+        now = tuple(p.requires_grad for p in self.model.parameters())
+        if now != self._fsdp_requires_grad:
+            changed = [name for (name, p), before in zip(self.model.named_parameters(), self._fsdp_requires_grad)
+                       if p.requires_grad != before]
+            raise RuntimeError(
+                f"the step changed which parameters train ({len(changed)}, e.g. {changed[:3]}); FSDP fixes that "
+                "when it shards the model. Schedules that freeze and unfreeze parameters (the MLLM's two_stage) "
+                "need distributed.strategy ddp"
+            )
+
+    def _gathered_for_eval(self) -> Any:
+        """Under FSDP: the root gathered for the hook's out-of-forward calls, every unit re-sharded afterwards (no
+        backward does it). A no-op context otherwise."""
+        if self.fsdp is None:
+            return nullcontext()
+        from dima_core.training.fsdp import gathered
+
+        return gathered(self.model)
 
     def _validate(self, epoch: int) -> dict[str, float]:
         if self.val_hook is None:
@@ -399,7 +522,7 @@ class Trainer:
         broadcast_buffers(self.model, self.ctx)
         self.model.eval()
         try:
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), self._autocast(), self._gathered_for_eval():
                 metrics = {k: float(v) for k, v in self.val_hook(self, epoch).items()}
         finally:
             self.model.train()
@@ -564,17 +687,30 @@ class Trainer:
         )
 
     def _check_replicas(self) -> tuple[str, bool]:
-        """Each rank writes its parameter digest to ``replicas/rank<r>.sha256``; rank 0 checks they agree."""
+        """Each rank writes its parameter digest to ``replicas/rank<r>.sha256``; rank 0 checks that replicas agree.
+
+        DDP: every rank is a replica of the whole model. FSDP: a rank's digest covers its own shards, so only ranks
+        holding the same shards (the same shard index: replicas under hybrid sharding) must agree; under full
+        sharding each shard exists once and there is nothing to compare.
+        """
         digest = parameter_digest(self.model)
         replicas = self.output_dir / "replicas"
         replicas.mkdir(parents=True, exist_ok=True)
         (replicas / f"rank{self.ctx.rank}.sha256").write_text(digest + "\n")
-        digests = all_gather_objects(digest, self.ctx)
-        consistent = len(set(digests)) == 1
+        shard = self.fsdp.shard_index if self.fsdp is not None else 0
+        gathered = all_gather_objects((shard, digest), self.ctx)
+        by_shard: dict[int, set[str]] = {}
+        for index, value in gathered:  # type: ignore[misc]
+            by_shard.setdefault(index, set()).add(value)
+        consistent = all(len(values) == 1 for values in by_shard.values())
         if not consistent:
-            log.error("DDP replicas diverged: parameter digests per rank %s", digests)
+            log.error("replicas diverged: (shard, parameter digest) per rank %s", gathered)
         elif self.ctx.distributed and self.ctx.is_main:
-            log.info("all %d ranks hold identical parameters (sha256 %s)", self.ctx.world_size, digest[:16])
+            if self.fsdp is None:
+                log.info("all %d ranks hold identical parameters (sha256 %s)", self.ctx.world_size, digest[:16])
+            else:
+                copies = self.ctx.world_size // len(by_shard)
+                log.info("FSDP: %d shard(s) held by %d rank(s) each, replicas identical", len(by_shard), copies)
         return digest, consistent
 
 
