@@ -153,10 +153,12 @@ def is_sharded_model(model: nn.Module) -> bool:
     reaches the flat buffer, not them, so ``autograd.grad`` on them would silently return nothing.
     """
     try:
-        from torch.distributed.fsdp import FullyShardedDataParallel
+        from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
     except ImportError:  # a torch build without distributed support cannot shard either
         return False
-    if any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+    # FSDP2 (fully_shard, our `distributed.strategy: fsdp`) marks every wrapped module, the root included, whatever
+    # its sharding; FSDP1 wraps modules in FullyShardedDataParallel.
+    if any(isinstance(m, (FSDPModule, FullyShardedDataParallel)) for m in model.modules()):
         return True
     return _is_sharded(list(model.parameters()))
 
