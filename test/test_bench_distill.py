@@ -18,7 +18,8 @@ def _report(seeds: list[int], l2: dict[str, list[float]], epochs: int = 4) -> di
         results[method] = [{"overall/vad/l2": v, "overall/vad/collision": 0.1, "overall/uniad/l2": 2 * v,
                             "overall/uniad/collision": 0.2, "overall/n": 10.0,
                             "three_point_turn/vad/l2": v + 1, "three_point_turn/vad/collision": 0.0,
-                            "three_point_turn/n": 4.0} for v in values]
+                            "three_point_turn/n": 4.0, "overtake/vad/l2": None, "overtake/vad/collision": None,
+                            "overtake/n": 0.0} for v in values]
     return {"args": args, "results": results, "elapsed_s": 600.0, "command": "dima bench distill ...",
             "machine": "test box"}
 
@@ -33,6 +34,7 @@ def test_merge_concatenates_seeds_and_table_reports_mean_and_sample_std():
     assert "| (A) stage 1 only | 1.500 ± 0.707 |" in section
     assert "| (B) DiMA: full | 0.600 ± 0.141 |" in section
     assert "three_point_turn L2 VAD / Col VAD" in section and "(n=4)" in section
+    assert "overtake" not in section  # no val sample carries that tag: no empty column
     assert "Seeds: [0, 1]" in section and "10.0 + 10.0 min" in section
 
 

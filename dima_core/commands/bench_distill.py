@@ -144,7 +144,9 @@ def _mean_std(values: list[Optional[float]]) -> str:
 
 
 def _table(results: dict[str, list[dict[str, Optional[float]]]]) -> str:
-    groups = sorted({k.split("/")[0] for runs in results.values() for r in runs for k in r} - {"overall"})
+    # Splits without a single val sample (a tag the val scenes happen not to carry) would only add empty columns.
+    groups = sorted(g for g in {k.split("/")[0] for runs in results.values() for r in runs for k in r} - {"overall"}
+                    if any((r.get(f"{g}/n") or 0) > 0 for runs in results.values() for r in runs))
     header = ["method", "L2 VAD (m)", "Col VAD (%)", "L2 UniAD (m)", "Col UniAD (%)"]
     header += [f"{g} L2 VAD / Col VAD" for g in groups]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
