@@ -474,22 +474,15 @@ def _middleware(env: dict[str, str]) -> str:
 def run_ros_bench(settings: RosBenchSettings) -> RosBenchResult:
     """Start the planner node and the feeder, wait for the feeder's ``settings.frames`` timed frames (or
     ``3 x frames`` sent), stop both; raises :class:`RosBenchError` if it cannot run."""
-    from dima_ros.parameters import write_parameter_file
+    from dima_ros.parameters import nest_parameters, write_parameter_file
 
     if settings.frames < 1 or settings.rate_hz <= 0:
         raise ValueError("frames must be >= 1 and rate_hz > 0")
     with tempfile.TemporaryDirectory(prefix="dima-bench-ros-") as tmp:
         log_dir = Path(settings.log_dir or tmp)
         log_dir.mkdir(parents=True, exist_ok=True)
-        flat = settings.node_parameters()
-        nested: dict[str, Any] = {}
-        for name, value in flat.items():
-            node = nested
-            *parents, leaf = name.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
-        params = write_parameter_file(log_dir / f"{settings.node_name}.yaml", nested)
+        params = write_parameter_file(log_dir / f"{settings.node_name}.yaml",
+                                      nest_parameters(settings.node_parameters()))
         feeder_cfg = log_dir / "feeder.json"
         feeder_out = log_dir / "feeder_result.json"
         feeder_out.unlink(missing_ok=True)

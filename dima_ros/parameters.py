@@ -165,7 +165,8 @@ def parameter_specs(cls: type, prefix: str = "") -> list[ParameterSpec]:
     return specs
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+def nest_parameters(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"sync.tolerance_ms": 60.0}`` -> ``{"sync": {"tolerance_ms": 60.0}}`` (the inverse of flatten_parameters)."""
     out: dict[str, Any] = {}
     for dotted, value in flat.items():
         node = out
@@ -257,7 +258,7 @@ class ConfigParameters(Generic[C]):
         return value
 
     def _build(self, values: dict[str, Any]) -> C:
-        data = _nest({n: self._to_python(self.specs[n], v) for n, v in values.items()})
+        data = nest_parameters({n: self._to_python(self.specs[n], v) for n, v in values.items()})
         return config_from_dict(data, self.cls, source=f"parameters of {self.node.get_fully_qualified_name()}")
 
     def _on_set(self, params: list[Parameter]) -> SetParametersResult:
@@ -334,6 +335,7 @@ __all__ = [
     "ParameterSpec",
     "flatten_parameters",
     "load_parameter_file",
+    "nest_parameters",
     "parameter_overrides_from_yaml",
     "parameter_specs",
     "write_parameter_file",

@@ -59,16 +59,9 @@ def node_parameters(onnx: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def write_params(path: Path, flat: dict[str, Any]) -> Path:
-    from dima_ros.parameters import write_parameter_file
+    from dima_ros.parameters import nest_parameters, write_parameter_file
 
-    nested: dict[str, Any] = {}
-    for name, value in flat.items():
-        node = nested
-        *parents, leaf = name.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return write_parameter_file(path, nested)
+    return write_parameter_file(path, nest_parameters(flat))
 
 
 class NodeProcess:
