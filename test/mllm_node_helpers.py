@@ -10,30 +10,20 @@ from pathlib import Path
 
 import torch
 
-from stage2_helpers import micro_mllm_config
+from stage2_helpers import micro_mllm_config, save_tiny_llama
 
 MAX_QUESTION_TOKENS = 24
 
 
 def write_tiny_llm_dir(directory: Path) -> Path:
     """SmolLM2's tokenizer (parsed from the package's GGUF, no weights loaded) + a random 2-layer Llama."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from dima_core.models.mllm.config import LLMConfig
     from dima_core.models.mllm.llm import load_tokenizer, resolve_source, shared_gguf_parsing
 
     cfg = LLMConfig()
     with shared_gguf_parsing():
         tokenizer = load_tokenizer(cfg, resolve_source(cfg))
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(str(directory))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(str(directory))
-    return directory
+    return save_tiny_llama(directory, tokenizer)
 
 
 def write_stage2_checkpoint(path: Path, model_yaml: Path, llm_dir: Path) -> Path:

@@ -73,12 +73,17 @@ def write_tiny_local_llm(directory: Path) -> Path:
     The DDP test's two processes each load their LLM; the real 135M GGUF would take ~40 s per process on a shared
     2-core box, this one a second, and it goes through the same code (``llm.source: local``, peft LoRA, prompts).
     """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from mllm_fixtures import base_llm
 
     _, tokenizer = base_llm()
+    return save_tiny_llama(directory, tokenizer)
+
+
+def save_tiny_llama(directory: Path, tokenizer: Any) -> Path:
+    """``tokenizer`` + a seeded random 2-layer Llama sized to it, saved as a local Hugging Face directory."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(directory))
     torch.manual_seed(0)
