@@ -481,8 +481,8 @@ def run_ros_bench(settings: RosBenchSettings) -> RosBenchResult:
     with tempfile.TemporaryDirectory(prefix="dima-bench-ros-") as tmp:
         log_dir = Path(settings.log_dir or tmp)
         log_dir.mkdir(parents=True, exist_ok=True)
-        params = write_parameter_file(log_dir / f"{settings.node_name}.yaml",
-                                      nest_parameters(settings.node_parameters()))
+        flat = settings.node_parameters()
+        params = write_parameter_file(log_dir / f"{settings.node_name}.yaml", nest_parameters(flat))
         feeder_cfg = log_dir / "feeder.json"
         feeder_out = log_dir / "feeder_result.json"
         feeder_out.unlink(missing_ok=True)
