@@ -14,6 +14,7 @@ resumed ends exactly where the uninterrupted run would. Multi-GPU and multi-node
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from typing import Any
@@ -108,6 +109,26 @@ def resolve_config(args: argparse.Namespace) -> Any:
     return config
 
 
+def _fit(stage: int, config: Any, ctx: Any) -> Any:
+    """Build the trainer, fit, and release it before the caller leaves the process group.
+
+    The trainer sits in reference cycles (module hooks, closures over ``self``), so a plain return keeps it, its
+    DDP/FSDP wrappers and through them the process group alive until some later garbage collection, possibly the
+    interpreter's finalisation, where gloo's threads are torn down in no fixed order. CI saw one rank of a finished
+    2-process run abort there ("terminate called without an active exception"). So the order is fixed: every rank
+    waits at a barrier (no peer closes its connections while another is still in the last collective), the trainer is
+    collected here, then the caller destroys the process group.
+    """
+    from dima_core.training.distributed import barrier
+
+    trainer = build_trainer(stage, config, ctx)
+    result = trainer.fit()
+    barrier(ctx)
+    del trainer
+    gc.collect()
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     from dima_core.training.checkpoint import CheckpointError
     from dima_core.training.distributed import cleanup_distributed, configure_rank_logging, init_distributed
@@ -116,8 +137,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = init_distributed(config.device, distributed=config.distributed)
     configure_rank_logging(ctx, verbose=getattr(args, "verbose", False))
     try:
-        trainer = build_trainer(args.stage, config, ctx)
-        result = trainer.fit()
+        result = _fit(args.stage, config, ctx)
     except CheckpointError as exc:
         print(f"dima: checkpoint error (rank {ctx.rank}): {exc}", file=sys.stderr)
         return 2
