@@ -22,9 +22,9 @@ import time
 from typing import Any, Optional
 
 import numpy as np
-from builtin_interfaces.msg import Duration, Time
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import AccelWithCovarianceStamped, Point, Pose, PoseStamped, Quaternion
+from geometry_msgs.msg import AccelWithCovarianceStamped, Point, Quaternion
 from nav_msgs.msg import Odometry, Path
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -33,8 +33,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float64
 from visualization_msgs.msg import Marker, MarkerArray
 
-from dima.msg import BeamTokens, DrivingCommand, Trajectory, TrajectoryPoint
-from dima_core.constants import CAMERA_NAMES, DETECTION_CLASSES, STEP_SECONDS
+from dima.msg import BeamTokens, DrivingCommand, Trajectory
+from dima_core.constants import CAMERA_NAMES, DETECTION_CLASSES
 from dima_core.export import create_backend
 from dima_core.runtime.config import PlannerNodeConfig
 from dima_core.runtime.frame_sync import NS_PER_MS, FrameSet, FrameSynchronizer, SyncIssue, SyncSettings
@@ -42,8 +42,8 @@ from dima_core.runtime.postprocess import (
     beam_token_arrays,
     decode_agents,
     decode_map,
+    plan_feature_array,
     select_trajectory,
-    trajectory_points,
     yaw_to_quaternion,
 )
 from dima_core.runtime.preprocess import (
@@ -61,6 +61,7 @@ from dima_core.runtime.preprocess import (
 )
 from dima_ros.node_main import run_node
 from dima_ros.parameters import ConfigParameters
+from dima_ros.trajectory_messages import trajectory_messages
 
 NODE_NAME = "dima_planner"
 
@@ -345,26 +346,8 @@ class PlannerNode(Node):
         cfg = self.cfg
         stamp = ns_to_stamp(frame.stamp_ns)
         frame_id = cfg.output.frame_id
-        traj = Trajectory()
-        traj.header.stamp = stamp
-        traj.header.frame_id = frame_id
-        traj.command = command
-        traj.mode = Trajectory.MODE_VISION
-        path = Path()
-        path.header = traj.header
-        for pt in trajectory_points(selected, STEP_SECONDS):
-            qx, qy, qz, qw = yaw_to_quaternion(pt.yaw)
-            pose = Pose(position=Point(x=pt.x, y=pt.y, z=0.0), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
-            secs = int(pt.time_from_start_s)
-            traj.points.append(TrajectoryPoint(
-                time_from_start=Duration(sec=secs, nanosec=int(round((pt.time_from_start_s - secs) * 1e9))),
-                pose=pose, longitudinal_velocity_mps=float(pt.velocity_mps)))
-            path.poses.append(PoseStamped(header=traj.header, pose=pose))
-        if cfg.output.publish_candidates:
-            traj.num_candidate_modes = int(candidates.shape[0])
-            traj.num_candidate_points = int(candidates.shape[1])
-            traj.candidate_positions = candidates.astype(np.float32).reshape(-1).tolist()
-        traj.processing_time_ms = float(processing_ms)
+        traj, path = trajectory_messages(stamp, frame_id, command, Trajectory.MODE_VISION, selected,
+                                         candidates if cfg.output.publish_candidates else None, processing_ms)
         self.pub_traj.publish(traj)
         self.pub_path.publish(path)
         self.pub_markers.publish(self._markers(traj, selected, outputs))
@@ -375,6 +358,10 @@ class PlannerNode(Node):
             for name, arr in tokens.items():
                 setattr(msg, f"{name}_shape", [int(d) for d in arr.shape])
                 setattr(msg, name, arr.reshape(-1).tolist())
+            feature = plan_feature_array(outputs)
+            if feature is not None:  # lets the MLLM node plan DiMA-Dual without the cameras
+                msg.plan_feature_shape = [int(d) for d in feature.shape]
+                msg.plan_feature = feature.reshape(-1).tolist()
             msg.ego_status = [float(v) for v in ego_status]
             msg.command = command
             self.pub_beam.publish(msg)

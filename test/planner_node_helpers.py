@@ -41,7 +41,8 @@ def export_micro_onnx(root: Path) -> Path:
         "model_config": config_to_dict(loaded.config),
     }, root / "run" / "checkpoint_step00000001.pt")
     out = root / "models"
-    assert dima_main(["export", "--format", "onnx", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    # --with-beam as the demo deploys it: the node also publishes BeamTokens (with the ego feature) for the MLLM node
+    assert dima_main(["export", "--format", "onnx", "--checkpoint", str(ckpt), "--out", str(out), "--with-beam"]) == 0
     return next(out.glob("*.onnx"))
 
 
@@ -119,7 +120,7 @@ class FrameRig:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-        from dima.msg import DrivingCommand, Trajectory
+        from dima.msg import BeamTokens, DrivingCommand, Trajectory
         from dima_core.constants import CAMERA_NAMES
 
         self.node = node
@@ -136,14 +137,20 @@ class FrameRig:
         self.pub_cmd = node.create_publisher(DrivingCommand, f"{base}/input/command", q)
         self.lock = threading.Lock()
         self.trajectories: list[Any] = []
+        self.beam_tokens: list[Any] = []
         self.diagnostics: list[tuple[int, str, str]] = []  # (level, name, message)
         self.traj_topic = f"{base}/output/trajectory"
         node.create_subscription(Trajectory, self.traj_topic, self._on_traj, q)
+        node.create_subscription(BeamTokens, f"{base}/output/beam_tokens", self._on_beam, q)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, QoSProfile(depth=100))
 
     def _on_traj(self, msg) -> None:
         with self.lock:
             self.trajectories.append(msg)
+
+    def _on_beam(self, msg) -> None:
+        with self.lock:
+            self.beam_tokens.append(msg)
 
     def _on_diag(self, msg) -> None:
         with self.lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from planner_node_helpers import (
@@ -89,6 +90,12 @@ def test_trajectories_faults_and_recovery(onnx_model, start_node, ros_node, spin
     assert msg.header.frame_id == "base_link" and msg.mode == "vision" and msg.command == 2
     assert len(msg.points) == 6 and msg.num_candidate_modes == 3 and len(msg.candidate_positions) == 36
     assert msg.points[0].time_from_start.nanosec == 500_000_000 and msg.points[-1].time_from_start.sec == 3
+    # The scene encoding of the same frame, with the planner's ego feature for the MLLM node's DiMA-Dual.
+    assert wait_for(lambda: any(b.header.stamp == msg.header.stamp for b in rig.beam_tokens), 10.0)
+    beam = next(b for b in rig.beam_tokens if b.header.stamp == msg.header.stamp)
+    assert beam.command == 2 and beam.bev_shape[1] == beam.ego_shape[1] > 0
+    assert list(beam.plan_feature_shape) == [1, len(beam.plan_feature)] and len(beam.plan_feature) > 0
+    assert np.isfinite(np.asarray(beam.plan_feature)).all()
 
     cases = [
         (11.0, dict(skip=("CAM_BACK",)), "missing camera CAM_BACK"),

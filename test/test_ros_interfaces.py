@@ -87,7 +87,7 @@ def _make_beam_tokens():
     msg.header.stamp.nanosec = 999_999_999
     msg.header.frame_id = "base_link"
     # ~100 KB of BEV tokens: larger than one UDP datagram, so DDS fragmentation/reassembly is exercised too.
-    shapes = {"bev": (400, 64), "ego": (1, 64), "agents": (7, 64), "map": (12, 64)}
+    shapes = {"bev": (400, 64), "ego": (1, 64), "agents": (7, 64), "map": (12, 64), "plan_feature": (1, 32)}
     for name, shape in shapes.items():
         data = rng.standard_normal(shape).astype(np.float32)
         setattr(msg, f"{name}_shape", list(shape))
@@ -160,7 +160,7 @@ def test_beam_tokens_round_trip_between_processes(ros_node, ros_subprocess, tmp_
     got = _round_trip_via_subprocess(sent, "dima.msg.BeamTokens", ros_node, ros_subprocess, tmp_path)
 
     assert got["header"] == {"stamp": {"sec": 42, "nanosec": 999_999_999}, "frame_id": "base_link"}
-    for name in ("bev", "ego", "agents", "map"):
+    for name in ("bev", "ego", "agents", "map", "plan_feature"):
         shape = tuple(got[f"{name}_shape"])
         assert shape == tuple(getattr(sent, f"{name}_shape")), name
         arr = np.asarray(got[name], dtype=np.float32).reshape(shape)

@@ -113,6 +113,14 @@ def beam_token_arrays(outputs: Mapping[str, np.ndarray]) -> Optional[dict[str, n
     return {n: np.asarray(outputs[n], np.float32)[0] for n in names}
 
 
+def plan_feature_array(outputs: Mapping[str, np.ndarray]) -> Optional[np.ndarray]:
+    """The planner's penultimate ego feature of the first sample as (1, C_plan) float32 (dima/msg/BeamTokens
+    ``plan_feature``, what DiMA-Dual fuses), or None when the backend does not output ``ego_feature``."""
+    if "ego_feature" not in outputs:
+        return None
+    return np.asarray(outputs["ego_feature"], np.float32)[:1].reshape(1, -1)
+
+
 __all__ = [
     "AgentDetection",
     "MapElement",
@@ -120,6 +128,7 @@ __all__ = [
     "beam_token_arrays",
     "decode_agents",
     "decode_map",
+    "plan_feature_array",
     "select_trajectory",
     "trajectory_points",
     "yaw_to_quaternion",
