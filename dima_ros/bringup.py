@@ -35,7 +35,7 @@ import yaml
 from dima_core.bag.topics import GROUND_TRUTH_TOPIC, image_topic
 from dima_core.runtime.bringup_config import BringupConfig
 from dima_ros.dds_profile import use_large_data_profile
-from dima_ros.launch_spec import NODES, PLANNER_NAME, NodeSpec, is_enabled, params_path
+from dima_ros.launch_spec import MLLM_NAME, NODES, PLANNER_NAME, NodeSpec, is_enabled, params_path
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,9 @@ class TrajectoryLog:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _monitor_node(echo: bool, record: TrajectoryLog) -> Any:
-    """A small node that watches the planner's trajectories (for the latency summary and ``--echo``)."""
+def _monitor_node(echo: bool, record: TrajectoryLog, dual_record: Optional[TrajectoryLog] = None) -> Any:
+    """A small node that watches the planner's trajectories (for the latency summary and ``--echo``) and, given
+    ``dual_record``, the MLLM node's DiMA-Dual trajectories."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -84,29 +85,34 @@ def _monitor_node(echo: bool, record: TrajectoryLog) -> Any:
 
     node = rclpy.create_node("dima_bringup_monitor")
 
-    def on_trajectory(msg: Trajectory) -> None:
-        with record.lock:
-            record.processing_ms.append(float(msg.processing_time_ms))
-            record.last_arrival = time.monotonic()
-            count = len(record.processing_ms)
-        if echo and msg.points:
-            end = msg.points[-1].pose.position
-            first = msg.points[0].pose.position
-            print(f"[trajectory {count:3d}] stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} "
-                  f"mode {msg.mode} command {msg.command} first ({first.x:.2f}, {first.y:.2f}) "
-                  f"last ({end.x:.2f}, {end.y:.2f}) m, model {msg.processing_time_ms:.1f} ms", flush=True)
+    def recorder(log_: TrajectoryLog, label: str):
+        def on_trajectory(msg: Trajectory) -> None:
+            with log_.lock:
+                log_.processing_ms.append(float(msg.processing_time_ms))
+                log_.last_arrival = time.monotonic()
+                count = len(log_.processing_ms)
+            if echo and msg.points:
+                end = msg.points[-1].pose.position
+                first = msg.points[0].pose.position
+                print(f"[{label} {count:3d}] stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} "
+                      f"mode {msg.mode} command {msg.command} first ({first.x:.2f}, {first.y:.2f}) "
+                      f"last ({end.x:.2f}, {end.y:.2f}) m, model {msg.processing_time_ms:.1f} ms", flush=True)
+        return on_trajectory
 
-    node.create_subscription(Trajectory, f"/{PLANNER_NAME}/output/trajectory", on_trajectory,
-                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    node.create_subscription(Trajectory, f"/{PLANNER_NAME}/output/trajectory", recorder(record, "trajectory"), qos)
+    if dual_record is not None:
+        node.create_subscription(Trajectory, f"/{MLLM_NAME}/output/dual_trajectory",
+                                 recorder(dual_record, "dual trajectory"), qos)
     return node
 
 
-def latency_summary(record: TrajectoryLog) -> str:
+def latency_summary(record: TrajectoryLog, what: str = "trajectories") -> str:
     with record.lock:
         values = np.asarray(record.processing_ms, np.float64)
     if values.size == 0:
-        return "no trajectory received"
-    return (f"{values.size} trajectories; processing time p50 {np.percentile(values, 50):.1f} ms, "
+        return f"no {what} received"
+    return (f"{values.size} {what}; processing time p50 {np.percentile(values, 50):.1f} ms, "
             f"p99 {np.percentile(values, 99):.1f} ms, max {values.max():.1f} ms")
 
 
@@ -120,12 +126,13 @@ class Bringup:
         self.config = config
         self.nodes: dict[str, Any] = {}
         self.record = TrajectoryLog()
+        self.dual_record = TrajectoryLog()  # the MLLM node's DiMA-Dual trajectories (publish_dual_trajectory)
         self._settle_start = time.monotonic()
         try:
             for spec in enabled_nodes(config):
                 log.info("starting %s (%s.%s)", spec.name, spec.module, spec.class_name)
                 self.nodes[spec.key] = spec.node_class()(cli_args=node_arguments(spec, config))
-            self.monitor = _monitor_node(echo, self.record)
+            self.monitor = _monitor_node(echo, self.record, self.dual_record if "mllm" in self.nodes else None)
         except BaseException:
             self.destroy()
             raise
@@ -217,6 +224,10 @@ def run(config: BringupConfig, bag: Optional[str] = None, report: Optional[str] 
             bringup.mark_settle_start()
             bringup.wait_settled(config.replay_settle_s)
             print(f"[bringup] replay finished: {latency_summary(bringup.record)}", flush=True)
+            mllm = bringup.nodes.get("mllm")
+            if mllm is not None and mllm.config.publish_dual_trajectory:
+                print(f"[bringup] MLLM node: {latency_summary(bringup.dual_record, 'dual trajectories')} "
+                      f"({mllm.dual_summary()})", flush=True)
             evaluator = bringup.nodes.get("evaluator")
             if evaluator is not None:
                 result = evaluator.write_report()

@@ -13,8 +13,13 @@
   Every failure is ``success=false`` with a readable ``error``: no tokens yet, question too long or empty, queue
   full, timeout, model error.
 
-The dual-mode trajectory is not published: DiMA-Dual needs the planner's penultimate ego feature, which
-dima/msg/BeamTokens does not carry, so it could only be computed by re-running the cameras here.
+- ``~/output/dual_trajectory`` (dima/msg/Trajectory, mode ``dual``) and ``~/output/dual_path`` (nav_msgs/Path),
+  with ``publish_dual_trajectory: true``: DiMA-Dual planned from each BeamTokens frame's tokens and ``plan_feature``
+  (the planner's penultimate ego feature), no cameras needed; stamped with the frame's stamp, selected by its
+  command, all commands' candidates included. A worker thread plans the newest frame only
+  (:class:`dima_core.runtime.dual_planner.LatestFrameWorker`): frames arriving while one is planned replace the one
+  waiting, so the published plan lags by at most one planning time. Questions and dual planning share the model
+  under one lock (one device, one model).
 Parameters: :class:`dima_core.runtime.mllm_node_config.MllmNodeConfig` (``config/mllm_node.yaml``).
 """
 
@@ -22,21 +27,28 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any, Callable, Optional, Sequence
 
+from builtin_interfaces.msg import Time
+from nav_msgs.msg import Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from dima.msg import BeamTokens as BeamTokensMsg
+from dima.msg import Trajectory
 from dima.srv import AskScene
+from dima_core.runtime.dual_planner import DualPlan, LatestFrameWorker, plan_dual, plan_feature_from_flat
 from dima_core.runtime.mllm_node_config import MllmNodeConfig
 from dima_core.runtime.mllm_service import SCENE_TOKEN_FIELDS, QuestionWorker, TokenBuffer, scene_tokens_from_flat
 from dima_ros.node_main import run_node
 from dima_ros.parameters import ConfigParameters
+from dima_ros.trajectory_messages import trajectory_messages
 
 NODE_NAME = "dima_mllm"
 NS_PER_S = 1_000_000_000
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +79,15 @@ class MllmNode(Node):
             raise ValueError(f"{name}: parameter 'checkpoint' (a stage-2 checkpoint) is required")
         self._device = resolve_device(cfg.device)
         self._load_model(cfg)
+        self._model_lock = threading.Lock()  # questions and dual planning take turns on the one model
         self._tokens = TokenBuffer(cfg.token_buffer_size)
         self._worker = QuestionWorker(self._answer, self._tokens, cfg.queue_size, check=self._check_question)
+        self._dual: Optional[LatestFrameWorker] = None
+        self.dual_skipped = 0  # frames without a usable plan_feature
+        if cfg.publish_dual_trajectory:
+            self.pub_dual = self.create_publisher(Trajectory, "~/output/dual_trajectory", OUTPUT_QOS)
+            self.pub_dual_path = self.create_publisher(Path, "~/output/dual_path", OUTPUT_QOS)
+            self._dual = LatestFrameWorker(self._plan_dual, self._publish_dual, name="mllm-dual")
         self._token_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
         self.create_subscription(BeamTokensMsg, "~/input/beam_tokens", self._on_tokens,
@@ -110,8 +129,22 @@ class MllmNode(Node):
     def _answer(self, beam: Any, question: str, should_stop: Callable[[], bool]) -> tuple[str, float]:
         from dima_core.models.dima import answer_question
 
-        return answer_question(self._model, beam.to(self._device), question, self.config.max_new_tokens,
-                               self._max_tokens, should_stop=should_stop)
+        with self._model_lock:
+            return answer_question(self._model, beam.to(self._device), question, self.config.max_new_tokens,
+                                   self._max_tokens, should_stop=should_stop)
+
+    def _plan_dual(self, frame: tuple[int, str, Any, Any, int]) -> tuple[str, DualPlan]:
+        stamp_ns, frame_id, beam, feature, command = frame
+        with self._model_lock:
+            return frame_id, plan_dual(self._model, beam, feature, command, stamp_ns)
+
+    def _publish_dual(self, result: tuple[str, DualPlan]) -> None:
+        frame_id, plan = result
+        stamp = Time(sec=plan.stamp_ns // NS_PER_S, nanosec=plan.stamp_ns % NS_PER_S)
+        traj, path = trajectory_messages(stamp, frame_id, plan.command, Trajectory.MODE_DUAL, plan.trajectory,
+                                         plan.trajectories, plan.latency_ms)
+        self.pub_dual.publish(traj)
+        self.pub_dual_path.publish(path)
 
     # ---------------------------------------------------------------------------------------------------- ROS
     def _on_tokens(self, msg: BeamTokensMsg) -> None:
@@ -121,7 +154,17 @@ class MllmNode(Node):
         except ValueError as exc:
             self.get_logger().warning(f"ignoring malformed BeamTokens: {exc}", throttle_duration_sec=5.0)
             return
-        self._tokens.put(msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec, beam)
+        stamp_ns = msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec
+        self._tokens.put(stamp_ns, beam)
+        if self._dual is not None:
+            try:
+                feature = plan_feature_from_flat(msg.plan_feature, msg.plan_feature_shape)
+            except ValueError as exc:
+                self.dual_skipped += 1
+                self.get_logger().warning(f"no dual trajectory for frame {stamp_ns}: {exc}",
+                                          throttle_duration_sec=5.0)
+                return
+            self._dual.submit((stamp_ns, msg.header.frame_id, beam, feature, int(msg.command)))
 
     def _on_ask(self, request: AskScene.Request, response: AskScene.Response) -> AskScene.Response:
         stamp_ns = request.stamp.sec * NS_PER_S + request.stamp.nanosec
@@ -134,10 +177,20 @@ class MllmNode(Node):
             self.get_logger().warning(f"ask failed: {result.error}")
         return response
 
+    def dual_summary(self) -> str:
+        """Counters of the dual planning, for logs and the bringup summary."""
+        dual = self._dual
+        if dual is None:
+            return "dual trajectory off"
+        text = (f"{dual.done} dual plans published, {dual.replaced} frames replaced by newer ones, "
+                f"{self.dual_skipped} without plan_feature, {dual.failed} failed")
+        return text + (f" (last error: {dual.last_error})" if dual.last_error else "")
+
     def destroy_node(self) -> None:
-        worker = getattr(self, "_worker", None)  # absent when the constructor failed
-        if worker is not None:
-            worker.close()
+        for name in ("_worker", "_dual"):  # absent when the constructor failed
+            worker = getattr(self, name, None)
+            if worker is not None:
+                worker.close()
         super().destroy_node()
 
 

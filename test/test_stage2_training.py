@@ -168,6 +168,36 @@ def test_dual_mode_is_the_max_pool_end_to_end(stage2_run, loaded_teacher) -> Non
     assert result.latency_ms and result.latency_ms[0] > 0
 
 
+def test_dual_plan_from_the_beam_tokens_message_matches_the_camera_path(stage2_run, loaded_teacher) -> None:
+    """What the ROS MLLM node plans from the planner node's dima/BeamTokens (flat arrays, no cameras) is DiMA-Dual."""
+    import numpy as np
+
+    from dima_core.runtime.dual_planner import plan_dual, plan_feature_from_flat
+    from dima_core.runtime.mllm_service import SCENE_TOKEN_FIELDS, scene_tokens_from_flat
+    from dima_core.runtime.postprocess import beam_token_arrays, plan_feature_array
+
+    model = loaded_teacher.model
+    batch = _one_sample_batch(stage2_run[0])
+    inputs = {k: batch[k] for k in ("images", "intrinsics", "cam_to_ego", "ego_status", "command")}
+    with torch.no_grad():
+        planner_out = model.planner(**inputs)
+        dual = model.plan("dual", **inputs)
+    # The backend's outputs as the planner node sees them (numpy, batch first), then the message's flat fields.
+    outputs = {name: getattr(planner_out.beam, name).numpy() for name in SCENE_TOKEN_FIELDS}
+    outputs["ego_feature"] = planner_out.ego_feature.numpy()
+    tokens, feature = beam_token_arrays(outputs), plan_feature_array(outputs)
+    beam = scene_tokens_from_flat({n: a.reshape(-1).tolist() for n, a in tokens.items()},
+                                  {n: list(a.shape) for n, a in tokens.items()})
+    command = int(batch["command"][0])
+    plan = plan_dual(model, beam, plan_feature_from_flat(feature.reshape(-1).tolist(), list(feature.shape)),
+                     command, stamp_ns=7)
+    np.testing.assert_allclose(plan.trajectory, dual.trajectory[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(plan.trajectories, dual.trajectories[0].numpy(), atol=1e-5)
+    assert plan.command == command and plan.stamp_ns == 7 and plan.latency_ms > 0
+    with pytest.raises(ValueError, match="not one of the planner's 3 commands"):
+        plan_dual(model, beam, plan_feature_from_flat(feature.reshape(-1).tolist(), list(feature.shape)), 3, 7)
+
+
 def test_answer_question_and_dima_ask(stage2_run, loaded_teacher, synth_world, micro_index, monkeypatch,
                                      capsys) -> None:
     import dima_core.models.mllm.teacher as teacher_module

@@ -62,6 +62,7 @@ BRINGUP_LOG="$OUT/bringup.log"
 dima ros bringup --config config/bringup.yaml --with-mllm --bag "$OUT/bag" --rate "${DEMO_RATE:-0.5}" --report "$OUT/online_report.json" --echo \
   --linger 600 --set "planner.model.onnx_path=$OUT/onnx/planner.onnx" --set planner.model.threads=1 \
   --set "mllm.checkpoint=$STAGE2" --set mllm.device=cpu --set mllm.num_threads=1 --set mllm.max_new_tokens=32 \
+  --set mllm.publish_dual_trajectory=true \
   > >(tee "$BRINGUP_LOG") 2>&1 &
 BRINGUP_PID=$!
 trap 'kill -INT "$BRINGUP_PID" 2>/dev/null || true' EXIT

@@ -179,18 +179,32 @@ class DimaJointModel(nn.Module):
         out = self.planner(images, intrinsics, cam_to_ego, ego_status, command, prev_bev, ego_motion)
         if mode == "vision":
             return out
-        teacher = self._require_teacher(mode)
-        mllm_trajs, mllm_feature = teacher.plan(self.teacher_view(out.beam))
         if mode == "mllm":
+            mllm_trajs, _ = self._require_teacher(mode).plan(self.teacher_view(out.beam))
             trajs, feature = mllm_trajs.to(out.trajectories.dtype), out.ego_feature
         else:
-            from dima_core.models.mllm.distill import dual_mode_feature
-
-            # DiMA-Dual: the element-wise max of both penultimate ego features through the planner's final head.
-            feature = dual_mode_feature(out.ego_feature, mllm_feature, teacher.distiller.project)
-            trajs = self.planner.planner.decode(feature)
+            trajs, feature = self.dual_trajectories(out.beam, out.ego_feature)
         return dataclasses.replace(out, trajectories=trajs, trajectory=select_by_command(trajs, command),
                                    ego_feature=feature)
+
+    def dual_trajectories(self, beam: BeamTokens, ego_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """DiMA-Dual from the planner's outputs alone, without the cameras (what the ROS MLLM node runs on the
+        planner node's dima/BeamTokens).
+
+        Args:
+            beam: the planner's BEAM tokens (B samples).
+            ego_feature: (B, C_plan) the planner's penultimate planning feature (``PlannerOutput.ego_feature``, the
+                exported ``ego_feature`` output).
+        Returns:
+            trajectories (B, M, T, 2) from the planner's final head applied to the fused feature, and that fused
+            feature (B, C_plan): the element-wise max of ``ego_feature`` and the projected MLLM planning feature.
+        """
+        from dima_core.models.mllm.distill import dual_mode_feature
+
+        teacher = self._require_teacher("dual")
+        _, mllm_feature = teacher.plan(self.teacher_view(beam))
+        feature = dual_mode_feature(ego_feature, mllm_feature, teacher.distiller.project)
+        return self.planner.planner.decode(feature), feature
 
 
 class ModePlanner(nn.Module):

@@ -31,6 +31,10 @@ class MllmNodeConfig:
         30.0, lo=0.1, hi=3600.0, help="a request not answered within this time (queue wait included) fails")
     queue_size: int = param(
         8, lo=1, hi=256, read_only=True, help="requests waiting or running at once; more are refused ('busy')")
+    publish_dual_trajectory: bool = param(
+        False, read_only=True,
+        help="plan DiMA-Dual on each BeamTokens frame (newest only) and publish ~/output/dual_trajectory and "
+             "~/output/dual_path; needs BeamTokens with plan_feature")
     token_buffer_size: int = param(
         20, lo=1, hi=10_000, read_only=True, help="BEAM token frames kept, so a question can name a frame by stamp")
 
