@@ -59,10 +59,14 @@ BRINGUP_LOG="$OUT/bringup.log"
 # the nodes up after the replay until we stop them.
 # Half speed: dima_tiny takes ~1 s per frame on one shared CPU core, and the planner drops frames it cannot keep up
 # with (a stale plan is worse than none); at 1 Hz of keyframes almost every frame gets its trajectory.
+# DEMO_DUAL=1 also has the MLLM node publish the DiMA-Dual trajectory; on 2 shared cores its LLM forward takes CPU
+# from the planner, which then drops more frames (measured: 62 instead of 80 vision trajectories), so it is opt-in.
+DUAL=false
+if [[ "${DEMO_DUAL:-0}" == 1 ]]; then DUAL=true; fi
 dima ros bringup --config config/bringup.yaml --with-mllm --bag "$OUT/bag" --rate "${DEMO_RATE:-0.5}" --report "$OUT/online_report.json" --echo \
   --linger 600 --set "planner.model.onnx_path=$OUT/onnx/planner.onnx" --set planner.model.threads=1 \
   --set "mllm.checkpoint=$STAGE2" --set mllm.device=cpu --set mllm.num_threads=1 --set mllm.max_new_tokens=32 \
-  --set mllm.publish_dual_trajectory=true \
+  --set "mllm.publish_dual_trajectory=$DUAL" \
   > >(tee "$BRINGUP_LOG") 2>&1 &
 BRINGUP_PID=$!
 trap 'kill -INT "$BRINGUP_PID" 2>/dev/null || true' EXIT
