@@ -68,6 +68,35 @@ class TrafficConfig:
 
 
 @dataclass
+class EgoPerturbationConfig:
+    """Recovery demonstrations: in a share of the scenes the logged ego drifts off its lane centre and steers back.
+
+    Imitation learning from an expert who never errs teaches a planner nothing about getting back on track, so a
+    closed-loop planner drifts off the road after its first small error (covariate shift; ChauffeurNet's remedy is
+    perturbed training trajectories). Here each event offsets the expert's driven path sideways with a quick drift
+    (``rise_s``) and a slower return (``return_s``) to the lane centre; headings follow the perturbed path, so the
+    cameras, ego poses and CAN bus all show one consistent drive and every keyframe's future shows the recovery.
+    Off by default (``scene_fraction: 0``): the default world stays the expert's exact drive.
+    """
+
+    scene_fraction: float = ranged(0.0, lo=0.0, hi=1.0, help="share of scenes whose ego drive carries drift events")
+    events_per_minute: float = ranged(6.0, lo=0.0, hi=60.0, help="drift events per minute of forward driving")
+    max_offset_m: float = ranged(1.2, lo=0.0, hi=3.0, help="largest sideways offset of an event, metres")
+    min_offset_m: float = ranged(0.3, lo=0.0, hi=3.0, help="smallest sideways offset of an event, metres")
+    rise_s: tuple[float, float] = field(default=(0.6, 1.5), metadata={"help": "drift duration range, seconds"})
+    return_s: tuple[float, float] = field(default=(2.0, 3.5), metadata={"help": "return duration range, seconds"})
+    min_speed_mps: float = ranged(2.0, lo=0.0, hi=30.0, help="events only while driving forward faster than this")
+
+    def validate(self) -> None:
+        if self.min_offset_m > self.max_offset_m:
+            raise ValueError("ego_perturbation.min_offset_m must be <= max_offset_m")
+        for name in ("rise_s", "return_s"):
+            lo, hi = getattr(self, name)
+            if not 0.1 <= lo <= hi <= 20.0:
+                raise ValueError(f"ego_perturbation.{name} must be [lo, hi] with 0.1 <= lo <= hi <= 20 s")
+
+
+@dataclass
 class SynthConfig:
     """The whole synthetic world: dataset layout, scenes, traffic, cameras, lidar."""
 
@@ -83,6 +112,7 @@ class SynthConfig:
     )
     camera: CameraConfig = field(default_factory=CameraConfig)
     traffic: TrafficConfig = field(default_factory=TrafficConfig)
+    ego_perturbation: EgoPerturbationConfig = field(default_factory=EgoPerturbationConfig)
     lidar_ground_rings: int = ranged(16, lo=0, hi=128, help="rings of simulated lidar ground returns")
     lidar_points_per_ring: int = ranged(256, lo=16, hi=4096, help="azimuth samples per lidar ring")
     lidar_box_density: float = ranged(600.0, lo=0.0, hi=1e5, help="box surface points per m^2 at 1 m range")

@@ -38,6 +38,7 @@ from dima_core.data.synth.nuscenes_writer import (
     sensor_token,
     visibility_level,
 )
+from dima_core.data.synth.perturbation import perturb_ego_record
 from dima_core.data.synth.render import BUILDING_ID, Lighting, SceneRenderer
 from dima_core.data.synth.scenarios import ScenePlan, build_scene
 from dima_core.data.synth.traffic import Actor, Simulation
@@ -222,8 +223,17 @@ class SynthWorld:
             srng = np.random.default_rng([seed, i, 1])
             plan = build_scene(chosen[i], cfg, srng, origin)
             record = simulate(plan, cfg)
+            tags = list(plan.tags)
+            drift = cfg.ego_perturbation
+            if drift.scene_fraction > 0.0:
+                drift_rng = np.random.default_rng([seed, i, 4])
+                if drift_rng.random() < drift.scene_fraction:
+                    ego, events = perturb_ego_record(record.times, record.ego, drift, drift_rng)
+                    if events:
+                        record = SimRecord(record.times, ego, record.agents, record.present)
+                        tags = sorted(set(tags) | {"ego_drift"})
             lighting = Lighting.random(np.random.default_rng([seed, i, 2]))
-            scenes.append(SynthScene(i, names[i], loc, chosen[i], plan.tags, plan, record, lighting, cams, cfg, seed))
+            scenes.append(SynthScene(i, names[i], loc, chosen[i], tags, plan, record, lighting, cams, cfg, seed))
         return cls(cfg, seed, scenes)
 
     def splits(self) -> dict[str, list[str]]:
