@@ -48,13 +48,14 @@ from dima_core.runtime.postprocess import (
 )
 from dima_core.runtime.preprocess import (
     CameraModel,
+    CameraPipeline,
+    DecodedImage,
     InputError,
     PreprocessSettings,
     TemporalState,
     build_inputs,
-    camera_tensors,
     check_pose,
-    decode_compressed,
+    decode_for_network,
     decode_raw,
     ego_status_vector,
     pose_matrix,
@@ -120,7 +121,9 @@ class PlannerNode(Node):
         self.preprocess = PreprocessSettings(
             image_size_wh=tuple(self.backend.model_config.image_size),  # type: ignore[arg-type]
             interpolation=cfg.preprocess.interpolation, image_mean=tuple(cfg.preprocess.image_mean),  # type: ignore
-            image_std=tuple(cfg.preprocess.image_std))  # type: ignore[arg-type]
+            image_std=tuple(cfg.preprocess.image_std),  # type: ignore[arg-type]
+            jpeg_max_reduction=cfg.preprocess.jpeg_max_reduction)
+        self.cameras_pipeline = CameraPipeline(self.preprocess, cfg.preprocess.decode_threads)
         self.temporal = TemporalState() if "prev_bev" in self._spec_by_name else None
         self.get_logger().info(f"backend ready: {self.backend.describe()}, inputs {[s.name for s in self.specs]}, "
                                f"outputs {list(self.backend.output_names)}")
@@ -263,9 +266,9 @@ class PlannerNode(Node):
             raise InputError("calibration", f"{cam}: no CameraInfo received on {input_topic(cam, 'camera_info')}")
         return CameraModel.from_lists(list(info.k), info.width, info.height, self._cam_to_ego[cam].reshape(-1), cam)
 
-    def _decode(self, cam: str, msg: Any) -> np.ndarray:
+    def _decode(self, cam: str, msg: Any) -> DecodedImage | np.ndarray:
         if isinstance(msg, CompressedImage):
-            return decode_compressed(msg.data, msg.format, source=cam)
+            return decode_for_network(msg.data, msg.format, self.preprocess, source=cam)
         return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data, source=cam)
 
     def _process(self, frame: FrameSet) -> None:
@@ -277,8 +280,8 @@ class PlannerNode(Node):
         command = int(frame.command.value)
         odom: Odometry = frame.odometry.value
         try:
-            images = [self._decode(cam, frame.images[cam].value) for cam in CAMERA_NAMES]
-            cameras = [self._camera_model(cam) for cam in CAMERA_NAMES]
+            imgs, intr, c2e = self.cameras_pipeline.tensors(
+                CAMERA_NAMES, lambda cam: (self._decode(cam, frame.images[cam].value), self._camera_model(cam)))
             tw = odom.twist.twist
             ax = ay = 0.0
             if frame.acceleration is not None:
@@ -287,7 +290,6 @@ class PlannerNode(Node):
             ego_status = ego_status_vector(tw.linear.x, ax, ay, tw.angular.z, source="odometry/acceleration")
             p, q = odom.pose.pose.position, odom.pose.pose.orientation
             pose = check_pose(pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)), source="odometry pose")
-            imgs, intr, c2e = camera_tensors(images, cameras, self.preprocess, CAMERA_NAMES)
             temporal = self.temporal.inputs(self._spec_by_name, pose) if self.temporal is not None else None
             inputs = build_inputs(self.specs, imgs, intr, c2e, ego_status, command, temporal)
         except InputError as exc:
@@ -442,6 +444,9 @@ class PlannerNode(Node):
                 self._stop = True
                 self._cv.notify_all()
             worker.join(timeout=5.0)
+        pipeline = getattr(self, "cameras_pipeline", None)
+        if pipeline is not None:
+            pipeline.close()
         super().destroy_node()
 
 

@@ -187,10 +187,28 @@ class PreprocessParams:
                                     help="RGB mean on [0,1] pixels (DataConfig.image_mean; models normalise inside)")
     image_std: list[float] = param(default_factory=lambda: [1.0, 1.0, 1.0], lo=1e-6, hi=10.0, read_only=True,
                                    help="RGB std on [0,1] pixels (DataConfig.image_std)")
+    # Default 8 by measurement (docs/benchmarks.md, Planner node input path): six 1600x900 JPEGs cost ~30 ms instead
+    # of ~105 ms on one core, at a mean difference under 1/255 from the training tensor (test_runtime_preprocess.py).
+    jpeg_max_reduction: int = param(
+        8, lo=1, hi=8, read_only=True,
+        help="largest libjpeg reduction (1, 2, 4 or 8) a JPEG is decoded at: the largest whose image still covers the "
+             "network input is used and only the remainder resized (needs interpolation area); 1 = full decode, the "
+             "training path bit for bit")
+    decode_threads: int = param(
+        1, lo=1, hi=6, read_only=True,
+        help="threads decoding the six cameras of a frame in parallel (OpenCV releases the GIL); 1 = in the worker "
+             "thread (no gain measured on 2 shared cores)")
 
     def validate(self) -> None:
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise ValueError("image_mean and image_std need 3 values (R, G, B)")
+        if self.jpeg_max_reduction not in (1, 2, 4, 8):
+            raise ValueError(f"jpeg_max_reduction must be 1, 2, 4 or 8 (libjpeg's scales), got "
+                             f"{self.jpeg_max_reduction}")
+        if self.jpeg_max_reduction > 1 and self.interpolation != "area":
+            raise ValueError(f"jpeg_max_reduction {self.jpeg_max_reduction} needs interpolation area (a reduced JPEG "
+                             f"decode is a block average and would not match a '{self.interpolation}' resize): set "
+                             "jpeg_max_reduction 1 (full decode)")
 
 
 @dataclass

@@ -1,49 +1,47 @@
 """ROS-free preprocessing of the planner node: image decoding, the training resize/normalisation, calibration,
 ego status, and the backend input dict.
 
-Images go through exactly the functions the training dataset uses (:func:`dima_core.data.dataset.prepare_image`
-and :func:`~dima_core.data.dataset.scale_intrinsic`), and JPEGs are decoded with the same OpenCV decoder as
-:func:`~dima_core.data.dataset.load_image` (``IMREAD_COLOR`` then BGR -> RGB), so one JPEG gives the same tensor in
-training and on the vehicle (tested in test/test_runtime_preprocess.py).
+Images go through the functions the training dataset uses (:func:`dima_core.data.dataset.prepare_image` and
+:func:`~dima_core.data.dataset.scale_intrinsic`). Two ways to decode a JPEG (``PreprocessSettings.jpeg_max_reduction``):
 
-Every problem raises :class:`InputError` with a ``kind`` (decode, encoding, calibration, odometry, interface) that
-the node reports in /diagnostics; nothing here returns a partially valid input.
+- ``1``: the training path bit for bit: the full image decoded as :func:`~dima_core.data.dataset.load_image` decodes
+  files (``IMREAD_COLOR``, BGR -> RGB), then resized with the training interpolation;
+- ``2``, ``4`` or ``8``: decoded directly at the largest libjpeg reduction up to that (1/2, 1/4, 1/8) whose image still
+  covers the network input (:mod:`dima_core.runtime.image_format`), then area-resized for the remainder with the
+  reduced pixels' exact footprint (:func:`resize_reduced`). A 1/s decode is itself a block average, so with the
+  training's ``area`` interpolation the result stays within a stated tolerance of the training tensor (measured and
+  tested in test/test_runtime_preprocess.py, docs/planner_node.md) at a fraction of the cost; for other
+  interpolations it would not, and the settings refuse the combination.
+
+Cameras of a frame can be decoded in parallel (:class:`CameraPipeline`; OpenCV releases the GIL). Every problem raises
+:class:`InputError` with a ``kind`` (decode, encoding, calibration, odometry, command, interface) that the node
+reports in /diagnostics; nothing here returns a partially valid input.
 """
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import cv2
 import numpy as np
 
 from dima_core.data.dataset import _INTERPOLATION, prepare_image, scale_intrinsic
 from dima_core.export.io_spec import TensorSpec
+from dima_core.runtime.image_format import JPEG_REDUCTIONS, DecodedImage, decode_image
+from dima_core.runtime.input_error import InputError
 
 # Raw sensor_msgs/Image encodings the node accepts (sensor_msgs/image_encodings.hpp names).
 RAW_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8")
 
 
-class InputError(ValueError):
-    """An input that cannot be used; ``kind`` groups it for diagnostics."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        self.kind = kind
-        super().__init__(message)
-
-
 def decode_compressed(data: bytes | bytearray | memoryview | Sequence[int], fmt: str = "jpeg",
                       source: str = "image") -> np.ndarray:
-    """(H, W, 3) uint8 RGB from CompressedImage bytes (JPEG or PNG), decoded as the training loader decodes files."""
-    buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data.astype(np.uint8)
-    if buf.size == 0:
-        raise InputError("decode", f"{source}: empty CompressedImage (format '{fmt}')")
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if image is None or image.ndim != 3 or image.size == 0:
-        raise InputError("decode", f"{source}: corrupt or undecodable CompressedImage ({buf.size} bytes, "
-                                   f"format '{fmt}')")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """(H, W, 3) uint8 RGB at full size from CompressedImage bytes (JPEG or PNG, format and bytes checked),
+    decoded exactly as the training loader decodes files."""
+    return decode_image(data, fmt, source).pixels
 
 
 def decode_raw(encoding: str, height: int, width: int, step: int, data: bytes | bytearray | Sequence[int],
@@ -117,29 +115,146 @@ def pose_matrix(position: Sequence[float], quaternion_xyzw: Sequence[float]) -> 
 
 @dataclass
 class PreprocessSettings:
-    """What the training data path did (``DataConfig``) and the network input size (``ModelConfig.image_size``)."""
+    """What the training data path did (``DataConfig``), the network input size (``ModelConfig.image_size``), and how
+    far a JPEG may be reduced while decoding (1: the exact training path; see the module docstring)."""
 
     image_size_wh: tuple[int, int]
     interpolation: str = "area"
     image_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     image_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    jpeg_max_reduction: int = 1
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in _INTERPOLATION:
+            raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATION)}, got '{self.interpolation}'")
+        if self.jpeg_max_reduction not in JPEG_REDUCTIONS:
+            raise ValueError(f"jpeg_max_reduction must be one of {JPEG_REDUCTIONS}, got {self.jpeg_max_reduction}")
+        if self.jpeg_max_reduction > 1 and self.interpolation != "area":
+            raise ValueError(f"jpeg_max_reduction {self.jpeg_max_reduction} needs interpolation 'area' (a reduced JPEG "
+                             f"decode is a block average; with '{self.interpolation}' it would not match training): "
+                             "use jpeg_max_reduction 1")
 
 
-def camera_tensors(images_rgb: Sequence[np.ndarray], cameras: Sequence[CameraModel], settings: PreprocessSettings,
+ImageInput = Union[np.ndarray, DecodedImage]
+
+
+def decode_for_network(data: bytes | bytearray | memoryview | Sequence[int], fmt: str, settings: PreprocessSettings,
+                       source: str = "image") -> DecodedImage:
+    """CompressedImage bytes decoded for the network input of ``settings``: JPEGs at the largest reduction up to
+    ``settings.jpeg_max_reduction`` that still covers the input size, PNGs (and reduction 1) at full size."""
+    return decode_image(data, fmt, source, tuple(settings.image_size_wh), settings.jpeg_max_reduction)
+
+
+def resize_reduced(image: DecodedImage, size_wh: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8: an area resize of a reduced decode to ``size_wh`` that covers exactly the full image.
+
+    A 1/s decode of a side that is not a multiple of s ends with a pixel standing for a partial block, so the full
+    image spans ``full / s`` reduced pixels (1600x900 at 1/8: 200 x 112.5), and resizing all ``ceil(full / s)``
+    pixels would stretch the content by up to one block (0.4 % of the height here) against the intrinsics. Repeating
+    every pixel ``k`` times (``k`` the smallest factor making ``full * k / s`` whole) and cropping to that span gives a
+    piecewise-constant image whose area resize equals the exact-footprint area average; for the usual sizes k is 1
+    or 2, so the repeat costs next to nothing.
+    """
+    s = image.reduction
+    pixels = image.pixels
+    w, h = int(size_wh[0]), int(size_wh[1])
+    if s == 1:
+        return pixels if pixels.shape[:2] == (h, w) else cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)
+    kx = s // math.gcd(image.full_width % s, s)  # gcd(0, s) = s: no repeat for a whole number of blocks
+    ky = s // math.gcd(image.full_height % s, s)
+    if ky > 1:
+        pixels = np.repeat(pixels, ky, axis=0)[: image.full_height * ky // s]
+    if kx > 1:
+        pixels = np.repeat(pixels, kx, axis=1)[:, : image.full_width * kx // s]
+    if pixels.shape[:2] == (h, w):
+        return pixels
+    return cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def camera_tensor(image: ImageInput, camera: CameraModel, settings: PreprocessSettings, name: str = "camera"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(3, H, W)`` float32 network image and its ``(3, 3)`` intrinsics scaled to the network input.
+
+    ``image`` is a full-size (h, w, 3) uint8 RGB array or a :class:`DecodedImage` (possibly reduced); its full size
+    must be the one the calibration refers to. Full-size images go through the training's ``prepare_image``
+    unchanged; reduced ones through :func:`resize_reduced`, then the same normalisation. The intrinsics scale by
+    network size / full size in both cases, as in training.
+    """
+    decoded = image if isinstance(image, DecodedImage) else DecodedImage(image, image.shape[1], image.shape[0], 1)
+    if (decoded.full_height, decoded.full_width) != (camera.height, camera.width):
+        raise InputError("calibration", f"{name}: image is {decoded.full_width}x{decoded.full_height} but its "
+                                        f"calibration is for {camera.width}x{camera.height}; intrinsics would be "
+                                        "wrong")
+    w, h = settings.image_size_wh
+    if decoded.reduction == 1:
+        tensor, sx, sy = prepare_image(decoded.pixels, (h, w), settings.image_mean, settings.image_std,
+                                       _INTERPOLATION[settings.interpolation])
+    else:
+        if settings.interpolation != "area":
+            raise InputError("interface", f"{name}: a 1/{decoded.reduction} JPEG decode needs interpolation 'area', "
+                                          f"not '{settings.interpolation}'")
+        tensor, _, _ = prepare_image(resize_reduced(decoded, (w, h)), (h, w), settings.image_mean,
+                                     settings.image_std)  # already at (h, w): the normalisation only
+        sx, sy = w / decoded.full_width, h / decoded.full_height
+    return tensor, scale_intrinsic(camera.intrinsics, sx, sy)
+
+
+def camera_tensors(images_rgb: Sequence[ImageInput], cameras: Sequence[CameraModel], settings: PreprocessSettings,
                    names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``images (N,3,H,W)``, ``intrinsics (N,3,3)`` scaled to the network input, ``cam_to_ego (N,4,4)``, float32."""
-    w, h = settings.image_size_wh
-    interpolation = _INTERPOLATION[settings.interpolation]
-    images, intrinsics = [], []
-    for name, image, cam in zip(names, images_rgb, cameras):
-        if image.shape[:2] != (cam.height, cam.width):
-            raise InputError("calibration", f"{name}: image is {image.shape[1]}x{image.shape[0]} but its calibration "
-                                            f"is for {cam.width}x{cam.height}; intrinsics would be wrong")
-        tensor, sx, sy = prepare_image(image, (h, w), settings.image_mean, settings.image_std, interpolation)
-        images.append(tensor)
-        intrinsics.append(scale_intrinsic(cam.intrinsics, sx, sy))
-    return (np.stack(images).astype(np.float32), np.stack(intrinsics).astype(np.float32),
+    outs = [camera_tensor(image, cam, settings, name) for name, image, cam in zip(names, images_rgb, cameras)]
+    return _stack(outs, cameras)
+
+
+def _stack(outs: Sequence[tuple[np.ndarray, np.ndarray]], cameras: Sequence[CameraModel]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (np.stack([t for t, _ in outs]).astype(np.float32), np.stack([k for _, k in outs]).astype(np.float32),
             np.stack([c.cam_to_ego for c in cameras]).astype(np.float32))
+
+
+CameraSource = Callable[[str], tuple[ImageInput, CameraModel]]
+
+
+class CameraPipeline:
+    """Decode + resize + normalise every camera of a frame, in ``threads`` threads (1: in the calling thread).
+
+    ``tensors(names, source)`` calls ``source(name) -> (image, camera model)`` (the node's decoding of its message
+    and its calibration lookup) and :func:`camera_tensor` for each camera. OpenCV's decoder and resize and numpy's
+    conversions release the GIL, so with threads > 1 cameras decode concurrently; results keep the camera order,
+    and the first camera's error (in that order) is raised after all have finished, so the pool never holds work of a
+    previous frame.
+    """
+
+    def __init__(self, settings: PreprocessSettings, threads: int = 1) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.settings = settings
+        self.threads = int(threads)
+        self._pool = (ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="dima-decode")
+                      if self.threads > 1 else None)
+
+    def _one(self, name: str, source: CameraSource) -> tuple[np.ndarray, np.ndarray, CameraModel]:
+        image, camera = source(name)
+        tensor, k = camera_tensor(image, camera, self.settings, name)
+        return tensor, k, camera
+
+    def tensors(self, names: Sequence[str], source: CameraSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``images (N,3,H,W)``, ``intrinsics (N,3,3)``, ``cam_to_ego (N,4,4)`` float32 for ``names`` in order."""
+        if self._pool is None:
+            results = [self._one(name, source) for name in names]
+        else:
+            futures: list[Future] = [self._pool.submit(self._one, name, source) for name in names]
+            errors = [f.exception() for f in futures]  # waits for all of them
+            for error in errors:
+                if error is not None:
+                    raise error
+            results = [f.result() for f in futures]
+        return _stack([(t, k) for t, k, _ in results], [c for _, _, c in results])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 class TemporalState:
@@ -192,15 +307,22 @@ def build_inputs(specs: Sequence[TensorSpec], images: np.ndarray, intrinsics: np
 
 __all__ = [
     "CameraModel",
+    "CameraPipeline",
+    "CameraSource",
+    "DecodedImage",
+    "ImageInput",
     "InputError",
     "PreprocessSettings",
     "RAW_ENCODINGS",
     "TemporalState",
     "build_inputs",
+    "camera_tensor",
     "camera_tensors",
     "check_pose",
     "decode_compressed",
+    "decode_for_network",
     "decode_raw",
     "ego_status_vector",
     "pose_matrix",
+    "resize_reduced",
 ]
