@@ -216,12 +216,17 @@ class Simulation:
         return out
 
     # ---- one step -----------------------------------------------------------------------------------------------
+    def ego_state(self) -> tuple[float, float, float, float]:
+        """The ego-pose origin x, y, yaw and signed speed the other road users see (the closed-loop simulator
+        overrides this with the planner-driven vehicle)."""
+        x, y, yaw = self.ego.pose()
+        return x, y, yaw, self.ego.signed_speed()
+
     def footprints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Current obstacles: ids (K,) (-1 = ego), centres (K, 2), velocity vectors (K, 2), half lengths (K,),
         half widths (K,), is_pedestrian (K,)."""
         ids, xy, vel, hl, hw, ped = [], [], [], [], [], []
-        x, y, yaw = self.ego.pose()
-        v = self.ego.signed_speed()
+        x, y, yaw, v = self.ego_state()
         ids.append(-1)
         xy.append((x + self.ego_centre_offset * math.cos(yaw), y + self.ego_centre_offset * math.sin(yaw)))
         vel.append((v * math.cos(yaw), v * math.sin(yaw)))
