@@ -6,9 +6,11 @@ and diagnostics: docs/planner_node.md.
 
 Threading: all subscription callbacks share the node's default mutually exclusive callback group, so the
 synchroniser state is only touched by one callback at a time and stays cheap (no decoding there). A complete frame
-set is handed to one worker thread that decodes, preprocesses, runs the backend and publishes; a set that completes
-while the worker is busy is dropped and counted (a stale plan is worse than a skipped one), so inference never
-blocks the executor and the queues cannot grow.
+set is handed to one worker thread that decodes (optionally with a small pool for the six cameras), preprocesses,
+runs the backend and publishes. A set that completes while the worker is busy waits in a one-slot mailbox; a newer
+complete set replaces it (the older one is dropped and counted: a stale plan is worse than a skipped one), so when
+the worker becomes free it plans the newest complete set at once, inference never blocks the executor, and the
+queues cannot grow.
 
 Safety rule: a trajectory is only published for a complete, synchronised frame set whose every input decoded and
 validated; anything else is reported on /diagnostics (with the reason) and the node keeps running.
@@ -159,8 +161,7 @@ class PlannerNode(Node):
         self.pub_latency = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", OUTPUT_QOS)
 
         # Worker: one frame set at a time.
-        self._job: Optional[FrameSet] = None
-        self._busy = False
+        self._job: Optional[FrameSet] = None  # the mailbox: the newest complete set not taken by the worker yet
         self._stop = False
         self._cv = threading.Condition()
         self._worker = threading.Thread(target=self._work, name="dima-planner-infer", daemon=True)
@@ -228,15 +229,18 @@ class PlannerNode(Node):
                 self._report(DIAG_SYNC, level, f"no trajectory for frame {event.stamp_ns}: "
                              + "; ".join(event.reasons), {"stamp_ns": str(event.stamp_ns), "kind": event.kind})
                 continue
+            # One-slot mailbox: the synchroniser emits complete sets in stamp order, so the set waiting here is
+            # always the newest; an older one still waiting is superseded (dropped, counted), and the worker takes
+            # the waiting set the moment it is free.
             with self._cv:
-                if self._busy or self._job is not None:
-                    with self._lock:
-                        self.counters["dropped_busy"] += 1
-                    self._report(DIAG_INFERENCE, WARN, f"frame {event.stamp_ns} dropped: still processing the "
-                                 "previous frame (inference slower than the camera rate)", {})
-                    continue
-                self._job = event
+                superseded, self._job = self._job, event
                 self._cv.notify()
+            if superseded is not None:
+                with self._lock:
+                    self.counters["dropped_busy"] += 1
+                self._report(DIAG_INFERENCE, WARN, f"frame {superseded.stamp_ns} dropped: superseded by the newer "
+                             f"complete frame {event.stamp_ns} while the worker was busy (inference slower than the "
+                             "camera rate)", {})
 
     # -- worker -------------------------------------------------------------------------------------------------
 
@@ -247,16 +251,13 @@ class PlannerNode(Node):
                     self._cv.wait()
                 if self._stop:
                     return
-                job, self._job, self._busy = self._job, None, True
+                job, self._job = self._job, None
             try:
                 self._process(job)
             except Exception as exc:  # noqa: BLE001 - never let the worker die: report and keep running
                 with self._lock:
                     self.counters["backend_errors"] += 1
                 self._report(DIAG_INFERENCE, ERROR, f"frame {job.stamp_ns}: unexpected failure: {exc!r}", {})
-            finally:
-                with self._cv:
-                    self._busy = False
 
     def _camera_model(self, cam: str) -> CameraModel:
         if self.cfg.calibration.source == "config":

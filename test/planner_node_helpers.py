@@ -172,10 +172,11 @@ class FrameRig:
             return [m for _, _, m in self.diagnostics]
 
     def publish_frame(self, t_ns: int, skip: tuple[str, ...] = (), corrupt: tuple[str, ...] = (),
-                      speed: float = 5.0, encoding: str = "rgb8", command: int = 2) -> None:
+                      speed: float = 5.0, encoding: str = "rgb8", command: int = 2,
+                      formats: Optional[dict[str, str]] = None) -> None:
         """All inputs of one frame stamped ``t_ns`` (CAM_FRONT last, as a driver-agnostic worst case)."""
         self.publish_aux(t_ns, speed=speed, command=command)
-        self.publish_cameras(t_ns, skip=skip, corrupt=corrupt, encoding=encoding)
+        self.publish_cameras(t_ns, skip=skip, corrupt=corrupt, encoding=encoding, formats=formats)
 
     def publish_aux(self, t_ns: int, speed: float = 5.0, command: int = 2) -> None:
         """Odometry, acceleration and driving command stamped ``t_ns``."""
@@ -198,8 +199,9 @@ class FrameRig:
         self.pub_cmd.publish(cmd)
 
     def publish_cameras(self, t_ns: int, skip: tuple[str, ...] = (), corrupt: tuple[str, ...] = (),
-                        encoding: str = "rgb8") -> None:
-        """CameraInfo and images of the six cameras stamped ``t_ns`` (CAM_FRONT last)."""
+                        encoding: str = "rgb8", formats: Optional[dict[str, str]] = None) -> None:
+        """CameraInfo and images of the six cameras stamped ``t_ns`` (CAM_FRONT last); ``formats`` overrides the
+        CompressedImage format of some cameras (their bytes stay JPEG)."""
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
         stamp = _stamp(t_ns)
@@ -218,7 +220,7 @@ class FrameRig:
                 msg = Image(height=IMAGE_H, width=IMAGE_W, encoding=encoding, step=IMAGE_W * 3)
                 msg.data = np.random.default_rng(i).integers(0, 255, IMAGE_H * IMAGE_W * 3, dtype=np.uint8).tobytes()
             else:
-                msg = CompressedImage(format="jpeg")
+                msg = CompressedImage(format=(formats or {}).get(cam, "jpeg"))
                 msg.data = b"\xff\xd8 definitely not a jpeg" if cam in corrupt else jpeg(i)
             msg.header.stamp, msg.header.frame_id = stamp, cam
             self.pub_img[cam].publish(msg)

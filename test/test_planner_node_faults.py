@@ -1,7 +1,7 @@
 """The planner node in its own process (onnxruntime backend, micro model exported with `dima export`), fed over real
 DDS from this process: a trajectory for every complete frame with the CAM_FRONT stamp; a missing camera, a corrupt
-JPEG, a wrong encoding, NaN odometry and a backwards timestamp each give a diagnostic with the reason and no
-trajectory, and a later good frame still gives one; auxiliary inputs that are late (wall time beyond max_wait) but
+JPEG, a wrong encoding, JPEG bytes declared 'h264' or 'mono16; png', NaN odometry and a backwards timestamp each give
+a diagnostic with the reason and no trajectory, and a later good frame still gives one; auxiliary inputs that are late (wall time beyond max_wait) but
 still publishing complete their frame, while a frame whose auxiliary streams went quiet is reported; bad parameters
 are refused at start and on set_parameters.
 """
@@ -126,6 +126,15 @@ def test_trajectories_faults_and_recovery(onnx_model, start_node, ros_node, spin
     ok = _set_parameter(node, "planner_faults", "sync.tolerance_ms", 80.0)
     assert ok.successful, ok.reason
     good(15.0)
+
+    # JPEG bytes under a format that says something else: refused with the format named, never decoded by guessing.
+    n_before = len(rig.stamps())
+    for t, fmt in ((16.0, "h264"), (17.0, "mono16; png")):
+        rig.publish_frame(seconds(t), formats={"CAM_BACK_RIGHT": fmt})
+        reason = f"encoding error: CAM_BACK_RIGHT: CompressedImage format '{fmt}'"
+        assert wait_diag(rig, reason), f"no diagnostic '{reason}': {rig.messages()[-5:]}\n{proc.output()}"
+        good(t + 0.5)
+    assert rig.stamps()[n_before:] == [seconds(16.5), seconds(17.5)]
     assert proc.proc.poll() is None
 
 
@@ -179,6 +188,8 @@ def test_late_aux_of_a_live_stream_is_waited_for_and_a_dead_one_reported(onnx_mo
     ({"sync": {"tolerence_ms": 50.0}}, "unknown parameter(s) ['sync.tolerence_ms']"),
     ({"model": {"backend": "tensorflow"}}, "model.backend"),
     ({"calibration": {"CAM_BACK": {"cam_to_ego": [1.0, 2.0]}}}, "cam_to_ego needs 16 values"),
+    ({"preprocess": {"interpolation": "linear"}}, "jpeg_max_reduction 8 needs interpolation area"),
+    ({"preprocess": {"jpeg_max_reduction": 3}}, "jpeg_max_reduction must be 1, 2, 4 or 8"),
 ])
 def test_bad_parameters_refused_at_start(onnx_model, rclpy_init, override, expected):
     """In-process (same code path as the executable, without paying a process start per case)."""
