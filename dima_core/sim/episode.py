@@ -90,20 +90,20 @@ class ClosedLoopEpisode:
         self.num_steps = (self.world_cfg.num_keyframes - 1) * self.world_cfg.steps_per_keyframe + 1
         self.dt = sim_cfg.dt
         self.reference, self._fresh = episode_scene(self.world_cfg, scenario, seed, reference_extra_s=PLAN_HORIZON_S)
-        self.expert_progress = self._reference_progress()
+        self.expert_progress_curve = self._reference_progress()
+        self.expert_progress = float(self.expert_progress_curve[-1])
         self.bicycle = KinematicBicycle(sim_cfg.vehicle)
         self.cameras = camera_models(self.reference.cameras)
 
-    def _reference_progress(self) -> float:
-        """Metres of route the logged expert covered in the episode's duration."""
+    def _reference_progress(self) -> np.ndarray:
+        """(K,) metres of route the logged expert had covered at each step of the episode."""
         route = route_of_driver(self._fresh.ego)  # matched at the start, before the reference drove
-        ego = self.reference.record.ego[: self.num_steps]
-        s0, _ = route.project(ego[0, :2])
-        s = s0
-        for row in ego[:: max(1, int(round(0.5 / self.dt)))]:
-            s, _ = route.project(row[:2])
-        s, _ = route.project(ego[-1, :2])
-        return max(0.0, s - s0)
+        s0 = route.matched_s
+        out = np.zeros(self.num_steps)
+        for k, row in enumerate(self.reference.record.ego[: self.num_steps]):
+            route.project(row[:2])
+            out[k] = route.matched_s - s0
+        return out
 
     # ---- one episode ------------------------------------------------------------------------------------------
     def start(self, policy_name: str) -> None:
@@ -126,6 +126,7 @@ class ClosedLoopEpisode:
         self.plans: list[PlanRecord] = []
         self.rejected = 0
         self.rejections: list[str] = []
+        self.frames: list[list[bytes]] = []
         self.ended_early = ""
         self._last_command = 2
 
@@ -147,12 +148,18 @@ class ClosedLoopEpisode:
         s = self.state
         return s.v * math.tan(s.steer) / self.sim_cfg.vehicle.wheelbase_m
 
-    def observe(self) -> SimObservation:
-        """Render the cameras and build the planner's inputs at the current step."""
+    def render_cameras(self) -> list[bytes]:
+        """The six cameras at the current step, as JPEG bytes (the dataset's renderer and quality)."""
         s = self.state
         actors = [(a, *a.state()[:3]) for a in self.live.actors if a.visible_now(self.traffic.t)]
         images, _, _ = self.reference.renderer.render((s.x, s.y, s.yaw), actors, True, self.frame, False)
-        jpegs = encode_jpeg(images, self.world_cfg.camera.jpeg_quality)
+        return encode_jpeg(images, self.world_cfg.camera.jpeg_quality)
+
+    def observe(self, with_images: bool = True) -> SimObservation:
+        """Build the planner's inputs at the current step (``with_images`` False: no cameras, for the policies
+        that do not look; the run still renders when it keeps frames for a video)."""
+        s = self.state
+        jpegs = self.render_cameras() if with_images else []
         times = np.asarray(self._times)
         poses = np.asarray(self._ego)[:, :2] if self._ego else np.zeros((0, 2))
         past, past_mask = ego_history(times, poses, self.time, s.x, s.y, s.yaw)
@@ -163,19 +170,24 @@ class ClosedLoopEpisode:
             ego_pose=ego_pose_matrix(s.x, s.y, s.yaw), ego_status=ego_status(s.v, s.a, self.yaw_rate()),
             ego_past=past, ego_past_mask=past_mask, command=command)
 
-    def apply_plan(self, plan: object, command: int, latency_ms: float = 0.0) -> bool:
-        """Hand a policy output to the controller; False (and counted) when it is refused."""
+    def apply_plan(self, plan: object, command: int, latency_ms: float = 0.0,
+                   planned_at: Optional[tuple[float, VehicleState]] = None) -> bool:
+        """Hand a policy output to the controller; False (and counted) when it is refused.
+
+        ``planned_at`` (time, ego state): the planning cycle the plan was made for, when that is earlier than the
+        current step (a plan that arrives over ROS in real time, after the simulation went on: its waypoints are in
+        that state's ego frame and timed from then); None: the current step."""
+        t, s = planned_at if planned_at is not None else (self.time, self.state)
         try:
             arr = check_plan(plan)
-            self.tracker.set_plan(arr, self.state, self.time)
+            self.tracker.set_plan(arr, s, t)
         except ValueError as exc:
             self.rejected += 1
             self.rejections.append(f"t={self.time:.1f}s: {exc}")
             return False
-        s = self.state
         c, sn = math.cos(s.yaw), math.sin(s.yaw)
         world = np.stack([s.x + c * arr[:, 0] - sn * arr[:, 1], s.y + sn * arr[:, 0] + c * arr[:, 1]], axis=1)
-        self.plans.append(PlanRecord(self.time, arr, world, int(command), float(latency_ms)))
+        self.plans.append(PlanRecord(t, arr, world, int(command), float(latency_ms)))
         return True
 
     def log_step(self) -> None:
@@ -203,14 +215,17 @@ class ClosedLoopEpisode:
             self.ended_early = f"lost: {off_route:.1f} m from the route"
 
     def run(self, policy: Policy, progress: Optional[Callable[[StepView], None]] = None,
-            time_policy: bool = True) -> EpisodeLog:
-        """Drive the whole episode with ``policy``; returns its log."""
+            time_policy: bool = True, keep_frames: bool = False) -> EpisodeLog:
+        """Drive the whole episode with ``policy``; returns its log (with the camera frames if ``keep_frames``)."""
         self.start(policy.name)
         policy.reset(self.context())
+        needs_images = bool(getattr(policy, "needs_images", True))
         while True:
             self.log_step()
             if self.is_planning_step() and not self.done:
-                obs = self.observe()
+                obs = self.observe(with_images=needs_images or keep_frames)
+                if keep_frames:
+                    self.frames.append(list(obs.images_jpeg))
                 t0 = time.perf_counter()
                 try:
                     plan = policy.plan(obs)
@@ -247,6 +262,8 @@ class ClosedLoopEpisode:
             agents=agents, agent_present=present,
             drivable_area=self.live.net.surface(), lanes=lanes, route=self.route.xy,
             expert_progress=self.expert_progress, route_reverse_segments=list(self.route.reverse_spans),
+            expert_route_progress=self.expert_progress_curve[: len(self._times)].copy(),
+            camera_frames=list(self.frames),
             plans=list(self.plans), ended_early=self.ended_early, rejected_plans=self.rejected,
             info={"rejections": self.rejections[:20], "world_camera": [self.world_cfg.camera.width,
                                                                       self.world_cfg.camera.height]},

@@ -106,6 +106,8 @@ class EpisodeLog:
     # Added for dima_core.eval.closed_loop (stuck detection): (K,) metres of route the expert had covered at each
     # step (0 at step 0, expert_progress at the end); None when only the total is known.
     expert_route_progress: np.ndarray | None = None
+    # JPEG bytes of the six cameras at each planning cycle (CAMERA_NAMES order), kept only when a video is wanted.
+    camera_frames: list[list[bytes]] = field(default_factory=list)
 
     @property
     def num_steps(self) -> int:

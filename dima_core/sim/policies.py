@@ -51,6 +51,7 @@ class EpisodeContext:
 
 class Policy(Protocol):
     name: str
+    needs_images: bool  # False: the loop skips rendering the cameras for this policy
 
     def reset(self, context: EpisodeContext) -> None: ...
 
@@ -81,6 +82,7 @@ class PlannerPolicy:
         self.settings = PreprocessSettings(image_size_wh=tuple(self.backend.model_config.image_size))  # type: ignore
         self.temporal = TemporalState() if any(s.name == "prev_bev" for s in self.specs) else None
         self.name = name or f"planner ({backend_config.backend})"
+        self.needs_images = True
 
     def reset(self, context: EpisodeContext) -> None:
         if self.temporal is not None:
@@ -102,6 +104,7 @@ class ConstantVelocityPolicy:
     """Keeps the current speed along the current heading (the open-loop constant-velocity baseline)."""
 
     name = "const_velocity"
+    needs_images = False  # reads the ego state only: the loop need not render for it
 
     def __init__(self) -> None:
         self._baseline = ConstantVelocityBaseline()
@@ -117,6 +120,7 @@ class ADMLPPolicy:
     """The ego-status MLP (AD-MLP) fitted on a training split (``dima_core.eval.baselines.ADMLPBaseline``)."""
 
     name = "ad_mlp"
+    needs_images = False  # reads the ego state only: the loop need not render for it
 
     def __init__(self, path: str | os.PathLike):
         if not os.path.isfile(path):
@@ -137,6 +141,7 @@ class LogReplayPolicy:
     """The expert's logged positions 0.5 .. 3.0 s after now (held at the log's end), in the current ego frame."""
 
     name = "log_replay"
+    needs_images = False  # reads the ego state only: the loop need not render for it
 
     def reset(self, context: EpisodeContext) -> None:
         self._times = context.scene.record.times
@@ -152,6 +157,7 @@ class ExpertPolicy:
     """The dataset's expert driver in the loop (see the module docstring)."""
 
     name = "expert"
+    needs_images = False  # reads the ego state only: the loop need not render for it
 
     def reset(self, context: EpisodeContext) -> None:
         self._traffic = context.traffic
