@@ -44,9 +44,10 @@ FULL_SIZE = (1600, 900)
 SYNTH_SIZE = (400, 225)
 
 
-def render_jpegs(size: tuple[int, int], scenes: int, frames: int, quality: int = 90, seed: int = 5
-                 ) -> list[list[bytes]]:
-    """``[frame][camera]`` JPEG bytes from the synthetic world rendered at ``size``."""
+def render_jpegs(size: tuple[int, int], scenes: int, frames: int, quality: int = 90, seed: int = 5,
+                 raw: list | None = None) -> list[list[bytes]]:
+    """``[frame][camera]`` JPEG bytes from the synthetic world rendered at ``size`` (the rendered RGB images are
+    appended to ``raw`` when given, in the same order)."""
     import cv2
 
     from dima_core.config import config_from_dict
@@ -61,6 +62,8 @@ def render_jpegs(size: tuple[int, int], scenes: int, frames: int, quality: int =
             images, _, _ = scene.render(1 + 4 * k)
             encoded = []
             for image in images:
+                if raw is not None:
+                    raw.append(image[:, :, ::-1].copy())
                 ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
                 assert ok
                 encoded.append(buf.tobytes())
@@ -173,6 +176,20 @@ def accuracy(frames_by_size: dict[str, list[list[bytes]]]) -> dict[str, Any]:
     return out
 
 
+def jpeg_error(frames: list[list[bytes]], raw: list[np.ndarray]) -> dict[str, float]:
+    """Context for the tolerance: mean |training tensor of the JPEG - tensor of the image before JPEG| per input."""
+    from dima_core.data.dataset import prepare_image
+    from dima_core.runtime.preprocess import decode_compressed
+
+    jpegs = [data for f in frames for data in f]
+    out = {}
+    for model, (w, h) in TARGETS.items():
+        d = [np.abs(prepare_image(decode_compressed(data), (h, w), (0, 0, 0), (1, 1, 1))[0]
+                    - prepare_image(image, (h, w), (0, 0, 0), (1, 1, 1))[0]).mean() for data, image in zip(jpegs, raw)]
+        out[model] = float(np.mean(d))
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = ["| network input | path | JPEG decode | per camera (decode + resize + normalise) | six cameras |",
              "|---|---|---:|---:|---:|"]
@@ -191,6 +208,8 @@ def markdown(report: dict[str, Any]) -> str:
     for key, r in report["accuracy"].items():
         lines.append(f"| {key} | 1/{r['reduction']} | {r['max']:.4f} ({r['max'] * 255:.0f}/255) | "
                      f"{r['p999']:.4f} | {r['mean']:.5f} ({r['mean'] * 255:.2f}/255) | {r['images']} |")
+    lines += ["", "JPEG quality 90 itself (training path of the JPEG vs the rendered image before compression), mean abs "
+              "diff: " + ", ".join(f"{m} {v:.5f}" for m, v in report["jpeg_q90_mean_error"].items())]
     return "\n".join(lines)
 
 
@@ -204,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     cpus = sorted(os.sched_getaffinity(0))
-    full = render_jpegs(FULL_SIZE, args.scenes, args.frames)
+    raw: list[np.ndarray] = []
+    full = render_jpegs(FULL_SIZE, args.scenes, args.frames, raw=raw)
     synth = render_jpegs(SYNTH_SIZE, args.scenes, args.frames)
     kib = float(np.mean([len(b) for f in full for b in f])) / 1024.0
     load = os.getloadavg()[0]
@@ -215,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, set(cpus))
     report = {"one_core": one_core, "threads": threads,
               "accuracy": accuracy({f"{FULL_SIZE[0]}x{FULL_SIZE[1]}": full, f"{SYNTH_SIZE[0]}x{SYNTH_SIZE[1]}": synth}),
-              "jpeg_kib": kib, "frames": len(full), "iters": args.iters, "cpus": len(cpus),
+              "jpeg_q90_mean_error": jpeg_error(full, raw), "jpeg_kib": kib, "frames": len(full), "iters": args.iters, "cpus": len(cpus),
               "load_1min_at_start": load, "load_1min_at_end": os.getloadavg()[0],
               "machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"}
     import cv2
