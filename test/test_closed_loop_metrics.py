@@ -213,6 +213,23 @@ def test_lateral_contact_fault_depends_on_lane_keeping(world):
         assert m.collisions[0].at_fault == (case == "straddling"), case
 
 
+def test_parked_car_is_a_vehicle_collision(world):
+    """nuPlan: a parked or stopped car is a vehicle, not a static object: hitting it zeroes NC."""
+    ego = cruise(6.0, 10.0)
+    parked = agent(len(ego), 60.0, LANE_Y, category="vehicle.car", static=True)
+    m = cl.score_episode(make_log(world, ego, [parked], expert_progress=60.0))
+    assert [(c.agent_type, c.at_fault) for c in m.collisions] == [("vehicle", True)]
+    assert m.nc == 0.0 and m.score == 0.0
+
+
+def test_lost_counts_as_timeout(world):
+    ego = cruise(6.0, 10.0)
+    log = make_log(world, ego, expert_progress=60.0)
+    log.ended_early = "lost: 15.2 m from the route"
+    m = cl.score_episode(log)
+    assert m.timeout and not m.success
+
+
 def test_static_object_collision_halves_nc(world):
     ego = cruise(6.0, 10.0)
     barrier = agent(len(ego), 60.0, LANE_Y, category="movable_object.barrier", static=True, size=(0.6, 2.5))

@@ -69,7 +69,8 @@ COMFORT_DERIVATIVE_WINDOW_S = 1.5
 STUCK_WINDOW_S = 10.0
 STUCK_MIN_PROGRESS_M = 0.5  # the ego covering less than this in a window ...
 STUCK_REFERENCE_MOVING_M = 2.0  # ... while the expert covered at least this much in the same window: stuck
-TIMEOUT_REASONS: tuple[str, ...] = ("timeout", "stuck")  # EpisodeLog.ended_early values that mean a timeout
+# EpisodeLog.ended_early values (or their prefix before ':') that mean the ego did not get there: a timeout.
+TIMEOUT_REASONS: tuple[str, ...] = ("timeout", "stuck", "lost")
 SUCCESS_MIN_PROGRESS_RATIO = 0.8
 # Route matching: at each step the ego is projected onto the route between (last - back) and (last + ahead),
 # both widened by the distance it moved in that step; a route segment pointing against the ego's motion costs
@@ -86,6 +87,7 @@ FRONT_EDGE_INSET_M = 0.3  # the leading edge used to tell front from lateral con
 AGENT_TYPES: tuple[str, ...] = ("vehicle", "pedestrian", "cyclist", "static")
 CYCLIST_CATEGORIES = ("vehicle.bicycle", "vehicle.motorcycle")
 STATIC_CATEGORY_PREFIXES = ("movable_object.", "static_object.")
+ROAD_USER_PREFIXES = ("vehicle.", "human.")
 COLLISION_KINDS: tuple[str, ...] = ("stopped_ego", "stopped_track", "active_rear", "active_front", "active_lateral")
 
 SCORE_FORMULA = (
@@ -409,9 +411,10 @@ def _point_segment_tangents(points: np.ndarray, line: np.ndarray) -> tuple[np.nd
 
 
 def agent_type(category: str, static: bool) -> str:
-    """One of AGENT_TYPES: ``static`` for agents flagged static (parked/stopped vehicles, objects) and for
-    nuScenes object categories; pedestrians (``human.*``); cyclists (bicycles, motorcycles); else vehicle."""
-    if static or category.startswith(STATIC_CATEGORY_PREFIXES):
+    """One of AGENT_TYPES: ``static`` for nuScenes object categories (barriers, cones, debris) and for agents
+    flagged static that are not road users; pedestrians (``human.*``); cyclists (bicycles, motorcycles); else
+    vehicle. A parked or stopped car is a vehicle, as in nuPlan: running into it is a full collision (NC 0)."""
+    if category.startswith(STATIC_CATEGORY_PREFIXES) or (static and not category.startswith(ROAD_USER_PREFIXES)):
         return "static"
     if category.startswith("human."):
         return "pedestrian"
@@ -740,7 +743,7 @@ def score_episode(log: EpisodeLog, reference: Optional[EpisodeMetrics] = None) -
     comfort = 0.0 if violations else 1.0
 
     stuck = _stuck(sc, log, route_s)
-    timeout = log.ended_early in TIMEOUT_REASONS
+    timeout = log.ended_early.split(":")[0].strip() in TIMEOUT_REASONS
     score = combine_score(nc, dac, ddc, ep, ttc, comfort)
     success = (
         not at_fault and dac == 1.0 and not stuck and not timeout

@@ -202,8 +202,8 @@ class ClosedLoopEpisode:
         s = self.state
         if self.plans:
             accel, steer = self.tracker.command(s, self.time)
-        else:  # nothing accepted yet: brake gently, keep the wheel
-            accel, steer = -2.0, s.steer
+        else:  # nothing accepted yet: brake gently to a standstill (never into reverse), keep the wheel
+            accel, steer = (-math.copysign(2.0, s.v) if s.v else 0.0), s.steer
         self.traffic.set_ego(s.x, s.y, s.yaw, s.v, route_s=self.route.matched_s)
         self.traffic.step()
         self.state = self.bicycle.step(s, accel, steer, self.dt)

@@ -86,7 +86,9 @@ def run_closed_loop(world_cfg: SynthConfig, sim_cfg: SimConfig, scenarios: Seque
                     else policy.name not in BASELINE_ORDER)
                 t_ep = time.perf_counter()
                 ep_log = episode.run(policy, keep_frames=wants_video)
-                metrics = score_episode(ep_log, reference if policy.name != "expert" else None)
+                # The expert is its own reference: a map rule its sanctioned manoeuvre breaks (the overtake's
+                # pass through the oncoming lane) is waived for it as for everyone who does the same.
+                metrics = score_episode(ep_log, reference if policy.name != "expert" else score_episode(ep_log))
                 if policy.name == "expert":
                     reference = metrics
                 report.metrics.append(metrics)
