@@ -45,6 +45,10 @@ class DataConfig:
         default_factory=list, help='JSON files {"<split name>": [sample tokens]} whose names become sample tags'
     )
     index_path: Optional[str] = ranged(None, help="cached index written by `dima data index`")
+    image_cache: Optional[str] = ranged(
+        None, help="pre-decoded images at image_size written by `dima data cache` (read instead of the JPEGs; "
+        "identical items); a cache of other data or another size is refused with the rebuild command"
+    )
 
     image_size: tuple[int, int] = ranged((360, 640), lo=16, hi=4096, help="network input (height, width) in pixels")
     # Identity by default: the planner normalises RGB in [0, 1] itself (ImageBackbone), so the exported model and the

@@ -6,6 +6,7 @@ One item is a dict of tensors (shapes for one sample; ``collate`` adds a leading
 key                    shape / type                meaning
 =====================  ==========================  ==============================================================
 images                 (6, 3, H, W) float32        RGB, resized to ``image_size``, ``(x / 255 - mean) / std``
+                                                   (from the JPEGs, or from ``image_cache``: the same values)
 intrinsics             (6, 3, 3) float32           pinhole K scaled to the resized image
 cam_to_ego             (6, 4, 4) float32           camera (optical) -> current ego frame
 ego_to_image           (6, 3, 4) float32           ``intrinsics @ inv(cam_to_ego)[:3]`` (VAD's lidar2img, ego frame)
@@ -37,10 +38,8 @@ split, tags
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -48,59 +47,22 @@ from torch.utils.data import Dataset
 from dima_core.constants import CAMERA_NAMES, PERCEPTION_X_RANGE, PERCEPTION_Y_RANGE
 from dima_core.data.config import DataConfig
 from dima_core.data.geometry import invert
+from dima_core.data.image_cache import ImageCache
+from dima_core.data.images import (  # re-exported: callers import these from here (runtime/preprocess.py, tools)
+    _INTERPOLATION,
+    INTERPOLATIONS,
+    ImageLoadError,
+    load_image,
+    normalise_image,
+    prepare_image,
+    resize_image,
+    scale_intrinsic,
+)
 from dima_core.data.index import SampleIndex
 from dima_core.data.sample import DrivingSample
 
-_INTERPOLATION = {
-    "linear": cv2.INTER_LINEAR,
-    "area": cv2.INTER_AREA,
-    "nearest": cv2.INTER_NEAREST,
-    "cubic": cv2.INTER_CUBIC,
-}
 # Keys collate keeps as Python lists instead of stacking.
 _LIST_KEYS = ("token", "scene_name", "split", "tags")
-
-
-class ImageLoadError(OSError):
-    """A camera image is missing or cannot be decoded; the message names the file and the sample."""
-
-
-def load_image(path: str | os.PathLike, sample_token: str = "") -> np.ndarray:
-    """(H, W, 3) uint8 RGB image; raises ImageLoadError naming the file when it is missing or undecodable."""
-    where = f" (sample {sample_token})" if sample_token else ""
-    if not os.path.isfile(path):
-        raise ImageLoadError(f"camera image {path} not found{where}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.ndim != 3 or image.size == 0:
-        raise ImageLoadError(f"camera image {path} is corrupt or not an image{where}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def prepare_image(
-    image: np.ndarray,
-    size_hw: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    interpolation: int = cv2.INTER_AREA,
-) -> tuple[np.ndarray, float, float]:
-    """Resize an (h, w, 3) uint8 RGB image to ``size_hw`` and normalise it.
-
-    Returns:
-        (3, H, W) float32 ``(x / 255 - mean) / std``, and the scale factors (sx, sy) = (W / w, H / h) that map
-        original pixel coordinates to resized ones (the intrinsics scale the same way).
-    """
-    height, width = int(size_hw[0]), int(size_hw[1])
-    src_h, src_w = image.shape[:2]
-    if (src_h, src_w) != (height, width):
-        image = cv2.resize(image, (width, height), interpolation=interpolation)
-    out = image.astype(np.float32) / 255.0
-    out = (out - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(out.transpose(2, 0, 1)), width / src_w, height / src_h
-
-
-def scale_intrinsic(intrinsic: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """K of the resized image: rows scaled by (sx, sy, 1), as mmdet3d/VAD scale lidar2img for a resize."""
-    return np.diag([sx, sy, 1.0]) @ np.asarray(intrinsic, np.float64)
 
 
 def _pad(array: np.ndarray, length: int, fill: float = 0.0) -> np.ndarray:
@@ -119,14 +81,23 @@ class DrivingDataset(Dataset):
         index: the cached index (``SampleIndex.load`` or ``build_index``).
         cfg: data configuration (image size, normalisation, padding sizes, previous frames, split).
         load_images: False skips the JPEGs (``images`` / ``prev_images`` absent), for label-only consumers.
+        image_cache: pre-decoded images (:mod:`dima_core.data.image_cache`) to read instead of the JPEGs; default:
+            ``cfg.image_cache`` opened and checked against the index, the image size and the interpolation. Items
+            are identical either way.
     """
 
-    def __init__(self, index: SampleIndex, cfg: Optional[DataConfig] = None, load_images: bool = True):
+    def __init__(self, index: SampleIndex, cfg: Optional[DataConfig] = None, load_images: bool = True,
+                 image_cache: Optional[ImageCache] = None):
         self.index = index
         self.cfg = cfg if cfg is not None else DataConfig()
         self.load_images = load_images
         self.tokens = index.tokens(self.cfg.split)
         self._interpolation = _INTERPOLATION[self.cfg.interpolation]
+        if image_cache is None and self.cfg.image_cache and load_images:
+            image_cache = ImageCache.open(self.cfg.image_cache)
+        if image_cache is not None:
+            image_cache.check(index, self.cfg.image_size, self.cfg.interpolation)
+        self.image_cache = image_cache if load_images else None
 
     @classmethod
     def from_config(cls, cfg: DataConfig, load_images: bool = True) -> "DrivingDataset":
@@ -139,10 +110,25 @@ class DrivingDataset(Dataset):
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def _cached_images(self, sample: DrivingSample) -> tuple[np.ndarray, list[tuple[float, float]]]:
+        """``(images (6, 3, H, W) float32, [(sx, sy)] per camera)`` from the image cache, as the JPEG path makes
+        them: the cache holds ``resize_image``'s pixels and each source's size."""
+        assert self.image_cache is not None
+        height, width = int(self.cfg.image_size[0]), int(self.cfg.image_size[1])
+        scales = [(width / int(w), height / int(h)) for h, w in self.image_cache.source_hw(sample.token)]
+        pixels = self.image_cache.images(sample.token)
+        return normalise_image(pixels, self.cfg.image_mean, self.cfg.image_std, channels_first=True), scales
+
     def _cameras(self, sample: DrivingSample) -> dict[str, np.ndarray]:
-        images, intrinsics = [], []
-        for cam in sample.cameras:
-            if self.load_images:
+        images: list[np.ndarray] | np.ndarray = []
+        intrinsics = []
+        cached_scales: Optional[list[tuple[float, float]]] = None
+        if self.image_cache is not None:
+            images, cached_scales = self._cached_images(sample)
+        for c, cam in enumerate(sample.cameras):
+            if cached_scales is not None:
+                sx, sy = cached_scales[c]
+            elif self.load_images:
                 image, sx, sy = prepare_image(
                     load_image(cam.image_path, sample.token),
                     self.cfg.image_size,
@@ -150,7 +136,7 @@ class DrivingDataset(Dataset):
                     self.cfg.image_std,
                     self._interpolation,
                 )
-                images.append(image)
+                images.append(image)  # type: ignore[union-attr]
             else:
                 sx, sy = self.cfg.image_size[1] / cam.width, self.cfg.image_size[0] / cam.height
             intrinsics.append(scale_intrinsic(cam.intrinsic, sx, sy))
@@ -220,7 +206,9 @@ class DrivingDataset(Dataset):
                 break
             mask[k] = True
             transforms[k] = (global_to_ego @ prev.ego_to_global).astype(np.float32)
-            if self.load_images:
+            if self.image_cache is not None:
+                images[k] = self._cached_images(prev)[0]
+            elif self.load_images:
                 for c, cam in enumerate(prev.cameras):
                     images[k, c] = prepare_image(
                         load_image(cam.image_path, prev.token),
@@ -269,4 +257,14 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-__all__ = ["DrivingDataset", "ImageLoadError", "collate", "load_image", "prepare_image", "scale_intrinsic"]
+__all__ = [
+    "DrivingDataset",
+    "INTERPOLATIONS",
+    "ImageLoadError",
+    "collate",
+    "load_image",
+    "normalise_image",
+    "prepare_image",
+    "resize_image",
+    "scale_intrinsic",
+]
