@@ -19,10 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     from dima_core.commands import bench_distill
     from dima_core.commands import bag as bag_command
     from dima_core.commands import bench_latency, bench_planner, bench_synth, data_index, data_qa, data_show, data_synth
+    from dima_core.commands import bench_closed_loop, bench_train, data_cache
     from dima_core.commands import eval as eval_command
     from dima_core.commands import export as export_command
     from dima_core.commands import eval_vqa
     from dima_core.commands import ros as ros_command
+    from dima_core.commands import sim as sim_command
     from dima_core.commands import train as train_command
     from dima_core.commands import viz as viz_command
 
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="command", required=True)
     data_synth.add_parser(data_commands)
     data_index.add_parser(data_commands)
+    data_cache.add_parser(data_commands)  # pre-decoded images at model resolution
     data_show.add_parser(data_commands)
     data_qa.add_parser(data_commands)
 
@@ -43,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_distill.add_parser(bench_commands)  # stage 1 vs DiMA stage 2 + the ablation ladder
     bench_planner.add_parser(bench_commands)
     bench_latency.add_parser(bench_commands)
+    bench_train.add_parser(bench_commands)  # training-loop throughput and its time split
+    bench_closed_loop.add_parser(bench_commands)  # planners vs baselines in the closed-loop simulator
 
     eval_command.add_parser(groups)  # `dima eval ...`: a single command, no sub-commands
     eval_vqa.add_parser(groups)  # `dima eval-vqa --pred P --gt G`: DriveLM-style VQA scores
@@ -52,12 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     ask_command.add_parser(groups)  # `dima ask --checkpoint CKPT ... "question"`: the MLLM teacher answers
     viz_command.add_parser(groups)  # `dima viz --checkpoint CKPT | --results FILE ...`
     ros_command.add_parser(groups)  # `dima ros bringup|ask`: rclpy is imported only when they run
+    sim_command.add_parser(groups)  # `dima sim run|fit-admlp`: the closed-loop simulator
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # the command line as given, for reports
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

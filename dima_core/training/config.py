@@ -8,10 +8,12 @@ Defaults are VAD's optimiser recipe (research/papers.md section 2.2): AdamW lr 2
 annealing with a 500-iteration linear warm-up starting at 1/3 of the lr, minimum lr ratio 1e-3, gradient clipping at
 norm 35, batch 1 per GPU on 8 GPUs.
 
-Mixed precision is a GPU feature. When the run lands on a CPU and ``precision`` is ``fp16`` or ``bf16`` the trainer
-*falls back to fp32 and logs a WARNING* naming the requested and the effective precision (the effective one is also
-stored in every checkpoint). We fall back rather than refuse so one cluster config can be smoke-tested on a laptop;
-the log line keeps the substitution explicit.
+Mixed precision is a GPU feature, with one opt-in exception: ``precision: bf16`` plus ``cpu_bf16: true`` autocasts to
+bf16 on a CPU (fast only where the CPU computes bf16 natively, AVX512-BF16/AMX; precision.py has the measured cost
+of the emulation elsewhere). When the run lands on a CPU otherwise and ``precision`` is ``fp16`` or ``bf16`` the
+trainer *falls back to fp32 and logs a WARNING* naming the requested and the effective precision (the effective one
+is also stored in every checkpoint). We fall back rather than refuse so one cluster config can be smoke-tested on a
+laptop; the log line keeps the substitution explicit.
 
 Distribution (``distributed:``): ``strategy: ddp`` replicates the model on every rank (torch DDP, the default);
 ``strategy: fsdp`` shards parameters, gradients and optimiser state over the ranks with torch's FSDP2
@@ -51,6 +53,11 @@ class OptimizerConfig:
     weight_decay: float = ranged(0.01, lo=0.0, hi=10.0, help="decoupled weight decay")
     betas: tuple[float, float] = ranged((0.9, 0.999), lo=0.0, hi=1.0, help="Adam moment decay rates")
     eps: float = ranged(1e-8, lo=0.0, hi=1.0, help="Adam denominator epsilon")
+    implementation: Literal["auto", "for_loop", "foreach", "fused"] = ranged(
+        "auto", help="AdamW kernel: auto = torch's choice (per-tensor loop on CPU and for FSDP's DTensors); "
+        "foreach = one multi-tensor op per step; fused = a single fused kernel (CPU and CUDA). Same update rule, "
+        "float rounding differs"
+    )
 
 
 @dataclass
@@ -123,7 +130,16 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     grad_clip_norm: Optional[float] = ranged(35.0, lo=0.0, help="max global L2 gradient norm; None disables clipping")
     precision: Literal["off", "fp16", "bf16"] = ranged(
-        "off", help="mixed precision on CUDA; on CPU it falls back to fp32 with a WARNING (module docstring)"
+        "off", help="mixed precision on CUDA (and bf16 on a CPU with cpu_bf16); otherwise it falls back to fp32 with "
+        "a WARNING (module docstring)"
+    )
+    cpu_bf16: bool = ranged(
+        False, help="let precision bf16 autocast on a CPU: fast with native bf16 (AVX512-BF16/AMX), emulated and "
+        "slower than fp32 on AVX2-only CPUs (precision.py)"
+    )
+    channels_last: bool = ranged(
+        False, help="convolution weights and activations in NHWC memory layout (values unchanged; the kernels "
+        "oneDNN/cuDNN pick differ, so rounding does)"
     )
     device: Literal["auto", "cpu", "cuda"] = ranged("auto", help="auto picks CUDA when available")
     find_unused_parameters: bool = ranged(

@@ -2,7 +2,8 @@
 
 Builds the pieces the generic :class:`~dima_core.training.trainer.Trainer` needs from a :class:`TrainConfig`:
 - the model from ``model_config`` (seeded identically on every rank before construction);
-- the datasets from ``data.dataset`` (one cached index, filtered by ``train_split`` / ``val_split``), with the
+- the datasets from ``data.dataset`` (one cached index, filtered by ``train_split`` / ``val_split``; images from
+  the pre-decoded ``image_cache`` when it is set, built on first use), with the
   network input size and map resolution taken from the *model* config so the two cannot disagree, and with
   identity normalisation because the model normalises RGB in [0, 1] itself (``ImageBackbone``), which keeps the
   exported network's input the raw camera image;
@@ -36,6 +37,7 @@ from dima_core.data.config import DataConfig
 from dima_core.training.config import TrainConfig
 from dima_core.training.determinism import epoch_generator, seed_everything, seed_worker
 from dima_core.training.distributed import DistContext, all_reduce_sum, barrier
+from dima_core.training.profiling import NULL_TIMER, NullTimer, StepTimer
 from dima_core.training.trainer import Trainer, move_to_device
 
 log = logging.getLogger(__name__)
@@ -127,19 +129,38 @@ def planner_batch_inputs(planner: nn.Module, batch: Mapping[str, Any], temporal:
             "ego_motion": ego_motion}
 
 
+def float32_outputs(output: Any) -> Any:
+    """The model output (a dataclass of tensors, nested dataclasses allowed) with every floating tensor in fp32.
+
+    Under autocast the heads return bf16/fp16 tensors; the loss then really runs in fp32 (matching costs, focal
+    terms, the planning constraints), not just outside autocast on half-precision inputs. fp32 tensors are returned
+    as they are (``Tensor.float()`` is the identity then), so an fp32 run is unchanged bit for bit.
+    """
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.is_floating_point() else output
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        changes = {f.name: float32_outputs(getattr(output, f.name)) for f in dataclasses.fields(output)}
+        return dataclasses.replace(output, **changes)
+    return output
+
+
 class Stage1Step:
-    """``step_fn`` of the trainer: forward the planner on a batch, return PlannerLoss's named terms + ``total``."""
+    """``step_fn`` of the trainer: forward the planner on a batch, return PlannerLoss's named terms + ``total``.
+
+    ``timer`` (profiling.py; the trainer's ``set_timer`` sets it) times the loss apart from the forward.
+    """
 
     def __init__(self, loss: nn.Module, temporal: bool) -> None:
         self.loss = loss
         self.temporal = temporal
+        self.timer: NullTimer | StepTimer = NULL_TIMER
 
     def run(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[Any, dict[str, torch.Tensor]]:
         """``(PlannerOutput, losses)``: the validation hook needs the plan as well as the losses."""
         output = model(**planner_batch_inputs(_unwrap(model), batch, self.temporal))
         # Losses in fp32 whatever the autocast: Hungarian costs and focal terms are fragile in half precision.
-        with torch.autocast(device_type=batch["images"].device.type, enabled=False):
-            losses = self.loss(output, planner_targets(batch))
+        with self.timer.section("loss"), torch.autocast(device_type=batch["images"].device.type, enabled=False):
+            losses = self.loss(float32_outputs(output), planner_targets(batch))
         return output, losses
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
@@ -229,6 +250,22 @@ def load_index(data: DataConfig, config: TrainConfig, ctx: DistContext) -> Any:
     return SampleIndex.load(path, dataroot=data.dataroot, version=data.version)
 
 
+def load_image_cache(index: Any, data: DataConfig, ctx: DistContext) -> Any:
+    """The pre-decoded image cache ``data.image_cache`` for ``index``, built there by rank 0 when it does not exist.
+
+    A cache that exists but was built for other data, another size or interpolation is refused (ImageCacheError
+    with the rebuild command), never silently replaced: another run may be using it.
+    """
+    from dima_core.data.image_cache import META_FILE, ImageCache, build_image_cache
+
+    path = resolve_repo_path(data.image_cache)
+    if ctx.is_main and not (path / META_FILE).is_file():
+        log.info("data.dataset.image_cache %s does not exist: decoding %d samples into it once", path, len(index))
+        build_image_cache(index, path, data.image_size, data.interpolation)
+    barrier(ctx)  # the other ranks read what rank 0 wrote
+    return ImageCache.open(path, index=index, image_size=data.image_size, interpolation=data.interpolation)
+
+
 def build_stage1_trainer(config: TrainConfig, ctx: DistContext, record_history: bool = False) -> Trainer:
     """Model, loss, datasets, validation hook and the :class:`Trainer` for a stage-1 run."""
     from dima_core.data.dataset import DrivingDataset, collate
@@ -238,13 +275,14 @@ def build_stage1_trainer(config: TrainConfig, ctx: DistContext, record_history: 
     model_config = load_model_config(resolve_repo_path(config.model_config))
     data = stage1_data_config(config, model_config)
     index = load_index(data, config, ctx)
-    train_set = DrivingDataset(index, dataclasses.replace(data, split=config.data.train_split))
+    cache = load_image_cache(index, data, ctx) if data.image_cache else None
+    train_set = DrivingDataset(index, dataclasses.replace(data, split=config.data.train_split), image_cache=cache)
     if len(train_set) == 0:
         splits = sorted({s.split for s in index})
         raise ValueError(f"split '{config.data.train_split}' has no samples in {data.dataroot} (splits: {splits})")
     val_set = None
     if config.data.val_split is not None and config.validate_every_epochs:
-        val_set = DrivingDataset(index, dataclasses.replace(data, split=config.data.val_split))
+        val_set = DrivingDataset(index, dataclasses.replace(data, split=config.data.val_split), image_cache=cache)
         if len(val_set) == 0:
             log.warning("val split '%s' is empty: validation disabled", config.data.val_split)
             val_set = None
@@ -271,8 +309,10 @@ __all__ = [
     "Stage1Step",
     "Stage1Validation",
     "build_stage1_trainer",
+    "float32_outputs",
     "history_bev",
     "planner_batch_inputs",
+    "load_image_cache",
     "load_index",
     "planner_targets",
     "resolve_repo_path",

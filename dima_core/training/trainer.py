@@ -70,6 +70,7 @@ from dima_core.training.distributed import (
     broadcast_buffers,
 )
 from dima_core.training.precision import Precision, resolve_precision
+from dima_core.training.profiling import NULL_TIMER, NullTimer, StepTimer
 from dima_core.training.sampler import ResumableDistributedSampler
 from dima_core.training.schedule import build_scheduler
 
@@ -91,6 +92,11 @@ _RESUME_FREE_KEYS = frozenset(
     {"resume", "init", "output_dir", "max_steps", "progress_bar", "tensorboard", "log_interval",
      "checkpoint_interval", "checkpoint_every_epoch", "keep_checkpoints", "validate_every_epochs"}
 )
+# Nested keys of the same kind: the pre-decoded image cache yields exactly the pixels of the JPEG path (tested in
+# test/test_image_cache.py), so switching it on or off between a run and its resumption changes nothing.
+_RESUME_FREE_PATHS = frozenset({"data.dataset.image_cache"})
+# End of a DataLoader iteration (a collate function may return anything, None included).
+_END = object()
 
 
 @dataclass
@@ -130,6 +136,28 @@ def _batch_size_of(batch: Any) -> int:
         if size:
             return size
     return 0
+
+
+def loss_values(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """``{name: float}`` of a step's loss tensors, read back in one device-to-host copy.
+
+    Each value is exactly ``float(tensor)`` (the float64 cast is exact for every floating dtype); one stacked copy
+    instead of one per loss spares a CUDA run a dozen synchronisations per step.
+    """
+    names = list(losses)
+    if not names:
+        return {}
+    stacked = torch.stack([losses[name].detach().reshape(()).double() for name in names])
+    return dict(zip(names, stacked.cpu().tolist()))
+
+
+def optimizer_implementation(name: str) -> dict[str, bool]:
+    """AdamW keyword arguments for ``OptimizerConfig.implementation`` (auto: torch's own choice)."""
+    choices: dict[str, dict[str, bool]] = {"auto": {}, "for_loop": {"foreach": False}, "foreach": {"foreach": True},
+                                           "fused": {"fused": True}}
+    if name not in choices:
+        raise ValueError(f"unknown optimizer implementation {name!r}: use {', '.join(choices)}")
+    return choices[name]
 
 
 def _local_shard(tensor: torch.Tensor) -> torch.Tensor:
@@ -199,7 +227,7 @@ class Trainer:
         self.model_config = dict(model_config) if model_config is not None else {}
         self.record_history = record_history
         self.output_dir = Path(config.output_dir)
-        self.precision: Precision = resolve_precision(config.precision, self.ctx.device)
+        self.precision: Precision = resolve_precision(config.precision, self.ctx.device, config.cpu_bf16)
 
         # The caller seeded *before* building the model (identical init on every rank); this second seeding
         # gives each rank its own stream for dropout and friends, independent of how much the model build drew.
@@ -210,6 +238,9 @@ class Trainer:
         if config.distributed.strategy == "fsdp":
             from dima_core.training.fsdp import shard_model
 
+            if config.channels_last:
+                raise ValueError("channels_last is not supported with distributed.strategy fsdp (the LLM teacher "
+                                 "has no convolutions to gain from it)")
             if self.precision.use_grad_scaler:
                 # Each rank would see inf/nan in its own shards only and skip steps on its own: the replicas would
                 # drift apart. bf16 needs no loss scaling.
@@ -224,6 +255,10 @@ class Trainer:
             self._fsdp_requires_grad = tuple(p.requires_grad for p in model.parameters())
         else:
             self.model = model.to(self.ctx.device)
+            if config.channels_last:
+                # 4-D parameters (convolution weights) in NHWC: oneDNN / cuDNN then pick NHWC kernels and keep the
+                # activations NHWC, with no layout reorder around each convolution. Values are unchanged.
+                self.model.to(memory_format=torch.channels_last)
         self.train_model: nn.Module = self.model
         if self.ctx.distributed and self.fsdp is None:
             self.train_model = DistributedDataParallel(
@@ -253,12 +288,13 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters")
-        # AdamW's default implementation choice is kept on purpose: for FSDP's DTensor parameters it is the
+        # implementation "auto" keeps AdamW's own choice, on purpose: for FSDP's DTensor parameters it is the
         # per-tensor one; the foreach one re-derives DTensor shardings for every new list of gradients (70-120 s per
-        # new list for the stage-2 test model on a CPU).
+        # new list for the stage-2 test model on a CPU). "fused" / "foreach" are for plain tensors (config.py).
         opt = config.optimizer
         betas = (opt.betas[0], opt.betas[1])
-        self.optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=betas, eps=opt.eps, weight_decay=opt.weight_decay)
+        self.optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=betas, eps=opt.eps, weight_decay=opt.weight_decay,
+                                           **optimizer_implementation(opt.implementation))
         self.scheduler = build_scheduler(self.optimizer, config.schedule, self.total_steps)
         self.scaler = torch.amp.GradScaler(
             "cuda" if self.ctx.device.type == "cuda" else "cpu", enabled=self.precision.use_grad_scaler
@@ -272,6 +308,14 @@ class Trainer:
         self._saved_at_step = -1
         self._writer: Any = None
         self._stop_signal: Optional[int] = None
+        self.timer: NullTimer | StepTimer = NULL_TIMER  # per-section timing; set_timer() (dima bench train)
+
+    def set_timer(self, timer: NullTimer | StepTimer) -> None:
+        """Time the loop's sections with ``timer`` (profiling.py); the step function shares it when it has a
+        ``timer`` attribute (stage 1's does, to time its loss apart from the forward)."""
+        self.timer = timer
+        if hasattr(self.step_fn, "timer"):
+            self.step_fn.timer = timer  # type: ignore[attr-defined]
 
     # ----------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -333,7 +377,7 @@ class Trainer:
         def walk(a: Any, b: Any, prefix: str) -> None:
             if isinstance(a, dict) and isinstance(b, dict):
                 for key in sorted(set(a) | set(b)):
-                    if not prefix and key in _RESUME_FREE_KEYS:
+                    if (not prefix and key in _RESUME_FREE_KEYS) or f"{prefix}.{key}" in _RESUME_FREE_PATHS:
                         continue
                     walk(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
             elif a != b:
@@ -448,48 +492,55 @@ class Trainer:
 
     def train_step(self, batch: Batch) -> tuple[dict[str, float], float]:
         """One optimiser step on one batch; returns the local loss values and the gradient norm (nan if unclipped)."""
-        batch = move_to_device(batch, self.ctx.device, non_blocking=self.config.data.pin_memory)
-        if self.fsdp is not None:
-            from dima_core.training.fsdp import gather_root
+        timer = self.timer
+        with timer.section("data"):
+            batch = move_to_device(batch, self.ctx.device, non_blocking=self.config.data.pin_memory)
+        with timer.section("forward"):
+            if self.fsdp is not None:
+                from dima_core.training.fsdp import gather_root
 
-            # DDP's buffer semantics (rank 0's BatchNorm statistics everywhere at the start of a step), which also
-            # keeps resuming exact: a checkpoint stores rank 0's buffers.
-            broadcast_buffers(self.model, self.ctx)
-            # Step functions call parts of the model outside its forward (fsdp.py); the backward re-shards.
-            gather_root(self.model)
-        with self._autocast():
-            losses = self.step_fn(self.train_model, batch)
+                # DDP's buffer semantics (rank 0's BatchNorm statistics everywhere at the start of a step), which
+                # also keeps resuming exact: a checkpoint stores rank 0's buffers.
+                broadcast_buffers(self.model, self.ctx)
+                # Step functions call parts of the model outside its forward (fsdp.py); the backward re-shards.
+                gather_root(self.model)
+            with self._autocast():
+                losses = self.step_fn(self.train_model, batch)
         if self.fsdp is not None:
             self._check_fsdp_trainable()
         if "total" not in losses:
             raise KeyError(f"step_fn must return a 'total' loss; it returned {sorted(losses)}")
         total = losses["total"]
-        values = {name: float(value.detach()) for name, value in losses.items()}
+        with timer.section("logging"):
+            values = loss_values(losses)
         if not math.isfinite(values["total"]):
             raise FloatingPointError(f"non-finite loss at step {self.step} (epoch {self.epoch}): {values}")
 
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        if self.fsdp is not None and self.config.find_unused_parameters:
-            from dima_core.training.fsdp import drop_unused_gradients
+        with timer.section("optimizer"):
+            self.optimizer.zero_grad(set_to_none=True)
+        with timer.section("backward"):
+            self.scaler.scale(total).backward()
+        with timer.section("optimizer"):
+            if self.fsdp is not None and self.config.find_unused_parameters:
+                from dima_core.training.fsdp import drop_unused_gradients
 
-            drop_unused_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
-        grad_norm = float("nan")
-        if self.config.grad_clip_norm is not None:
-            # Clip the true gradients, not the loss-scaled ones.
-            self.scaler.unscale_(self.optimizer)
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            if self.fsdp is not None:
-                from dima_core.training.fsdp import clip_grad_norm
+                drop_unused_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
+            grad_norm = float("nan")
+            if self.config.grad_clip_norm is not None:
+                # Clip the true gradients, not the loss-scaled ones.
+                self.scaler.unscale_(self.optimizer)
+                params = [p for group in self.optimizer.param_groups for p in group["params"]]
+                if self.fsdp is not None:
+                    from dima_core.training.fsdp import clip_grad_norm
 
-                # The global norm over every rank's gradient shards (one all-reduce), as clip_grad_norm_ computes
-                # it for unsharded gradients.
-                grad_norm = float(clip_grad_norm(params, self.config.grad_clip_norm, self.fsdp.mesh))
-            else:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip_norm))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+                    # The global norm over every rank's gradient shards (one all-reduce), as clip_grad_norm_
+                    # computes it for unsharded gradients.
+                    grad_norm = float(clip_grad_norm(params, self.config.grad_clip_norm, self.fsdp.mesh))
+                else:
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip_norm))
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
         return values, grad_norm
 
     def _check_fsdp_trainable(self) -> None:
@@ -620,38 +671,52 @@ class Trainer:
         stopped = False
         self.model.train()
         previous_handlers = self._install_stop_handlers()
+        timer = self.timer
+        timer.restart()
         try:
             while self.epoch < cfg.epochs and self.step < target:
                 self.sampler.set_epoch(self.epoch, self.epoch_step * cfg.data.batch_size)
                 sums: dict[str, float] = {}
                 count, samples, grad_norm = 0, 0, float("nan")
                 window_start = time.perf_counter()
-                for batch in self._loader(self.epoch):
-                    samples += _batch_size_of(batch)
-                    values, grad_norm = self.train_step(batch)
-                    self.step += 1
-                    self.epoch_step += 1
-                    count += 1
-                    for key, value in values.items():
-                        sums[key] = sums.get(key, 0.0) + value
-                    if self.record_history:
-                        self.history.append(
-                            {"step": float(self.step), "lr": float(self.scheduler.get_last_lr()[0]), **values}
-                        )
-                    if self.step % cfg.log_interval == 0:
-                        metrics = self._log_window(sums, count, samples, time.perf_counter() - window_start,
-                                                   grad_norm)
-                        bar.set_postfix(loss=f"{metrics['loss/total']:.4f}",
-                                        samples_s=f"{metrics['samples_per_s']:.1f}", lr=f"{metrics['lr']:.2e}")
-                        sums, count, samples = {}, 0, 0
-                        window_start = time.perf_counter()
-                    bar.update(1)
-                    if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
-                        self.save()
-                    if self.step >= target:
+                with timer.section("data"):
+                    batches = iter(self._loader(self.epoch))
+                while True:
+                    with timer.section("data"):
+                        batch = next(batches, _END)
+                    if batch is _END:
                         break
-                    if self._stop_requested():
-                        stopped = True
+                    size = _batch_size_of(batch)
+                    samples += size
+                    values, grad_norm = self.train_step(batch)
+                    with timer.section("logging"):
+                        self.step += 1
+                        self.epoch_step += 1
+                        count += 1
+                        for key, value in values.items():
+                            sums[key] = sums.get(key, 0.0) + value
+                        if self.record_history:
+                            self.history.append(
+                                {"step": float(self.step), "lr": float(self.scheduler.get_last_lr()[0]), **values}
+                            )
+                        if self.step % cfg.log_interval == 0:
+                            metrics = self._log_window(sums, count, samples, time.perf_counter() - window_start,
+                                                       grad_norm)
+                            bar.set_postfix(loss=f"{metrics['loss/total']:.4f}",
+                                            samples_s=f"{metrics['samples_per_s']:.1f}", lr=f"{metrics['lr']:.2e}")
+                            sums, count, samples = {}, 0, 0
+                            window_start = time.perf_counter()
+                        bar.update(1)
+                    if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
+                        with timer.section("checkpoint"):
+                            self.save()
+                    if self.step >= target:
+                        timer.end_step(size)
+                        break
+                    with timer.section("logging"):
+                        stopped = self._stop_requested()
+                    timer.end_step(size)
+                    if stopped:
                         break
                 if stopped:
                     log.warning("stopped by signal at epoch %d, step %d; continue with --resume %s",
@@ -662,10 +727,12 @@ class Trainer:
                 if cfg.validate_every_epochs and (self.epoch + 1) % cfg.validate_every_epochs == 0:
                     val_metrics = self._validate(self.epoch)
                 if cfg.checkpoint_every_epoch and self._saved_at_step != self.step:
-                    self.save()
+                    with timer.section("checkpoint"):
+                        self.save()
                 self.epoch, self.epoch_step = self.epoch + 1, 0
             if self._saved_at_step != self.step:
-                self.save()
+                with timer.section("checkpoint"):
+                    self.save()
             digest, consistent = self._check_replicas()
         finally:
             for signum, handler in previous_handlers.items():
@@ -714,4 +781,5 @@ class Trainer:
         return digest, consistent
 
 
-__all__ = ["Batch", "StepFn", "TrainResult", "Trainer", "ValHook", "move_to_device", "parameter_digest"]
+__all__ = ["Batch", "StepFn", "TrainResult", "Trainer", "ValHook", "loss_values", "move_to_device",
+           "optimizer_implementation", "parameter_digest"]
