@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     name, planner, extras = _primary_planner(args, reader, eval_tokens)
     scored_tokens: list[str] = extras.pop("_scored_tokens")
 
-    baselines = baseline_planners(_fit_or_load_admlp(args, reader))  # type: ignore[arg-type]
+    admlp = _fit_or_load_admlp(args, reader)
+    baselines = baseline_planners(admlp)  # type: ignore[arg-type]
     if name in baselines:
         raise ValueError(f"method name '{name}' is also a baseline's name; pass another --name")
     planners = {name: planner, **baselines}
@@ -159,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         name, reports, split=args.split, dataroot=str(Path(args.dataroot).resolve()), version=args.version,
         **extras,
     )
+    if admlp is not None:  # how far its test inputs lay outside what it was fitted on (baselines.py)
+        report["baselines"][admlp.name]["input_range"] = admlp.input_report()  # type: ignore[attr-defined]
     print(report_tables(reports))
     if report["num_missing_results"]:
         print(f"\n{report['num_missing_results']} samples of split '{args.split}' had no result (not scored).")
@@ -234,7 +237,8 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     # Planning: the model and the baselines on the same samples (the AD-MLP reads the train split without maps).
     reader = NuScenesReader(args.dataroot, args.version, with_map=False,
                             longtail_token_files=list(args.longtail_tokens), nusc=nusc)
-    baselines = baseline_planners(_fit_or_load_admlp(args, reader))  # type: ignore[arg-type]
+    admlp = _fit_or_load_admlp(args, reader)
+    baselines = baseline_planners(admlp)  # type: ignore[arg-type]
     if name in baselines:
         raise ValueError(f"method name '{name}' is also a baseline's name; pass another --name")
     plans = inference.trajectories
@@ -264,6 +268,8 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
                 "results_file": str(Path(args.results_out).resolve()) if args.results_out else None},
         detection=detection, map=map_report, inference=inference.latency_summary(),
     )
+    if admlp is not None:  # how far its test inputs lay outside what it was fitted on (baselines.py)
+        report["baselines"][admlp.name]["input_range"] = admlp.input_report()  # type: ignore[attr-defined]
     print(report_tables(reports))
     print()
     print(_perception_table(detection, map_report))
