@@ -122,18 +122,52 @@ def test_same_seed_same_episode():
     assert [p.command for p in a.plans] == [p.command for p in b.plans]
 
 
-@pytest.mark.parametrize("scenario", ["cruise", "follow", "turn_left", "ped_crossing", "resume_from_stop"])
-def test_expert_and_log_replay_drive_like_the_log(scenario):
-    """Through the tracking controller, the reactive expert and the log replay stay on the logged expert's drive
-    (measured: <= 0.9 m on these scenarios at seed 0; the bound leaves margin)."""
+@pytest.fixture(scope="module")
+def reference_drives():
+    """Expert and log replay through the controller on every scenario (seed 0, 20 s): {scenario: (episode,
+    {policy: (log, metrics)})}."""
+    from dima_core.data.synth.config import SCENARIOS
+    from dima_core.eval.closed_loop import score_episode
+
     cfg = _world(seconds=20.0)
-    ep = ClosedLoopEpisode(cfg, SimConfig(), scenario, 0)
-    ref = ep.reference.record.ego[: ep.num_steps, :2]
-    for policy in ("expert", "log_replay"):
-        log = ep.run(make_policy(policy), time_policy=False)
-        assert not log.ended_early and log.rejected_plans == 0
-        dev = np.linalg.norm(log.ego[:, :2] - ref, axis=1)
-        assert dev.max() < 1.5, f"{policy} left the logged drive by {dev.max():.2f} m"
+    out = {}
+    for scenario in SCENARIOS:
+        ep = ClosedLoopEpisode(cfg, SimConfig(), scenario, 0)
+        runs, raw_expert = {}, None
+        for policy in ("expert", "log_replay"):
+            log = ep.run(make_policy(policy), time_policy=False)
+            if policy == "expert":
+                raw_expert = score_episode(log)  # the reference: unwaived, as dima_core.sim.runner uses it
+            runs[policy] = (log, score_episode(log, raw_expert))
+        out[scenario] = (ep, runs)
+    return out
+
+
+def test_expert_and_log_replay_drive_like_the_log(reference_drives):
+    """Through the tracking controller, the reactive expert and the log replay stay on the logged expert's drive
+    (measured at seed 0: <= 0.9 m, the three-point turn <= 3.4 m, where the steering-rate limit makes the car
+    lag the expert's instant lock-to-lock swings; the bounds leave margin)."""
+    for scenario, (ep, runs) in reference_drives.items():
+        ref = ep.reference.record.ego[: ep.num_steps, :2]
+        bound = 4.0 if scenario == "three_point_turn" else 1.5
+        for policy, (log, _) in runs.items():
+            assert not log.ended_early and log.rejected_plans == 0
+            dev = np.linalg.norm(log.ego[:, :2] - ref, axis=1)
+            assert dev.max() < bound, f"{policy} left the logged drive on {scenario} by {dev.max():.2f} m"
+
+
+def test_expert_scores_on_every_scenario(reference_drives):
+    """The reference drives every scenario successfully in closed loop. Measured at seed 0: score 1.000 on most;
+    TTC = 0 (score 0.583) where IDM's car-following closes within 1 s of a slow bus in the turn_right junction,
+    and 0.833 on the three-point turn; so every episode >= 0.5 and the mean >= 0.8."""
+    scores = []
+    for scenario, (_, runs) in reference_drives.items():
+        for policy, (_, m) in runs.items():
+            assert m.success, f"{policy} failed {scenario}: {m.to_dict()}"
+            assert m.score >= 0.5, f"{policy} scored {m.score:.3f} on {scenario}"
+            assert m.num_at_fault_collisions == 0 and m.dac == 1.0
+            scores.append(m.score)
+    assert float(np.mean(scores)) >= 0.8
 
 
 class _BadPolicy:
@@ -186,3 +220,4 @@ def test_policy_specs_fail_clearly(tmp_path):
 def test_sim_config_rejects_inconsistent_rates():
     with pytest.raises(ValueError, match="integer multiple"):
         replace(SimConfig(), sim_hz=10.0, planning_hz=3.0).validate()
+

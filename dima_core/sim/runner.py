@@ -87,10 +87,11 @@ def run_closed_loop(world_cfg: SynthConfig, sim_cfg: SimConfig, scenarios: Seque
                 t_ep = time.perf_counter()
                 ep_log = episode.run(policy, keep_frames=wants_video)
                 # The expert is its own reference: a map rule its sanctioned manoeuvre breaks (the overtake's
-                # pass through the oncoming lane) is waived for it as for everyone who does the same.
-                metrics = score_episode(ep_log, reference if policy.name != "expert" else score_episode(ep_log))
+                # pass through the oncoming lane) is waived for it as for everyone who does the same. The others
+                # are compared with its raw (unwaived) metrics.
                 if policy.name == "expert":
-                    reference = metrics
+                    reference = score_episode(ep_log)
+                metrics = score_episode(ep_log, reference)
                 report.metrics.append(metrics)
                 if options.progress is not None:
                     options.progress(f"{scenario} seed {seed} {policy.name}: score {metrics.score:.3f}, "
