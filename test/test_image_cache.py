@@ -126,5 +126,8 @@ def test_data_cache_command_and_training_build_on_first_use(synth_world, tmp_pat
     built = load_image_cache(index, data, DistContext())
     assert built.tokens == made.tokens
     assert np.array_equal(built.images(built.tokens[5]), made.images(made.tokens[5]))
+    smaller = dataclasses.replace(data, image_size=(36, 64))
     with pytest.raises(ImageCacheError, match="image_size"):
-        load_image_cache(index, dataclasses.replace(data, image_size=(36, 64)), DistContext())
+        load_image_cache(index, smaller, DistContext())
+    # The run directory's own cache (data.cache_images) is rebuilt instead: nobody else uses it.
+    assert load_image_cache(index, smaller, DistContext(), rebuild_stale=True).image_size == (36, 64)

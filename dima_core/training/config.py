@@ -38,6 +38,10 @@ class TrainDataConfig:
     val_split: Optional[str] = ranged("val", help="split the validation hook scores; None disables validation")
     batch_size: int = ranged(1, lo=1, hi=4096, help="samples per process (per GPU); VAD: 1 per GPU x 8 GPUs")
     num_workers: int = ranged(0, lo=0, hi=64, help="DataLoader worker processes per rank")
+    cache_images: bool = ranged(
+        False, help="decode every camera image once at the model's input size into <output_dir>/image_cache_<W>x<H> "
+        "(built on first use, reused on resume) and train from it; dataset.image_cache names a shared cache instead"
+    )
     pin_memory: bool = ranged(True, help="page-locked host memory for faster host-to-GPU copies (ignored on CPU)")
     drop_last: bool = ranged(
         True, help="drop the last incomplete batch so every step has the same size on every rank (DDP)"

@@ -3,7 +3,8 @@
 Builds the pieces the generic :class:`~dima_core.training.trainer.Trainer` needs from a :class:`TrainConfig`:
 - the model from ``model_config`` (seeded identically on every rank before construction);
 - the datasets from ``data.dataset`` (one cached index, filtered by ``train_split`` / ``val_split``; images from
-  the pre-decoded ``image_cache`` when it is set, built on first use), with the
+  the pre-decoded ``image_cache``, or from one in the run directory with ``data.cache_images``, built on first
+  use), with the
   network input size and map resolution taken from the *model* config so the two cannot disagree, and with
   identity normalisation because the model normalises RGB in [0, 1] itself (``ImageBackbone``), which keeps the
   exported network's input the raw camera image;
@@ -250,18 +251,26 @@ def load_index(data: DataConfig, config: TrainConfig, ctx: DistContext) -> Any:
     return SampleIndex.load(path, dataroot=data.dataroot, version=data.version)
 
 
-def load_image_cache(index: Any, data: DataConfig, ctx: DistContext) -> Any:
+def load_image_cache(index: Any, data: DataConfig, ctx: DistContext, rebuild_stale: bool = False) -> Any:
     """The pre-decoded image cache ``data.image_cache`` for ``index``, built there by rank 0 when it does not exist.
 
     A cache that exists but was built for other data, another size or interpolation is refused (ImageCacheError
-    with the rebuild command), never silently replaced: another run may be using it.
+    with the rebuild command), never silently replaced: another run may be using it. ``rebuild_stale`` (the run
+    directory's own cache, ``data.cache_images``) rebuilds it instead, with a WARNING.
     """
-    from dima_core.data.image_cache import META_FILE, ImageCache, build_image_cache
+    from dima_core.data.image_cache import META_FILE, ImageCache, ImageCacheError, build_image_cache
 
     path = resolve_repo_path(data.image_cache)
-    if ctx.is_main and not (path / META_FILE).is_file():
-        log.info("data.dataset.image_cache %s does not exist: decoding %d samples into it once", path, len(index))
-        build_image_cache(index, path, data.image_size, data.interpolation)
+    if ctx.is_main:
+        if not (path / META_FILE).is_file():
+            log.info("image cache %s does not exist: decoding %d samples into it once", path, len(index))
+            build_image_cache(index, path, data.image_size, data.interpolation)
+        elif rebuild_stale:
+            try:
+                ImageCache.open(path, index=index, image_size=data.image_size, interpolation=data.interpolation)
+            except ImageCacheError as exc:
+                log.warning("rebuilding the run's image cache: %s", exc)
+                build_image_cache(index, path, data.image_size, data.interpolation, overwrite=True)
     barrier(ctx)  # the other ranks read what rank 0 wrote
     return ImageCache.open(path, index=index, image_size=data.image_size, interpolation=data.interpolation)
 
@@ -275,7 +284,13 @@ def build_stage1_trainer(config: TrainConfig, ctx: DistContext, record_history: 
     model_config = load_model_config(resolve_repo_path(config.model_config))
     data = stage1_data_config(config, model_config)
     index = load_index(data, config, ctx)
-    cache = load_image_cache(index, data, ctx) if data.image_cache else None
+    if data.image_cache is None and config.data.cache_images:
+        height, width = data.image_size
+        path = Path(config.output_dir) / f"image_cache_{width}x{height}_{data.interpolation}"
+        data = dataclasses.replace(data, image_cache=str(path))
+        cache = load_image_cache(index, data, ctx, rebuild_stale=True)
+    else:
+        cache = load_image_cache(index, data, ctx) if data.image_cache else None
     train_set = DrivingDataset(index, dataclasses.replace(data, split=config.data.train_split), image_cache=cache)
     if len(train_set) == 0:
         splits = sorted({s.split for s in index})

@@ -94,7 +94,7 @@ _RESUME_FREE_KEYS = frozenset(
 )
 # Nested keys of the same kind: the pre-decoded image cache yields exactly the pixels of the JPEG path (tested in
 # test/test_image_cache.py), so switching it on or off between a run and its resumption changes nothing.
-_RESUME_FREE_PATHS = frozenset({"data.dataset.image_cache"})
+_RESUME_FREE_PATHS = frozenset({"data.dataset.image_cache", "data.cache_images"})
 # End of a DataLoader iteration (a collate function may return anything, None included).
 _END = object()
 
