@@ -2,6 +2,8 @@
 
     dima ros bringup --config config/bringup.yaml [--with-mllm] [--with-evaluator] [--bag BAG [--report R.json]]
                      [--set planner.model.onnx_path=model.onnx ...] [--echo] [--linger S]
+    dima ros bringup --sim [--scenarios cruise follow] [--episodes N] [--seed S] [--seconds T] [--timing lockstep]
+                     [--sim-out DIR] --set planner.model.onnx_path=model.onnx [--with-mllm]
 
 The pip-only counterpart of ``ros2 launch dima dima.launch.py`` (``launch`` is not installable pip-only). Each
 node is built exactly as launch builds it, from ROS command-line arguments: ``-r __node:=<name>``, ``--params-file
@@ -14,6 +16,13 @@ would be): it turns on ``use_sim_time`` and the evaluator, waits until the plann
 waits until no trajectory has arrived for ``replay_settle_s``, then prints the latency and the online metrics and
 writes the evaluator report. ``--linger S`` keeps serving (e.g. the MLLM node's ``~/ask``) S seconds after that;
 without ``--bag`` the nodes run until Ctrl-C / SIGTERM.
+
+``--sim`` closes the loop: the simulator node (``dima_ros/sim_node.py``) publishes the vehicle topics and drives
+its episodes with the planner's trajectories, ``use_sim_time`` is on (the simulator publishes ``/clock``), the
+planner takes the rig's camera extrinsics (:func:`dima_ros.launch_spec.graph_parameter_overrides`) and the
+simulator's CameraInfo. When the last episode is scored the bringup prints the closed-loop table (the planner beside
+the simulator's in-process baselines) and the per-episode plan counters, then exits (``--linger`` keeps serving);
+the exit status is 1 when the simulation stopped early (e.g. no planner answered).
 """
 
 from __future__ import annotations
@@ -35,7 +44,15 @@ import yaml
 from dima_core.bag.topics import GROUND_TRUTH_TOPIC, image_topic
 from dima_core.runtime.bringup_config import BringupConfig
 from dima_ros.dds_profile import use_large_data_profile
-from dima_ros.launch_spec import MLLM_NAME, NODES, PLANNER_NAME, NodeSpec, is_enabled, params_path
+from dima_ros.launch_spec import (
+    MLLM_NAME,
+    NODES,
+    PLANNER_NAME,
+    NodeSpec,
+    graph_parameter_overrides,
+    is_enabled,
+    params_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +70,9 @@ def node_arguments(spec: NodeSpec, config: BringupConfig) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{spec.key} node: parameter file {path} does not exist")
     args += ["--params-file", str(path)]
-    for name, value in (config.parameters.get(spec.key) or {}).items():
+    flags = {"with_mllm": config.with_mllm, "with_evaluator": config.with_evaluator, "with_sim": config.with_sim}
+    overrides = {**graph_parameter_overrides(spec, flags), **(config.parameters.get(spec.key) or {})}
+    for name, value in overrides.items():
         args += ["-p", f"{name}:={ros_value(value)}"]
     args += ["-p", f"use_sim_time:={'true' if config.use_sim_time else 'false'}"]
     for source, target in spec.remappings:
@@ -62,7 +81,7 @@ def node_arguments(spec: NodeSpec, config: BringupConfig) -> list[str]:
 
 
 def enabled_nodes(config: BringupConfig) -> list[NodeSpec]:
-    flags = {"with_mllm": config.with_mllm, "with_evaluator": config.with_evaluator}
+    flags = {"with_mllm": config.with_mllm, "with_evaluator": config.with_evaluator, "with_sim": config.with_sim}
     return [spec for spec in NODES if is_enabled(spec, flags)]
 
 
@@ -199,12 +218,19 @@ def run(config: BringupConfig, bag: Optional[str] = None, report: Optional[str] 
 
     from dima_core.eval.planning_metrics import format_table
 
+    if config.with_sim and (bag or report or config.with_evaluator):
+        raise ValueError("--sim runs the closed-loop simulator, which scores its own episodes: it cannot be combined "
+                         "with --bag, --report or the evaluator (there is no replayed ground truth)")
     if bag:
         config.use_sim_time = True
         config.with_evaluator = True
     if report:
         config.with_evaluator = True
         config.parameters.setdefault("evaluator", {})["report_path"] = report
+    if config.with_sim:
+        config.use_sim_time = True  # the simulator publishes /clock
+        # The bringup ends the run itself (table, linger), so the simulator must not shut the shared context down.
+        config.parameters.setdefault("sim", {})["shutdown_when_done"] = False
     use_large_data_profile()  # before init; the bag player child process inherits it
     rclpy.init(args=None)
     bringup: Optional[Bringup] = None
@@ -240,6 +266,8 @@ def run(config: BringupConfig, bag: Optional[str] = None, report: Optional[str] 
                 print(f"[bringup] serving {linger_s:.0f} s more (Ctrl-C to stop)", flush=True)
             while bringup.running and time.monotonic() < deadline:
                 time.sleep(0.1)
+        elif "sim" in bringup.nodes:
+            status = _closed_loop(bringup, linger_s)
         else:
             while bringup.running:
                 time.sleep(0.2)
@@ -256,6 +284,34 @@ def run(config: BringupConfig, bag: Optional[str] = None, report: Optional[str] 
             bringup.destroy()
         rclpy.try_shutdown()
     return status
+
+
+def _closed_loop(bringup: Bringup, linger_s: float) -> int:
+    """Wait for the simulator's last episode, print the closed-loop table; 1 when it stopped early."""
+    sim = bringup.nodes["sim"]
+    while bringup.running and not sim.finished.wait(0.2):
+        pass
+    if not sim.finished.is_set():
+        return 130  # interrupted
+    print(f"[bringup] closed loop finished: {latency_summary(bringup.record)}", flush=True)
+    for stats in sim.episode_stats:
+        print(f"[bringup] {stats['scenario']} seed {stats['seed']} ({stats['timing']}): {stats['applied']}/"
+              f"{stats['frames']} plans applied, {stats['missed']} missed, "
+              f"{stats['refused'] + stats['refused_frame'] + stats['refused_timing']} refused, {stats['stale']} late, "
+              f"latency p50 {stats['latency_ms_p50'] or 0.0:.0f} ms", flush=True)
+    if sim.report.metrics:
+        print(sim.report.table(), flush=True)
+        print(f"\n{sim.report.to_dict()['formula']}", flush=True)
+    if sim.cfg.output_dir and sim.episode_stats:
+        print(f"[bringup] report written to {os.path.join(sim.cfg.output_dir, 'report.json')}", flush=True)
+    if sim.failure:
+        print(f"[bringup] the simulation stopped early: {sim.failure}", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + linger_s
+    if linger_s > 0:
+        print(f"[bringup] serving {linger_s:.0f} s more (Ctrl-C to stop)", flush=True)
+    while bringup.running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return 1 if sim.failure else 0
 
 
 def parse_set(values: Sequence[str]) -> dict[str, dict[str, Any]]:

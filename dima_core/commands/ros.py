@@ -2,6 +2,8 @@
 
     dima ros bringup --config config/bringup.yaml [--with-mllm] [--with-evaluator] [--bag BAG [--rate R]] [--report R.json]
                      [--set NODE.PARAM=VALUE ...] [--echo] [--linger S]
+    dima ros bringup --sim [--scenarios ...] [--episodes N] [--seed S] [--seconds T] [--timing lockstep|realtime]
+                     [--sim-config F] [--sim-out DIR] [--with-mllm] --set planner.model.onnx_path=planner.onnx
     dima ros ask "What should the ego vehicle do next?" [--service /dima_mllm/ask] [--stamp-ns NS] [--timeout S]
 
 ``bringup`` starts the nodes of ``dima_ros/launch_spec.py`` (the same definition ``launch/dima.launch.py`` uses)
@@ -36,7 +38,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     bringup.add_argument("--use-sim-time", action="store_true", help="use /clock (implied by --bag)")
     bringup.add_argument("--echo", action="store_true", help="print every planned trajectory")
     bringup.add_argument("--linger", type=float, default=0.0, metavar="S",
-                         help="--bag: keep the nodes running S seconds after the replay (e.g. to ask questions)")
+                         help="--bag / --sim: keep the nodes running S seconds after the replay or the last episode")
+    sim = bringup.add_argument_group("closed loop (--sim): simulator node parameters, see config/sim_node.yaml; "
+                                     "--set sim.PARAM=VALUE wins over these")
+    sim.add_argument("--sim", action="store_true",
+                     help="start the closed-loop simulator: the planner drives it, the table is printed at the end")
+    sim.add_argument("--scenarios", nargs="+", default=None, help="scenario names or 'all'")
+    sim.add_argument("--episodes", type=int, default=None, help="episodes (seeds) per scenario")
+    sim.add_argument("--seed", type=int, default=None, help="first seed")
+    sim.add_argument("--seconds", type=float, default=None, help="episode length, seconds")
+    sim.add_argument("--timing", choices=("lockstep", "realtime"), default=None, help="simulator timing mode")
+    sim.add_argument("--sim-config", default=None, help="SimConfig YAML (default: the node's, config/sim.yaml)")
+    sim.add_argument("--sim-out", default=None, help="simulator output folder (report.json, table.md, episodes/)")
     bringup.set_defaults(func=run_bringup)
 
     ask = commands.add_parser("ask", help="ask the MLLM node a question (AskScene)")
@@ -55,6 +68,16 @@ def run_bringup(args: argparse.Namespace) -> int:
     config.with_mllm = config.with_mllm or args.with_mllm
     config.with_evaluator = config.with_evaluator or args.with_evaluator
     config.use_sim_time = config.use_sim_time or args.use_sim_time
+    config.with_sim = config.with_sim or args.sim
+    sim_flags = [("--scenarios", "scenarios", args.scenarios), ("--episodes", "episodes", args.episodes),
+                 ("--seed", "seed", args.seed), ("--seconds", "episode_seconds", args.seconds),
+                 ("--timing", "timing", args.timing), ("--sim-config", "sim_config", args.sim_config),
+                 ("--sim-out", "output_dir", args.sim_out)]
+    given = [(flag, name, value) for flag, name, value in sim_flags if value is not None]
+    if given and not config.with_sim:
+        raise ValueError(f"{', '.join(flag for flag, _, _ in given)}: simulator options need --sim")
+    for _, name, value in given:
+        config.parameters.setdefault("sim", {}).setdefault(name, value)
     if args.rate is not None:
         if args.rate <= 0:
             raise ValueError("--rate must be > 0")

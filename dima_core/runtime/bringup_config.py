@@ -5,10 +5,12 @@
       use_sim_time: false
       with_mllm: false
       with_evaluator: false
+      with_sim: false                    # the closed-loop simulator (dima ros bringup --sim)
       config_dir: ""                     # node parameter files; "" = the repository's config/
       parameters:                        # per-node overrides, applied after the node's YAML file
         planner: {model.backend: onnxruntime, model.onnx_path: outputs/demo/planner.onnx}
         mllm: {checkpoint: outputs/demo/stage2}
+        sim: {scenarios: [cruise, follow], episodes: 2}
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class BringupConfig:
     use_sim_time: bool = ranged(False, help="all nodes use /clock (set automatically with --bag)")
     with_mllm: bool = ranged(False, help="start the MLLM node (AskScene service)")
     with_evaluator: bool = ranged(False, help="start the online evaluator (set automatically with --bag)")
+    with_sim: bool = ranged(False, help="start the closed-loop simulator node (set by --sim; implies use_sim_time)")
     config_dir: str = ranged("", help="directory of the node parameter files; empty = the repository's config/")
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     executor_threads: int = ranged(0, lo=0, hi=256, help="MultiThreadedExecutor threads; 0 = enough for the nodes")
