@@ -187,17 +187,19 @@ class PreprocessParams:
                                     help="RGB mean on [0,1] pixels (DataConfig.image_mean; models normalise inside)")
     image_std: list[float] = param(default_factory=lambda: [1.0, 1.0, 1.0], lo=1e-6, hi=10.0, read_only=True,
                                    help="RGB std on [0,1] pixels (DataConfig.image_std)")
-    # Default 8 by measurement (docs/benchmarks.md, Planner node input path): six 1600x900 JPEGs cost ~30 ms instead
-    # of ~105 ms on one core, at a mean difference under 1/255 from the training tensor (test_runtime_preprocess.py).
+    # Default 8 by measurement (docs/benchmarks.md, Planner node input path): six 1600x900 JPEGs cost 2.6-3.8x less
+    # on one core, at a mean difference under 1/255 from the training tensor (test_runtime_preprocess.py).
     jpeg_max_reduction: int = param(
         8, lo=1, hi=8, read_only=True,
         help="largest libjpeg reduction (1, 2, 4 or 8) a JPEG is decoded at: the largest whose image still covers the "
              "network input is used and only the remainder resized (needs interpolation area); 1 = full decode, the "
              "training path bit for bit")
+    # Default 2 by measurement (docs/benchmarks.md): 20-40 % shorter on 2 cores when the second one has room, within
+    # a few per cent of 1 thread when other jobs fill it; the model runs after decoding, so its cores are free then.
     decode_threads: int = param(
-        1, lo=1, hi=6, read_only=True,
+        2, lo=1, hi=6, read_only=True,
         help="threads decoding the six cameras of a frame in parallel (OpenCV releases the GIL); 1 = in the worker "
-             "thread (no gain measured on 2 shared cores)")
+             "thread")
 
     def validate(self) -> None:
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
@@ -207,8 +209,8 @@ class PreprocessParams:
                              f"{self.jpeg_max_reduction}")
         if self.jpeg_max_reduction > 1 and self.interpolation != "area":
             raise ValueError(f"jpeg_max_reduction {self.jpeg_max_reduction} needs interpolation area (a reduced JPEG "
-                             f"decode is a block average and would not match a '{self.interpolation}' resize): set "
-                             "jpeg_max_reduction 1 (full decode)")
+                             "decode averages blocks of pixels and would not match a "
+                             f"'{self.interpolation}' resize): set jpeg_max_reduction 1 (full decode)")
 
 
 @dataclass

@@ -8,10 +8,10 @@ Images go through the functions the training dataset uses (:func:`dima_core.data
   files (``IMREAD_COLOR``, BGR -> RGB), then resized with the training interpolation;
 - ``2``, ``4`` or ``8``: decoded directly at the largest libjpeg reduction up to that (1/2, 1/4, 1/8) whose image still
   covers the network input (:mod:`dima_core.runtime.image_format`), then area-resized for the remainder with the
-  reduced pixels' exact footprint (:func:`resize_reduced`). A 1/s decode is itself a block average, so with the
-  training's ``area`` interpolation the result stays within a stated tolerance of the training tensor (measured and
-  tested in test/test_runtime_preprocess.py, docs/planner_node.md) at a fraction of the cost; for other
-  interpolations it would not, and the settings refuse the combination.
+  reduced pixels' exact footprint (:func:`resize_reduced`). A 1/s decode is itself (close to) a block average, so
+  with the training's ``area`` interpolation the result stays within a stated tolerance of the training tensor
+  (measured and tested in test/test_runtime_preprocess.py, docs/planner_node.md) at a fraction of the cost; for
+  other interpolations it would not, and the settings refuse the combination.
 
 Cameras of a frame can be decoded in parallel (:class:`CameraPipeline`; OpenCV releases the GIL). Every problem raises
 :class:`InputError` with a ``kind`` (decode, encoding, calibration, odometry, command, interface) that the node
@@ -131,8 +131,8 @@ class PreprocessSettings:
             raise ValueError(f"jpeg_max_reduction must be one of {JPEG_REDUCTIONS}, got {self.jpeg_max_reduction}")
         if self.jpeg_max_reduction > 1 and self.interpolation != "area":
             raise ValueError(f"jpeg_max_reduction {self.jpeg_max_reduction} needs interpolation 'area' (a reduced JPEG "
-                             f"decode is a block average; with '{self.interpolation}' it would not match training): "
-                             "use jpeg_max_reduction 1")
+                             "decode averages blocks of pixels; with "
+                             f"'{self.interpolation}' it would not match training): use jpeg_max_reduction 1")
 
 
 ImageInput = Union[np.ndarray, DecodedImage]

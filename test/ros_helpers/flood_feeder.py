@@ -5,8 +5,9 @@
 Run by test/test_planner_node_overload.py in its own process so that its DDS participant uses the shipped
 large-segment Fast DDS profile (six 1600x900 JPEGs are ~1.3 MB per frame; a participant created earlier in the test
 process would keep the 512 KiB default). CONFIG: ``target`` (node name), ``node_pid`` (for its resident memory),
-``bursts``, ``burst_s``, ``pause_s``, ``overload`` (publish rate / the node's measured planning rate),
-``start_timeout_s``.
+``bursts``, ``burst_s``, ``pause_s``, ``overload`` (publish rate / the node's measured planning rate) or ``rate_hz``
+(a fixed camera rate instead: tools/soak_planner_node.py), ``sample_s`` (optional: the node's memory and counters
+every so many seconds during a burst), ``start_timeout_s``.
 
 Per frame, all inputs share one stamp, the wall time its publishing starts (ROS time is the system time on this host,
 so the node's ``input_latency_ms`` puts its worker start on the same clock): odometry, acceleration, command, the six
@@ -189,24 +190,34 @@ def run(cfg: dict) -> dict:
         else:
             return {"error": f"fewer than 4 warm-up trajectories; node reports: {flood.reports[-3:]}"}
         processing_ms = float(np.median(timed[1:]))
-        period_s = processing_ms / 1000.0 / float(cfg["overload"])
+        if cfg.get("rate_hz"):
+            period_s = 1.0 / float(cfg["rate_hz"])
+        else:
+            period_s = processing_ms / 1000.0 / float(cfg["overload"])
+        sample_s = float(cfg.get("sample_s") or 0.0)
         time.sleep(1.0)
-        sent, rss = [], [_rss_kib(int(cfg["node_pid"]))]
+        sent, rss, samples = [], [_rss_kib(int(cfg["node_pid"]))], []
         for burst in range(int(cfg["bursts"])):
-            end = time.monotonic() + float(cfg["burst_s"])
-            next_t = time.monotonic()
+            start = time.monotonic()
+            end = start + float(cfg["burst_s"])
+            next_t, next_sample = start, start
             while time.monotonic() < end:
                 time.sleep(max(0.0, next_t - time.monotonic()))
-                next_t += period_s
+                next_t = max(next_t + period_s, time.monotonic())  # after a stall: keep the rate, no catch-up burst
                 stamp, done = flood.publish_frame()
                 sent.append({"stamp": stamp, "done": done, "burst": burst})
+                if sample_s and time.monotonic() >= next_sample:
+                    next_sample += sample_s
+                    with flood.lock:
+                        samples.append({"t_s": time.monotonic() - start, "rss_kib": _rss_kib(int(cfg["node_pid"])),
+                                        "counters": dict(flood.counters)})
             time.sleep(float(cfg["pause_s"]))  # the node finishes the newest set, then idles
             rss.append(_rss_kib(int(cfg["node_pid"])))
         time.sleep(1.5)  # one more periodic /diagnostics summary with the counters
         with flood.lock:
             return {"warmup": warm, "sent": sent, "trajectories": flood.trajectories,
                     "values": {str(k): v for k, v in flood.values.items()}, "counters": dict(flood.counters),
-                    "reports": list(flood.reports), "rss_kib": rss, "period_ms": period_s * 1000.0,
+                    "reports": list(flood.reports), "rss_kib": rss, "samples": samples, "period_ms": period_s * 1000.0,
                     "processing_ms": processing_ms, "jpeg_kib": sum(len(b) for b in jpegs) / 6 / 1024}
     finally:
         stop.set()
