@@ -229,8 +229,6 @@ def run(config: BringupConfig, bag: Optional[str] = None, report: Optional[str] 
         config.parameters.setdefault("evaluator", {})["report_path"] = report
     if config.with_sim:
         config.use_sim_time = True  # the simulator publishes /clock
-        # The bringup ends the run itself (table, linger), so the simulator must not shut the shared context down.
-        config.parameters.setdefault("sim", {})["shutdown_when_done"] = False
     use_large_data_profile()  # before init; the bag player child process inherits it
     rclpy.init(args=None)
     bringup: Optional[Bringup] = None

@@ -85,7 +85,7 @@ METRICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability
 MARKER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
-DIAG_EPISODE, DIAG_PLANS, DIAG_CONNECTION = "episode", "plans", "connection"
+DIAG_EPISODE, DIAG_PLANS, DIAG_CONNECTION, DIAG_TOPICS = "episode", "plans", "connection", "topics"
 
 # The simulation clock starts here (a zero stamp reads as "unset" to many tools) and never goes back: the probe
 # frames come first, every episode starts episode_gap_s after the previous one ended.
@@ -186,6 +186,9 @@ class SimNode(Node):
         self.topics = VehicleTopics(self)
         for topic, why in self.topics.skipped.items():
             self.get_logger().warning(f"not publishing {topic}: {why}")
+        if self.topics.skipped:  # pip-only: no tf2_msgs; the planner does not need /tf (calibration from config)
+            self._status[DIAG_TOPICS] = (WARN, f"not published (message type not installed): "
+                                               f"{', '.join(sorted(self.topics.skipped))}")
         self.pub_metrics = self.create_publisher(String, "~/output/episode_metrics", METRICS_QOS)
         self.pub_markers = self.create_publisher(MarkerArray, "~/output/markers", MARKER_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
@@ -286,8 +289,6 @@ class SimNode(Node):
             self.get_logger().error(f"simulation stopped: {self.failure}")
         finally:
             self.finished.set()
-            if self.cfg.shutdown_when_done and not self._stop:
-                self.context.try_shutdown()
 
     def _check_stop(self) -> None:
         if self._stop:
@@ -346,10 +347,14 @@ class SimNode(Node):
         episode = ClosedLoopEpisode(self.setup.world_cfg, self.setup.sim_cfg, scenario, seed)
         reference: Optional[EpisodeMetrics] = None
         baseline_metrics = {}
-        for policy in self.baselines:
+        for policy in self.baselines:  # the expert first (validated in SimNodeConfig, sorted at start)
             self._check_stop()
-            metrics = score_episode(episode.run(policy), reference if policy.name != "expert" else None)
-            reference = metrics if policy.name == "expert" else reference
+            ep_log = episode.run(policy)
+            # As dima_core.sim.runner scores: the expert is its own reference (its sanctioned manoeuvre's map-rule
+            # breach is waived for it too); every other policy is compared with the expert's raw metrics.
+            if policy.name == "expert":
+                reference = score_episode(ep_log)
+            metrics = score_episode(ep_log, reference)
             baseline_metrics[policy.name] = metrics
             self.report.metrics.append(metrics)
         self._report(DIAG_EPISODE, OK, f"{scenario} seed {seed}: driving ({self.cfg.timing})")
@@ -552,7 +557,7 @@ class SimNode(Node):
     def destroy_node(self) -> None:
         # Also reached for a node whose constructor failed half-way (no worker yet).
         worker = getattr(self, "_worker", None)
-        if worker is not None:
+        if worker is not None and worker is not threading.current_thread():
             with self._cv:
                 self._stop = True
                 self._cv.notify_all()
@@ -566,9 +571,33 @@ def episode_file_stem(scenario: str, seed: int, policy: str) -> str:
     return f"{scenario}_s{seed}_{safe}"
 
 
+class _UntilFinished(SingleThreadedExecutor):
+    """Spins until ROS shuts down or, with ``shutdown_when_done``, until the node's last episode is scored (the
+    process then exits, which ends a launch: sim_closed_loop.launch.py)."""
+
+    def __init__(self, node: SimNode) -> None:
+        super().__init__()
+        self.node = node
+
+    def spin(self) -> None:
+        node = self.node
+        while self.context.ok() and not (node.cfg.shutdown_when_done and node.finished.is_set()):
+            self.spin_once(timeout_sec=STOP_POLL_S)
+
+
 def main(args: Optional[list[str]] = None) -> int:
-    """``python -m dima_ros.sim_node --ros-args --params-file config/sim_node.yaml -r ~/input/trajectory:=...``."""
-    return run_node("sim_node", SimNode, lambda node: SingleThreadedExecutor(), args)
+    """``python -m dima_ros.sim_node --ros-args --params-file config/sim_node.yaml -r ~/input/trajectory:=...``;
+    exit status 1 when the simulation stopped before its last episode (e.g. no planner answered)."""
+    executors: list[_UntilFinished] = []
+
+    def make_executor(node: SimNode) -> _UntilFinished:
+        executors.append(_UntilFinished(node))
+        return executors[0]
+
+    status = run_node("sim_node", SimNode, make_executor, args)
+    if status == 0 and executors and executors[0].node.failure:
+        return 1
+    return status
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ class SimNodeConfig:
                                                      "goes back)")
     publish_markers: bool = param(True, help="publish ~/output/markers (visualization_msgs/MarkerArray) every frame")
     shutdown_when_done: bool = param(
-        True, read_only=True, help="shut the node's ROS context down after the last episode (ends a launch)")
+        True, read_only=True,
+        help="as its own process (ros2 run / launch / python -m): exit after the last episode, which ends a launch; "
+             "dima ros bringup --sim always ends after printing the table")
     diagnostics_period_s: float = param(1.0, lo=0.05, hi=60.0, read_only=True,
                                         help="period of the /diagnostics summary")
 
