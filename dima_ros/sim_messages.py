@@ -51,6 +51,7 @@ from dima_core.constants import CAMERA_NAMES, EGO_FOOTPRINT_FORWARD_OFFSET_M, FU
 from dima_core.data.sample import CameraView, EgoStatus
 from dima_core.data.synth.geometry import yaw_quaternion
 from dima_core.runtime.postprocess import yaw_to_quaternion
+from dima_core.sim.runner import jsonable
 from dima_ros.bag_player import import_message_class, qos_profile_from_bag
 
 NS_PER_S = 1_000_000_000
@@ -252,24 +253,9 @@ def scene_markers(scene: MarkerScene, stamp: Any) -> MarkerArray:
 # ----------------------------------------------------------------------------------------------------- metrics JSON
 
 
-def plain(obj: Any) -> Any:
-    """JSON-ready copy: numpy scalars and arrays as Python values, non-finite floats as None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return plain(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def metrics_json(payload: dict) -> str:
-    return json.dumps(plain(payload), allow_nan=False)
+    return json.dumps(jsonable(payload), allow_nan=False)
 
 
 __all__ = ["MarkerScene", "TrajectoryRejected", "VehicleTopics", "camera_view", "metrics_json", "ns_to_seconds",
-           "plain", "plan_from_trajectory", "rig_in_camera_order", "scene_markers"]
+           "plan_from_trajectory", "rig_in_camera_order", "scene_markers"]

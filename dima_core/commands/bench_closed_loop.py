@@ -34,18 +34,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dima_core.commands.bench_planner import update_doc
-    from dima_core.commands.sim import build_policies, load_configs, resolve_scenarios
-    from dima_core.sim.policies import PolicyLoadError
+    from dima_core.commands.sim import prepare_run
     from dima_core.sim.runner import RunOptions, config_record, machine_line, run_closed_loop, write_report
-    from dima_core.sim.scene import UnknownScenarioError
 
-    try:
-        scenarios = resolve_scenarios(args.scenarios)
-        world_cfg, sim_cfg = load_configs(args)
-        policies = build_policies(args.policy, args.baselines, args.admlp, args.threads)
-    except (PolicyLoadError, UnknownScenarioError) as exc:
-        print(f"dima bench closed-loop: {exc}")
+    prepared = prepare_run(args, "dima bench closed-loop")
+    if prepared is None:
         return 2
+    scenarios, world_cfg, sim_cfg, policies = prepared
     seeds = list(range(args.seed, args.seed + args.episodes))
     machine_at_start = machine_line()
     report = run_closed_loop(world_cfg, sim_cfg, scenarios, seeds, policies,

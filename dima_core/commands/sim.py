@@ -87,11 +87,10 @@ def resolve_scenarios(names: list[str]) -> list[str]:
     return list(SCENARIOS) if names == ["all"] else check_scenarios(names)
 
 
-def run_sim(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+def prepare_run(args: argparse.Namespace, prog: str):
+    """(scenarios, world config, sim config, policies) from the common arguments, or None after printing why
+    (unknown scenario, a policy that does not load); a bad config file raises ConfigError (exit 2 in the CLI)."""
     from dima_core.sim.policies import PolicyLoadError
-    from dima_core.sim.runner import RunOptions, config_record, machine_line, run_closed_loop, write_report
     from dima_core.sim.scene import UnknownScenarioError
 
     try:
@@ -99,8 +98,20 @@ def run_sim(args: argparse.Namespace) -> int:
         world_cfg, sim_cfg = load_configs(args)
         policies = build_policies(args.policy, args.baselines, args.admlp, args.threads)
     except (PolicyLoadError, UnknownScenarioError) as exc:
-        print(f"dima sim: {exc}")
+        print(f"{prog}: {exc}")
+        return None
+    return scenarios, world_cfg, sim_cfg, policies
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dima_core.sim.runner import RunOptions, config_record, machine_line, run_closed_loop, write_report
+
+    prepared = prepare_run(args, "dima sim")
+    if prepared is None:
         return 2
+    scenarios, world_cfg, sim_cfg, policies = prepared
     if not policies:
         print("dima sim: no policy to run (give --policy or keep --baselines)")
         return 2
@@ -156,4 +167,4 @@ def _command_line(args: argparse.Namespace) -> str:
     return "dima " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
 
 
-__all__ = ["add_common_arguments", "add_parser", "build_policies", "load_configs", "resolve_scenarios"]
+__all__ = ["add_common_arguments", "add_parser", "build_policies", "load_configs", "prepare_run", "resolve_scenarios"]

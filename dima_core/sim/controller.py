@@ -280,7 +280,7 @@ class TrajectoryTracker:
         for k in range(1, len(pts)):
             if np.linalg.norm(raw[k] - pts[k - 1]) < self.cfg.still_distance_m:
                 pts[k] = pts[k - 1]
-        # A run that ends within stop_distance_m of where it starts, next to another run, is a stub (the car
+        # A run that ends within stop_distance_m of where it starts, next to another run, is a sliver (the car
         # stopped a few cm from where the plan turns back, or beside it, or noise around a standing point): it
         # stands instead, so the car does not shuffle back and forth.
         while True:  # each pass removes a moving segment or stops, so it ends
@@ -288,12 +288,12 @@ class TrajectoryTracker:
             bounds = [0, *sorted(cusps), len(pts) - 1]
             if len(bounds) == 2:
                 break
-            # Net displacement, not path length: a zig-zag of noisy points around one place is a stub too.
+            # Net displacement, not path length: a zig-zag of noisy points around one place is a sliver too.
             lengths = [float(np.linalg.norm(pts[i1] - pts[i0])) for i0, i1 in zip(bounds[:-1], bounds[1:])]
-            stub = int(np.argmin(lengths))
-            if lengths[stub] >= self.cfg.stop_distance_m:
+            sliver = int(np.argmin(lengths))
+            if lengths[sliver] >= self.cfg.stop_distance_m:
                 break
-            i0, i1 = bounds[stub], bounds[stub + 1]
+            i0, i1 = bounds[sliver], bounds[sliver + 1]
             pts[i0 + 1 : i1 + 1] = pts[i0]
         sigma = np.concatenate([[0.0], np.cumsum(seg_len)])
         runs = self._build_runs(pts, sigma, gears, seg_len > 0.0, cusps, st)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from dima_core.constants import COMMAND_LATERAL_THRESHOLD_M, COMMAND_LEFT, COMMAND_RIGHT, COMMAND_STRAIGHT
+from dima_core.data.ego_motion import driving_command
 
 COMMAND_HORIZON_S = 3.0  # the dataset's command looks at the 3 s point of the future
 MIN_LOOKAHEAD_M = 4.0  # a standing or creeping ego still needs to know which way the road turns
@@ -80,12 +80,9 @@ class Route:
         ahead = min(max(abs(speed) * COMMAND_HORIZON_S, MIN_LOOKAHEAD_M), MAX_LOOKAHEAD_M)
         target = self.point(s + ahead)
         dx, dy = target[0] - x, target[1] - y
-        lateral = -math.sin(yaw) * dx + math.cos(yaw) * dy
-        if lateral > COMMAND_LATERAL_THRESHOLD_M:
-            return COMMAND_LEFT
-        if lateral < -COMMAND_LATERAL_THRESHOLD_M:
-            return COMMAND_RIGHT
-        return COMMAND_STRAIGHT
+        c, sn = math.cos(yaw), math.sin(yaw)
+        in_ego = np.array([[c * dx + sn * dy, -sn * dx + c * dy]])
+        return driving_command(in_ego, np.array([True]))  # the data layer's rule, on the route point
 
 
 def route_of_driver(driver) -> Route:

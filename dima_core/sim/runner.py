@@ -132,18 +132,19 @@ def machine_line() -> str:
 def write_report(report: ClosedLoopReport, path: str, **extra: object) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
-        json.dump(_jsonable(report.to_dict(**extra)), f, indent=1)
+        json.dump(jsonable(report.to_dict(**extra)), f, indent=1)
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """JSON-ready copy: numpy scalars and arrays as Python values, non-finite floats as None (strict JSON)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     return obj
@@ -153,5 +154,5 @@ def config_record(world_cfg: SynthConfig, sim_cfg: SimConfig) -> dict:
     return {"world": config_to_dict(world_cfg), "sim": config_to_dict(sim_cfg)}
 
 
-__all__ = ["BASELINE_ORDER", "ClosedLoopReport", "RunOptions", "config_record", "machine_line", "run_closed_loop",
-           "summary_lines", "write_report"]
+__all__ = ["BASELINE_ORDER", "ClosedLoopReport", "RunOptions", "config_record", "jsonable", "machine_line",
+           "run_closed_loop", "summary_lines", "write_report"]
