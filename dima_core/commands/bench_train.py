@@ -6,8 +6,8 @@ builds it):
 
 1. *loop*: ``--warmup + --steps`` steps of the real ``Trainer.fit`` (DataLoader, the dataset reading the JPEGs or
    the image cache, the step, logging and checkpointing as the config sets them; validation off);
-2. *bare step*: the same number of ``Trainer.train_step`` calls on one batch that stays in memory (forward, loss
-   with matching, backward, optimiser; no data loading, no logging, no checkpoints).
+2. *bare step*: ``--bare-steps`` (default: as many) ``Trainer.train_step`` calls on one batch that stays in memory
+   (forward, loss with matching, backward, optimiser; no data loading, no logging, no checkpoints).
 
 Both are timed by explicit timers around the trainer's own code paths (:mod:`dima_core.training.profiling`: data
 wait, forward, loss + matching, backward, optimiser, logging, checkpointing); the first ``--warmup`` steps of each are
@@ -76,6 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="AdamW implementation (default: the config's)")
     p.add_argument("--steps", type=int, default=20, help="timed steps of each measurement (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before them (default 3)")
+    p.add_argument("--bare-steps", type=int, default=None,
+                   help="timed bare steps (default: --steps; fewer when only the loop's loss curve is wanted)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="default cpu")
     p.add_argument("--profile-ops", type=int, default=0, metavar="K",
@@ -271,8 +273,8 @@ def run(args: argparse.Namespace) -> int:
     from dima_core.training.profiling import StepTimer
     from dima_core.training.stage1 import build_stage1_trainer
 
-    if args.steps < 1 or args.warmup < 0:
-        raise ValueError("--steps must be >= 1 and --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or (args.bare_steps is not None and args.bare_steps < 1):
+        raise ValueError("--steps and --bare-steps must be >= 1, --warmup >= 0")
     if args.threads < 1:
         raise ValueError("--threads must be >= 1")
     torch.set_num_threads(args.threads)
@@ -293,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 2. The bare step on one batch of the same training set.
     batch = fixed_batch(trainer.dataset, trainer.collate_fn, config.data.batch_size)
-    bare = bare_steps(trainer, batch, args.steps, args.warmup)
+    bare = bare_steps(trainer, batch, args.steps if args.bare_steps is None else args.bare_steps, args.warmup)
     ops = profile_ops(trainer, batch, min(args.steps, 5), args.profile_ops) if args.profile_ops > 0 else []
     load_end = _load()
 
