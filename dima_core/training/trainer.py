@@ -2,8 +2,11 @@
 
 A stage supplies three things: the model, a *step function* ``step_fn(model, batch) -> {name: loss tensor}``
 (which must include ``"total"``, the value that is back-propagated; the other entries are logged), and the
-training dataset with its collate function. Stage 1 (:mod:`dima_core.training.stage1`) passes the vision planner
-and its VAD losses; stage 2 will pass the joint planner + MLLM model and its losses through the same loop.
+training dataset with its collate function. Stage 1 (:func:`~dima_core.training.stage1.build_stage1_trainer`)
+passes the :class:`~dima_core.models.vision_planner.VisionPlanner` and ``Stage1Step`` (its VAD losses); stage 2
+(:func:`~dima_core.training.stage2.build_stage2_trainer`) passes the
+:class:`~dima_core.models.dima.DimaJointModel` (planner + MLLM teacher) and ``Stage2Step`` through the same loop,
+in ``Stage2Trainer`` (which also initialises from a stage-1 checkpoint). Both validate with ``Stage1Validation``.
 
 Resume contract: a run stopped after step k and resumed from its checkpoint produces the same parameters and the
 same per-step losses as the uninterrupted run (tested in test/test_training_resume.py). It holds because
@@ -75,6 +78,8 @@ from dima_core.training.sampler import ResumableDistributedSampler
 from dima_core.training.schedule import build_scheduler
 
 if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
     from dima_core.training.fsdp import ShardedModel
 
 log = logging.getLogger(__name__)
@@ -306,7 +311,7 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.last_checkpoint: Optional[Path] = None
         self._saved_at_step = -1
-        self._writer: Any = None
+        self._writer: Optional[SummaryWriter] = None  # rank 0 with config.tensorboard, from fit() on
         self._stop_signal: Optional[int] = None
         self.timer: NullTimer | StepTimer = NULL_TIMER  # per-section timing; set_timer() (dima bench train)
 
