@@ -11,7 +11,8 @@ setup(
     description="DiMA (Distilling Multi-modal LLMs for Autonomous Driving) for ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["dima_core", "dima_core.*", "dima_ros", "dima_ros.*"]),
+    # benchmarks: `dima bench ...` (top-level, not part of the library)
+    packages=find_packages(include=["dima_core", "dima_core.*", "dima_ros", "dima_ros.*", "benchmarks", "benchmarks.*"]),
     package_data={"dima_core": ["py.typed"]},
     install_requires=[
         "numpy<2",

@@ -16,9 +16,10 @@ from dima_core.config import ConfigError
 
 def build_parser() -> argparse.ArgumentParser:
     from dima_core.commands import ask as ask_command
-    from dima_core.commands import bench_distill
+    from benchmarks import distill as bench_distill
+    from benchmarks import latency as bench_latency
     from dima_core.commands import bag as bag_command
-    from dima_core.commands import bench_latency, bench_planner, bench_synth, data_index, data_qa, data_show, data_synth
+    from dima_core.commands import bench_planner, bench_synth, data_index, data_qa, data_show, data_synth
     from dima_core.commands import bench_closed_loop, bench_train, data_cache
     from dima_core.commands import eval as eval_command
     from dima_core.commands import export as export_command
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dima_core.commands import sim as sim_command
     from dima_core.commands import train as train_command
     from dima_core.commands import viz as viz_command
+    from dima_core.commands import weights as weights_command
 
     parser = argparse.ArgumentParser(prog="dima", description="DiMA: distilled multi-modal LLM planner for ROS 2")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     viz_command.add_parser(groups)  # `dima viz --checkpoint CKPT | --results FILE ...`
     ros_command.add_parser(groups)  # `dima ros bringup|ask`: rclpy is imported only when they run
     sim_command.add_parser(groups)  # `dima sim run|fit-admlp`: the closed-loop simulator
+    weights_command.add_parser(groups)  # `dima weights export|show`: planner weights files (safetensors)
     return parser
 
 

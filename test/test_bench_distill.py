@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dima_core.commands import bench_distill
+from benchmarks import distill as bench_distill
 
 
 def _report(seeds: list[int], l2: dict[str, list[float]], epochs: int = 4) -> dict:

@@ -17,7 +17,7 @@ from training_fixtures import write_micro_model_config
 @pytest.mark.ros
 def test_ros_pipeline_reports_sane_per_frame_timings(tmp_path: Path) -> None:
     require_ros()
-    from dima_core.commands import bench_latency
+    from benchmarks import latency as bench_latency
 
     parser = argparse.ArgumentParser()
     bench_latency.add_parser(parser.add_subparsers())

@@ -19,7 +19,7 @@ The ``ros`` pipeline measures the deployed node instead of the bare backend: the
 over real DDS by a separate publisher node at ``--ros-rate`` Hz with six JPEG ``CompressedImage`` cameras (plus
 CameraInfo, odometry, acceleration, command). Per frame: pipeline latency (frame stamp -> trajectory received), the
 node's processing time and model time, and ROS overhead = pipeline latency - model latency; see
-:mod:`dima_ros.bench_pipeline`. Both ROS processes use ``config/fastdds_large_data.xml`` (``--ros-dds-profile``):
+:mod:`benchmarks.pipeline`. Both ROS processes use ``config/fastdds_large_data.xml`` (``--ros-dds-profile``):
 Fast DDS's default shared-memory segment cannot hold six full-size JPEGs. It needs the ROS environment
 (``source tools/env.sh``); without it the row says so.
 
@@ -152,7 +152,7 @@ PIPELINES: list[Pipeline] = [
 ]
 
 
-# The planner node over real DDS (dima_ros.bench_pipeline): not a per-frame callable like PIPELINES (the node runs
+# The planner node over real DDS (benchmarks.pipeline): not a per-frame callable like PIPELINES (the node runs
 # in its own process and reports several timings per frame), so it has its own rows and table.
 ROS_PIPELINE = "ros"
 
@@ -162,7 +162,7 @@ class RosRow:
     config: str
     backend: str
     description: str = ""
-    result: Any = None  # dima_ros.bench_pipeline.RosBenchResult when measured
+    result: Any = None  # benchmarks.pipeline.RosBenchResult when measured
     note: str = ""
 
 
@@ -188,7 +188,7 @@ def _run_ros(case: BenchCase, args: argparse.Namespace) -> RosRow:
         row.note = f"not available: {reason}"
         return row
     try:
-        from dima_ros.bench_pipeline import DEFAULT_DDS_PROFILE, RosBenchSettings, run_ros_bench
+        from benchmarks.pipeline import DEFAULT_DDS_PROFILE, RosBenchSettings, run_ros_bench
     except ImportError as exc:
         row.note = (f"not available: rclpy or the dima interfaces do not import ({exc}); run in the ROS environment "
                     "(source tools/env.sh)")

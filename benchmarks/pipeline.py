@@ -23,7 +23,7 @@ publishes on the two debug topics plus the input and model times, keyed by the f
 ``std_msgs/Float64`` without a stamp, and pairing by arrival order would silently shift every value by one after a
 single lost message.
 
-Three processes: the node, the feeder (``python -m dima_ros.bench_pipeline FEEDER.json OUT.json``: publisher, recorder)
+Three processes: the node, the feeder (``python -m benchmarks.pipeline FEEDER.json OUT.json``: publisher, recorder)
 and the caller, which only orchestrates (parameter file, DDS profile, start, watch, stop) and never initialises
 rclpy, so the middleware settings of both ROS processes are exactly the ones given here. All run on one host and ROS
 time is the system time (``use_sim_time`` is off): frame stamps and arrival times are on one clock. Frames the node
@@ -445,7 +445,7 @@ def _feed(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def feeder_main(argv: Optional[list[str]] = None) -> int:
-    """``python -m dima_ros.bench_pipeline FEEDER.json OUT.json`` (started by :func:`run_ros_bench`)."""
+    """``python -m benchmarks.pipeline FEEDER.json OUT.json`` (started by :func:`run_ros_bench`)."""
     ap = argparse.ArgumentParser(description="dima bench latency ros pipeline: the publisher/recorder process")
     ap.add_argument("config", type=Path)
     ap.add_argument("out", type=Path)
@@ -493,7 +493,8 @@ def run_ros_bench(settings: RosBenchSettings) -> RosBenchResult:
             "start_timeout_s": settings.start_timeout_s}))
 
         env = os.environ.copy()
-        # Both processes must import this very dima_ros / dima_core (a source checkout is not on sys.path by itself).
+        # Both processes must import this very benchmarks / dima_ros / dima_core (a source checkout is not on
+        # sys.path by itself).
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         if settings.dds_profile is not None:
