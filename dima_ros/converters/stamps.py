@@ -3,7 +3,9 @@
 ROS stamps are ``(sec: int32, nanosec: uint32 < 1e9)``; DiMA's runtime keys frames by one integer nanosecond value
 (``dima_core.runtime.frame_sync``), because integer arithmetic keeps equal stamps equal where float seconds would not.
 The rclpy message classes do not check the ranges when a field is set (only when the message is serialised, far from
-the cause), so these functions do and raise :class:`ValueError` naming the value.
+the cause), so the functions that build a time check them and raise :class:`ValueError` naming the value. Reading a
+received time never raises: a ``nanosec`` of 1e9 or more (legal in the uint32 field) still names one instant, read
+as ``sec * 1e9 + nanosec`` as ``rclpy.time.Time.from_msg`` does, so a subscription callback cannot die on it.
 
 Works on any object with ``sec`` / ``nanosec`` fields: rclpy's ``builtin_interfaces.msg.Time`` / ``Duration``, a
 ``rosgraph_msgs/Clock``'s ``clock`` field, or a ``rosbags`` message.
@@ -40,15 +42,9 @@ def split_ns(ns: int) -> tuple[int, int]:
 
 
 def stamp_to_ns(stamp: Any) -> int:
-    """``builtin_interfaces/Time`` (or ``Duration``) -> integer nanoseconds.
-
-    Raises:
-        ValueError: ``nanosec`` is outside ``[0, 1e9)`` (not a normalised ROS time).
-    """
-    sec, nanosec = int(stamp.sec), int(stamp.nanosec)
-    if not 0 <= nanosec < NS_PER_S:
-        raise ValueError(f"stamp {sec} s {nanosec} ns: nanosec must be in [0, {NS_PER_S})")
-    return sec * NS_PER_S + nanosec
+    """``builtin_interfaces/Time`` (or ``Duration``) -> integer nanoseconds (``sec * 1e9 + nanosec``, never raises
+    for a received message: see the module docstring)."""
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
 def ns_to_stamp(ns: int) -> Time:
@@ -76,7 +72,7 @@ def seconds_to_duration(seconds: float) -> Duration:
 
 
 def duration_to_seconds(duration: Any) -> float:
-    """``builtin_interfaces/Duration`` -> float seconds (ValueError as :func:`stamp_to_ns`)."""
+    """``builtin_interfaces/Duration`` -> float seconds."""
     return stamp_to_ns(duration) / NS_PER_S
 
 
