@@ -1,7 +1,7 @@
 """Online planning evaluation (the evaluator node's logic, without rclpy).
 
 :class:`OnlineEvaluator` pairs planned trajectories with ground-truth frames by *exact* header stamp (both carry
-the keyframe's CAM_FRONT stamp: DESIGN.md section 4, docs/bags.md) and scores each pair with the same
+the keyframe's CAM_FRONT stamp: docs/design.md, ROS interfaces; docs/bags.md) and scores each pair with the same
 :class:`~dima_core.eval.planning_metrics.PlanningMetricAccumulator` and occupancy code as ``dima eval``, so the
 online report of a replay equals ``dima eval --results`` on the same trajectories. Either side may arrive first;
 unpaired entries wait in bounded buffers (oldest dropped, and counted, beyond ``max_pending``).
@@ -28,7 +28,8 @@ class EvaluatorNodeConfig:
 
     report_path: str = param("", help="JSON report written at shutdown and on ~/report; empty = do not write")
     results_path: str = param(
-        "", help="the paired trajectories as a results file (DESIGN.md section 3), for `dima eval --results`")
+        "", help="the paired trajectories as a results file (docs/design.md, Evaluation protocol), for "
+                 "`dima eval --results`")
     max_pending: int = param(200, lo=1, hi=100_000, read_only=True,
                              help="unpaired trajectories / GT frames kept per side")
     summary_every: int = param(1, lo=1, hi=100_000, help="publish and log the running summary every N pairs")
@@ -98,7 +99,7 @@ class OnlineEvaluator:
         return len(self.paired)
 
     def report(self) -> dict[str, Any]:
-        """The DESIGN.md section 3 report plus the pairing counters (``online``)."""
+        """The report of docs/design.md (Evaluation protocol) plus the pairing counters (``online``)."""
         with self._lock:
             report = self.accumulator.result()
             formula = report.pop("formula")
