@@ -6,7 +6,7 @@ consumers. Everything here is plain Python (no rclpy): the QoS is described with
 what a rosbag2 ``metadata.yaml`` stores as ``offered_qos_profiles``, and :func:`qos_to_dict` gives a neutral form
 a ROS-side module turns into ``rclpy.qos.QoSProfile``.
 
-QoS choices (DESIGN.md section 4, ros_ecosystem.md section 6 item 5):
+QoS choices (docs/design.md, ROS interfaces; ros_ecosystem.md section 6 item 5):
 
 - Everything is *offered* reliable. A reliable writer matches both reliable and best-effort readers (REP-2003:
   drivers publish reliable, camera consumers subscribe best-effort), so no subscriber is ever silently starved by a
@@ -25,8 +25,8 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 
 from dima_core.constants import CAMERA_NAMES
 
-# Frames (DESIGN.md section 2). Camera frames are the nuScenes channel names; nuScenes camera frames are already
-# optical frames (x right, y down, z forward), so no separate *_optical_frame is needed.
+# Frames (docs/design.md, Frames and shapes). Camera frames are the nuScenes channel names; nuScenes camera frames
+# are already optical frames (x right, y down, z forward), so no separate *_optical_frame is needed.
 MAP_FRAME = "map"
 BASE_FRAME = "base_link"
 
