@@ -193,7 +193,7 @@ class Stage1Validation:
             for key, value in losses.items():
                 sums[f"loss/{key}"] = sums.get(f"loss/{key}", 0.0) + float(value) * size
             sums["samples"] += size
-            # The command's plan vs the GT future, on fully observed futures only (DESIGN.md section 3).
+            # The command's plan vs the GT future, on fully observed futures only (docs/design.md, Evaluation protocol).
             full = batch["ego_future_mask"].all(dim=-1)
             l2 = torch.linalg.norm(output.trajectory.float() - batch["ego_future"], dim=-1)[full]  # (n, 6)
             sums["scored"] += float(full.sum())
