@@ -1,4 +1,4 @@
-"""Project-wide conventions (see DESIGN.md section 2). Import these; never repeat the literals."""
+"""Project-wide conventions (docs/design.md, Frames and shapes). Import these; never repeat the literals."""
 
 from __future__ import annotations
 
