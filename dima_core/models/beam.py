@@ -5,7 +5,7 @@ ONNX outputs after :data:`BEAM_FIELDS`) and the ROS node (which publishes them a
 
 Shapes (B batch, C = ``ModelConfig.embed_dim``, H x W BEV grid, Na agent queries, Nm map vectors, K motion modes,
 T = 6 future steps, P points per polyline). All coordinates are in the current ego frame (x forward, y left,
-metres); see DESIGN.md section 2.
+metres); see docs/design.md, Frames and shapes.
 
 ==================== ======================= ======================================================================
 field                shape                   meaning
