@@ -1,6 +1,6 @@
 """BEV grid geometry: metric <-> grid coordinates, 3D pillar reference points, camera projection, ego-motion warp.
 
-Conventions (DESIGN.md section 2 and :mod:`dima_core.models.config`):
+Conventions (docs/design.md, Frames and shapes; and :mod:`dima_core.models.config`):
 
 - Ego frame: x forward, y left, z up, metres.
 - A BEV map is ``(B, C, H, W)``: row ``i`` is along x (row 0 at ``x_min``), column ``j`` along y (column 0 at
