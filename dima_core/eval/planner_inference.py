@@ -17,7 +17,8 @@ config (input size, map resolution, identity normalisation, history frames), :fu
 and, for temporal models, the previous BEV built by :func:`~dima_core.training.stage1.history_bev` from the
 dataset's previous keyframes, as training does. The model runs in eval mode under ``torch.no_grad``.
 
-Frames: everything returned is in each sample's current ego frame (x forward, y left, metres; DESIGN.md section 2).
+Frames: everything returned is in each sample's current ego frame (x forward, y left, metres; docs/design.md,
+Frames and shapes).
 """
 
 from __future__ import annotations
