@@ -68,8 +68,9 @@ def baseline_planners(admlp: Optional[ADMLPBaseline] = None) -> dict[str, Planne
 
 
 def combine_reports(primary: str, reports: Mapping[str, dict], **extra: object) -> dict:
-    """The JSON report: the primary method's report at the top level (DESIGN.md section 3 schema), the other
-    methods under ``"baselines"`` (same schema, without the repeated formula), plus ``extra`` keys."""
+    """The JSON report: the primary method's report at the top level (the schema of docs/design.md, Evaluation
+    protocol), the other methods under ``"baselines"`` (same schema, without the repeated formula), plus ``extra``
+    keys."""
     out = dict(reports[primary])
     out["method"] = primary
     formula = out.pop("formula")
