@@ -1,4 +1,5 @@
-"""Ground-truth BEV occupancy for the open-loop collision metric (DESIGN.md section 3), as VAD's ``metric_stp3.py``.
+"""Ground-truth BEV occupancy for the open-loop collision metric (docs/design.md, Evaluation protocol), as VAD's
+``metric_stp3.py``.
 
 Grid
 ----
@@ -25,7 +26,7 @@ pipeline feeds them to ``PlanningMetric.get_label``:
   as in VAD's val/test config);
 - current centre strictly inside the perception range (VAD's ``CustomObjectRangeFilter``: x in (-30, 30),
   y in (-15, 15) in our ego frame; VAD states it in its lidar frame, whose origin is the lidar mount rather than the
-  ego-pose origin we use, per DESIGN.md section 2).
+  ego-pose origin we use, per docs/design.md, Frames and shapes).
 
 Every filter is a field of :class:`OccupancyConfig`, so an evaluation can widen them (e.g. all agents out to 50 m);
 the report's formula states the values used.
