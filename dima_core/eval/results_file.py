@@ -1,4 +1,4 @@
-"""The planning results-file interface (DESIGN.md section 3), so any planner's output can be scored::
+"""The planning results-file interface (docs/design.md, Evaluation protocol), so any planner's output can be scored::
 
     {"meta": {"convention_note": "..."},
      "results": {"<sample_token>": {"trajectory": [[x, y], ... 6 waypoints]}}}
