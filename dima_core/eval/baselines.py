@@ -1,4 +1,4 @@
-"""Reference planners that every evaluation scores beside the model (DESIGN.md section 3).
+"""Reference planners that every evaluation scores beside the model (docs/design.md, Evaluation protocol).
 
 Both return ``(6, 2)`` positions at 0.5 .. 3.0 s in the sample's current ego frame (x forward, y left).
 
