@@ -1,4 +1,5 @@
-"""Open-loop planning metrics on nuScenes-format data: L2 and collision rate in two conventions (DESIGN.md section 3).
+"""Open-loop planning metrics on nuScenes-format data: L2 and collision rate in two conventions (docs/design.md,
+Evaluation protocol).
 
 Per sample (only samples whose GT ego future has all 6 steps are scored):
 
@@ -339,7 +340,7 @@ class PlanningMetricAccumulator:
         }
 
     def result(self) -> dict:
-        """The DESIGN.md section 3 report: overall, per split (with counts), and the formula."""
+        """The report of docs/design.md (Evaluation protocol): overall, per split (with counts), and the formula."""
         scores = self.per_sample()
         report: dict = {"num_samples": self.num_samples, **summarize(scores["l2"], scores["collision"])}
         names = list(self.split_names) + sorted({s for ss in self._splits for s in ss} - set(self.split_names))
