@@ -11,7 +11,8 @@ three command-conditioned modes (faint) and the plan against the GT future. Each
 ``OUT/<scene>.mp4`` (cv2 ``mp4v``, ``--fps`` frames per second: nuScenes keyframes come at 2 Hz), read back with
 ``cv2.VideoCapture`` after writing to check every frame decodes.
 
-``--results`` draws an external planner's trajectories from a results file (DESIGN.md section 3); no model runs.
+``--results`` draws an external planner's trajectories from a results file (docs/design.md, Evaluation protocol);
+no model runs.
 """
 
 from __future__ import annotations
