@@ -5,8 +5,8 @@
     dima eval --checkpoint CKPT --dataroot DIR --version V [--split val] [--out report.json]
               [--results-out results.json] [--batch-size N] [--device cpu|cuda] [--index FILE]
 
-Results-file mode scores ``FILE`` (DESIGN.md section 3 interface, :mod:`dima_core.eval.results_file`) against the
-GT of ``--split``. Tokens of other splits in the file are ignored (counted); tokens the dataset does not have are an
+Results-file mode scores ``FILE`` (the interface of docs/design.md, Evaluation protocol;
+:mod:`dima_core.eval.results_file`) against the GT of ``--split``. Tokens of other splits in the file are ignored (counted); tokens the dataset does not have are an
 error naming the token; split samples the file lacks are reported and counted, not scored. The constant-velocity
 baseline and the AD-MLP baseline (fitted here on ``--admlp-train-split``) are scored on exactly the same samples.
 
