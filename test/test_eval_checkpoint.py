@@ -90,7 +90,8 @@ def test_eval_checkpoint_report_and_results_roundtrip(synth_world, micro_index, 
     assert report["source"]["step"] == 2
     assert all(math.isfinite(v) for v in _numbers(report))
 
-    # The results file is the DESIGN.md section 3 interface: scoring it reproduces the planning numbers.
+    # The results file is the interface of docs/design.md (Evaluation protocol): scoring it reproduces the
+    # planning numbers.
     rescored_path = tmp_path / "rescored.json"
     assert dima_main(["eval", "--results", str(results_path), *common, "--out", str(rescored_path),
                       "--name", "micro_test"]) == 0
