@@ -1,4 +1,4 @@
-"""Planning metrics on hand-computed cases, both conventions (DESIGN.md section 3, issue 3 section 5).
+"""Planning metrics on hand-computed cases, both conventions (docs/design.md, Evaluation protocol; issue 3 section 5).
 
 Expected numbers are worked out in the comments. Geometry reminder (VAD's footprint, module docstring of
 planning_metrics): for a waypoint (x, y) the footprint covers grid points x' in [x - 1.5, x + 2.0] and
