@@ -8,8 +8,8 @@
   ``dima bag convert``).
 
 The two are paired by exact header stamp and scored by :class:`dima_core.runtime.online_eval.OnlineEvaluator`
-(PlanningMetricAccumulator + occupancy, DESIGN.md section 3). Every ``summary_every`` pairs the running summary is
-logged and published as JSON on ``~/output/summary`` (std_msgs/String). The JSON report (and, with
+(PlanningMetricAccumulator + occupancy, docs/design.md, Evaluation protocol). Every ``summary_every`` pairs the
+running summary is logged and published as JSON on ``~/output/summary`` (std_msgs/String). The JSON report (and, with
 ``results_path``, the paired trajectories as a results file for ``dima eval --results``) is written on the
 ``~/report`` service (std_srvs/Trigger, message = the report path and summary) and when the node is destroyed.
 Parameters: :class:`dima_core.runtime.online_eval.EvaluatorNodeConfig` (``config/evaluator_node.yaml``).
