@@ -68,8 +68,8 @@ from dima_ros.trajectory_messages import trajectory_messages
 
 NODE_NAME = "dima_planner"
 
-# DESIGN.md section 4: cameras best-effort depth 1 (sensor data: the newest frame only), odometry/command reliable,
-# outputs reliable depth 1. A reliable publisher (drivers, the bag player) matches a best-effort subscriber.
+# docs/design.md, ROS interfaces: cameras best-effort depth 1 (sensor data: the newest frame only),
+# odometry/command reliable, outputs reliable depth 1. A reliable publisher (drivers, the bag player) matches a best-effort subscriber.
 CAMERA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
                         durability=DurabilityPolicy.VOLATILE)
 CAMERA_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
