@@ -1,7 +1,9 @@
 """Scoring several planners on the same samples, with the baselines, into one report and one table.
 
-This is the library behind ``dima eval`` (results-file mode now; a checkpoint mode only has to supply another
-planner callable) and behind benchmarks that compare a model with the baselines.
+This is the library behind both modes of ``dima eval`` (``--results``: the trajectories of a results file;
+``--checkpoint``: the planner's batched inference, :mod:`dima_core.eval.planner_inference`, each looked up by sample
+token), behind ``dima bench planner`` and ``dima bench distill`` (``benchmarks/``), and behind ``dima sim fit-admlp``
+(:func:`fit_admlp`).
 
 A *planner* is a callable ``DrivingSample -> (6, 2)`` positions in the sample's current ego frame. Every planner is
 scored on exactly the same samples with the same GT occupancy (built once per sample), so rows of one table are
@@ -32,8 +34,14 @@ def evaluate_planners(
 ) -> dict[str, dict]:
     """Score every planner on every sample (samples without a full GT future are counted as skipped).
 
+    Args:
+        samples: the scored keyframes; the GT occupancy of each is built once and shared by every planner.
+        planners: method name -> planner (``DrivingSample -> (6, 2)`` ego-frame positions at 0.5 .. 3.0 s).
+        occupancy_config: the GT occupancy grid and the ego footprint of the collision metric.
+
     Returns:
-        method name -> report (:meth:`PlanningMetricAccumulator.result`).
+        method name -> report (:meth:`PlanningMetricAccumulator.result`: ``num_samples``, ``vad``, ``uniad``,
+        ``splits``, the skip and GT-collision counters, ``formula``).
     """
     accumulators = {name: PlanningMetricAccumulator(occupancy_config) for name in planners}
     for sample in samples:
