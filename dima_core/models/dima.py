@@ -23,6 +23,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 import torch
@@ -274,7 +275,7 @@ def build_teacher(mllm_config: Any, llm: Optional[nn.Module] = None, tokenizer: 
 
 def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location: str | torch.device = "cpu",
               llm: Optional[nn.Module] = None, tokenizer: Any = None) -> LoadedDima:
-    """Restore a stage-1 or stage-2 checkpoint (file or run directory) for ``mode``.
+    """Restore a stage-1 or stage-2 checkpoint (file or run directory), or a planner weights file, for ``mode``.
 
     ``vision`` builds the planner only: the LLM is neither loaded nor constructed, and the teacher's weights in
     a stage-2 checkpoint are skipped. ``mllm``/``dual`` rebuild the teacher from the stored MLLM config (the frozen
@@ -284,12 +285,20 @@ def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location
         CheckpointError: unreadable checkpoint, or a stage-1 checkpoint asked for a teacher mode.
     """
     from dima_core.config import config_from_dict
+    from dima_core.models.weights_file import is_weights_file, weights_as_checkpoint_state
     from dima_core.training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    path = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(path, map_location=map_location)
+    # A weights file (safetensors, planner only, how planners ship: dima_core/models/weights_file.py) or a checkpoint.
+    path = Path(checkpoint) if is_weights_file(checkpoint) else resolve_checkpoint(checkpoint)
+    if is_weights_file(path):
+        if mode != "vision":
+            raise CheckpointError(f"{path} is a planner weights file (planner only): mode '{mode}' needs a stage-2 "
+                                  "checkpoint with the MLLM teacher")
+        state = weights_as_checkpoint_state(path)
+    else:
+        state = load_checkpoint(path, map_location=map_location)
     stored = dict(state.get("model_config") or {})
     weights: Mapping[str, torch.Tensor] = state["model"]
     if "planner" in stored and "mllm" in stored:  # stage 2
