@@ -63,30 +63,28 @@ class BeamLike(Protocol):
 
 @dataclass
 class TeacherOutput:
-    """Everything one teacher forward produces (B batch, L sequence, V vocabulary, K masked/queried positions).
+    """Everything one teacher forward produces.
 
-    logits (B, L, V); lm_loss () or None without answers; hidden (B, L, D_llm) last hidden states;
-    plan_trajectories (B, M, T, 2) positions; plan_feature (B, F) the planning head's penultimate feature;
-    bev_mask the masking applied (None when unmasked); recon (B, K, C) predictions at ``bev_mask.positions``;
-    recon_target (B, K, C) the unmasked BEV tokens there; future ``{k: (B, K', C)}`` at ``future_positions`` (B, K');
-    attentions per layer (B, H, L, L) when requested; hidden_states per layer (B, L, D_llm), index 0 = embeddings
-    (the multi-teacher targets); inputs_embeds (B, L, D_llm) the spliced prompt the LLM read (the attention
-    distillation's reference pass reads the same).
+    Shapes: B batch, L prompt length (scene slots spliced in), V vocabulary, D_llm the LLM's hidden size,
+    M = ``heads.num_modes`` (one per driving command, VAD's order), T = ``heads.num_steps`` (6 at 0.5 s),
+    F = ``heads.plan_feature_dim``, C = ``scene_dim`` (the BEAM token width), K masked BEV positions, K'
+    future-queried BEV positions, H attention heads. Trajectories are positions in the current ego frame (x forward,
+    y left, metres).
     """
 
-    logits: torch.Tensor
-    lm_loss: Optional[torch.Tensor]
-    hidden: torch.Tensor
-    plan_trajectories: torch.Tensor
-    plan_feature: torch.Tensor
-    bev_mask: Optional[BevMask] = None
-    recon: Optional[torch.Tensor] = None
-    recon_target: Optional[torch.Tensor] = None
-    future: dict[int, torch.Tensor] = field(default_factory=dict)
-    future_positions: Optional[torch.Tensor] = None
-    attentions: Optional[tuple[torch.Tensor, ...]] = None
-    hidden_states: Optional[tuple[torch.Tensor, ...]] = None
-    inputs_embeds: Optional[torch.Tensor] = None
+    logits: torch.Tensor  # (B, L, V) LM logits
+    lm_loss: Optional[torch.Tensor]  # () VQA cross-entropy on the answer tokens; None when no prompt has an answer
+    hidden: torch.Tensor  # (B, L, D_llm) the LLM's last hidden states
+    plan_trajectories: torch.Tensor  # (B, M, T, 2) the planning head's command-conditioned trajectories
+    plan_feature: torch.Tensor  # (B, F) the planning head's penultimate feature (KL distillation, DiMA-Dual)
+    bev_mask: Optional[BevMask] = None  # the BEV masking applied (surrogate (c)); None when unmasked
+    recon: Optional[torch.Tensor] = None  # (B, K, C) reconstructed BEV tokens at bev_mask.positions
+    recon_target: Optional[torch.Tensor] = None  # (B, K, C) the unmasked BEV tokens at those positions
+    future: dict[int, torch.Tensor] = field(default_factory=dict)  # {k: (B, K', C)} BEV tokens of keyframe t+k
+    future_positions: Optional[torch.Tensor] = None  # (B, K') long, the H*W grid positions ``future`` predicts
+    attentions: Optional[tuple[torch.Tensor, ...]] = None  # per layer (B, H, L, L), when requested
+    hidden_states: Optional[tuple[torch.Tensor, ...]] = None  # per layer (B, L, D_llm), index 0 = the embeddings
+    inputs_embeds: Optional[torch.Tensor] = None  # (B, L, D_llm) the spliced prompt the LLM read
 
 
 def _gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
