@@ -19,9 +19,13 @@ import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 from dima_core.runtime.config import param
+
+if TYPE_CHECKING:
+    from dima_core.data.synth.config import SynthConfig
+    from dima_core.sim.config import SimConfig
 
 TimingMode = Literal["lockstep", "realtime"]
 
@@ -84,11 +88,11 @@ class SimNodeConfig:
 
 @dataclass
 class SimSetup:
-    """What the node runs: the loaded configs (``world_cfg``: SynthConfig, ``sim_cfg``: SimConfig), the scenario
-    names and the seeds, and the files they came from."""
+    """What the node runs: the loaded world and simulator configs, the scenario names and the seeds, and the files
+    they came from."""
 
-    world_cfg: Any
-    sim_cfg: Any
+    world_cfg: SynthConfig  # the synthetic world the episodes are generated in (camera size overridden by sim)
+    sim_cfg: SimConfig  # rates, duration, early-end rules, the vehicle and its tracking controller
     scenarios: list[str]
     seeds: list[int]
     sim_config_path: str
