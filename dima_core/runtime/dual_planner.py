@@ -13,9 +13,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Optional, Sequence, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: torch and the models are imported inside the functions that use them
+    import torch
+
+    from dima_core.models.beam import BeamTokens
+    from dima_core.models.dima import DimaJointModel
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +29,7 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def plan_feature_from_flat(values: Sequence[float], shape: Sequence[int]) -> Any:
+def plan_feature_from_flat(values: Sequence[float], shape: Sequence[int]) -> torch.Tensor:
     """The planner's penultimate ego feature from dima/msg/BeamTokens ``plan_feature`` / ``plan_feature_shape``:
     a (1, C_plan) float32 tensor.
 
@@ -54,7 +60,8 @@ class DualPlan:
     latency_ms: float  # wall time of the teacher forward + fusion + head
 
 
-def plan_dual(model: Any, beam: Any, plan_feature: Any, command: int, stamp_ns: int) -> DualPlan:
+def plan_dual(model: DimaJointModel, beam: BeamTokens, plan_feature: torch.Tensor, command: int,
+              stamp_ns: int) -> DualPlan:
     """DiMA-Dual on one frame: :meth:`~dima_core.models.dima.DimaJointModel.dual_trajectories`.
 
     Args:

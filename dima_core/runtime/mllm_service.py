@@ -21,9 +21,12 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: torch and the models are imported inside the functions that use them
+    from dima_core.models.beam import BeamTokens
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class AskResult:
     stamp_ns: int = 0  # the stamp of the token frame the answer is grounded on (0 when none)
 
 
-def scene_tokens_from_flat(arrays: dict[str, Sequence[float]], shapes: dict[str, Sequence[int]]) -> Any:
+def scene_tokens_from_flat(arrays: dict[str, Sequence[float]], shapes: dict[str, Sequence[int]]) -> BeamTokens:
     """A one-sample :class:`~dima_core.models.beam.BeamTokens` from the flat arrays of a dima/msg/BeamTokens.
 
     Args:
