@@ -1,6 +1,6 @@
 """The keyframe sample every consumer reads: one dataclass, filled from nuScenes (real or synthetic) by the devkit.
 
-Frames and shapes (DESIGN.md section 2):
+Frames and shapes (docs/design.md, Frames and shapes):
 - Ego frame = nuScenes ``ego_pose`` of the current keyframe's reference sensor (LIDAR_TOP when present, else
   CAM_FRONT): x forward, y left, z up, metres. ROS ``base_link``.
 - Boxes are ``(x, y, z, w, l, h, yaw)``: centre in the ego frame, size in the devkit's ``Box.wlh`` order (width
