@@ -1,7 +1,8 @@
 """Ego motion of a keyframe: GT future/past trajectory, driving command and ego status (speed, accel, yaw rate).
 
 Everything here is a pure function of poses (``ego_to_global`` 4x4 matrices) or CAN-bus messages, so it can be
-tested without a dataset. Frames: the *current* ego frame is x forward, y left, z up (DESIGN.md section 2).
+tested without a dataset. Frames: the *current* ego frame is x forward, y left, z up (docs/design.md, Frames and
+shapes).
 
 Ego status, two sources (``EgoStatus.source``):
 
