@@ -11,7 +11,7 @@ from typing import Literal
 from dima_core.config import ranged
 
 # Scenario names. The first five are "normal" driving; the last three are the long-tail manoeuvres the DiMA
-# distillation benchmark holds out (DESIGN.md section 3 long-tail splits).
+# distillation benchmark holds out (docs/design.md, Evaluation protocol: long-tail splits).
 SCENARIOS: tuple[str, ...] = (
     "cruise",
     "follow",
