@@ -167,7 +167,8 @@ class Actor:
 class Simulation:
     """Steps the ego and all actors; records states at every step.
 
-    ``ego_centre_offset``: the ego box centre lies this far ahead of the ego-pose origin (DESIGN.md section 2).
+    ``ego_centre_offset``: the ego box centre lies this far ahead of the ego-pose origin (docs/design.md, Frames
+    and shapes).
     """
 
     def __init__(
