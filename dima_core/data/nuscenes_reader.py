@@ -5,9 +5,10 @@
         sample = reader.build_sample(token)
 
 Frames (docs/design.md, Frames and shapes): the ego frame is the ``ego_pose`` of the keyframe's reference sensor
-sample_data (LIDAR_TOP when the sample has it, else CAM_FRONT). ``CameraView.cam_to_ego`` maps the camera into *that* frame,
-including the ego motion between the camera's own capture time and the reference time (camera -> camera-time ego
--> global -> reference ego), as VAD/BEVFormer's ``sensor2lidar``; for synchronous data it is the calibration.
+sample_data (LIDAR_TOP when the sample has it, else CAM_FRONT). ``CameraView.cam_to_ego`` maps the camera into
+*that* frame, including the ego motion between the camera's own capture time and the reference time (camera ->
+camera-time ego -> global -> reference ego), as VAD/BEVFormer's ``sensor2lidar``; for synchronous data it is the
+calibration.
 """
 
 from __future__ import annotations
