@@ -6,9 +6,10 @@
               [--results-out results.json] [--batch-size N] [--device cpu|cuda] [--index FILE]
 
 Results-file mode scores ``FILE`` (the interface of docs/design.md, Evaluation protocol;
-:mod:`dima_core.eval.results_file`) against the GT of ``--split``. Tokens of other splits in the file are ignored (counted); tokens the dataset does not have are an
-error naming the token; split samples the file lacks are reported and counted, not scored. The constant-velocity
-baseline and the AD-MLP baseline (fitted here on ``--admlp-train-split``) are scored on exactly the same samples.
+:mod:`dima_core.eval.results_file`) against the GT of ``--split``. Tokens of other splits in the file are ignored
+(counted); tokens the dataset does not have are an error naming the token; split samples the file lacks are reported
+and counted, not scored. The constant-velocity baseline and the AD-MLP baseline (fitted here on
+``--admlp-train-split``) are scored on exactly the same samples.
 
 Checkpoint mode restores the stage-1 planner from ``CKPT`` (a file or a run directory; the model config is stored
 in it), runs it over ``--split`` through the training data path (:mod:`dima_core.eval.planner_inference`), writes
