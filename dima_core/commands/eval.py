@@ -12,13 +12,14 @@ and counted, not scored. The constant-velocity baseline and the AD-MLP baseline 
 ``--admlp-train-split``) are scored on exactly the same samples.
 
 Checkpoint mode restores the planner from ``CKPT`` (a stage-1 or stage-2 checkpoint file or run directory; the model
-config is stored in it) in the inference mode ``--mode`` (``vision``: the planner alone; ``mllm`` / ``dual``: the
-stage-2 teacher's plan, :mod:`dima_core.eval.dima_modes`), runs it over ``--split`` through the training data path
-(:mod:`dima_core.eval.planner_inference`), writes its plans as a results file (``--results-out``, the same
-interface, so ``dima eval --results`` on it gives the same planning numbers), and adds to the report the detection
-quality of the agent head (nuScenes devkit mAP/NDS on real nuScenes official splits, else matching-based AP:
-:mod:`dima_core.eval.detection_metrics`), the Chamfer map AP of the map head (:mod:`dima_core.eval.map_metrics`) and
-the per-frame inference latency. Every block of the report states its formula.
+config is stored in it) in the inference mode ``--mode`` (``vision``: the planner alone; ``mllm``: the stage-2
+teacher's planning head; ``dual``: DiMA-Dual; :mod:`dima_core.eval.dima_modes`), runs it over ``--split`` through
+the training data path (:mod:`dima_core.eval.planner_inference`), writes its plans as a results file
+(``--results-out``, the same interface, so ``dima eval --results`` on it gives the same planning numbers), and adds
+to the report the detection quality of the agent head (nuScenes devkit mAP/NDS on real nuScenes official splits,
+else matching-based AP: :mod:`dima_core.eval.detection_metrics`), the Chamfer map AP of the map head
+(:mod:`dima_core.eval.map_metrics`) and the per-frame inference latency. Every block of the report states its
+formula.
 """
 
 from __future__ import annotations
