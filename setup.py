@@ -12,7 +12,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     # benchmarks: `dima bench ...` (top-level, not part of the library)
-    packages=find_packages(include=["dima_core", "dima_core.*", "dima_ros", "dima_ros.*", "benchmarks", "benchmarks.*"]),
+    packages=find_packages(
+        include=["dima_core", "dima_core.*", "dima_ros", "dima_ros.*", "benchmarks", "benchmarks.*"]
+    ),
     package_data={"dima_core": ["py.typed"]},
     install_requires=[
         "numpy<2",

@@ -393,7 +393,7 @@ def _report(args: argparse.Namespace, rows: list[Row], load_before: float,
     import onnxruntime
     import torch
 
-    from dima_core.commands.bench_synth import machine
+    from benchmarks.synth import machine
 
     def ms(v: Optional[float]) -> str:
         return "-" if v is None else f"{v:.1f}"

@@ -339,9 +339,10 @@ def load_bringup_config(path: Optional[str], overrides: dict[str, dict[str, Any]
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m dima_ros.bringup`` = ``dima ros bringup``."""
-    from dima_core.commands.ros import main as ros_main
+    # Through the dima CLI, not dima_ros.commands.ros: that module imports this one (no import cycle).
+    from dima_core.cli import main as cli_main
 
-    return ros_main(["bringup", *(argv if argv is not None else sys.argv[1:])])
+    return cli_main(["ros", "bringup", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 from training_fixtures import write_micro_model_config
 
 from dima_core.cli import main
-from dima_core.commands.bench_planner import SECTION
+from benchmarks.planner import SECTION
 
 
 def test_bench_planner_writes_its_section(tmp_path: Path) -> None:

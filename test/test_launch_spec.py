@@ -78,7 +78,7 @@ def test_dima_core_does_not_import_rclpy() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, dima_core.cli, dima_core.commands.ros, dima_core.runtime.mllm_service, "
+    code = ("import sys, dima_core.cli, dima_ros.commands.ros, dima_core.runtime.mllm_service, "
             "dima_core.runtime.online_eval, dima_core.runtime.bringup_config; "
             "dima_core.cli.build_parser(); assert 'rclpy' not in sys.modules, 'rclpy imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(REPO_ROOT))

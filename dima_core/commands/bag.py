@@ -4,8 +4,9 @@
     dima bag play BAG [--rate R] [--loop] [--start-paused] [--topics T ...] [--wait-for T] [--delay S]
     dima bag info BAG
 
-``convert`` and ``info`` are ROS-free (pure ``rosbags``); only ``play`` imports rclpy (through dima_ros), inside its
-handler, so this module and the rest of ``dima`` work on machines without ROS.
+``convert`` and ``info`` are ROS-free (pure ``rosbags``) and live here; ``play`` needs rclpy and lives in
+``dima_ros/commands/bag.py``, which the CLI imports only when ``play`` is given (dima_core/cli.py), so this module
+and the rest of ``dima`` work on machines without ROS.
 """
 
 from __future__ import annotations
@@ -13,19 +14,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from dima_core.bag.play_options import add_play_arguments
-
 logger = logging.getLogger(__name__)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``dima bag`` and its sub-commands."""
-    bag = subparsers.add_parser(
-        "bag", help="replay bags: convert nuScenes scenes to rosbag2, play them with rclpy, inspect them",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = bag.add_subparsers(dest="command", required=True)
-
+def add_convert_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``dima bag convert`` on the ``dima bag`` sub-parsers."""
     convert = commands.add_parser(
         "convert", help="write nuScenes (or synthetic) scenes as a rosbag2 (MCAP, ros2 profile, CDR)",
         description="Write the keyframes of nuScenes scenes as a rosbag2 replayable with `ros2 bag play --clock` "
@@ -49,19 +42,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
     convert.set_defaults(func=run_convert)
+    return convert
 
-    play = commands.add_parser(
-        "play", help="play a rosbag2 with rclpy (pip-only `ros2 bag play --clock`)",
-        description="Publish a rosbag2's messages at their recorded times (scaled by --rate) with /clock and the "
-        "recorded QoS, then exit. Needs rclpy (source tools/env.sh, or a ROS 2 install).",
-    )
-    add_play_arguments(play)  # ROS-free declaration shared with `python -m dima_ros.bag_player`
-    play.set_defaults(func=run_play)
 
+def add_info_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``dima bag info`` on the ``dima bag`` sub-parsers."""
     info = commands.add_parser("info", help="topics, types, counts, QoS and duration of a rosbag2")
     info.add_argument("bag", help="rosbag2 directory")
     info.set_defaults(func=run_info)
-    return bag
+    return info
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -78,23 +67,6 @@ def run_convert(args: argparse.Namespace) -> int:
     )
     print(summary.format())
     return 0
-
-
-def run_play(args: argparse.Namespace) -> int:
-    from dima_core.bag.reading import resolve_bag_path
-
-    resolve_bag_path(args.bag)  # a missing / non-bag path is reported before paying for rclpy and DDS start-up
-    try:
-        from dima_ros import bag_player
-    except ImportError as exc:
-        raise ValueError(
-            f"`dima bag play` needs rclpy ({exc}): run `source tools/env.sh` (pip-only ROS 2, see docs/setup.md) "
-            "or source a ROS 2 installation"
-        ) from exc
-    try:
-        return bag_player.run(args)
-    except TimeoutError as exc:
-        raise ValueError(str(exc)) from exc
 
 
 def run_info(args: argparse.Namespace) -> int:

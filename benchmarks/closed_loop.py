@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dima_core.commands.bench_planner import update_doc
+    from benchmarks.planner import update_doc
     from dima_core.commands.sim import prepare_run
     from dima_core.sim.runner import RunOptions, config_record, machine_line, run_closed_loop, write_report
 

@@ -267,8 +267,8 @@ def _summary_lines(name: str, summary: Any, final_checkpoint_s: Optional[float] 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from dima_core.commands.bench_planner import set_total_steps
-    from dima_core.commands.bench_synth import machine
+    from benchmarks.planner import set_total_steps
+    from benchmarks.synth import machine
     from dima_core.training.distributed import DistContext, resolve_device
     from dima_core.training.profiling import StepTimer
     from dima_core.training.stage1 import build_stage1_trainer

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("ros", help="ROS 2 nodes: bringup (pip-only launch), ask the MLLM node",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The dima CLI imports this module only when `dima ros` is given; its one-line help is in dima_core/cli.py.
+    parser = subparsers.add_parser("ros", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     bringup = commands.add_parser("bringup", help="planner (+ MLLM node, evaluator) in one process")
@@ -121,10 +120,4 @@ def run_ask(args: argparse.Namespace) -> int:
         rclpy.try_shutdown()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from dima_core.cli import main as cli_main
-
-    return cli_main(["ros", *(argv or [])])
-
-
-__all__ = ["add_parser", "main", "run_ask", "run_bringup"]
+__all__ = ["add_parser", "run_ask", "run_bringup"]

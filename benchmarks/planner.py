@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from dima_core.commands.bench_synth import machine
+from benchmarks.synth import machine
 
 log = logging.getLogger(__name__)
 
