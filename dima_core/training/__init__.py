@@ -6,7 +6,8 @@ validated checkpoints), ``distributed`` (torchrun / DDP setup and collectives), 
 ``sampler`` (resumable distributed sampler), ``determinism`` (seeds and RNG state), ``precision`` (mixed-precision
 policy), ``profiling`` (per-section step timing), ``trainer`` (the loop), ``stage1`` (VisionPlanner + PlannerLoss on
 the driving data), ``stage2`` (DimaJointModel: planner + teacher losses), ``gradient_projection`` (stage 2's
-optional projection between conflicting loss terms, Drive-KD). Entry point: ``dima train`` (dima_core/commands/train.py).
+optional projection between conflicting loss terms, Drive-KD). Entry point: ``dima train``
+(dima_core/commands/train.py).
 
 Heavy imports stay in the submodules, so ``import dima_core.training`` is cheap; import what you use, e.g.
 ``from dima_core.training.trainer import Trainer``.
