@@ -17,15 +17,21 @@ import argparse
 import gc
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: torch loads when a command runs, so `dima --help` stays fast
+    from dima_core.training.config import TrainConfig
+    from dima_core.training.distributed import DistContext
+    from dima_core.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
 STAGES = (1, 2)
 
 
-def build_trainer(stage: int, config: Any, ctx: Any) -> Any:
-    """The stage's Trainer. Imported lazily so that `dima --help` does not import torch."""
+def build_trainer(stage: int, config: TrainConfig, ctx: DistContext) -> Trainer:
+    """The stage's Trainer (``config`` is a ``Stage2TrainConfig`` for stage 2). Imported lazily so that
+    `dima --help` does not import torch."""
     if stage == 1:
         from dima_core.training.stage1 import build_stage1_trainer
 
@@ -35,7 +41,7 @@ def build_trainer(stage: int, config: Any, ctx: Any) -> Any:
     return build_stage2_trainer(config, ctx)
 
 
-def config_class(stage: int) -> Any:
+def config_class(stage: int) -> type[TrainConfig]:
     """The TrainConfig (sub)class a stage's YAML is validated against."""
     from dima_core.training.config import train_config_class
 
@@ -76,7 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def resolve_config(args: argparse.Namespace) -> Any:
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """The YAML's TrainConfig with the command-line overrides applied and re-validated."""
     from dima_core.config import config_from_dict, config_to_dict, load_config
     from dima_core.training.stage1 import resolve_repo_path
@@ -109,7 +115,7 @@ def resolve_config(args: argparse.Namespace) -> Any:
     return config
 
 
-def _fit(stage: int, config: Any, ctx: Any) -> Any:
+def _fit(stage: int, config: TrainConfig, ctx: DistContext) -> TrainResult:
     """Build the trainer, fit, and release it before the caller leaves the process group.
 
     The trainer sits in reference cycles (module hooks, closures over ``self``), so a plain return keeps it, its
