@@ -10,13 +10,14 @@ VENV ?= $(CURDIR)/.venv
 PYTEST_ARGS ?=
 export PYTHON VENV
 
-.PHONY: help setup build test demo clean distclean
+.PHONY: help setup build test demo planner clean distclean
 
 help:
 	@echo "make setup      create .venv, install deps, fix ROS CMake paths, colcon build (idempotent, stamped)"
 	@echo "make build      re-run colcon build of the dima package only (interfaces + python install)"
 	@echo "make test       setup + pytest (PYTEST_ARGS='-k ros -x' to pass options)"
 	@echo "make demo       setup + the whole chain: world, training, export, bag replay into the nodes, a question"
+	@echo "make planner    setup + rebuild the shipped planner weights and score them (docs/planner_model_card.md; ~1.5-2 h)"
 	@echo "make clean      remove build/ install/ log/ outputs/demo/ caches (keeps .venv)"
 	@echo "make distclean  clean + remove .venv"
 
@@ -31,6 +32,9 @@ test: setup
 
 demo: setup
 	@bash tools/demo.sh
+
+planner: setup
+	@bash tools/planner.sh
 
 clean:
 	rm -rf build install log outputs/demo .pytest_cache
