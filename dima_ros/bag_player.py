@@ -44,12 +44,12 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from dima_core.bag.play_options import PlayOptions, add_play_arguments, options_from_args
 from dima_core.bag.reading import BagError, open_bag
 from dima_core.bag.topics import CLOCK_QOS, CLOCK_TOPIC
+from dima_ros.converters.stamps import NS_PER_S, set_stamp
 from dima_ros.dds_profile import use_large_data_profile
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_QOS_DEPTH = 10
-NS_PER_S = 1_000_000_000
 
 
 # ----------------------------------------------------------------------------------------------------- conversions
@@ -254,9 +254,8 @@ class BagPlayer(Node):
     def _publish_clock(self, ns: int) -> None:
         if self._last_clock_ns is not None and ns <= self._last_clock_ns:
             return  # never send time backwards within a pass, nor the same instant twice
-        sec, nanosec = divmod(ns, NS_PER_S)
         msg = self._clock_cls()
-        msg.clock.sec, msg.clock.nanosec = int(sec), int(nanosec)
+        set_stamp(msg.clock, ns)
         self._clock_pub.publish(msg)
         self._last_clock_ns = ns
         self.stats.clock_messages += 1

@@ -29,19 +29,16 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from dima.msg import GroundTruthFrame, Trajectory
-from dima_core.bag.messages import ground_truth_from_message, stamp_to_ns
+from dima_core.bag.messages import ground_truth_from_message
 from dima_core.runtime.online_eval import EvaluatorNodeConfig, OnlineEvaluator
+from dima_ros.converters.stamps import stamp_to_ns
+from dima_ros.converters.trajectory import trajectory_positions
 from dima_ros.node_main import run_node
 from dima_ros.parameters import ConfigParameters
 
 NODE_NAME = "dima_evaluator"
 
 log = logging.getLogger(__name__)
-
-
-def trajectory_positions(msg: Trajectory) -> np.ndarray:
-    """(T, 2) waypoint positions (x, y in base_link) of a dima/msg/Trajectory."""
-    return np.array([[p.pose.position.x, p.pose.position.y] for p in msg.points], np.float64).reshape(-1, 2)
 
 
 class EvaluatorNode(Node):
@@ -128,4 +125,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["EvaluatorNode", "NODE_NAME", "main", "trajectory_positions"]
+__all__ = ["EvaluatorNode", "NODE_NAME", "main"]

@@ -30,7 +30,6 @@ import sys
 import threading
 from typing import Any, Callable, Optional, Sequence
 
-from builtin_interfaces.msg import Time
 from nav_msgs.msg import Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
@@ -39,15 +38,16 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from dima.msg import BeamTokens as BeamTokensMsg
 from dima.msg import Trajectory
 from dima.srv import AskScene
-from dima_core.runtime.dual_planner import DualPlan, LatestFrameWorker, plan_dual, plan_feature_from_flat
+from dima_core.runtime.dual_planner import DualPlan, LatestFrameWorker, plan_dual
 from dima_core.runtime.mllm_node_config import MllmNodeConfig
-from dima_core.runtime.mllm_service import SCENE_TOKEN_FIELDS, QuestionWorker, TokenBuffer, scene_tokens_from_flat
+from dima_core.runtime.mllm_service import QuestionWorker, TokenBuffer
+from dima_ros.converters import beam_tokens
+from dima_ros.converters.stamps import ns_to_stamp, stamp_to_ns
+from dima_ros.converters.trajectory import trajectory_messages
 from dima_ros.node_main import run_node
 from dima_ros.parameters import ConfigParameters
-from dima_ros.trajectory_messages import trajectory_messages
 
 NODE_NAME = "dima_mllm"
-NS_PER_S = 1_000_000_000
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 log = logging.getLogger(__name__)
@@ -140,35 +140,29 @@ class MllmNode(Node):
 
     def _publish_dual(self, result: tuple[str, DualPlan]) -> None:
         frame_id, plan = result
-        stamp = Time(sec=plan.stamp_ns // NS_PER_S, nanosec=plan.stamp_ns % NS_PER_S)
-        traj, path = trajectory_messages(stamp, frame_id, plan.command, Trajectory.MODE_DUAL, plan.trajectory,
-                                         plan.trajectories, plan.latency_ms)
+        traj, path = trajectory_messages(ns_to_stamp(plan.stamp_ns), frame_id, plan.command, Trajectory.MODE_DUAL,
+                                         plan.trajectory, plan.trajectories, plan.latency_ms)
         self.pub_dual.publish(traj)
         self.pub_dual_path.publish(path)
 
     # ---------------------------------------------------------------------------------------------------- ROS
     def _on_tokens(self, msg: BeamTokensMsg) -> None:
         try:
-            beam = scene_tokens_from_flat({n: getattr(msg, n) for n in SCENE_TOKEN_FIELDS},
-                                          {n: getattr(msg, f"{n}_shape") for n in SCENE_TOKEN_FIELDS})
+            frame = beam_tokens.from_msg(msg)
         except ValueError as exc:
             self.get_logger().warning(f"ignoring malformed BeamTokens: {exc}", throttle_duration_sec=5.0)
             return
-        stamp_ns = msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec
-        self._tokens.put(stamp_ns, beam)
+        self._tokens.put(frame.stamp_ns, frame.scene)
         if self._dual is not None:
-            try:
-                feature = plan_feature_from_flat(msg.plan_feature, msg.plan_feature_shape)
-            except ValueError as exc:
+            if frame.plan_feature is None:
                 self.dual_skipped += 1
-                self.get_logger().warning(f"no dual trajectory for frame {stamp_ns}: {exc}",
-                                          throttle_duration_sec=5.0)
+                self.get_logger().warning(f"no dual trajectory for frame {frame.stamp_ns}: "
+                                          f"{frame.plan_feature_error}", throttle_duration_sec=5.0)
                 return
-            self._dual.submit((stamp_ns, msg.header.frame_id, beam, feature, int(msg.command)))
+            self._dual.submit((frame.stamp_ns, frame.frame_id, frame.scene, frame.plan_feature, frame.command))
 
     def _on_ask(self, request: AskScene.Request, response: AskScene.Response) -> AskScene.Response:
-        stamp_ns = request.stamp.sec * NS_PER_S + request.stamp.nanosec
-        result = self._worker.ask(request.question, stamp_ns, self.config.timeout_s)
+        result = self._worker.ask(request.question, stamp_to_ns(request.stamp), self.config.timeout_s)
         response.success = result.success
         response.answer = result.answer
         response.error = result.error

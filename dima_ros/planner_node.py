@@ -24,19 +24,18 @@ import time
 from typing import Any, Optional
 
 import numpy as np
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import AccelWithCovarianceStamped, Point, Quaternion
+from geometry_msgs.msg import AccelWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float64
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from dima.msg import BeamTokens, DrivingCommand, Trajectory
-from dima_core.constants import CAMERA_NAMES, DETECTION_CLASSES
+from dima_core.constants import CAMERA_NAMES
 from dima_core.export import create_backend
 from dima_core.runtime.config import PlannerNodeConfig
 from dima_core.runtime.frame_sync import NS_PER_MS, FrameSet, FrameSynchronizer, SyncIssue, SyncSettings
@@ -46,30 +45,28 @@ from dima_core.runtime.postprocess import (
     decode_map,
     plan_feature_array,
     select_trajectory,
-    yaw_to_quaternion,
 )
 from dima_core.runtime.preprocess import (
     CameraModel,
     CameraPipeline,
-    DecodedImage,
     InputError,
     PreprocessSettings,
     TemporalState,
     build_inputs,
-    check_pose,
-    decode_for_network,
-    decode_raw,
-    ego_status_vector,
-    pose_matrix,
 )
+from dima_ros.converters import beam_tokens
+from dima_ros.converters.inputs import camera_model_from_info, decode_image, driving_command, ego_inputs
+from dima_ros.converters.markers import planner_markers
+from dima_ros.converters.stamps import ns_to_stamp, stamp_to_ns
+from dima_ros.converters.trajectory import trajectory_messages
 from dima_ros.node_main import run_node
 from dima_ros.parameters import ConfigParameters
-from dima_ros.trajectory_messages import trajectory_messages
 
 NODE_NAME = "dima_planner"
 
 # docs/design.md, ROS interfaces: cameras best-effort depth 1 (sensor data: the newest frame only),
-# odometry/command reliable, outputs reliable depth 1. A reliable publisher (drivers, the bag player) matches a best-effort subscriber.
+# odometry/command reliable, outputs reliable depth 1. A reliable publisher (drivers, the bag player) matches a
+# best-effort subscriber.
 CAMERA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
                         durability=DurabilityPolicy.VOLATILE)
 CAMERA_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -82,14 +79,6 @@ OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.E
 DIAG_SYNC = "synchronisation"
 DIAG_INPUTS = "inputs"
 DIAG_INFERENCE = "inference"
-
-
-def stamp_ns(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def ns_to_stamp(ns: int) -> Time:
-    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
 
 def input_topic(camera: str, what: str) -> str:
@@ -201,19 +190,19 @@ class PlannerNode(Node):
         if cam == "CAM_FRONT":
             with self._lock:
                 self.counters["frames_in"] += 1
-        self._handle(self.sync.add_image(cam, stamp_ns(msg.header.stamp), msg, self._now_mono_ns()))
+        self._handle(self.sync.add_image(cam, stamp_to_ns(msg.header.stamp), msg, self._now_mono_ns()))
 
     def _on_camera_info(self, cam: str, msg: CameraInfo) -> None:
         self._camera_info[cam] = msg
 
     def _on_odometry(self, msg: Odometry) -> None:
-        self._handle(self.sync.add_odometry(stamp_ns(msg.header.stamp), msg, self._now_mono_ns()))
+        self._handle(self.sync.add_odometry(stamp_to_ns(msg.header.stamp), msg, self._now_mono_ns()))
 
     def _on_accel(self, msg: AccelWithCovarianceStamped) -> None:
-        self._handle(self.sync.add_acceleration(stamp_ns(msg.header.stamp), msg, self._now_mono_ns()))
+        self._handle(self.sync.add_acceleration(stamp_to_ns(msg.header.stamp), msg, self._now_mono_ns()))
 
     def _on_command(self, msg: DrivingCommand) -> None:
-        self._handle(self.sync.add_command(stamp_ns(msg.header.stamp), int(msg.command), self._now_mono_ns()))
+        self._handle(self.sync.add_command(stamp_to_ns(msg.header.stamp), driving_command(msg), self._now_mono_ns()))
 
     def _poll_sync(self) -> None:
         self._handle(self.sync.poll(self._now_mono_ns()))
@@ -265,12 +254,7 @@ class PlannerNode(Node):
         info = self._camera_info.get(cam)
         if info is None:
             raise InputError("calibration", f"{cam}: no CameraInfo received on {input_topic(cam, 'camera_info')}")
-        return CameraModel.from_lists(list(info.k), info.width, info.height, self._cam_to_ego[cam].reshape(-1), cam)
-
-    def _decode(self, cam: str, msg: Any) -> DecodedImage | np.ndarray:
-        if isinstance(msg, CompressedImage):
-            return decode_for_network(msg.data, msg.format, self.preprocess, source=cam)
-        return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data, source=cam)
+        return camera_model_from_info(info, self._cam_to_ego[cam], cam)
 
     def _process(self, frame: FrameSet) -> None:
         t0 = time.perf_counter()
@@ -282,15 +266,10 @@ class PlannerNode(Node):
         odom: Odometry = frame.odometry.value
         try:
             imgs, intr, c2e = self.cameras_pipeline.tensors(
-                CAMERA_NAMES, lambda cam: (self._decode(cam, frame.images[cam].value), self._camera_model(cam)))
-            tw = odom.twist.twist
-            ax = ay = 0.0
-            if frame.acceleration is not None:
-                acc = frame.acceleration.value.accel.accel.linear
-                ax, ay = acc.x, acc.y
-            ego_status = ego_status_vector(tw.linear.x, ax, ay, tw.angular.z, source="odometry/acceleration")
-            p, q = odom.pose.pose.position, odom.pose.pose.orientation
-            pose = check_pose(pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)), source="odometry pose")
+                CAMERA_NAMES, lambda cam: (decode_image(frame.images[cam].value, self.preprocess, cam),
+                                           self._camera_model(cam)))
+            ego = ego_inputs(odom, frame.acceleration.value if frame.acceleration is not None else None)
+            ego_status, pose = ego.status, ego.pose
             temporal = self.temporal.inputs(self._spec_by_name, pose) if self.temporal is not None else None
             inputs = build_inputs(self.specs, imgs, intr, c2e, ego_status, command, temporal)
         except InputError as exc:
@@ -353,56 +332,14 @@ class PlannerNode(Node):
                                          candidates if cfg.output.publish_candidates else None, processing_ms)
         self.pub_traj.publish(traj)
         self.pub_path.publish(path)
-        self.pub_markers.publish(self._markers(traj, selected, outputs))
+        self.pub_markers.publish(planner_markers(traj.header, selected,
+                                                 decode_agents(outputs, cfg.output.agent_score_threshold),
+                                                 decode_map(outputs, cfg.output.map_score_threshold)))
         tokens = beam_token_arrays(outputs)
         if cfg.output.publish_beam_tokens and tokens is not None:
-            msg = BeamTokens()
-            msg.header = traj.header
-            for name, arr in tokens.items():
-                setattr(msg, f"{name}_shape", [int(d) for d in arr.shape])
-                setattr(msg, name, arr.reshape(-1).tolist())
-            feature = plan_feature_array(outputs)
-            if feature is not None:  # lets the MLLM node plan DiMA-Dual without the cameras
-                msg.plan_feature_shape = [int(d) for d in feature.shape]
-                msg.plan_feature = feature.reshape(-1).tolist()
-            msg.ego_status = [float(v) for v in ego_status]
-            msg.command = command
-            self.pub_beam.publish(msg)
-
-    def _markers(self, traj: Trajectory, selected: np.ndarray, outputs: dict[str, np.ndarray]) -> MarkerArray:
-        cfg = self.cfg
-        out = MarkerArray()
-        clear = Marker(action=Marker.DELETEALL)
-        clear.header = traj.header
-        out.markers.append(clear)
-        plan = Marker(ns="plan", id=0, type=Marker.LINE_STRIP, action=Marker.ADD)
-        plan.header = traj.header
-        plan.scale.x = 0.3
-        plan.color.r, plan.color.g, plan.color.b, plan.color.a = 0.1, 0.9, 0.2, 1.0
-        plan.pose.orientation.w = 1.0
-        plan.points = [Point(x=0.0, y=0.0, z=0.0)] + [Point(x=float(x), y=float(y), z=0.0) for x, y in selected]
-        out.markers.append(plan)
-        for i, det in enumerate(decode_agents(outputs, cfg.output.agent_score_threshold)):
-            x, y, z, w, length, h, yaw = det.box
-            m = Marker(ns="agents", id=i, type=Marker.CUBE, action=Marker.ADD)
-            m.header = traj.header
-            m.pose.position = Point(x=x, y=y, z=z)
-            qx, qy, qz, qw = yaw_to_quaternion(yaw)
-            m.pose.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
-            # devkit wlh: width across, length along the heading (x of the box frame)
-            m.scale.x, m.scale.y, m.scale.z = max(length, 0.1), max(w, 0.1), max(h, 0.1)
-            m.color.r, m.color.g, m.color.b, m.color.a = 0.9, 0.5, 0.1, 0.5
-            m.text = DETECTION_CLASSES[det.label] if det.label < len(DETECTION_CLASSES) else str(det.label)
-            out.markers.append(m)
-        for i, el in enumerate(decode_map(outputs, cfg.output.map_score_threshold)):
-            m = Marker(ns="map", id=i, type=Marker.LINE_STRIP, action=Marker.ADD)
-            m.header = traj.header
-            m.scale.x = 0.15
-            m.pose.orientation.w = 1.0
-            m.color.r, m.color.g, m.color.b, m.color.a = 0.3, 0.5, 1.0, 0.8
-            m.points = [Point(x=float(px), y=float(py), z=0.0) for px, py in el.points]
-            out.markers.append(m)
-        return out
+            # plan_feature (None without an ``ego_feature`` output) lets the MLLM node plan DiMA-Dual without cameras.
+            self.pub_beam.publish(beam_tokens.to_msg(beam_tokens.BeamFrame(
+                frame.stamp_ns, frame_id, tokens, plan_feature_array(outputs), ego_status, command)))
 
     # -- diagnostics --------------------------------------------------------------------------------------------
 

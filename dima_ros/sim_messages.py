@@ -1,5 +1,6 @@
-"""What the simulator node puts on the wire and takes off it: the vehicle topics, the plan a trajectory message
-carries, the RViz markers and the metrics JSON.
+"""What the simulator node publishes as a vehicle would: the vehicle topics, and the metrics JSON. (The plan a
+trajectory message carries and the RViz markers are converters: :mod:`dima_ros.converters.trajectory`,
+:mod:`dima_ros.converters.markers`.)
 
 Vehicle topics: the same names, QoS and message builders as a ``dima bag convert`` bag (``dima_core.bag.topics`` /
 ``dima_core.bag.messages``), so the planner node is driven by the simulator exactly as by a replay or a nuScenes-like
@@ -12,14 +13,10 @@ message type does not import here (``tf2_msgs`` in the pip-only environment) is 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-from geometry_msgs.msg import Point, Quaternion
 from rclpy.node import Node
-from visualization_msgs.msg import Marker, MarkerArray
 
 from dima_core.bag import messages as m
 from dima_core.bag.topics import (
@@ -47,20 +44,12 @@ from dima_core.bag.topics import (
     image_topic,
 )
 from dima_core.bag.typestore import dima_typestore
-from dima_core.constants import CAMERA_NAMES, EGO_FOOTPRINT_FORWARD_OFFSET_M, FUTURE_STEPS, STEP_SECONDS
+from dima_core.constants import CAMERA_NAMES
 from dima_core.data.sample import CameraView, EgoStatus
 from dima_core.data.synth.geometry import yaw_quaternion
-from dima_core.runtime.postprocess import yaw_to_quaternion
 from dima_core.sim.runner import jsonable
 from dima_ros.bag_player import import_message_class, qos_profile_from_bag
-
-NS_PER_S = 1_000_000_000
-# A waypoint's time_from_start may differ from (i + 1) * STEP_SECONDS by this much (the builder's nanosecond rounding).
-TIME_TOLERANCE_S = 1e-3
-
-
-def ns_to_seconds(ns: int) -> float:
-    return ns / NS_PER_S
+from dima_ros.converters.stamps import split_ns
 
 
 # ----------------------------------------------------------------------------------------------------- vehicle topics
@@ -119,7 +108,7 @@ class VehicleTopics:
         return {topic: pub.get_subscription_count() for topic, pub in self._pubs.items()}
 
     def publish_clock(self, ns: int) -> None:
-        sec, nanosec = divmod(int(ns), NS_PER_S)
+        sec, nanosec = split_ns(int(ns))
         clock = self.ts.types[CLOCK_TYPE](clock=self.ts.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec))
         self._publish(CLOCK_TOPIC, clock)
 
@@ -152,104 +141,6 @@ class VehicleTopics:
             self._publish(image_topic(view.name), m.compressed_image(self.ts, ns, view.name, jpegs[i]))
 
 
-# ----------------------------------------------------------------------------------------------------- trajectories
-
-
-class TrajectoryRejected(ValueError):
-    """A dima/Trajectory the simulator cannot execute for a reason its header or timing shows (``kind``:
-    ``frame`` or ``timing``); shape and finiteness are the episode's own check (``dima_core.sim.episode``)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def plan_from_trajectory(msg: Any, frame_id: str = BASE_FRAME) -> np.ndarray:
-    """(N, 2) float64 waypoint positions (x forward, y left, metres) of a dima/Trajectory in ``frame_id``.
-
-    Raises :class:`TrajectoryRejected` for another frame, or for waypoints not at 0.5, 1.0 .. 3.0 s when there are
-    FUTURE_STEPS of them (a plan timed otherwise would be executed at the wrong speed). The number of points and
-    non-finite values are left to ``ClosedLoopEpisode.apply_plan``, which refuses and counts them.
-    """
-    if msg.header.frame_id != frame_id:
-        raise TrajectoryRejected("frame", f"trajectory in frame {msg.header.frame_id!r}, expected {frame_id!r} (the "
-                                          "ego frame of the stamped camera frame)")
-    points = list(msg.points)
-    xy = np.array([[p.pose.position.x, p.pose.position.y] for p in points], np.float64).reshape(-1, 2)
-    if len(points) == FUTURE_STEPS:
-        times = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in points])
-        expected = STEP_SECONDS * np.arange(1, FUTURE_STEPS + 1)
-        if not np.all(np.abs(times - expected) <= TIME_TOLERANCE_S):
-            raise TrajectoryRejected("timing", f"waypoints at {np.round(times, 3).tolist()} s, expected "
-                                               f"{expected.tolist()} s")
-    return xy
-
-
-# ----------------------------------------------------------------------------------------------------- RViz markers
-
-
-def _colour(marker: Marker, r: float, g: float, b: float, a: float) -> None:
-    marker.color.r, marker.color.g, marker.color.b, marker.color.a = r, g, b, a
-
-
-def _box(ns: str, ident: int, x: float, y: float, yaw: float, length: float, width: float, height: float,
-         rgba: tuple[float, float, float, float], text: str = "") -> Marker:
-    box = Marker(ns=ns, id=int(ident), type=Marker.CUBE, action=Marker.ADD)
-    box.pose.position = Point(x=float(x), y=float(y), z=height / 2.0)
-    qx, qy, qz, qw = yaw_to_quaternion(float(yaw))
-    box.pose.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
-    box.scale.x, box.scale.y, box.scale.z = max(float(length), 0.1), max(float(width), 0.1), max(height, 0.1)
-    _colour(box, *rgba)
-    box.text = text
-    return box
-
-
-def _line(ns: str, xy: np.ndarray, width: float, rgba: tuple[float, float, float, float]) -> Marker:
-    line = Marker(ns=ns, id=0, type=Marker.LINE_STRIP, action=Marker.ADD)
-    line.pose.orientation.w = 1.0
-    line.scale.x = width
-    _colour(line, *rgba)
-    line.points = [Point(x=float(px), y=float(py), z=0.05) for px, py in np.asarray(xy, np.float64).reshape(-1, 2)]
-    return line
-
-
-@dataclass
-class MarkerScene:
-    """What the markers show, in the map frame: the ego (rear-axle pose, footprint size), the present agents
-    (box centre x, y, yaw; length, width; category), the route, the driven path and the current plan."""
-
-    ego_pose: tuple[float, float, float]
-    ego_size: tuple[float, float]
-    agents: list[tuple[int, float, float, float, float, float, str]]
-    route: np.ndarray
-    driven: np.ndarray
-    plan: Optional[np.ndarray]
-
-
-def scene_markers(scene: MarkerScene, stamp: Any) -> MarkerArray:
-    """MarkerArray in ``map``: DELETEALL, then ego box, agent boxes, route, driven path and plan."""
-    out = MarkerArray()
-    markers: list[Marker] = [Marker(action=Marker.DELETEALL)]
-    x, y, yaw = scene.ego_pose
-    cx, cy = x + EGO_FOOTPRINT_FORWARD_OFFSET_M * math.cos(yaw), y + EGO_FOOTPRINT_FORWARD_OFFSET_M * math.sin(yaw)
-    markers.append(_box("ego", 0, cx, cy, yaw, scene.ego_size[0], scene.ego_size[1], 1.6, (0.1, 0.4, 1.0, 0.9)))
-    for ident, ax, ay, ayaw, length, width, category in scene.agents:
-        human = category.startswith("human.")
-        markers.append(_box("agents", ident, ax, ay, ayaw, length, width, 1.8 if human else 1.5,
-                            (1.0, 0.3, 0.6, 0.8) if human else (0.9, 0.6, 0.1, 0.8), category))
-    if len(scene.route) >= 2:
-        markers.append(_line("route", scene.route, 0.4, (0.6, 0.6, 0.6, 0.6)))
-    if len(scene.driven) >= 2:
-        markers.append(_line("driven", scene.driven, 0.25, (0.1, 0.4, 1.0, 1.0)))
-    if scene.plan is not None and len(scene.plan) >= 1:
-        markers.append(_line("plan", np.vstack([[x, y], scene.plan]), 0.3, (0.1, 0.9, 0.2, 1.0)))
-    for marker in markers:
-        marker.header.stamp = stamp
-        marker.header.frame_id = MAP_FRAME
-    out.markers = markers
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------- metrics JSON
 
 
@@ -257,5 +148,4 @@ def metrics_json(payload: dict) -> str:
     return json.dumps(jsonable(payload), allow_nan=False)
 
 
-__all__ = ["MarkerScene", "TrajectoryRejected", "VehicleTopics", "camera_view", "metrics_json", "ns_to_seconds",
-           "plan_from_trajectory", "rig_in_camera_order", "scene_markers"]
+__all__ = ["VehicleTopics", "camera_view", "metrics_json", "rig_in_camera_order"]

@@ -44,7 +44,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 import numpy as np
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -53,7 +52,6 @@ from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from dima.msg import Trajectory
-from dima_core.bag.messages import stamp_to_ns
 from dima_core.bag.topics import COMMAND_TOPIC, ODOM_TOPIC, image_topic
 from dima_core.constants import CAMERA_NAMES
 from dima_core.eval.closed_loop import EpisodeMetrics, score_episode
@@ -63,17 +61,12 @@ from dima_core.sim.observation import ego_status
 from dima_core.sim.policies import make_policy
 from dima_core.sim.runner import ClosedLoopReport, config_record, machine_line, write_report
 from dima_core.sim.vehicle import VehicleState
+from dima_ros.converters.markers import MarkerScene, scene_markers
+from dima_ros.converters.stamps import NS_PER_S, ns_to_stamp, stamp_to_ns
+from dima_ros.converters.trajectory import TrajectoryRejected, plan_from_trajectory
 from dima_ros.node_main import run_node
 from dima_ros.parameters import ConfigParameters
-from dima_ros.sim_messages import (
-    NS_PER_S,
-    MarkerScene,
-    TrajectoryRejected,
-    VehicleTopics,
-    metrics_json,
-    plan_from_trajectory,
-    scene_markers,
-)
+from dima_ros.sim_messages import VehicleTopics, metrics_json
 
 NODE_NAME = "dima_sim"
 log = logging.getLogger(__name__)
@@ -494,7 +487,7 @@ class SimNode(Node):
         plan = episode.plans[-1].trajectory_global if episode.plans else None
         scene = MarkerScene((s.x, s.y, s.yaw), (float(episode.live.ego.length), float(episode.live.ego.width)),
                             agents, episode.route.xy, np.asarray(driven), plan)
-        self.pub_markers.publish(scene_markers(scene, Time(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)))
+        self.pub_markers.publish(scene_markers(scene, ns_to_stamp(ns)))
 
     def _write_outputs(self, episode: ClosedLoopEpisode, ep_log: Any, metrics: EpisodeMetrics) -> None:
         out = self.cfg.output_dir

@@ -220,7 +220,7 @@ class StandInPlanner:
         from builtin_interfaces.msg import Time
 
         from dima.msg import Trajectory
-        from dima_ros.trajectory_messages import trajectory_messages
+        from dima_ros.converters.trajectory import trajectory_messages
 
         for ns, xy, frame_id, step in sends:
             traj, _ = trajectory_messages(Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id, 2,

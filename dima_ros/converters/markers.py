@@ -41,8 +41,8 @@ def _colour(marker: Marker, rgba: Rgba) -> None:
     marker.color.r, marker.color.g, marker.color.b, marker.color.a = (float(v) for v in rgba)
 
 
-def box_marker(ns: str, ident: int, centre: tuple[float, float, float], yaw: float, size_lwh: tuple[float, float, float],
-               rgba: Rgba, text: str = "") -> Marker:
+def box_marker(ns: str, ident: int, centre: tuple[float, float, float], yaw: float,
+               size_lwh: tuple[float, float, float], rgba: Rgba, text: str = "") -> Marker:
     """A CUBE at ``centre`` (x, y, z of the box centre, metres) rotated ``yaw`` about +z, ``size_lwh`` = length
     (along the heading), width, height."""
     box = Marker(ns=ns, id=int(ident), type=Marker.CUBE, action=Marker.ADD)
