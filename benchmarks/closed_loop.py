@@ -13,6 +13,7 @@ import argparse
 import os
 import shlex
 import sys
+from typing import Any
 
 from dima_core.commands.sim import add_common_arguments
 
@@ -53,23 +54,30 @@ def run(args: argparse.Namespace) -> int:
         f.write(table + "\n")
     print(table)
     if args.doc:
-        lines = [
-            SECTION, "",
-            f"- command: `{command}`",
-            f"- machine at start: {machine_at_start}; whole run {report.wall_s / 60:.1f} min",
-            f"- world: `{args.world_config or sim_cfg.world_config}`, scenarios {', '.join(scenarios)}, seeds "
-            f"{seeds[0]}..{seeds[-1]} ({len(seeds)} episode(s) per scenario and policy), "
-            f"{sim_cfg.planning_hz:g} Hz planning, {sim_cfg.sim_hz:g} Hz simulation; per-episode metrics in "
-            f"`{os.path.join(args.out, 'report.json')}`",
-            f"- {report.to_dict()['formula']}",
-            f"- {report.to_dict()['success_rule']}",
-            "", table, "",
-        ]
-        if args.note:
-            lines += [args.note, ""]
-        update_doc(args.doc, "\n".join(lines), title=SECTION)
+        update_doc(args.doc, doc_section(args, report, table, command, machine_at_start, scenarios, seeds, sim_cfg),
+                   title=SECTION)
         print(f"updated {args.doc}")
     return 0
+
+
+def doc_section(args: argparse.Namespace, report: Any, table: str, command: str, machine_at_start: str,
+                scenarios: list[str], seeds: list[int], sim_cfg: Any) -> str:
+    """The docs/benchmarks.md section: how it was run, the score formula and success rule, the table, the note."""
+    lines = [
+        SECTION, "",
+        f"- command: `{command}`",
+        f"- machine at start: {machine_at_start}; whole run {report.wall_s / 60:.1f} min",
+        f"- world: `{args.world_config or sim_cfg.world_config}`, scenarios {', '.join(scenarios)}, seeds "
+        f"{seeds[0]}..{seeds[-1]} ({len(seeds)} episode(s) per scenario and policy), "
+        f"{sim_cfg.planning_hz:g} Hz planning, {sim_cfg.sim_hz:g} Hz simulation; per-episode metrics in "
+        f"`{os.path.join(args.out, 'report.json')}`",
+        f"- {report.to_dict()['formula']}",
+        f"- {report.to_dict()['success_rule']}",
+        "", table, "",
+    ]
+    if args.note:
+        lines += [args.note, ""]
+    return "\n".join(lines)
 
 
 def _bench_argv(args: argparse.Namespace) -> list[str]:

@@ -183,13 +183,8 @@ def _replace_section(path: str, section: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Both arms for every seed (arm B once per rung), evaluated vision-only; the report and the doc section."""
     import torch
-
-    from dima_core.models import load_model_config
-    from dima_core.training.config import TrainConfig
-    from dima_core.training.distributed import DistContext
-    from dima_core.training.stage1 import load_index, resolve_repo_path, stage1_data_config
-    from dima_core.training.stage2 import Stage2TrainConfig
 
     if args.from_reports:
         return run_merge(args)
@@ -200,16 +195,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    common = {"device": device, "max_steps": args.max_steps, "model_config": args.model_config,
-              "tensorboard": False, "progress_bar": False, "validate_every_epochs": 0,
-              "data": {"train_split": args.train_split, "val_split": None, "batch_size": args.batch_size,
-                       "dataset": {"dataroot": args.dataroot, "version": args.version, "index_path": args.index}}}
-
-    def stage1(seed: int, epochs: int, out: Path) -> Path:
-        cfg = _config(args.stage1_config, TrainConfig, {**json.loads(json.dumps(common)), "seed": seed,
-                                                        "epochs": epochs, "output_dir": str(out)})
-        return _train(cfg, 1)
-
+    common = _common_overrides(args, device)
     rungs = LADDER if args.rungs == "ladder" else LADDER[-1:]
     results: dict[str, list[dict[str, Optional[float]]]] = {"(A) stage 1 only": []}
     for name, _, _ in rungs:
@@ -217,32 +203,76 @@ def run(args: argparse.Namespace) -> int:
     index = None
     start = time.time()
     for seed in args.seeds:
-        ckpt_a = stage1(seed, args.epochs, work / f"seed{seed}" / "A_stage1")
+        seed_dir = work / f"seed{seed}"
+        ckpt_a = _train_stage1(args, common, seed, args.epochs, seed_dir / "A_stage1")
         if index is None:  # the index stage 1 built (or was given) serves every evaluation
-            cfg = _config(args.stage1_config, TrainConfig, {**json.loads(json.dumps(common)),
-                                                            "output_dir": str(work / f"seed{seed}" / "A_stage1")})
-            model_config = load_model_config(resolve_repo_path(cfg.model_config))
-            index = load_index(stage1_data_config(cfg, model_config), cfg, DistContext())
+            index = _evaluation_index(args, common, seed_dir / "A_stage1")
         results["(A) stage 1 only"].append(_metrics(_evaluate(ckpt_a, index, args.val_split, device)))
-        ckpt_b1 = stage1(seed, args.epochs - args.stage2_epochs, work / f"seed{seed}" / "B_stage1")
+        ckpt_b1 = _train_stage1(args, common, seed, args.epochs - args.stage2_epochs, seed_dir / "B_stage1")
         for k, (name, tokens, tasks) in enumerate(rungs):
-            cfg2 = _config(args.stage2_config, Stage2TrainConfig,
-                           {**json.loads(json.dumps(common)), "seed": seed, "epochs": args.stage2_epochs,
-                            "output_dir": str(work / f"seed{seed}" / f"B_stage2_rung{k}"), "init": str(ckpt_b1)},
-                           joint={"beam_tokens": tokens, "tasks": tasks})
-            ckpt_b = _train(cfg2, 2)
+            ckpt_b = _train_stage2_rung(args, common, seed, ckpt_b1, tokens, tasks, seed_dir / f"B_stage2_rung{k}")
             results[f"(B) DiMA: {name}"].append(_metrics(_evaluate(ckpt_b, index, args.val_split, device)))
         log.info("seed %d done after %.0f s", seed, time.time() - start)
-    elapsed = time.time() - start
-    command = "dima " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith(("dima", "cli.py")) else \
-        f"dima bench distill --dataroot {args.dataroot} --epochs {args.epochs} --stage2-epochs {args.stage2_epochs} " \
-        f"--seeds {' '.join(map(str, args.seeds))} --rungs {args.rungs}" + \
-        (f" --max-steps {args.max_steps}" if args.max_steps else "")
     report = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "results": results,
-              "elapsed_s": elapsed, "command": command, "machine": f"{_machine()}, device {device}"}
+              "elapsed_s": time.time() - start, "command": _command_line(args),
+              "machine": f"{_machine()}, device {device}"}
     (work / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     _publish(_section([report]), args.doc)
     return 0
+
+
+def _common_overrides(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """The overrides both stages of both arms share (data, device, step cap; no validation, no TensorBoard)."""
+    return {"device": device, "max_steps": args.max_steps, "model_config": args.model_config,
+            "tensorboard": False, "progress_bar": False, "validate_every_epochs": 0,
+            "data": {"train_split": args.train_split, "val_split": None, "batch_size": args.batch_size,
+                     "dataset": {"dataroot": args.dataroot, "version": args.version, "index_path": args.index}}}
+
+
+def _copy(common: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(common))  # _config consumes the nested sections it is given
+
+
+def _train_stage1(args: argparse.Namespace, common: dict[str, Any], seed: int, epochs: int, out: Path) -> Path:
+    """A stage-1 run of ``epochs`` epochs in ``out``; returns its checkpoint."""
+    from dima_core.training.config import TrainConfig
+
+    cfg = _config(args.stage1_config, TrainConfig, {**_copy(common), "seed": seed, "epochs": epochs,
+                                                    "output_dir": str(out)})
+    return _train(cfg, 1)
+
+
+def _train_stage2_rung(args: argparse.Namespace, common: dict[str, Any], seed: int, init: Path, tokens: list[str],
+                       tasks: dict[str, bool], out: Path) -> Path:
+    """Arm B's stage 2 for one ladder rung (its BEAM tokens and tasks), from the stage-1 checkpoint ``init``."""
+    from dima_core.training.stage2 import Stage2TrainConfig
+
+    cfg = _config(args.stage2_config, Stage2TrainConfig,
+                  {**_copy(common), "seed": seed, "epochs": args.stage2_epochs, "output_dir": str(out),
+                   "init": str(init)},
+                  joint={"beam_tokens": tokens, "tasks": tasks})
+    return _train(cfg, 2)
+
+
+def _evaluation_index(args: argparse.Namespace, common: dict[str, Any], stage1_dir: Path) -> Any:
+    """The dataset index the first stage-1 run built (or was given), loaded once for every evaluation."""
+    from dima_core.models import load_model_config
+    from dima_core.training.config import TrainConfig
+    from dima_core.training.distributed import DistContext
+    from dima_core.training.stage1 import load_index, resolve_repo_path, stage1_data_config
+
+    cfg = _config(args.stage1_config, TrainConfig, {**_copy(common), "output_dir": str(stage1_dir)})
+    model_config = load_model_config(resolve_repo_path(cfg.model_config))
+    return load_index(stage1_data_config(cfg, model_config), cfg, DistContext())
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed when run from the ``dima`` CLI, else the equivalent one built from ``args``."""
+    if sys.argv and sys.argv[0].endswith(("dima", "cli.py")):
+        return "dima " + " ".join(sys.argv[1:])
+    return (f"dima bench distill --dataroot {args.dataroot} --epochs {args.epochs} --stage2-epochs "
+            f"{args.stage2_epochs} --seeds {' '.join(map(str, args.seeds))} --rungs {args.rungs}"
+            + (f" --max-steps {args.max_steps}" if args.max_steps else ""))
 
 
 # Arguments that define the protocol: reports that differ in any of them cannot share a table.

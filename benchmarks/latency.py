@@ -284,12 +284,8 @@ def _measure(frame: Callable[[], Any], iters: int) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
+    """Every requested (config, pipeline, backend) cell, then the ``ros`` cells, then the report and the doc."""
     import torch
-
-    from dima_core.export.errors import BackendUnavailableError
-    from dima_core.export.onnx_export import export_onnx
-    from dima_core.export.planner_loading import load_planner
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -302,47 +298,14 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="dima-bench-latency-") as tmp:
         for config_name in args.configs:
             yaml_path = _model_yaml(config_name)
-            stem = yaml_path.stem
-            onnx_path: Optional[Path] = None
-            export_note = ""
-            if any(b in ("onnxruntime", "tensorrt") for b in args.backends):
-                t0 = time.perf_counter()
-                onnx_path = export_onnx(load_planner(model_config=yaml_path), Path(tmp) / stem).onnx_path
-                export_note = f"ONNX export + parity check {time.perf_counter() - t0:.0f} s"
-                log.info("%s: %s", stem, export_note)
+            onnx_path, export_note = _export_for_onnx_backends(args, yaml_path, Path(tmp))
             for pipeline in pipelines:
                 for backend in args.backends:
-                    case = BenchCase(stem, yaml_path, backend, args.device, args.threads,
-                                     args.warmup, onnx_path, args.precision, args.engine_dir)
-                    row = Row(stem, pipeline.name, backend, "", note=export_note if backend != "torch" else "")
-                    try:
-                        frame, row.description = pipeline.build(case)
-                    except BackendUnavailableError as exc:
-                        row.note = f"not available: {exc}"
-                        rows.append(row)
-                        print(f"{case.config_name} {pipeline.name} {backend}: {row.note}")
-                        continue
-                    times = np.array(_measure(frame, args.iters))
-                    row.p50, row.p99 = float(np.percentile(times, 50)), float(np.percentile(times, 99))
-                    row.mean, row.iters = float(times.mean()), len(times)
-                    rows.append(row)
-                    print(f"{case.config_name} {pipeline.name} {row.description}: p50 {row.p50:.1f} ms, "
-                          f"p99 {row.p99:.1f} ms ({row.iters} frames)")
-                    del frame  # release the model before the next cell loads its own
+                    case = _case(args, yaml_path, backend, onnx_path)
+                    rows.append(_measure_cell(pipeline, case, export_note if backend != "torch" else "", args.iters))
             if ROS_PIPELINE in args.pipelines:
                 for backend in args.backends:
-                    case = BenchCase(stem, yaml_path, backend, args.device, args.threads,
-                                     args.warmup, onnx_path, args.precision, args.engine_dir)
-                    ros_row = _run_ros(case, args)
-                    ros_rows.append(ros_row)
-                    if ros_row.result is None:
-                        print(f"{stem} ros {backend}: {ros_row.note}")
-                        continue
-                    summary = ros_row.result.summary()
-                    print(f"{stem} ros {ros_row.description}: pipeline p50 {summary['pipeline']['p50']:.1f} ms, "
-                          f"model p50 {summary['model']['p50']:.1f} ms, ROS overhead p50 "
-                          f"{summary['overhead']['p50']:.1f} ms / p99 {summary['overhead']['p99']:.1f} ms "
-                          f"({ros_row.result.frames_planned} frames)")
+                    ros_rows.append(_measure_ros_cell(_case(args, yaml_path, backend, onnx_path), args))
     report = _report(args, rows, load_before, ros_rows)
     print()
     print(report)
@@ -350,6 +313,60 @@ def run(args: argparse.Namespace) -> int:
         _update_doc(args.doc, report)
         print(f"updated {args.doc}")
     return 0
+
+
+def _case(args: argparse.Namespace, yaml_path: Path, backend: str, onnx_path: Optional[Path]) -> BenchCase:
+    return BenchCase(yaml_path.stem, yaml_path, backend, args.device, args.threads, args.warmup, onnx_path,
+                     args.precision, args.engine_dir)
+
+
+def _export_for_onnx_backends(args: argparse.Namespace, yaml_path: Path, tmp: Path) -> tuple[Optional[Path], str]:
+    """The config's ONNX file under ``tmp`` when an ONNX-based backend is requested (else None), and a note."""
+    from dima_core.export.onnx_export import export_onnx
+    from dima_core.export.planner_loading import load_planner
+
+    if not any(b in ("onnxruntime", "tensorrt") for b in args.backends):
+        return None, ""
+    t0 = time.perf_counter()
+    onnx_path = export_onnx(load_planner(model_config=yaml_path), tmp / yaml_path.stem).onnx_path
+    note = f"ONNX export + parity check {time.perf_counter() - t0:.0f} s"
+    log.info("%s: %s", yaml_path.stem, note)
+    return onnx_path, note
+
+
+def _measure_cell(pipeline: Pipeline, case: BenchCase, note: str, iters: int) -> Row:
+    """Build one pipeline on one backend and time ``iters`` frames (a row saying why, when it is unavailable)."""
+    import numpy as np
+
+    from dima_core.export.errors import BackendUnavailableError
+
+    row = Row(case.config_name, pipeline.name, case.backend_name, "", note=note)
+    try:
+        frame, row.description = pipeline.build(case)
+    except BackendUnavailableError as exc:
+        row.note = f"not available: {exc}"
+        print(f"{case.config_name} {pipeline.name} {case.backend_name}: {row.note}")
+        return row
+    times = np.array(_measure(frame, iters))
+    row.p50, row.p99 = float(np.percentile(times, 50)), float(np.percentile(times, 99))
+    row.mean, row.iters = float(times.mean()), len(times)
+    print(f"{case.config_name} {pipeline.name} {row.description}: p50 {row.p50:.1f} ms, "
+          f"p99 {row.p99:.1f} ms ({row.iters} frames)")
+    return row  # the frame (and its model) is released here, before the next cell loads its own
+
+
+def _measure_ros_cell(case: BenchCase, args: argparse.Namespace) -> RosRow:
+    """One ``ros`` cell (:func:`_run_ros`), with its one-line summary printed."""
+    ros_row = _run_ros(case, args)
+    if ros_row.result is None:
+        print(f"{case.config_name} ros {case.backend_name}: {ros_row.note}")
+        return ros_row
+    summary = ros_row.result.summary()
+    print(f"{case.config_name} ros {ros_row.description}: pipeline p50 {summary['pipeline']['p50']:.1f} ms, "
+          f"model p50 {summary['model']['p50']:.1f} ms, ROS overhead p50 "
+          f"{summary['overhead']['p50']:.1f} ms / p99 {summary['overhead']['p99']:.1f} ms "
+          f"({ros_row.result.frames_planned} frames)")
+    return ros_row
 
 
 def _ros_table(args: argparse.Namespace, ros_rows: list[RosRow]) -> list[str]:

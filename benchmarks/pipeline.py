@@ -61,7 +61,6 @@ from dima_ros.launch_spec import node_spec, params_path, repository_root
 
 log = logging.getLogger(__name__)
 
-NS_PER_S = 1_000_000_000
 NODE_NAME = "dima_bench_planner"
 # Full-size nuScenes camera (what a vehicle's driver publishes); the node resizes to the model's input itself.
 DEFAULT_IMAGE_SIZE = (1600, 900)
@@ -284,7 +283,9 @@ class _Rig:
 
     def _on_traj(self, msg: Any) -> None:
         arrived = time.time_ns()  # first thing: the callback's own work must not count as latency
-        stamp = msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec
+        from dima_ros.converters.stamps import stamp_to_ns
+
+        stamp = stamp_to_ns(msg.header.stamp)
         with self.lock:
             self.received[stamp] = arrived
             self.last_arrival = time.monotonic()
@@ -313,10 +314,10 @@ class _Rig:
 
     def publish_frame(self, index: int) -> int:
         """All inputs of one frame, stamped with the wall time publishing starts; returns the stamp."""
-        from builtin_interfaces.msg import Time
+        from dima_ros.converters.stamps import ns_to_stamp
 
         stamp_ns = time.time_ns()
-        stamp = Time(sec=stamp_ns // NS_PER_S, nanosec=stamp_ns % NS_PER_S)
+        stamp = ns_to_stamp(stamp_ns)
         for msg, pub in ((self.odom, self.pub_odom), (self.accel, self.pub_accel), (self.command, self.pub_cmd)):
             msg.header.stamp = stamp
             pub.publish(msg)
@@ -363,6 +364,25 @@ def _node_backend(output: str) -> str:
     return ""
 
 
+class _Pacer:
+    """Publishes the rig's frames at a fixed rate: a slot the publishing itself overran is skipped, not caught up."""
+
+    def __init__(self, rig: _Rig, period: float) -> None:
+        self.rig, self.period = rig, period
+        self.index = 0  # frames sent so far
+        self.next_t = time.monotonic()
+
+    def send(self) -> int:
+        """Wait for the next slot, publish one frame; returns its stamp (ns)."""
+        time.sleep(max(0.0, self.next_t - time.monotonic()))
+        self.next_t += self.period
+        if time.monotonic() > self.next_t:  # publishing itself overran the period: keep the rate, skip the slot
+            self.next_t = time.monotonic() + self.period
+        stamp = self.rig.publish_frame(self.index)
+        self.index += 1
+        return stamp
+
+
 def _feed(cfg: dict[str, Any]) -> dict[str, Any]:
     """The feeder process's work: publish at the fixed rate, record, return the per-frame timings (JSON-able)."""
     import rclpy
@@ -388,60 +408,71 @@ def _feed(cfg: dict[str, Any]) -> dict[str, Any]:
         if not _wait(rig.connected, float(cfg["start_timeout_s"])):
             raise RosBenchError(f"the planner node /{cfg['target']} did not connect in {cfg['start_timeout_s']} s")
         print("[feeder] connected", flush=True)
-        index = 0
-        next_t = time.monotonic()
-
-        def send() -> int:
-            nonlocal index, next_t
-            time.sleep(max(0.0, next_t - time.monotonic()))
-            next_t += period
-            if time.monotonic() > next_t:  # publishing itself overran the period: keep the rate, skip the slot
-                next_t = time.monotonic() + period
-            stamp = rig.publish_frame(index)
-            index += 1
-            return stamp
-
-        # Warm-up: best-effort camera readers drop frames sent before they matched the writers, and the first
-        # planned frames pay for lazy allocations: publish until `warmup` (at least one) trajectories arrived.
-        budget = max(1, warmup) + 40
-        while rig.trajectory_count() < max(1, warmup):
-            if budget == 0:
-                raise RosBenchError(f"no trajectory after {max(1, warmup) + 40} warm-up frames; the node reported: "
-                                    f"{rig.sync_issues[-2:]}")
-            send()
-            budget -= 1
-        time.sleep(min(5.0, 2 * period))  # the last warm-up frame's processing must not delay the first timed one
-        print(f"[feeder] warm-up done after {index} frames", flush=True)
-
-        timed: list[int] = []
-        while len(timed) < 3 * frames:
-            timed.append(send())
-            with rig.lock:
-                if sum(1 for s in timed if s in rig.received) >= frames:
-                    break
-
-        # The last frames' trajectories (and their diagnostics) are still on their way; a frame the node dropped
-        # never comes, so stop once nothing arrived for a while.
-        def settled() -> bool:
-            with rig.lock:
-                done = all(s in rig.received and s in rig.node_values for s in timed)
-                idle = time.monotonic() - rig.last_arrival
-            return done or idle > max(5.0, 3 * period)
-
-        _wait(settled, 120.0)
-        time.sleep(1.2)  # one more periodic /diagnostics summary (the node's counters)
-        with rig.lock:
-            rows = [{"stamp_ns": s, "pipeline_ms": (rig.received[s] - s) / 1e6, **rig.node_values[s]}
-                    for s in timed if s in rig.received and s in rig.node_values]
-            return {"frames_sent": len(timed), "frames": rows, "counters": dict(rig.counters),
-                    "sync_issues": list(rig.sync_issues),
-                    "jpeg_kib": float(np.mean([len(b) for v in jpegs.values() for b in v])) / 1024.0}
+        pacer = _Pacer(rig, period)
+        _warm_up(rig, pacer, warmup)
+        timed = _send_timed_frames(rig, pacer, frames)
+        _wait_until_settled(rig, timed, period)
+        return _recorded(rig, timed, jpegs)
     finally:
         stop.set()
         spinner.join(timeout=5.0)
         executor.shutdown(timeout_sec=1.0)
         rig.node.destroy_node()
         rclpy.try_shutdown()
+
+
+def _warm_up(rig: _Rig, pacer: _Pacer, warmup: int) -> None:
+    """Publish until ``warmup`` (at least one) trajectories arrived.
+
+    Best-effort camera readers drop frames sent before they matched the writers, and the first planned frames pay
+    for lazy allocations; none of them is timed.
+    """
+    budget = max(1, warmup) + 40
+    while rig.trajectory_count() < max(1, warmup):
+        if budget == 0:
+            raise RosBenchError(f"no trajectory after {max(1, warmup) + 40} warm-up frames; the node reported: "
+                                f"{rig.sync_issues[-2:]}")
+        pacer.send()
+        budget -= 1
+    time.sleep(min(5.0, 2 * pacer.period))  # the last warm-up frame's processing must not delay the first timed one
+    print(f"[feeder] warm-up done after {pacer.index} frames", flush=True)
+
+
+def _send_timed_frames(rig: _Rig, pacer: _Pacer, frames: int) -> list[int]:
+    """Send until ``frames`` of the timed frames got a trajectory (at most ``3 x frames``); returns their stamps."""
+    timed: list[int] = []
+    while len(timed) < 3 * frames:
+        timed.append(pacer.send())
+        with rig.lock:
+            if sum(1 for s in timed if s in rig.received) >= frames:
+                break
+    return timed
+
+
+def _wait_until_settled(rig: _Rig, timed: list[int], period: float) -> None:
+    """Wait for the last frames' trajectories and diagnostics, then one more periodic /diagnostics summary.
+
+    A frame the node dropped never comes, so this stops once nothing arrived for a while.
+    """
+
+    def settled() -> bool:
+        with rig.lock:
+            done = all(s in rig.received and s in rig.node_values for s in timed)
+            idle = time.monotonic() - rig.last_arrival
+        return done or idle > max(5.0, 3 * period)
+
+    _wait(settled, 120.0)
+    time.sleep(1.2)  # one more periodic /diagnostics summary (the node's counters)
+
+
+def _recorded(rig: _Rig, timed: list[int], jpegs: dict[str, list[bytes]]) -> dict[str, Any]:
+    """The feeder's JSON result: one row per timed frame with both its trajectory and the node's timings."""
+    with rig.lock:
+        rows = [{"stamp_ns": s, "pipeline_ms": (rig.received[s] - s) / 1e6, **rig.node_values[s]}
+                for s in timed if s in rig.received and s in rig.node_values]
+        return {"frames_sent": len(timed), "frames": rows, "counters": dict(rig.counters),
+                "sync_issues": list(rig.sync_issues),
+                "jpeg_kib": float(np.mean([len(b) for v in jpegs.values() for b in v])) / 1024.0}
 
 
 def feeder_main(argv: Optional[list[str]] = None) -> int:
@@ -483,68 +514,88 @@ def run_ros_bench(settings: RosBenchSettings) -> RosBenchResult:
         log_dir.mkdir(parents=True, exist_ok=True)
         flat = settings.node_parameters()
         params = write_parameter_file(log_dir / f"{settings.node_name}.yaml", nest_parameters(flat))
-        feeder_cfg = log_dir / "feeder.json"
+        feeder_cfg = _write_feeder_config(settings, flat, log_dir / "feeder.json")
         feeder_out = log_dir / "feeder_result.json"
         feeder_out.unlink(missing_ok=True)
-        feeder_cfg.write_text(json.dumps({
-            "target": settings.node_name, "frames": settings.frames, "warmup": settings.warmup,
-            "rate_hz": settings.rate_hz, "image_size": list(settings.image_size),
-            "jpeg_quality": settings.jpeg_quality, "intrinsics": _intrinsics(flat),
-            "start_timeout_s": settings.start_timeout_s}))
-
-        env = os.environ.copy()
-        # Both processes must import this very benchmarks / dima_ros / dima_core (a source checkout is not on
-        # sys.path by itself).
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        if settings.dds_profile is not None:
-            if not Path(settings.dds_profile).is_file():
-                raise RosBenchError(f"DDS profile {settings.dds_profile} does not exist")
-            env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)  # deprecated name; it would compete with ours
-            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(settings.dds_profile).resolve())
+        env = _process_environment(settings)
         node = _Process(["-m", node_spec("planner").module, "--ros-args", "--params-file", str(params),
                          "-r", f"__node:={settings.node_name}"], env, log_dir / f"{settings.node_name}.log")
         feeder: Optional[_Process] = None
         try:
             feeder = _Process(["-m", __name__, str(feeder_cfg), str(feeder_out)], env, log_dir / "feeder.log")
-            # Generous: start-up, warm-up (up to 40 extra frames) and up to 3 x frames timed, then settling.
-            limit = settings.start_timeout_s + (3 * settings.frames + settings.warmup + 45) / settings.rate_hz + 180
-            deadline = time.monotonic() + limit
-            while feeder.alive():
-                if not node.alive():
-                    raise RosBenchError(f"the planner node exited (status {node.proc.returncode}):\n{node.output()}")
-                if time.monotonic() > deadline:
-                    raise RosBenchError(f"the bench did not finish in {limit:.0f} s; feeder:\n{feeder.output()}\n"
-                                        f"node:\n{node.output()}")
-                time.sleep(0.2)
-            if not feeder_out.is_file():
-                raise RosBenchError(f"the feeder wrote no result (status {feeder.proc.returncode}):\n"
-                                    f"{feeder.output()}")
-            data = json.loads(feeder_out.read_text())
-            if "error" in data:
-                raise RosBenchError(f"{data['error']}\nnode log:\n{node.output()}")
-            result = RosBenchResult(settings.backend, len(CAMERA_NAMES), settings.image_size, data["jpeg_kib"],
-                                    settings.rate_hz, data["frames_sent"], node_counters=data["counters"],
-                                    sync_issues=data["sync_issues"], node_backend=_node_backend(node.output(10**6)),
-                                    middleware=_middleware(env))
-            for row in data["frames"]:
-                result.pipeline_ms.append(row["pipeline_ms"])
-                result.input_ms.append(row["input_latency_ms"])
-                result.node_latency_ms.append(row["pipeline_latency_ms"])
-                result.processing_ms.append(row["processing_time_ms"])
-                result.model_ms.append(row["model_time_ms"])
-                result.overhead_ms.append(row["pipeline_ms"] - row["model_time_ms"])
-            if result.sync_issues:
-                log.warning("the node reported %d unsynchronised frames, e.g. %s", len(result.sync_issues),
-                            result.sync_issues[-1])
-            if not result.pipeline_ms:
-                raise RosBenchError(f"none of the {result.frames_sent} timed frames got a trajectory; node log:\n"
-                                    f"{node.output()}")
-            return result
+            _wait_for_feeder(settings, feeder, node)
+            return _collect_result(settings, feeder_out, feeder, node, env)
         finally:
             if feeder is not None:
                 feeder.stop()
             node.stop()
+
+
+def _write_feeder_config(settings: RosBenchSettings, flat: dict[str, Any], path: Path) -> Path:
+    """The feeder process's settings (``feeder_main``'s FEEDER.json)."""
+    path.write_text(json.dumps({
+        "target": settings.node_name, "frames": settings.frames, "warmup": settings.warmup,
+        "rate_hz": settings.rate_hz, "image_size": list(settings.image_size),
+        "jpeg_quality": settings.jpeg_quality, "intrinsics": _intrinsics(flat),
+        "start_timeout_s": settings.start_timeout_s}))
+    return path
+
+
+def _process_environment(settings: RosBenchSettings) -> dict[str, str]:
+    """The node's and the feeder's environment: this checkout first on PYTHONPATH, the DDS profile if any."""
+    env = os.environ.copy()
+    # Both processes must import this very benchmarks / dima_ros / dima_core (a source checkout is not on
+    # sys.path by itself).
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if settings.dds_profile is not None:
+        if not Path(settings.dds_profile).is_file():
+            raise RosBenchError(f"DDS profile {settings.dds_profile} does not exist")
+        env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)  # deprecated name; it would compete with ours
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(settings.dds_profile).resolve())
+    return env
+
+
+def _wait_for_feeder(settings: RosBenchSettings, feeder: _Process, node: _Process) -> None:
+    """Until the feeder exits; RosBenchError when the node dies first or the whole run overruns its limit."""
+    # Generous: start-up, warm-up (up to 40 extra frames) and up to 3 x frames timed, then settling.
+    limit = settings.start_timeout_s + (3 * settings.frames + settings.warmup + 45) / settings.rate_hz + 180
+    deadline = time.monotonic() + limit
+    while feeder.alive():
+        if not node.alive():
+            raise RosBenchError(f"the planner node exited (status {node.proc.returncode}):\n{node.output()}")
+        if time.monotonic() > deadline:
+            raise RosBenchError(f"the bench did not finish in {limit:.0f} s; feeder:\n{feeder.output()}\n"
+                                f"node:\n{node.output()}")
+        time.sleep(0.2)
+
+
+def _collect_result(settings: RosBenchSettings, feeder_out: Path, feeder: _Process, node: _Process,
+                    env: dict[str, str]) -> RosBenchResult:
+    """The feeder's per-frame rows as a :class:`RosBenchResult` (RosBenchError when it failed or timed nothing)."""
+    if not feeder_out.is_file():
+        raise RosBenchError(f"the feeder wrote no result (status {feeder.proc.returncode}):\n{feeder.output()}")
+    data = json.loads(feeder_out.read_text())
+    if "error" in data:
+        raise RosBenchError(f"{data['error']}\nnode log:\n{node.output()}")
+    result = RosBenchResult(settings.backend, len(CAMERA_NAMES), settings.image_size, data["jpeg_kib"],
+                            settings.rate_hz, data["frames_sent"], node_counters=data["counters"],
+                            sync_issues=data["sync_issues"], node_backend=_node_backend(node.output(10**6)),
+                            middleware=_middleware(env))
+    for row in data["frames"]:
+        result.pipeline_ms.append(row["pipeline_ms"])
+        result.input_ms.append(row["input_latency_ms"])
+        result.node_latency_ms.append(row["pipeline_latency_ms"])
+        result.processing_ms.append(row["processing_time_ms"])
+        result.model_ms.append(row["model_time_ms"])
+        result.overhead_ms.append(row["pipeline_ms"] - row["model_time_ms"])
+    if result.sync_issues:
+        log.warning("the node reported %d unsynchronised frames, e.g. %s", len(result.sync_issues),
+                    result.sync_issues[-1])
+    if not result.pipeline_ms:
+        raise RosBenchError(f"none of the {result.frames_sent} timed frames got a trajectory; node log:\n"
+                            f"{node.output()}")
+    return result
 
 
 __all__ = ["DEFAULT_DDS_PROFILE", "DEFAULT_IMAGE_SIZE", "RosBenchError", "RosBenchResult", "RosBenchSettings",

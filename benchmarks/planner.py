@@ -268,48 +268,114 @@ def bench_command() -> str:
 # ------------------------------------------------------------------------------------------------ run
 
 
+@dataclasses.dataclass
+class World:
+    """The synthetic dataroot the bench trains and scores on, and what the doc says about it."""
+
+    path: str
+    note: str  # "reused `PATH`" or "generated: N scenes, K keyframes, T s"
+    meta: dict[str, Any]  # its synth_meta.json
+    seed: int
+    width: int  # rendered camera size, from the world itself (it may have been made elsewhere)
+    height: int
+
+
+@dataclasses.dataclass
+class TrainedPlanner:
+    """Step 2's outcome: the trainer (model, dataset, index), its run and its wall / CPU time."""
+
+    trainer: Any
+    config: Any  # the TrainConfig
+    result: Any  # the trainer's FitResult
+    steps: int  # the schedule's length (the run may stop earlier on the --train-minutes cap)
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def samples_seen(self) -> int:
+        return self.result.step * self.config.data.batch_size
+
+    def mean_losses(self, which: slice) -> dict[str, float]:
+        """Mean total / plan_reg loss over the history steps ``which`` (empty without a history)."""
+        import numpy as np
+
+        history = self.result.history
+        return {k: float(np.mean([h[k] for h in history[which]])) for k in ("total", "plan_reg")} if history else {}
+
+
+@dataclasses.dataclass
+class ValScores:
+    """Steps 3-4: every planner scored on the same val samples."""
+
+    reports: dict[str, Any]  # planner name -> evaluate_planners report
+    val_set: Any  # the val DrivingDataset
+    predict_s: float  # wall time of the learned planner's val prediction
+    beats_const_velocity: bool
+    verdict: str
+
+
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
-    from dima_core.data.dataset import DrivingDataset
-    from dima_core.eval.baselines import ADMLPConfig
-    from dima_core.eval.evaluate import baseline_planners, evaluate_planners, fit_admlp, report_tables
     from dima_core.models import load_model_config
-    from dima_core.training.distributed import DistContext
-    from dima_core.training.stage1 import build_stage1_trainer, resolve_repo_path, stage1_data_config
+    from dima_core.training.stage1 import resolve_repo_path
 
     if args.scenes_train < 1 or args.scenes_val < 1:
         raise ValueError("--scenes-train and --scenes-val must be >= 1")
     torch.set_num_threads(args.threads)
-    load_start = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    load_start = _load_average()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg_probe = train_config(args, "unused", out)
     model_config = load_model_config(resolve_repo_path(cfg_probe.model_config))
-    width = args.width or model_config.image_size[0]
-    height = args.height or model_config.image_size[1]
 
-    # 1. The world.
+    world = prepare_world(args, out, args.width or model_config.image_size[0],
+                          args.height or model_config.image_size[1])  # 1.
+    trained = train_planner(args, world.path, out)  # 2.
+    model = trained.trainer.model.eval()
+    scores = score_on_val(args, trained, model_config)  # 3-4.
+    latency, vad = time_inference(args, model, scores.val_set[0])  # 5.
+    load_end = _load_average()
+
+    report = write_report(out, world, trained, scores, latency, vad)
+    section = doc_section(args, report, world, trained, scores, model_config, cfg_probe.model_config,
+                          sum(p.numel() for p in model.parameters()), (load_start, load_end))
+    print(section)
+    if args.doc:
+        update_doc(args.doc, section)
+        print(f"updated {args.doc}")
+    return 0
+
+
+def _load_average() -> tuple[float, float, float]:
+    return os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+
+
+def prepare_world(args: argparse.Namespace, out: Path, width: int, height: int) -> World:
+    """Step 1: reuse ``--world`` or generate one under ``out/world`` at the model's input size."""
     t0 = time.perf_counter()
     if args.world:
-        world = args.world
-        world_note = f"reused `{world}`"
-        log.info("reusing the synthetic world at %s", world)
+        path = args.world
+        note = f"reused `{path}`"
+        log.info("reusing the synthetic world at %s", path)
     else:
-        world = str(out / "world")
-        summary = make_world(Path(world), args.scenes_train, args.scenes_val, args.seed, width, height,
+        path = str(out / "world")
+        summary = make_world(Path(path), args.scenes_train, args.scenes_val, args.seed, width, height,
                              args.scene_seconds)
-        world_note = (f"generated: {summary['scenes']} scenes, {summary['keyframes']} keyframes, "
-                      f"{time.perf_counter() - t0:.0f} s")
-    meta = json.loads((Path(world) / "synth_meta.json").read_text())
+        note = f"generated: {summary['scenes']} scenes, {summary['keyframes']} keyframes, {time.perf_counter() - t0:.0f} s"
+    meta = json.loads((Path(path) / "synth_meta.json").read_text())
     # What the doc states about the world comes from the world itself (it may have been made elsewhere).
     camera = meta.get("config", {}).get("camera", {})
-    width, height = int(camera.get("width", width)), int(camera.get("height", height))
-    world_seed = meta.get("seed", args.seed)
-    log.info("world: %s", world_note)
+    log.info("world: %s", note)
+    return World(path, note, meta, meta.get("seed", args.seed), int(camera.get("width", width)),
+                 int(camera.get("height", height)))
 
-    # 2. Train.
+
+def train_planner(args: argparse.Namespace, world: str, out: Path) -> TrainedPlanner:
+    """Step 2: stage 1 for exactly the requested steps (cosine schedule ending there), capped by --train-minutes."""
+    from dima_core.training.distributed import DistContext
+    from dima_core.training.stage1 import build_stage1_trainer
+
     config = train_config(args, world, out)
     trainer = build_stage1_trainer(config, DistContext(), record_history=True)
     steps = args.steps if args.steps is not None else config.epochs * trainer.steps_per_epoch
@@ -326,59 +392,89 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if timer is not None:
             timer.cancel()
-    train_s, train_cpu_s = time.perf_counter() - t_train, time.process_time() - c_train
-    samples_seen = result.step * config.data.batch_size
-    model = trainer.model.eval()
-    history = result.history
-    first_losses = {k: float(np.mean([h[k] for h in history[:10]])) for k in ("total", "plan_reg")} if history else {}
-    last_losses = {k: float(np.mean([h[k] for h in history[-10:]])) for k in ("total", "plan_reg")} if history else {}
+    return TrainedPlanner(trainer, config, result, steps, time.perf_counter() - t_train,
+                          time.process_time() - c_train)
 
-    # 3-4. Predict val, fit AD-MLP on train, score everything on the same samples.
-    index = trainer.dataset.index
-    data = stage1_data_config(config, model_config)
+
+def score_on_val(args: argparse.Namespace, trained: TrainedPlanner, model_config: Any) -> ValScores:
+    """Steps 3-4: predict val with the trained model, fit AD-MLP on train, score all planners on the same samples."""
+    from dima_core.data.dataset import DrivingDataset
+    from dima_core.eval.baselines import ADMLPConfig
+    from dima_core.eval.evaluate import baseline_planners, evaluate_planners, fit_admlp, report_tables
+    from dima_core.training.stage1 import stage1_data_config
+
+    index = trained.trainer.dataset.index
+    data = stage1_data_config(trained.config, model_config)
     val_set = DrivingDataset(index, dataclasses.replace(data, split="val"))
     t_pred = time.perf_counter()
-    preds = predict_val(model, val_set)
-    pred_s = time.perf_counter() - t_pred
+    preds = predict_val(trained.trainer.model, val_set)
+    predict_s = time.perf_counter() - t_pred
     train_samples = [index.get(t) for t in index.tokens("train")]
     val_samples = [index.get(t) for t in index.tokens("val")]
     admlp = fit_admlp(train_samples, ADMLPConfig(epochs=args.admlp_epochs, seed=args.seed))
-    learned = model_config.name
-    planners: dict[str, Callable[[Any], Any]] = {learned: lambda s: preds[s.token]}
+    planners: dict[str, Callable[[Any], Any]] = {model_config.name: lambda s: preds[s.token]}
     planners.update(baseline_planners(admlp))
     reports = evaluate_planners(val_samples, planners)
     print(report_tables(reports))
-    ok, why = verdict(reports, learned, "const_velocity")
+    ok, why = verdict(reports, model_config.name, "const_velocity")
+    return ValScores(reports, val_set, predict_s, ok, why)
 
-    # 5. Latency.
-    latency = model_latency(model, val_set[0], args.latency_frames, args.latency_warmup)
+
+def time_inference(args: argparse.Namespace, model: Any,
+                   item: Mapping[str, Any]) -> tuple[dict[str, float], Optional[dict[str, float]]]:
+    """Step 5: batch-1 latency of the trained model on one val frame, and of ``vad_tiny`` unless skipped."""
+    latency = model_latency(model, item, args.latency_frames, args.latency_warmup)
     vad = None
     if args.vad_tiny_config:
         vad = vad_tiny_latency(args.vad_tiny_config, min(args.latency_frames, 10), args.vad_tiny_max_seconds)
-    load_end = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return latency, vad
 
-    params = sum(p.numel() for p in model.parameters())
+
+def write_report(out: Path, world: World, trained: TrainedPlanner, scores: ValScores, latency: dict[str, float],
+                 vad: Optional[dict[str, float]]) -> dict[str, Any]:
+    """``out/report.json``: everything measured (the doc section is written from it); returns it."""
+    config, samples = trained.config, trained.samples_seen
+    splits = world.meta.get("splits", {})
     report = {
-        "command": bench_command(), "machine": machine(), "world": world, "world_note": world_note,
-        "scenes": {"train": len(meta.get("splits", {}).get("train", [])), "val": len(meta.get("splits", {}).get("val", []))},
-        "train": {"steps": result.step, "batch_size": config.data.batch_size, "samples": samples_seen,
-                  "epochs": samples_seen / max(len(trainer.dataset), 1), "wall_s": train_s, "cpu_s": train_cpu_s,
-                  "samples_per_s": samples_seen / train_s, "lr": config.optimizer.lr,
-                  "first_losses": first_losses, "last_losses": last_losses},
-        "latency": latency, "vad_tiny_latency": vad, "beats_const_velocity": ok, "verdict": why,
-        "reports": reports,
+        "command": bench_command(), "machine": machine(), "world": world.path, "world_note": world.note,
+        "scenes": {"train": len(splits.get("train", [])), "val": len(splits.get("val", []))},
+        "train": {"steps": trained.result.step, "batch_size": config.data.batch_size, "samples": samples,
+                  "epochs": samples / max(len(trained.trainer.dataset), 1), "wall_s": trained.wall_s,
+                  "cpu_s": trained.cpu_s, "samples_per_s": samples / trained.wall_s, "lr": config.optimizer.lr,
+                  "first_losses": trained.mean_losses(slice(None, 10)),
+                  "last_losses": trained.mean_losses(slice(-10, None))},
+        "latency": latency, "vad_tiny_latency": vad, "beats_const_velocity": scores.beats_const_velocity,
+        "verdict": scores.verdict, "reports": scores.reports,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
+    return report
 
-    vad_line = "skipped (`--vad-tiny-config ''`)"
+
+def _vad_line(args: argparse.Namespace, vad: Optional[dict[str, float]]) -> str:
     if vad is not None and vad.get("frames", 0) > 0:
-        vad_line = (f"median {vad['median_ms']:.0f} ms, p90 {vad['p90_ms']:.0f} ms over {int(vad['frames'])} frames "
-                    f"(random weights; ResNet-50, 640x360, BEV 100x100, 300 agents, 100 map vectors)")
-    elif vad is not None:
-        vad_line = f"first frame {vad['first_frame_ms'] / 1e3:.1f} s: over the {args.vad_tiny_max_seconds:g} s cap, not timed"
-    section = (
+        return (f"median {vad['median_ms']:.0f} ms, p90 {vad['p90_ms']:.0f} ms over {int(vad['frames'])} frames "
+                f"(random weights; ResNet-50, 640x360, BEV 100x100, 300 agents, 100 map vectors)")
+    if vad is not None:
+        return f"first frame {vad['first_frame_ms'] / 1e3:.1f} s: over the {args.vad_tiny_max_seconds:g} s cap, not timed"
+    return "skipped (`--vad-tiny-config ''`)"
+
+
+def doc_section(args: argparse.Namespace, report: Mapping[str, Any], world: World, trained: TrainedPlanner,
+                scores: ValScores, model_config: Any, model_config_path: str, params: int,
+                load: tuple[tuple[float, float, float], tuple[float, float, float]]) -> str:
+    """The markdown section for docs/benchmarks.md: setup, throughput, latency, the verdict and the table."""
+    import torch
+
+    config, result, samples_seen = trained.config, trained.result, trained.samples_seen
+    first_losses, last_losses = report["train"]["first_losses"], report["train"]["last_losses"]
+    latency, learned, train_s = report["latency"], model_config.name, trained.wall_s
+    load_start, load_end = load
+    ok, why = scores.beats_const_velocity, scores.verdict
+    stop_note = (f" (stopped at step {result.step} by the {args.train_minutes:g}-min training cap)"
+                 if result.stopped_by_signal else "")
+    return (
         f"{SECTION}\n\n"
-        f"Stage-1 `{learned}` ({params / 1e6:.2f} M parameters, `{cfg_probe.model_config}`, ego status "
+        f"Stage-1 `{learned}` ({params / 1e6:.2f} M parameters, `{model_config_path}`, ego status "
         f"{'ON' if model_config.ego.use_ego_status else 'OFF'}, command ON) trained on the train scenes of a synthetic "
         f"world and scored on its val scenes against constant velocity (ego-status speed along the current heading) "
         f"and AD-MLP (ego status + past trajectory + command MLP, {args.admlp_epochs} epochs on the same train split). "
@@ -386,36 +482,32 @@ def run(args: argparse.Namespace) -> int:
         f"(`vad` = VAD/ST-P3 cumulative mean over steps 1..2k, `uniad` = the value at step 2k; collision on the 0.5 m "
         f"GT occupancy with the 1.85 x 4.084 m ego box; only samples with a full 6-step future).\n\n"
         f"- command: `{report['command']}`\n"
-        f"- world: {report['scenes']['train']} train / {report['scenes']['val']} val scenes, seed {world_seed}, "
-        f"scenario mix of `config/synth.yaml`, cameras rendered at {width}x{height}, model input "
-        f"{model_config.image_size[0]}x{model_config.image_size[1]} ({world_note})\n"
+        f"- world: {report['scenes']['train']} train / {report['scenes']['val']} val scenes, seed {world.seed}, "
+        f"scenario mix of `config/synth.yaml`, cameras rendered at {world.width}x{world.height}, model input "
+        f"{model_config.image_size[0]}x{model_config.image_size[1]} ({world.note})\n"
         f"- training: {result.step} steps x batch {config.data.batch_size} = {samples_seen} samples "
-        f"({report['train']['epochs']:.2f} epochs of {len(trainer.dataset)}), AdamW lr {config.optimizer.lr:g}, "
-        f"cosine schedule over {steps} steps"
-        f"{f' (stopped at step {result.step} by the {args.train_minutes:g}-min training cap)' if result.stopped_by_signal else ''}; loss total {first_losses.get('total', float('nan')):.2f} -> "
+        f"({report['train']['epochs']:.2f} epochs of {len(trained.trainer.dataset)}), AdamW lr "
+        f"{config.optimizer.lr:g}, cosine schedule over {trained.steps} steps{stop_note}; loss total "
+        f"{first_losses.get('total', float('nan')):.2f} -> "
         f"{last_losses.get('total', float('nan')):.2f}, plan L1 {first_losses.get('plan_reg', float('nan')):.2f} -> "
         f"{last_losses.get('plan_reg', float('nan')):.2f} (means of the first / last 10 steps)\n"
         f"- **training throughput: {report['train']['samples_per_s']:.2f} samples/s** wall-clock "
-        f"({train_s / 60:.1f} min; {samples_seen / max(train_cpu_s, 1e-9):.2f} samples per CPU-second of this process), "
-        f"{args.threads} torch threads\n"
+        f"({train_s / 60:.1f} min; {samples_seen / max(trained.cpu_s, 1e-9):.2f} samples per CPU-second of this "
+        f"process), {args.threads} torch threads\n"
         f"- **inference latency `{learned}`, batch 1 (6 cameras), CPU: median {latency['median_ms']:.1f} ms, "
         f"p90 {latency['p90_ms']:.1f} ms** over {int(latency['frames'])} frames after {args.latency_warmup} warm-up "
-        f"frames; val prediction at batch 8 took {pred_s:.0f} s for {len(val_set)} samples\n"
-        f"- inference latency `vad_tiny`, batch 1, CPU: {vad_line}; GPU figures: not measured (no GPU in this run)\n"
+        f"frames; val prediction at batch 8 took {scores.predict_s:.0f} s for {len(scores.val_set)} samples\n"
+        f"- inference latency `vad_tiny`, batch 1, CPU: {_vad_line(args, report['vad_tiny_latency'])}; GPU figures: "
+        f"not measured (no GPU in this run)\n"
         f"- machine: {machine()}; Python {platform.python_version()}, torch {torch.__version__}; load average "
         f"(1/5/15 min) {load_start[0]:.1f}/{load_start[1]:.1f}/{load_start[2]:.1f} at start, "
         f"{load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f} at end (a shared machine: other jobs slow the "
         f"wall-clock figures)\n"
         f"- **learned planner vs constant velocity on val (overall): {'BEATS it' if ok else 'does NOT beat it'}** "
         f"— {why}\n\n"
-        f"{markdown_table(reports)}\n\n"
+        f"{markdown_table(scores.reports)}\n\n"
         f"How to read it: AD-MLP sees the ego status, the past trajectory and the command and nothing else; where it "
         f"beats the camera planner, that is the open-loop blind spot (Zhai et al. 2023) showing, not better driving. "
         f"Collision rates are low for every planner on this world, so collision differences rest on a handful of "
         f"colliding steps; the long-tail rows carry few samples each (N column).\n"
     )
-    print(section)
-    if args.doc:
-        update_doc(args.doc, section)
-        print(f"updated {args.doc}")
-    return 0

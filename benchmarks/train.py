@@ -265,12 +265,12 @@ def _summary_lines(name: str, summary: Any, final_checkpoint_s: Optional[float] 
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build the stage-1 trainer, time its loop, then its bare step; report.json, the summary and the doc row."""
     import torch
 
     from benchmarks.planner import set_total_steps
     from benchmarks.synth import machine
     from dima_core.training.distributed import DistContext, resolve_device
-    from dima_core.training.profiling import StepTimer
     from dima_core.training.stage1 import build_stage1_trainer
 
     if args.steps < 1 or args.warmup < 0 or (args.bare_steps is not None and args.bare_steps < 1):
@@ -286,13 +286,7 @@ def run(args: argparse.Namespace) -> int:
     # Exactly the requested steps, the cosine schedule ending there (its length does not change a step's cost).
     set_total_steps(trainer, args.warmup + args.steps)
 
-    # 1. The loop.
-    timer = StepTimer(ctx.device, warmup_steps=args.warmup)
-    trainer.set_timer(timer)
-    result = trainer.fit()
-    loop = timer.summary()
-    final_checkpoint = timer.pending().get("checkpoint")
-
+    result, loop, final_checkpoint = time_loop(trainer, ctx.device, args.warmup)  # 1.
     # 2. The bare step on one batch of the same training set.
     batch = fixed_batch(trainer.dataset, trainer.collate_fn, config.data.batch_size)
     bare = bare_steps(trainer, batch, args.steps if args.bare_steps is None else args.bare_steps, args.warmup)
@@ -313,16 +307,35 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
-
-    lines = [f"{label} ({report['machine']}; torch {torch.__version__}, {args.threads} threads, precision "
-             f"{trainer.precision.name}; load average {load_start[0]:.2f} -> {load_end[0]:.2f})"]
-    lines += _summary_lines("loop", loop, final_checkpoint)
-    lines += _summary_lines("bare step", bare)
-    lines.append(f"loop / bare step: {report['loop_over_bare']:.2f}")
-    for op in ops:
-        lines.append(f"  op {op['op']:<45} {op['self_ms_per_step']:8.1f} ms/step  {100 * op['share']:5.1f} %")
-    print("\n".join(lines))
+    print("\n".join(summary_lines(report, loop, bare, final_checkpoint)))
     if args.doc:
         update_doc(args.doc, table_row(report))
         print(f"updated {args.doc}")
     return 0
+
+
+def time_loop(trainer: Any, device: Any, warmup: int) -> tuple[Any, Any, Optional[float]]:
+    """Step 1: the whole training loop (``trainer.fit()``) under a StepTimer that skips ``warmup`` steps.
+
+    Returns the fit result, the counted steps' TimingSummary and the final checkpoint's seconds (written after the
+    last step, so outside every step; None when there was none).
+    """
+    from dima_core.training.profiling import StepTimer
+
+    timer = StepTimer(device, warmup_steps=warmup)
+    trainer.set_timer(timer)
+    result = trainer.fit()
+    return result, timer.summary(), timer.pending().get("checkpoint")
+
+
+def summary_lines(report: Mapping[str, Any], loop: Any, bare: Any, final_checkpoint: Optional[float]) -> list[str]:
+    """The console summary: the run's setup, both time splits, their ratio and the profiled operators."""
+    load_start, load_end = report["load_average"]["start"], report["load_average"]["end"]
+    lines = [f"{report['label']} ({report['machine']}; torch {report['torch']}, {report['threads']} threads, "
+             f"precision {report['precision']}; load average {load_start[0]:.2f} -> {load_end[0]:.2f})"]
+    lines += _summary_lines("loop", loop, final_checkpoint)
+    lines += _summary_lines("bare step", bare)
+    lines.append(f"loop / bare step: {report['loop_over_bare']:.2f}")
+    for op in report["ops"]:
+        lines.append(f"  op {op['op']:<45} {op['self_ms_per_step']:8.1f} ms/step  {100 * op['share']:5.1f} %")
+    return lines

@@ -8,6 +8,7 @@ cd "$ROOT"
 source tools/env.sh
 # Headless everywhere (matplotlib in the data viewers); no stdin in CI.
 export MPLBACKEND="${MPLBACKEND:-Agg}"
-# Static check first (seconds): a name left undefined by a refactor fails here, not 10 minutes into pytest.
+# Static check first (seconds): a name left undefined by a refactor, or a ROS import in dima_core, fails here, not
+# 10 minutes into pytest.
 python -m ruff check --quiet .
 exec python -m pytest "$@" </dev/null
