@@ -72,7 +72,7 @@ def stage2_config(root: Path, name: str, train_args: list[str], *extra: str) -> 
 
 
 def run_stage2(ctx: Any, root: Path, train_args: list[str], report: dict[str, Any]) -> None:
-    from dima_core.training.checkpoint import checkpoint_name, load_checkpoint
+    from dima_core.io.checkpoint import checkpoint_name, load_checkpoint
     from dima_core.training.stage2 import build_stage2_trainer
 
     config = stage2_config(root, "fsdp", train_args, "--strategy", "fsdp", "--max-steps", "2",

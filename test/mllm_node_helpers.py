@@ -31,7 +31,7 @@ def write_stage2_checkpoint(path: Path, model_yaml: Path, llm_dir: Path) -> Path
     from dima_core.models import load_model_config
     from dima_core.models.dima import DimaJointModel, build_teacher, joint_model_config
     from dima_core.models.vision_planner import VisionPlanner
-    from dima_core.training.checkpoint import save_checkpoint
+    from dima_core.io.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model_config = load_model_config(model_yaml)

@@ -30,7 +30,7 @@ def export_micro_onnx(root: Path) -> Path:
     from dima_core.cli import main as dima_main
     from dima_core.config import config_to_dict
     from dima_core.export.planner_loading import load_planner
-    from dima_core.training.checkpoint import save_checkpoint
+    from dima_core.io.checkpoint import save_checkpoint
     from training_fixtures import write_micro_model_config
 
     torch.set_num_threads(1)

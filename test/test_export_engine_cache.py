@@ -141,7 +141,7 @@ def test_failed_build_leaves_nothing_and_superseded_engines_are_pruned(tmp_path)
 
 _CRASH_SCRIPT = """
 import os, sys
-from dima_core.training.checkpoint import write_atomic
+from dima_core.io.atomic import write_atomic
 
 def half_then_die(f):
     f.write(b"N" * 4096)

@@ -27,7 +27,7 @@ from dima_core.export import (
 from dima_core.export.io_spec import example_inputs
 from dima_core.export.planner_loading import load_planner
 from dima_core.export.sidecar import file_sha256
-from dima_core.training.checkpoint import save_checkpoint
+from dima_core.io.checkpoint import save_checkpoint
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

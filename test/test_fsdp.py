@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from dima_core.config import ConfigError, config_from_dict, load_config
-from dima_core.training.checkpoint import checkpoint_name, load_checkpoint
+from dima_core.io.checkpoint import checkpoint_name, load_checkpoint
 from dima_core.training.config import TrainConfig
 from stage2_helpers import micro_mllm_config, stage2_cli_args, write_stage2_yaml, write_tiny_local_llm
 from training_fixtures import (

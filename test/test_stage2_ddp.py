@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dima_core.training.checkpoint import load_checkpoint, resolve_checkpoint
+from dima_core.io.checkpoint import load_checkpoint, resolve_checkpoint
 from stage2_helpers import micro_mllm_config, stage2_cli_args, write_stage2_yaml, write_tiny_local_llm
 from training_fixtures import free_port, run_checked, torchrun_command
 

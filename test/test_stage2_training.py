@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from dima_core.cli import main as dima_main
-from dima_core.training.checkpoint import load_checkpoint, resolve_checkpoint
+from dima_core.io.checkpoint import load_checkpoint, resolve_checkpoint
 from stage2_helpers import cached_llm, micro_mllm_config, stage2_cli_args, write_stage2_yaml
 from training_fixtures import stage1_cli_args
 

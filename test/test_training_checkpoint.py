@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dima_core.training.checkpoint import (
+from dima_core.io.checkpoint import (
     CheckpointError,
     check_model_state,
     load_checkpoint,
@@ -52,7 +52,7 @@ def test_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path: Path) -
     script = textwrap.dedent(
         f"""
         import os
-        from dima_core.training.checkpoint import write_atomic
+        from dima_core.io.atomic import write_atomic
         data = open({str(good)!r}, "rb").read()
         def die_half_way(fileobj):
             fileobj.write(b"X" * (len(data) // 2))

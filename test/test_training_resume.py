@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dima_core.training.checkpoint import load_checkpoint
+from dima_core.io.checkpoint import load_checkpoint
 from training_fixtures import build_tiny_trainer, tiny_config
 
 TOTAL_STEPS = 12  # 24 samples / batch 4 = 6 steps per epoch, 2 epochs

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from dima_core.cli import main as dima_main
-from dima_core.training.checkpoint import load_checkpoint, resolve_checkpoint
+from dima_core.io.checkpoint import load_checkpoint, resolve_checkpoint
 from training_fixtures import REPO_ROOT, free_port, run_checked, stage1_cli_args, torchrun_command
 
 pytestmark = pytest.mark.usefixtures("single_thread")

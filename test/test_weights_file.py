@@ -22,7 +22,7 @@ from dima_core.models.weights_file import (
     read_planner_weights,
     save_planner_weights,
 )
-from dima_core.training.checkpoint import CheckpointError, save_checkpoint
+from dima_core.io.checkpoint import CheckpointError, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_YAML = REPO / "config" / "model" / "dima_cpu_fast.yaml"

@@ -44,7 +44,7 @@ __all__ = ["load_planner_for_mode", "load_planner_for_mode_cli"]
 def load_planner_for_mode_cli(checkpoint: str | os.PathLike, mode: str = "vision") -> LoadedPlanner:
     """:func:`load_planner_for_mode` for ``dima eval --checkpoint CKPT --mode M``: checkpoint problems become
     one-line ``ValueError``s (exit status 2) instead of tracebacks."""
-    from dima_core.training.checkpoint import CheckpointError
+    from dima_core.io.checkpoint import CheckpointError
 
     try:
         return load_planner_for_mode(checkpoint, mode)

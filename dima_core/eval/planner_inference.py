@@ -37,8 +37,8 @@ from torch.utils.data import DataLoader
 from dima_core.data.config import DataConfig
 from dima_core.data.dataset import DrivingDataset, collate
 from dima_core.data.index import SampleIndex
+from dima_core.io.batch import move_to_device
 from dima_core.models import ModelConfig, VisionPlanner
-from dima_core.training.trainer import move_to_device
 
 if TYPE_CHECKING:
     from dima_core.models.dima import LoadedDima
@@ -139,7 +139,7 @@ class LoadedPlanner:
 def load_planner_for_cli(checkpoint: str | os.PathLike) -> LoadedPlanner:
     """:func:`load_planner` with a :class:`CheckpointError` turned into a ``ValueError``, which ``dima`` reports as
     a one-line error (exit status 2) instead of a traceback."""
-    from dima_core.training.checkpoint import CheckpointError
+    from dima_core.io.checkpoint import CheckpointError
 
     try:
         return load_planner(checkpoint)

@@ -13,7 +13,7 @@ truncated plan left by a killed build that poisons every later start (research n
 - :meth:`EngineCache.lookup` is a *hit* only when the engine and its metadata exist, the metadata's key equals
   the requested key, and the engine's size and sha256 equal the recorded ones; anything else is *build* (nothing
   there) or *rebuild* (something there, with the reason logged).
-- Plans and metadata are written through :func:`~dima_core.training.checkpoint.write_atomic` (temporary file in the
+- Plans and metadata are written through :func:`~dima_core.io.atomic.write_atomic` (temporary file in the
   same directory, fsync, ``os.replace``, directory fsync): a build killed at any point leaves no file at the final
   name. The engine is written before its metadata, so a crash between the two reads as "rebuild", never as a hit.
 - Builds of one key are serialised by an ``fcntl`` lock: two nodes starting together build once; the second waits
@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, Literal, Optional
 
 from dima_core.export.errors import EngineBuildError
 from dima_core.export.io_spec import TensorSpec
-from dima_core.training.checkpoint import write_atomic
+from dima_core.io.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Build the vision planner for export or inference: from a training checkpoint (stage 1 or 2), or a model YAML.
 
-A checkpoint carries its resolved model config (``model_config``, see :mod:`dima_core.training.checkpoint`), so
+A checkpoint carries its resolved model config (``model_config``, see :mod:`dima_core.io.checkpoint`), so
 deploying one needs no YAML and cannot pair weights with the wrong architecture. A model YAML alone gives random
 weights (seeded): enough for latency benchmarks and interface tests, never for driving.
 """

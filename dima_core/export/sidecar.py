@@ -89,7 +89,7 @@ class ModelSidecar:
 
     def write(self, onnx_path: str | os.PathLike[str]) -> Path:
         """Write ``<onnx>.json`` atomically (a half-written sidecar would make the model unloadable)."""
-        from dima_core.training.checkpoint import write_atomic
+        from dima_core.io.atomic import write_atomic
 
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
         return write_atomic(sidecar_path(onnx_path), lambda f: f.write(text.encode()))

@@ -29,6 +29,16 @@ from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from dima_core.io.checkpoint import (
+    KEY_CONFIG,
+    KEY_MODEL,
+    KEY_MODEL_CONFIG,
+    KEY_STEP,
+    CheckpointError,
+    check_model_state,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from dima_core.models.beam import BeamTokens
 from dima_core.models.config import ModelConfig
 from dima_core.models.planner import select_by_command
@@ -286,7 +296,6 @@ def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location
     """
     from dima_core.config import config_from_dict
     from dima_core.models.weights_file import is_weights_file, weights_as_checkpoint_state
-    from dima_core.training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -299,8 +308,8 @@ def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location
         state = weights_as_checkpoint_state(path)
     else:
         state = load_checkpoint(path, map_location=map_location)
-    stored = dict(state.get("model_config") or {})
-    weights: Mapping[str, torch.Tensor] = state["model"]
+    stored = dict(state.get(KEY_MODEL_CONFIG) or {})
+    weights: Mapping[str, torch.Tensor] = state[KEY_MODEL]
     if "planner" in stored and "mllm" in stored:  # stage 2
         model_config = config_from_dict(dict(stored["planner"]), ModelConfig, source=f"{path}:model_config.planner")
         planner_state = {k[len("planner."):]: v for k, v in weights.items() if k.startswith("planner.")}
@@ -325,8 +334,6 @@ def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location
         teacher = build_teacher(mllm_config, llm, tokenizer)
     model = DimaJointModel(planner, teacher, beam_tokens)
     if teacher is None:
-        from dima_core.training.checkpoint import check_model_state
-
         check_model_state(planner_state, planner, str(path))
         planner.load_state_dict(planner_state)
     else:
@@ -335,8 +342,8 @@ def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location
         except RuntimeError as exc:
             raise CheckpointError(f"checkpoint {path} does not fit its own configs: {exc}") from exc
     model.eval()
-    return LoadedDima(model, model_config, mllm_config, dict(state.get("config") or {}), str(path),
-                      int(state.get("step", 0)), stage)
+    return LoadedDima(model, model_config, mllm_config, dict(state.get(KEY_CONFIG) or {}), str(path),
+                      int(state.get(KEY_STEP, 0)), stage)
 
 
 # ---------------------------------------------------------------------------------------------------- asking

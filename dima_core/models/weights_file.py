@@ -26,7 +26,8 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from dima_core.training.checkpoint import CheckpointError, write_atomic
+from dima_core.io.atomic import write_atomic
+from dima_core.io.checkpoint import KEY_CONFIG, KEY_MODEL, KEY_MODEL_CONFIG, KEY_STEP, CheckpointError
 
 WEIGHTS_SUFFIX = ".safetensors"
 WEIGHTS_FORMAT = "dima-planner-weights"
@@ -130,10 +131,10 @@ def weights_as_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     weights = read_planner_weights(path)
     return {
-        "model": weights.state_dict,
-        "model_config": weights.model_config,
-        "config": {"weights_source": weights.source},
-        "step": int(weights.source.get("step", 0)),
+        KEY_MODEL: weights.state_dict,
+        KEY_MODEL_CONFIG: weights.model_config,
+        KEY_CONFIG: {"weights_source": weights.source},
+        KEY_STEP: int(weights.source.get("step", 0)),
     }
 
 

@@ -379,7 +379,7 @@ def load_full_model_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -
 
     Every rank passes the same full state (each reads the checkpoint) and keeps its own shards. Weights the state
     lacks keep their current values (DimaJointModel's frozen LLM base; the caller checks the keys beforehand with
-    :func:`~dima_core.training.checkpoint.check_model_state`); unknown keys raise.
+    :func:`~dima_core.io.checkpoint.check_model_state`); unknown keys raise.
     """
     # set_model_state_dict edits the mapping it gets: hand it a copy.
     set_model_state_dict(model, dict(state), options=StateDictOptions(full_state_dict=True))

@@ -35,11 +35,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from dima_core.config import config_to_dict
 from dima_core.data.config import DataConfig
+from dima_core.io.batch import move_to_device
 from dima_core.training.config import TrainConfig
 from dima_core.training.determinism import epoch_generator, seed_everything, seed_worker
 from dima_core.training.distributed import DistContext, all_reduce_sum, barrier
 from dima_core.training.profiling import NULL_TIMER, NullTimer, StepTimer
-from dima_core.training.trainer import Trainer, move_to_device
+from dima_core.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ def planner_targets(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     }
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module a DistributedDataParallel wrapper holds, or ``model`` itself (stage 2's step unwraps it too)."""
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
@@ -158,7 +160,7 @@ class Stage1Step:
 
     def run(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[Any, dict[str, torch.Tensor]]:
         """``(PlannerOutput, losses)``: the validation hook needs the plan as well as the losses."""
-        output = model(**planner_batch_inputs(_unwrap(model), batch, self.temporal))
+        output = model(**planner_batch_inputs(unwrap_model(model), batch, self.temporal))
         # Losses in fp32 whatever the autocast: Hungarian costs and focal terms are fragile in half precision.
         with self.timer.section("loss"), torch.autocast(device_type=batch["images"].device.type, enabled=False):
             losses = self.loss(float32_outputs(output), planner_targets(batch))
@@ -332,4 +334,5 @@ __all__ = [
     "planner_targets",
     "resolve_repo_path",
     "stage1_data_config",
+    "unwrap_model",
 ]

@@ -64,13 +64,13 @@ from dima_core.training.config import TrainConfig
 from dima_core.training.distributed import DistContext
 from dima_core.training.stage1 import (
     Stage1Validation,
-    _unwrap,
     history_bev,
     load_index,
     planner_targets,
     resolve_repo_path,
     stage1_data_config,
 )
+from dima_core.training.stage1 import unwrap_model as _unwrap  # the body's name until stage 2 is restructured
 from dima_core.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -411,7 +411,7 @@ class Stage2Trainer(Trainer):
     """The generic Trainer; ``init`` also accepts a stage-1 (planner-only) checkpoint."""
 
     def init_weights(self, path: str | Path) -> Path:
-        from dima_core.training.checkpoint import check_model_state, load_checkpoint, resolve_checkpoint
+        from dima_core.io.checkpoint import check_model_state, load_checkpoint, resolve_checkpoint
 
         file = resolve_checkpoint(path)
         state = load_checkpoint(file, map_location="cpu")

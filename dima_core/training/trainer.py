@@ -47,7 +47,22 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from dima_core.config import config_to_dict, save_config
-from dima_core.training.checkpoint import (
+from dima_core.io.batch import batch_size_of, move_to_device
+from dima_core.io.checkpoint import (
+    KEY_CONFIG,
+    KEY_EPOCH,
+    KEY_EPOCH_STEP,
+    KEY_MODEL,
+    KEY_MODEL_CONFIG,
+    KEY_OPTIMIZER,
+    KEY_PRECISION,
+    KEY_RNG,
+    KEY_SAMPLER,
+    KEY_SCALER,
+    KEY_SCHEDULER,
+    KEY_STAGE,
+    KEY_STEP,
+    KEY_WORLD_SIZE,
     CheckpointError,
     check_model_state,
     checkpoint_name,
@@ -119,28 +134,9 @@ class TrainResult:
     stopped_by_signal: bool = False  # SIGTERM/SIGUSR1 arrived: checkpointed early, resume to continue
 
 
-def move_to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """Tensors (nested in dicts/lists/tuples) onto ``device``; everything else unchanged."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=non_blocking)
-    if isinstance(batch, dict):
-        return {k: move_to_device(v, device, non_blocking) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        moved = [move_to_device(v, device, non_blocking) for v in batch]
-        return type(batch)(moved) if isinstance(batch, tuple) else moved
-    return batch
-
-
-def _batch_size_of(batch: Any) -> int:
-    """Leading dimension of the first tensor found in the batch."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else []
-    for value in values:
-        size = _batch_size_of(value)
-        if size:
-            return size
-    return 0
+# The old private name, still imported by benchmarks/train.py (not this module's to edit); new code imports
+# dima_core.io.batch.batch_size_of.
+_batch_size_of = batch_size_of
 
 
 def loss_values(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
@@ -337,25 +333,25 @@ class Trainer:
         else:
             model_state, optimizer_state = self.model.state_dict(), self.optimizer.state_dict()
         return {
-            "stage": self.config.stage,
-            "epoch": self.epoch,
-            "epoch_step": self.epoch_step,
-            "step": self.step,
-            "model": model_state,
-            "optimizer": optimizer_state,
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "sampler": {
+            KEY_STAGE: self.config.stage,
+            KEY_EPOCH: self.epoch,
+            KEY_EPOCH_STEP: self.epoch_step,
+            KEY_STEP: self.step,
+            KEY_MODEL: model_state,
+            KEY_OPTIMIZER: optimizer_state,
+            KEY_SCHEDULER: self.scheduler.state_dict(),
+            KEY_SCALER: self.scaler.state_dict(),
+            KEY_SAMPLER: {
                 "seed": self.config.seed,
                 "epoch": self.epoch,
                 "start_index": self.epoch_step * self.config.data.batch_size,
                 "num_replicas": self.ctx.world_size,
                 "batch_size": self.config.data.batch_size,
             },
-            "config": config_to_dict(self.config),
-            "model_config": self.model_config,
-            "precision": self.precision.name,
-            "world_size": self.ctx.world_size,
+            KEY_CONFIG: config_to_dict(self.config),
+            KEY_MODEL_CONFIG: self.model_config,
+            KEY_PRECISION: self.precision.name,
+            KEY_WORLD_SIZE: self.ctx.world_size,
         }
 
     def save(self) -> Optional[Path]:
@@ -364,7 +360,7 @@ class Trainer:
         state = self.state_dict()  # on every rank: a collective under FSDP
         path: Optional[Path] = None
         if self.ctx.is_main:
-            state["rng"] = rng_states
+            state[KEY_RNG] = rng_states
             path = save_checkpoint(state, self.output_dir / checkpoint_name(self.step))
             write_latest(self.output_dir, path)
             prune_checkpoints(self.output_dir, self.config.keep_checkpoints)
@@ -395,33 +391,33 @@ class Trainer:
         """Restore model, optimiser, schedule, scaler, position and RNG states from a checkpoint (or run dir)."""
         file = resolve_checkpoint(path)
         state = load_checkpoint(file, map_location="cpu")
-        check_model_state(state["model"], self.model, str(file))
-        saved_model_config = state.get("model_config") or {}
+        check_model_state(state[KEY_MODEL], self.model, str(file))
+        saved_model_config = state.get(KEY_MODEL_CONFIG) or {}
         if self.model_config and saved_model_config and saved_model_config != self.model_config:
             keys = sorted(k for k in set(saved_model_config) | set(self.model_config)
                           if saved_model_config.get(k) != self.model_config.get(k))
             raise CheckpointError(f"checkpoint {file} was trained with a different model config (differs in {keys})")
-        if state["stage"] != self.config.stage:
+        if state[KEY_STAGE] != self.config.stage:
             raise CheckpointError(
-                f"checkpoint {file} is from stage {state['stage']}, this run is stage {self.config.stage}: "
+                f"checkpoint {file} is from stage {state[KEY_STAGE]}, this run is stage {self.config.stage}: "
                 "use 'init' to start a new stage from its weights"
             )
-        for diff in self._config_differences(state["config"]):
+        for diff in self._config_differences(state[KEY_CONFIG]):
             log.warning("resume: config changed, the result will differ from an uninterrupted run: %s", diff)
 
-        self.load_model_state(state["model"])
+        self.load_model_state(state[KEY_MODEL])
         try:
-            self.load_optimizer_state(state["optimizer"])
+            self.load_optimizer_state(state[KEY_OPTIMIZER])
         except (ValueError, KeyError, IndexError) as exc:
             raise CheckpointError(f"checkpoint {file}: optimiser state does not fit this model ({exc})") from exc
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.precision.use_grad_scaler and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
+        self.scheduler.load_state_dict(state[KEY_SCHEDULER])
+        if self.precision.use_grad_scaler and state[KEY_SCALER]:
+            self.scaler.load_state_dict(state[KEY_SCALER])
 
-        self.step = int(state["step"])
-        self.epoch = int(state["epoch"])
-        self.epoch_step = int(state["epoch_step"])
-        sampler = state["sampler"]
+        self.step = int(state[KEY_STEP])
+        self.epoch = int(state[KEY_EPOCH])
+        self.epoch_step = int(state[KEY_EPOCH_STEP])
+        sampler = state[KEY_SAMPLER]
         if sampler["num_replicas"] != self.ctx.world_size or sampler["batch_size"] != self.config.data.batch_size:
             log.warning(
                 "resume: checkpoint ran %d ranks x batch %d, this run %d x %d; the epoch position is kept in "
@@ -432,7 +428,7 @@ class Trainer:
             self.epoch, self.epoch_step = self.epoch + 1, 0
         self._saved_at_step = self.step  # this position is on disk already
 
-        rng_states = state["rng"]
+        rng_states = state[KEY_RNG]
         if len(rng_states) == self.ctx.world_size:
             restore_rng_state(rng_states[self.ctx.rank])
         else:
@@ -446,9 +442,9 @@ class Trainer:
         """Initialise the model from a checkpoint's weights only (a new run: optimiser and position start fresh)."""
         file = resolve_checkpoint(path)
         state = load_checkpoint(file, map_location="cpu")
-        check_model_state(state["model"], self.model, str(file))
-        self.load_model_state(state["model"])
-        log.info("initialised model weights from %s (stage %s, step %s)", file, state["stage"], state["step"])
+        check_model_state(state[KEY_MODEL], self.model, str(file))
+        self.load_model_state(state[KEY_MODEL])
+        log.info("initialised model weights from %s (stage %s, step %s)", file, state[KEY_STAGE], state[KEY_STEP])
         return file
 
     def load_model_state(self, state: Mapping[str, torch.Tensor], prefix: str = "") -> None:
@@ -691,7 +687,7 @@ class Trainer:
                         batch = next(batches, _END)
                     if batch is _END:
                         break
-                    size = _batch_size_of(batch)
+                    size = batch_size_of(batch)
                     samples += size
                     values, grad_norm = self.train_step(batch)
                     with timer.section("logging"):
@@ -786,5 +782,5 @@ class Trainer:
         return digest, consistent
 
 
-__all__ = ["Batch", "StepFn", "TrainResult", "Trainer", "ValHook", "loss_values", "move_to_device",
-           "optimizer_implementation", "parameter_digest"]
+__all__ = ["Batch", "StepFn", "TrainResult", "Trainer", "ValHook", "loss_values", "optimizer_implementation",
+           "parameter_digest"]
