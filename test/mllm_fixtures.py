@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from dima_core.constants import FUTURE_STEPS, MAP_CLASSES
+from dima_core.data.qa.scene_edits import EditableScene
 from dima_core.models.beam import BeamTokens
 from dima_core.models.mllm.config import (
     AdapterConfig,
@@ -32,7 +33,6 @@ from dima_core.models.mllm.config import (
     MllmConfig,
 )
 from dima_core.models.mllm.llm import load_base_model, load_tokenizer, resolve_source, shared_gguf_parsing
-from dima_core.models.mllm.scene_editing import EditableScene
 
 SCENE_DIM = 32
 BEV_GRID = (4, 4)

@@ -18,7 +18,7 @@ import pytest
 from shapely.geometry import LineString, Point, Polygon
 
 from dima_core.constants import EGO_FOOTPRINT_FORWARD_OFFSET_M, EGO_LENGTH_M, EGO_WIDTH_M
-from dima_core.data.synth.geometry import box_corners_2d
+from dima_core.data.geometry import box_corners_2d
 from dima_core.eval import closed_loop as cl
 from dima_core.sim.episode_log import EpisodeLog, LaneGeometry
 

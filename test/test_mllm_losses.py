@@ -13,6 +13,7 @@ import yaml
 
 from mllm_fixtures import PLANNER_DIM, SCENE_DIM, base_llm, make_beam, make_teacher, straight_scene, tiny_config
 from dima_core.config import ConfigError
+from dima_core.data.qa.scene_edits import add_agent, remove_agent
 from dima_core.models.config import PlannerConfig
 from dima_core.models.mllm.config import (
     AttentionDistillConfig,
@@ -36,7 +37,7 @@ from dima_core.models.mllm.losses import (
     total_loss,
     vqa_loss,
 )
-from dima_core.models.mllm.scene_editing import add_agent, edited_plan_targets, remove_agent
+from dima_core.models.mllm.scene_editing import edited_plan_targets
 from dima_core.models.mllm.teacher import attn_implementation
 from dima_core.models.planner import PlanningTransformer
 from dima_core.training.gradient_projection import GradientProjector

@@ -10,20 +10,15 @@ import torch
 
 from mllm_fixtures import straight_scene
 from dima_core.constants import EGO_FOOTPRINT_FORWARD_OFFSET_M, EGO_LENGTH_M, FUTURE_STEPS
-from dima_core.data.qa.actions import boxes_overlap
+from dima_core.data.geometry import boxes_overlap
+from dima_core.data.qa.scene_edits import add_agent, agent_corners, edit_scene, ego_collides, lane_at, remove_agent
 from dima_core.models.mllm.config import SceneEditConfig
 from dima_core.models.mllm.masking import BevMasker, gather_tokens
 from dima_core.models.mllm.scene_editing import (
     AddedAgentEncoder,
-    add_agent,
     added_agent_features,
-    agent_corners,
     apply_edits_to_tokens,
-    edit_scene,
     edited_plan_targets,
-    ego_collides,
-    lane_at,
-    remove_agent,
 )
 
 EGO_FRONT = EGO_FOOTPRINT_FORWARD_OFFSET_M + EGO_LENGTH_M / 2
@@ -213,7 +208,7 @@ def test_edits_on_agent_tokens() -> None:
 def test_edit_from_a_driving_sample() -> None:
     from qa_fixtures import AgentSpec, make_sample
 
-    from dima_core.models.mllm.scene_editing import EditableScene
+    from dima_core.data.qa.scene_edits import EditableScene
 
     cfg = _cfg(add_distances_m=[20.0], added_speed_choices_mps=[0.0])
     free = EditableScene.from_sample(make_sample(speed=8.0))  # two-lane road, left lane free

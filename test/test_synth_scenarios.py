@@ -74,7 +74,7 @@ def test_overtake_uses_the_oncoming_lane(synth_longtail):
 def test_no_ego_collisions(synth_longtail):
     from shapely.geometry import Polygon
 
-    from dima_core.data.synth.geometry import box_corners_2d
+    from dima_core.data.geometry import box_corners_2d
 
     for scene in synth_longtail.values():
         rec = scene.record

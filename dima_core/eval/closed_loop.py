@@ -39,7 +39,7 @@ import shapely
 from scipy.signal import savgol_filter
 from shapely.geometry import LineString, Polygon
 
-from dima_core.data.synth.geometry import box_corners_2d
+from dima_core.data.geometry import box_corners_2d
 from dima_core.sim.episode_log import EGO_ACCEL, EGO_SPEED, EGO_YAW, EpisodeLog
 
 # ----------------------------------------------------------------------------------------------------- constants
@@ -274,7 +274,7 @@ def box_corners(
     centres: np.ndarray, yaws: np.ndarray, length: np.ndarray | float, width: np.ndarray | float
 ) -> np.ndarray:
     """(..., 4, 2) corners of boxes centred at ``centres`` (..., 2) with heading ``yaws`` (...), in the order of
-    :func:`dima_core.data.synth.geometry.box_corners_2d` (front-left, rear-left, rear-right, front-right)."""
+    :func:`dima_core.data.geometry.box_corners_2d` (front-left, rear-left, rear-right, front-right)."""
     c, s = np.cos(yaws)[..., None], np.sin(yaws)[..., None]
     hl = np.broadcast_to(np.asarray(length, np.float64) / 2.0, np.shape(yaws))[..., None]
     hw = np.broadcast_to(np.asarray(width, np.float64) / 2.0, np.shape(yaws))[..., None]

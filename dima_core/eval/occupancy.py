@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from dima_core.constants import DETECTION_CLASSES, FUTURE_STEPS, PERCEPTION_X_RANGE, PERCEPTION_Y_RANGE
+from dima_core.data.geometry import box_corners_2d
 from dima_core.data.sample import AgentAnnotations
 
 GRID_SIZE = 200  # cells per side
@@ -122,19 +123,6 @@ def world_to_grid(xy: np.ndarray) -> np.ndarray:
     return np.stack([row, col], axis=-1)
 
 
-def box_corners(x: float, y: float, yaw: float, length: float, width: float) -> np.ndarray:
-    """(4, 2) corners of an oriented box in the ego frame: front-left, rear-left, rear-right, front-right.
-
-    ``length`` runs along the heading ``yaw`` (rad, counter-clockwise from +x), ``width`` across it.
-    """
-    c, s = np.cos(yaw), np.sin(yaw)
-    local = np.array(
-        [[length / 2, width / 2], [-length / 2, width / 2], [-length / 2, -width / 2], [length / 2, -width / 2]]
-    )
-    rot = np.array([[c, -s], [s, c]])
-    return local @ rot.T + np.array([x, y])
-
-
 def rasterize_box(grid: np.ndarray, corners_xy: np.ndarray) -> None:
     """Set the cells of one polygon in a (200, 200) uint8 grid, in place (VAD's rounding + cv2.fillPoly).
 
@@ -184,7 +172,7 @@ def build_occupancy(agents: AgentAnnotations, config: OccupancyConfig = Occupanc
         width, length = float(agents.boxes[i, 3]), float(agents.boxes[i, 4])
         for t in np.flatnonzero(np.asarray(agents.future_mask[i], bool)):
             x, y = (float(v) for v in agents.future[i, t])
-            corners = box_corners(x, y, float(agents.future_yaw[i, t]), length, width)
+            corners = box_corners_2d(x, y, float(agents.future_yaw[i, t]), length, width)
             rasterize_box(grids[t], corners)
     return grids.astype(bool)
 
@@ -197,7 +185,6 @@ __all__ = [
     "OCCUPANCY_HUMAN_CLASSES",
     "OCCUPANCY_VEHICLE_CLASSES",
     "OccupancyConfig",
-    "box_corners",
     "build_occupancy",
     "rasterize_box",
     "select_agents",

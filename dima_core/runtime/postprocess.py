@@ -15,6 +15,8 @@ from typing import Mapping, Optional
 import numpy as np
 
 from dima_core.constants import STEP_SECONDS
+# yaw_to_quaternion is defined in the geometry module; the ROS converters (dima_ros/converters) import it from here.
+from dima_core.data.geometry import yaw_to_quaternion
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,6 @@ def trajectory_points(xy: np.ndarray, dt: float = STEP_SECONDS, min_segment_m: f
         points.append(PlanPoint((i + 1) * dt, float(p[0]), float(p[1]), yaw, length / dt))
         prev = p
     return points
-
-
-def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation about +z."""
-    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

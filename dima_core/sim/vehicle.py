@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dima_core.config import ranged
+from dima_core.data.geometry import wrap_angle
 from dima_core.data.synth.can_bus import WHEELBASE_M
-from dima_core.data.synth.geometry import wrap_angle
 
 
 def check_config_ranges(cfg: object) -> None:

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from dima_core.constants import CAMERA_NAMES, COMMAND_NAMES
+from dima_core.data.geometry import box_corners_2d
 from dima_core.data.sample import CameraView
-from dima_core.data.synth.geometry import box_corners_2d
 from dima_core.runtime.preprocess import CameraModel, decode_compressed
 from dima_core.sim.episode_log import EGO_SPEED, EpisodeLog
 from dima_core.viz import colors as C

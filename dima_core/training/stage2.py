@@ -13,7 +13,7 @@ One step (:class:`Stage2Step`) on a batch of keyframes:
 - future BEV targets: the encoder (eval mode, no gradient) on keyframes t+k (``heads.future_offsets``, 1 and 2)
   found through the index's ``next_token`` chain; samples without them are masked;
 - scene editing: with probability ``joint.scene_edit_probability`` per sample, a seeded add/remove edit of the GT
-  (:func:`~dima_core.models.mllm.scene_editing.edit_scene`) with its QA and edited ego label;
+  (:func:`~dima_core.data.qa.scene_edits.edit_scene`) with its QA and edited ego label;
 - loss: ``planner_loss_weight * PlannerLoss.total + teacher total`` (every teacher weight in the MLLM config); every
   term is returned, so the Trainer logs each to TensorBoard and metrics.jsonl under ``train/loss/<name>``.
   Planner terms keep PlannerLoss's names, teacher terms are prefixed ``mllm_``.
@@ -202,7 +202,7 @@ class Stage2Dataset(DrivingDataset):
 
     Extra keys: ``future_images_{k}`` / ``future_intrinsics_{k}`` / ``future_cam_to_ego_{k}`` (zeros when absent)
     and ``future_mask_{k}`` (bool) for each offset; ``qa`` (list of (question, answer)); ``edit_scene`` (an
-    :class:`~dima_core.models.mllm.scene_editing.EditableScene` of the GT, when scene editing is on).
+    :class:`~dima_core.data.qa.scene_edits.EditableScene` of the GT, when scene editing is on).
     """
 
     def __init__(self, index: SampleIndex, cfg: Any, qa: QATable, future_offsets: Sequence[int] = (),
@@ -237,7 +237,7 @@ class Stage2Dataset(DrivingDataset):
             item[f"future_mask_{k}"] = torch.tensor(future is not None)
         item["qa"] = self.qa.for_sample(sample)
         if self.with_scene:
-            from dima_core.models.mllm.scene_editing import EditableScene
+            from dima_core.data.qa.scene_edits import EditableScene
 
             item["edit_scene"] = EditableScene.from_sample(sample)
         return item
@@ -301,7 +301,7 @@ class Stage2Step:
         return questions, answers
 
     def select_edits(self, batch: Mapping[str, Any], cfg: Any) -> list[Any]:
-        from dima_core.models.mllm.scene_editing import edit_scene
+        from dima_core.data.qa.scene_edits import edit_scene
 
         edits = []
         for token, scene in zip(batch["token"], batch["edit_scene"]):

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 
 from dima_core.constants import PERCEPTION_X_RANGE, PERCEPTION_Y_RANGE
-from dima_core.data.qa.actions import box_corners_2d, ego_footprint
+from dima_core.data.geometry import box_corners_2d
+from dima_core.data.qa.actions import ego_footprint
 from dima_core.data.sample import DrivingSample
 from dima_core.viz import colors as C
 from dima_core.viz.layers import PredictionLayer

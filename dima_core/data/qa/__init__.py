@@ -3,7 +3,8 @@
 Modules, one concept each: ``config`` (QAConfig), ``projection`` (where boxes are seen, c-tag pixels), ``describe``
 (words), ``motion`` (agent/ego motion classes, ego path), ``actions`` (ego action rollouts), ``facts`` (key objects
 and per-frame facts), ``perception``/``prediction``/``planning``/``behavior`` (question templates), ``generator``
-(frames, scenes, files).
+(frames, scenes, files), ``scene_edits`` (stage 2's surrogate (e): a vehicle added or removed in the ground truth,
+with the edited ego label and its QA).
 """
 
 from dima_core.data.qa.config import QAConfig

@@ -24,6 +24,7 @@ from dima_core.constants import (
     MAP_CLASSES,
     STEP_SECONDS,
 )
+from dima_core.data.geometry import box_corners_2d, boxes_overlap
 from dima_core.data.qa.motion import AgentMotion, EgoPath
 
 
@@ -97,25 +98,6 @@ def rollout(action: EgoAction, speed: float, path: EgoPath) -> tuple[np.ndarray,
             normal = np.array([-math.sin(path_heading), math.cos(path_heading)])
             xy[t], yaw[t] = point + shift * normal, path_heading
     return xy, yaw
-
-
-def box_corners_2d(cx: float, cy: float, yaw: float, length: float, width: float) -> np.ndarray:
-    """(4, 2) corners of a length x width rectangle centred at (cx, cy), heading ``yaw``."""
-    c, s = math.cos(yaw), math.sin(yaw)
-    half = np.array([[length, width], [length, -width], [-length, -width], [-length, width]]) * 0.5
-    return np.array([[cx + c * dx - s * dy, cy + s * dx + c * dy] for dx, dy in half])
-
-
-def boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:
-    """Separating-axis test of two convex quads (4, 2)."""
-    for poly in (a, b):
-        for i in range(4):
-            edge = poly[(i + 1) % 4] - poly[i]
-            axis = np.array([-edge[1], edge[0]])
-            pa, pb = a @ axis, b @ axis
-            if pa.max() < pb.min() or pb.max() < pa.min():
-                return False
-    return True
 
 
 def ego_footprint(x: float, y: float, yaw: float, margin: float = 0.0) -> np.ndarray:
@@ -192,8 +174,6 @@ __all__ = [
     "ACTIONS_BY_KEY",
     "EgoAction",
     "boundary_polylines",
-    "box_corners_2d",
-    "boxes_overlap",
     "collides",
     "crosses_boundary",
     "ego_footprint",

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dima_core.data.drivelm import CTag, KeyObject
+from dima_core.data.geometry import box_corners_2d, boxes_overlap
 from dima_core.data.qa import describe
 from dima_core.data.qa.actions import (
     ACTIONS,
     boundary_polylines,
-    box_corners_2d,
-    boxes_overlap,
     collides,
     crosses_boundary,
     ego_footprint,

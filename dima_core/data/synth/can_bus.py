@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from dima_core.data.synth.geometry import yaw_quaternion
+from dima_core.data.geometry import yaw_quaternion
 
 WHEELBASE_M = 2.588  # Renault Zoe, the nuScenes car
 

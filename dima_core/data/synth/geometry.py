@@ -1,7 +1,8 @@
-"""Planar geometry for the synthetic world: polylines with arc length, offsets, arcs, tokens, yaw quaternions.
+"""Planar geometry for the synthetic world: polylines with arc length, offsets, arcs, tokens.
 
 All coordinates are in the *global* map frame of one nuScenes location (x east, y north, metres) unless a
-docstring says otherwise. Headings (yaw) are radians counter-clockwise from +x.
+docstring says otherwise. Headings (yaw) are radians counter-clockwise from +x. What the rest of the library shares
+(angle wrapping, yaw quaternions, box footprints) is in :mod:`dima_core.data.geometry`.
 """
 
 from __future__ import annotations
@@ -11,22 +12,13 @@ import math
 
 import numpy as np
 
+# yaw_quaternion is not used here: dima_ros/sim_messages.py still imports it by this path.
+from dima_core.data.geometry import wrap_angle, yaw_quaternion  # noqa: F401
+
 
 def token(*parts: object) -> str:
     """Deterministic 32-hex-digit token (nuScenes style) from any printable parts; no time or randomness."""
     return hashlib.md5("/".join(str(p) for p in parts).encode()).hexdigest()
-
-
-def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
-    """Angle(s) wrapped into [-pi, pi)."""
-    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi if isinstance(a, np.ndarray) else (a + math.pi) % (
-        2 * math.pi
-    ) - math.pi
-
-
-def yaw_quaternion(yaw: float) -> list[float]:
-    """nuScenes rotation [w, x, y, z] of a pure rotation about +z by ``yaw``."""
-    return [math.cos(yaw / 2.0), 0.0, 0.0, math.sin(yaw / 2.0)]
 
 
 def rot2(yaw: float) -> np.ndarray:
@@ -117,11 +109,3 @@ class Path:
         along = rel[:, 0] * np.cos(t) + rel[:, 1] * np.sin(t)
         lat = -rel[:, 0] * np.sin(t) + rel[:, 1] * np.cos(t)
         return self.s[i] + along, lat
-
-
-def box_corners_2d(x: float, y: float, yaw: float, length: float, width: float) -> np.ndarray:
-    """(4, 2) footprint corners of a box centred at x, y (front-left, rear-left, rear-right, front-right)."""
-    c, s = math.cos(yaw), math.sin(yaw)
-    hl, hw = length / 2.0, width / 2.0
-    local = np.array([[hl, hw], [-hl, hw], [-hl, -hw], [hl, -hw]])
-    return local @ np.array([[c, s], [-s, c]]) + np.array([x, y])

@@ -25,11 +25,12 @@ import numpy as np
 
 from dima_core.config import config_to_dict
 from dima_core.constants import CAMERA_NAMES, EGO_FOOTPRINT_FORWARD_OFFSET_M, LIDAR_NAME
+from dima_core.data.geometry import yaw_quaternion
 from dima_core.data.synth import lidar as lidar_mod
 from dima_core.data.synth.can_bus import write_can_bus
 from dima_core.data.synth.cameras import Camera, camera_rig, lidar_to_ego
 from dima_core.data.synth.config import LONG_TAIL_SCENARIOS, SCENARIOS, SynthConfig
-from dima_core.data.synth.geometry import token, yaw_quaternion
+from dima_core.data.synth.geometry import token
 from dima_core.data.synth.map_writer import MapBuilder
 from dima_core.data.synth.nuscenes_writer import (
     TableWriter,

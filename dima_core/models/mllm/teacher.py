@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dima_core.data.qa.scene_edits import SceneEdit
 from dima_core.models.mllm.adapters import BeamAdapters
 from dima_core.models.mllm.config import TOKEN_TYPES, MllmConfig
 from dima_core.models.mllm.distill import FeatureDistiller, MultiTeacherDistiller, dual_mode_plan
@@ -48,7 +49,7 @@ from dima_core.models.mllm.prompt import (
     embed_prompt,
     splice_embeddings,
 )
-from dima_core.models.mllm.scene_editing import AddedAgentEncoder, SceneEdit, apply_edits_to_tokens, edited_plan_targets
+from dima_core.models.mllm.scene_editing import AddedAgentEncoder, apply_edits_to_tokens, edited_plan_targets
 
 
 class BeamLike(Protocol):
