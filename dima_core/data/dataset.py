@@ -49,7 +49,7 @@ from dima_core.data.config import DataConfig
 from dima_core.data.geometry import invert
 from dima_core.data.image_cache import ImageCache
 from dima_core.data.images import (  # re-exported: callers import these from here (runtime/preprocess.py, tools)
-    _INTERPOLATION,
+    INTERPOLATION_FLAGS,
     INTERPOLATIONS,
     ImageLoadError,
     load_image,
@@ -92,7 +92,7 @@ class DrivingDataset(Dataset):
         self.cfg = cfg if cfg is not None else DataConfig()
         self.load_images = load_images
         self.tokens = index.tokens(self.cfg.split)
-        self._interpolation = _INTERPOLATION[self.cfg.interpolation]
+        self._interpolation = INTERPOLATION_FLAGS[self.cfg.interpolation]
         if image_cache is None and self.cfg.image_cache and load_images:
             image_cache = ImageCache.open(self.cfg.image_cache)
         if image_cache is not None:

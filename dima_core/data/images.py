@@ -12,13 +12,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-_INTERPOLATION = {
+# DataConfig.interpolation name -> OpenCV resize flag (the preprocessing of the node resizes the same way).
+INTERPOLATION_FLAGS: dict[str, int] = {
     "linear": cv2.INTER_LINEAR,
     "area": cv2.INTER_AREA,
     "nearest": cv2.INTER_NEAREST,
     "cubic": cv2.INTER_CUBIC,
 }
-INTERPOLATIONS: tuple[str, ...] = tuple(_INTERPOLATION)  # DataConfig.interpolation names
+INTERPOLATIONS: tuple[str, ...] = tuple(INTERPOLATION_FLAGS)  # DataConfig.interpolation names
 
 
 class ImageLoadError(OSError):
@@ -45,7 +46,7 @@ def resize_image(
     as it is. The pre-decoded image cache stores exactly this output (image_cache.py).
     """
     if isinstance(interpolation, str):
-        interpolation = _INTERPOLATION[interpolation]
+        interpolation = INTERPOLATION_FLAGS[interpolation]
     height, width = int(size_hw[0]), int(size_hw[1])
     src_h, src_w = image.shape[:2]
     if (src_h, src_w) != (height, width):
@@ -87,6 +88,7 @@ def scale_intrinsic(intrinsic: np.ndarray, sx: float, sy: float) -> np.ndarray:
 
 __all__ = [
     "INTERPOLATIONS",
+    "INTERPOLATION_FLAGS",
     "ImageLoadError",
     "load_image",
     "normalise_image",

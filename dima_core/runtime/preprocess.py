@@ -28,7 +28,8 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from dima_core.data.dataset import _INTERPOLATION, prepare_image, scale_intrinsic
+from dima_core.data.dataset import prepare_image, scale_intrinsic
+from dima_core.data.images import INTERPOLATION_FLAGS
 from dima_core.export.io_spec import TensorSpec
 from dima_core.runtime.image_format import JPEG_REDUCTIONS, DecodedImage, decode_image
 from dima_core.runtime.input_error import InputError
@@ -125,8 +126,8 @@ class PreprocessSettings:
     jpeg_max_reduction: int = 1
 
     def __post_init__(self) -> None:
-        if self.interpolation not in _INTERPOLATION:
-            raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATION)}, got '{self.interpolation}'")
+        if self.interpolation not in INTERPOLATION_FLAGS:
+            raise ValueError(f"interpolation must be one of {sorted(INTERPOLATION_FLAGS)}, got '{self.interpolation}'")
         if self.jpeg_max_reduction not in JPEG_REDUCTIONS:
             raise ValueError(f"jpeg_max_reduction must be one of {JPEG_REDUCTIONS}, got {self.jpeg_max_reduction}")
         if self.jpeg_max_reduction > 1 and self.interpolation != "area":
@@ -188,7 +189,7 @@ def camera_tensor(image: ImageInput, camera: CameraModel, settings: PreprocessSe
     w, h = settings.image_size_wh
     if decoded.reduction == 1:
         tensor, sx, sy = prepare_image(decoded.pixels, (h, w), settings.image_mean, settings.image_std,
-                                       _INTERPOLATION[settings.interpolation])
+                                       INTERPOLATION_FLAGS[settings.interpolation])
     else:
         if settings.interpolation != "area":
             raise InputError("interface", f"{name}: a 1/{decoded.reduction} JPEG decode needs interpolation 'area', "
