@@ -166,11 +166,20 @@ class SceneEditConfig:
     collision_margin_m: float = ranged(1.0, lo=0.0, hi=20.0, help="hinge margin of the edited-scene collision loss")
 
 
+DistillKind = Literal["kl", "l1", "l2", "cosine"]
+
+
 @dataclass
 class DistillConfig:
-    """Surrogate (f): KL between softmax(feature / T) of the planner's and the MLLM's penultimate ego features."""
+    """Surrogate (f): the distance between the planner's and the MLLM's penultimate ego features; by default (DiMA)
+    the KL between softmax(feature / T) of both (dima_core/models/mllm/distill.py has every kind's formula)."""
 
-    temperature: float = ranged(1.0, lo=1e-3, hi=100.0, help="softmax temperature T")
+    kind: DistillKind = ranged(
+        "kl", help="kl: KL of softmax(feature / T) (DiMA); l1: mean |s - t|; l2: mean (s - t)^2; cosine: mean "
+        "1 - cos(s, t), all on the raw features (Orion-Lite's feature imitation); temperature and scale_by_t2 apply "
+        "to kl only"
+    )
+    temperature: float = ranged(1.0, lo=1e-3, hi=100.0, help="softmax temperature T (kind kl)")
     student: Literal["planner", "mllm"] = ranged(
         "planner", help="'planner': KL(teacher=MLLM || student=planner), gradient into the planner"
     )
@@ -449,6 +458,7 @@ __all__ = [
     "AdapterConfig",
     "AttentionDistillConfig",
     "DistillConfig",
+    "DistillKind",
     "GradientProjectionConfig",
     "HeadsConfig",
     "HiddenStateTeacher",

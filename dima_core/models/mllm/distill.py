@@ -1,11 +1,20 @@
-"""Surrogate (f): KL distillation between the planner's and the MLLM planning head's penultimate ego features, and
+"""Surrogate (f): distillation between the planner's and the MLLM planning head's penultimate ego features, and
 the Drive-KD multi-teacher extension.
 
-Each feature vector becomes a distribution ``softmax(feature / T)`` over its channels. With ``student="planner"``
-(the default) the loss is ``KL(p_mllm || p_planner)`` and flows into the planner (and through it the shared scene
-encoder); the MLLM side is detached unless ``detach_teacher`` is False. When the widths differ, a learned linear
-projection maps the MLLM feature into the planner's width (the dual inference mode reuses it); it sits after the
-detach, so it is trained by the KL. Equal widths (the default configs) need no projection.
+The distance is ``distill.kind`` (:func:`feature_distance`; ``s`` the student, ``t`` the teacher feature, (B, C)):
+
+- ``kl`` (DiMA, the default): each feature vector becomes a distribution ``softmax(feature / T)`` over its channels
+  and the loss is ``KL(p_t || p_s)``, times ``T^2`` with ``scale_by_t2`` (Hinton's scaling);
+- ``l1``: ``mean |s - t|`` over batch and channels;
+- ``l2``: ``mean (s - t)^2`` over batch and channels (the squared error; Orion-Lite's L2 feature imitation);
+- ``cosine``: ``mean over the batch of 1 - cos(s, t)`` (scale-free).
+
+``l1``/``l2``/``cosine`` compare the raw features (Orion-Lite, CVPRW 2026: feature imitation plus the GT trajectory
+loss beat either alone, and L1 gave fewer collisions than KL). Every kind is >= 0 and exactly 0 when the features
+are equal. With ``student="planner"`` (the default) the loss flows into the planner (and through it the shared
+scene encoder); the MLLM side is detached unless ``detach_teacher`` is False. When the widths differ, a learned
+linear projection maps the MLLM feature into the planner's width (the dual inference mode reuses it); it sits
+after the detach, so it is trained by the distillation. Equal widths (the default configs) need no projection.
 
 Multi-teacher (``multi_teacher`` in the MLLM config, off by default): Drive-KD distils one teacher per capability,
 taken from different depths of the teacher (layer 1 for perception, intermediate layers for reasoning, the
@@ -26,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dima_core.models.mllm.config import DistillConfig, HiddenStateTeacher
+from dima_core.models.mllm.config import DistillConfig, DistillKind, HiddenStateTeacher
+
+DISTILL_KINDS: tuple[str, ...] = ("kl", "l1", "l2", "cosine")
 
 
 def kl_divergence(
@@ -46,33 +57,67 @@ def kl_divergence(
     return kl * (temperature**2) if scale_by_t2 else kl
 
 
+def feature_distance(
+    student: torch.Tensor, teacher: torch.Tensor, kind: DistillKind, temperature: float = 1.0,
+    scale_by_t2: bool = True,
+) -> torch.Tensor:
+    """The distillation distance ``kind`` between two (B, C) features (formulas in the module docstring).
+
+    Computed in fp32. ``teacher`` is used as given: detach it first when it must not receive a gradient.
+    ``temperature`` and ``scale_by_t2`` apply to ``kl`` only. A zero vector counts as orthogonal for ``cosine``, so
+    the value stays finite.
+    Returns:
+        () scalar >= 0, exactly 0 when ``student`` equals ``teacher``.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f"feature_distance needs equal shapes, got student {tuple(student.shape)} and teacher "
+                         f"{tuple(teacher.shape)}")
+    s, t = student.float(), teacher.float()
+    if kind == "kl":
+        return kl_divergence(t, s, temperature, scale_by_t2)
+    if kind == "l1":
+        return (s - t).abs().mean()
+    if kind == "l2":
+        return (s - t).square().mean()
+    if kind == "cosine":
+        cos = F.cosine_similarity(s, t, dim=-1, eps=1e-8)
+        return (1.0 - cos).clamp_min(0.0).mean()
+    raise ValueError(f"unknown distillation kind {kind!r} (one of {', '.join(DISTILL_KINDS)})")
+
+
 class FeatureDistiller(nn.Module):
-    """KL between the planner's (B, C_plan) and the MLLM's (B, C_mllm) penultimate ego features.
+    """Distillation (``cfg.kind``) between the planner's (B, C_plan) and the MLLM's (B, C_mllm) penultimate ego
+    features.
 
     ``project`` maps MLLM features into the planner's width (identity when the widths match).
     """
 
     def __init__(self, planner_dim: int, mllm_dim: int, cfg: DistillConfig):
         super().__init__()
+        if cfg.kind not in DISTILL_KINDS:
+            raise ValueError(f"distill.kind {cfg.kind!r} is not one of {', '.join(DISTILL_KINDS)}")
         self.cfg = cfg
         self.project: nn.Module = nn.Identity() if planner_dim == mllm_dim else nn.Linear(mllm_dim, planner_dim)
+
+    def sides(self, planner_feature: torch.Tensor, mllm_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(teacher, student)`` features, both (B, C_plan), with ``student``/``detach_teacher`` applied."""
+        if self.cfg.student == "planner":
+            # Detach *before* the projection: the MLLM gets no gradient, but a width-bridging projection still
+            # learns (it is the only trainable part on that side; dual mode reuses it).
+            mllm = mllm_feature.detach() if self.cfg.detach_teacher else mllm_feature
+            return self.project(mllm), planner_feature
+        teacher = planner_feature.detach() if self.cfg.detach_teacher else planner_feature
+        return teacher, self.project(mllm_feature)
 
     def forward(self, planner_feature: torch.Tensor, mllm_feature: torch.Tensor) -> torch.Tensor:
         """Args:
             planner_feature: (B, C_plan) the planner's penultimate ego feature.
             mllm_feature: (B, C_mllm) the MLLM planning head's penultimate feature.
         Returns:
-            () the KL loss.
+            () the distillation loss of kind ``cfg.kind``.
         """
-        if self.cfg.student == "planner":
-            # Detach *before* the projection: the MLLM gets no gradient, but a width-bridging projection still
-            # learns (it is the only trainable part on that side; dual mode reuses it).
-            mllm = mllm_feature.detach() if self.cfg.detach_teacher else mllm_feature
-            teacher, student = self.project(mllm), planner_feature
-        else:
-            teacher = planner_feature.detach() if self.cfg.detach_teacher else planner_feature
-            student = self.project(mllm_feature)
-        return kl_divergence(teacher, student, self.cfg.temperature, self.cfg.scale_by_t2)
+        teacher, student = self.sides(planner_feature, mllm_feature)
+        return feature_distance(student, teacher, self.cfg.kind, self.cfg.temperature, self.cfg.scale_by_t2)
 
 
 def hidden_distill_loss(
@@ -90,12 +135,9 @@ def hidden_distill_loss(
     Returns:
         () scalar >= 0, exactly 0 when ``student`` equals ``target``.
     """
-    if kind == "cosine":
-        cos = F.cosine_similarity(student.float(), target.float(), dim=-1, eps=1e-8)
-        return (1.0 - cos).clamp_min(0.0).mean()
-    if kind == "kl":
-        return kl_divergence(target, student, temperature, scale_by_t2)
-    raise ValueError(f"unknown hidden distillation loss {kind!r} (cosine, kl)")
+    if kind not in ("cosine", "kl"):
+        raise ValueError(f"unknown hidden distillation loss {kind!r} (cosine, kl)")
+    return feature_distance(student, target, kind, temperature, scale_by_t2)
 
 
 class MultiTeacherDistiller(nn.Module):
@@ -199,10 +241,12 @@ def dual_mode_plan(
 
 
 __all__ = [
+    "DISTILL_KINDS",
     "FeatureDistiller",
     "MultiTeacherDistiller",
     "dual_mode_feature",
     "dual_mode_plan",
+    "feature_distance",
     "hidden_distill_loss",
     "kl_divergence",
 ]
