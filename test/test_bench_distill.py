@@ -29,7 +29,7 @@ def test_merge_concatenates_seeds_and_table_reports_mean_and_sample_std():
     b = _report([1], {"(A) stage 1 only": [2.0], "(B) DiMA: full": [0.7]})
     merged = bench_distill.merge_reports([a, b])
     assert [r["overall/vad/l2"] for r in merged["(A) stage 1 only"]] == [1.0, 2.0]
-    section = bench_distill._section([a, b])
+    section = bench_distill.section([a, b])
     # mean 1.5, sample std sqrt(0.5) = 0.707; B: 0.6 +- 0.141
     assert "| (A) stage 1 only | 1.500 ± 0.707 |" in section
     assert "| (B) DiMA: full | 0.600 ± 0.141 |" in section

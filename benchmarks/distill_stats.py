@@ -1,0 +1,73 @@
+"""Statistics of ``dima bench distill`` over seeds: mean ± sample standard deviation, and paired comparisons.
+
+Both arms of one seed share that seed's stage-1 run, data order and initial weights, so their difference is the
+effect of the teacher with the seed's noise partly cancelled: the paired comparison takes the per-seed differences
+``d_s = method_s - baseline_s`` of a metric (lower is better for L2 and collision), their mean and sample standard
+deviation, and the sign count (seeds where the method is better, i.e. ``d_s < 0``, out of the seeds compared).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+def mean_std(values: Sequence[Optional[float]]) -> tuple[Optional[float], Optional[float], int]:
+    """``(mean, sample std (ddof 1, None for one value), n)`` of the values that are not None."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not vals:
+        return None, None, 0
+    return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None), len(vals)
+
+
+def format_mean_std(values: Sequence[Optional[float]], digits: int = 3) -> str:
+    """``"m ± s"`` (``"m"`` for one value, ``"-"`` for none)."""
+    mean, std, _ = mean_std(values)
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+@dataclass
+class Paired:
+    """A paired comparison of one metric over seeds (module docstring)."""
+
+    seeds: list[int]
+    differences: list[float]  # method - baseline, per seed, in ``seeds`` order
+    mean: Optional[float]
+    std: Optional[float]
+    better: int  # seeds with a negative difference (lower is better)
+    worse: int  # seeds with a positive difference
+
+    @property
+    def n(self) -> int:
+        return len(self.differences)
+
+    def format(self, digits: int = 3) -> str:
+        if not self.differences:
+            return "-"
+        spread = f" ± {self.std:.{digits}f}" if self.std is not None else ""
+        per_seed = ", ".join(f"{d:+.{digits}f}" for d in self.differences)
+        return f"{self.mean:+.{digits}f}{spread} ({self.better}/{self.n} better; {per_seed})"
+
+
+def paired(method: Sequence[Optional[float]], baseline: Sequence[Optional[float]], seeds: Sequence[int]) -> Paired:
+    """Paired differences of two per-seed series (same seeds, same order); seeds missing either value are left out.
+
+    Raises:
+        ValueError: the series and the seed list differ in length.
+    """
+    if not len(method) == len(baseline) == len(seeds):
+        raise ValueError(f"paired comparison needs one value per seed in both series: {len(method)} method, "
+                         f"{len(baseline)} baseline values for {len(seeds)} seeds")
+    kept = [(s, float(m) - float(b)) for s, m, b in zip(seeds, method, baseline) if m is not None and b is not None]
+    diffs = [d for _, d in kept]
+    mean, std, _ = mean_std(diffs)
+    return Paired([s for s, _ in kept], diffs, mean, std, sum(d < 0 for d in diffs), sum(d > 0 for d in diffs))
+
+
+__all__ = ["Paired", "format_mean_std", "mean_std", "paired"]
