@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make demo`: the whole chain on a 2-core CPU box (budget: 15 minutes; README "make demo").
-#   synthesize a small nuScenes-format world + pictures -> short stage-1 and stage-2 training of dima_tiny (SmolLM2
-#   teacher; both checkpoints are cached under outputs/demo_cache/, DEMO_FRESH=1 rebuilds them) -> ONNX export
-#   (with BEAM tokens) -> rosbag2 -> `dima ros bringup --bag` (planner on onnxruntime + MLLM node + online evaluator:
-#   prints trajectories, latency and online metrics) -> `dima ros ask` (AskScene) prints the MLLM's answer.
+#   a small held-out world + pictures -> the shipped planner (dima_core/weights/planner_drive.safetensors,
+#   docs/planner_model_card.md) exported to ONNX with BEAM tokens -> a short teacher warm-up of the SmolLM2 MLLM on
+#   the frozen shipped planner (cached under outputs/demo_cache/, DEMO_FRESH=1 rebuilds it) -> rosbag2 ->
+#   `dima ros bringup --bag` (planner on onnxruntime + MLLM node + online evaluator: trajectories, latency, online
+#   metrics) -> `dima ros ask` (AskScene) prints the MLLM's answer -> `dima ros bringup --sim`: the planner drives the
+#   closed-loop simulator over ROS 2 (table: planner vs expert vs constant velocity) -> one episode's MP4 + PNG.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,10 +18,11 @@ WORLD="$OUT/world"
 VERSION="v1.0-synth"
 mkdir -p "$OUT"
 
-echo "[demo] 1/7 synthesize a 2-scene world -> $WORLD"
-dima data synth --out "$WORLD" --scenes 2 --seed 0 --overwrite
+PLANNER_WEIGHTS="${DEMO_PLANNER:-dima_core/weights/planner_drive.safetensors}"
+echo "[demo] 1/9 synthesize a 2-scene world (the shipped planner's held-out world config, seed 2) -> $WORLD"
+dima data synth --config config/synth_drive_eval.yaml --out "$WORLD" --scenes 2 --seed 2 --overwrite
 
-echo "[demo] 2/7 render keyframes -> $OUT/*.png"
+echo "[demo] 2/9 render keyframes -> $OUT/*.png"
 # --sample takes a token or an integer index into the keyframes (scene by scene, time order): first and last keyframe,
 # plus the first one with the QA generator's key-object tags.
 dima data show --dataroot "$WORLD" --version "$VERSION" --sample 0 --out "$OUT/sample_first.png"
@@ -33,32 +36,28 @@ export OMP_NUM_THREADS=1
 CACHE="${DEMO_CACHE:-outputs/demo_cache}"
 if [[ "${DEMO_FRESH:-0}" == 1 ]]; then rm -rf "$CACHE"; fi
 mkdir -p "$CACHE"
-STAGE1="$CACHE/stage1"
-STAGE2="$CACHE/stage2"
+STAGE2="$CACHE/teacher_planner_drive"  # named by what it is trained for: a cache of another planner is never reused
 COMMON=(--dataroot "$WORLD" --version "$VERSION" --val-split none --no-tensorboard --device cpu)
 
-echo "[demo] 3/7 stage-1 training of dima_tiny (${DEMO_STAGE1_STEPS:-40} steps; cached in $STAGE1)"
-if [[ ! -f "$STAGE1/latest" && -z "$(ls "$STAGE1"/checkpoint_*.pt 2>/dev/null)" ]]; then
-  dima train --stage 1 --config config/train/stage1_dima_tiny.yaml --out "$STAGE1" \
-    --max-steps "${DEMO_STAGE1_STEPS:-40}" "${COMMON[@]}"
-fi
-echo "[demo] 4/7 stage-2 joint training with the SmolLM2 teacher (${DEMO_STAGE2_STEPS:-8} steps; cached in $STAGE2)"
+echo "[demo] 3/9 the shipped planner $PLANNER_WEIGHTS -> ONNX (with BEAM tokens for the MLLM node)"
+dima weights show "$PLANNER_WEIGHTS"
+dima export --format onnx --checkpoint "$PLANNER_WEIGHTS" --out "$OUT/onnx" --name planner --with-beam
+
+echo "[demo] 4/9 teacher warm-up: the SmolLM2 MLLM learns to read the frozen shipped planner's BEAM tokens" \
+  "(${DEMO_STAGE2_STEPS:-8} steps; cached in $STAGE2)"
 if [[ ! -f "$STAGE2/latest" && -z "$(ls "$STAGE2"/checkpoint_*.pt 2>/dev/null)" ]]; then
-  dima train --stage 2 --config config/train/stage2_dima_tiny.yaml --init "$STAGE1" --out "$STAGE2" \
+  dima train --stage 2 --config config/train/stage2_planner_drive.yaml --init "$PLANNER_WEIGHTS" --out "$STAGE2" \
     --max-steps "${DEMO_STAGE2_STEPS:-8}" "${COMMON[@]}"
 fi
 
-echo "[demo] 5/7 export the distilled planner to ONNX (with BEAM tokens for the MLLM node)"
-dima export --format onnx --checkpoint "$STAGE2" --out "$OUT/onnx" --name planner --with-beam
-
-echo "[demo] 6/7 rosbag2 of the world, replayed into the planner + MLLM node + online evaluator"
+echo "[demo] 5/9 rosbag2 of the world, replayed into the planner + MLLM node + online evaluator"
 dima bag convert --dataroot "$WORLD" --version "$VERSION" --scene scene-0001 --scene scene-0002 --out "$OUT/bag" \
   --overwrite
 BRINGUP_LOG="$OUT/bringup.log"
 # In the background, so that the question below goes to the running MLLM node from another process; --linger keeps
 # the nodes up after the replay until we stop them.
-# Half speed: dima_tiny takes ~1 s per frame on one shared CPU core, and the planner drops frames it cannot keep up
-# with (a stale plan is worse than none); at 1 Hz of keyframes almost every frame gets its trajectory.
+# Half speed: the MLLM node's LLM shares the two cores with the planner, and the planner drops frames it cannot keep
+# up with (a stale plan is worse than none); at 1 Hz of keyframes almost every frame gets its trajectory.
 # DEMO_DUAL=1 also has the MLLM node publish the DiMA-Dual trajectory; on 2 shared cores its LLM forward takes CPU
 # from the planner, which then drops more frames (measured: 62 instead of 80 vision trajectories), so it is opt-in.
 DUAL=false
@@ -76,9 +75,22 @@ for _ in $(seq 1 600); do
   sleep 1
 done
 
-echo "[demo] 7/7 ask the MLLM node (AskScene) about the last replayed frame"
+echo "[demo] 6/9 ask the MLLM node (AskScene) about the last replayed frame"
 dima ros ask "What should the ego vehicle do next, and why?" --timeout 300
 kill -INT "$BRINGUP_PID"
 wait "$BRINGUP_PID" || true
 trap - EXIT
-echo "[demo] done: pictures, $OUT/online_report.json, $BRINGUP_LOG"
+
+echo "[demo] 7/9 closed loop over ROS 2: the shipped planner drives the simulator (lockstep; every scenario, seed 1000)"
+SIM_OUT="$OUT/sim_ros"
+dima ros bringup --sim --scenarios ${DEMO_SIM_SCENARIOS:-all} --episodes 1 --seed 1000 --timing lockstep \
+  --sim-out "$SIM_OUT" --set "planner.model.onnx_path=$OUT/onnx/planner.onnx" --set planner.model.threads=1 \
+  --set planner.output.processing_time_budget_ms=1000.0 2>&1 | tee "$OUT/sim_ros.log"
+
+echo "[demo] 8/9 one episode on video: the same planner, scenario ${DEMO_VIDEO_SCENARIO:-turn_left} seed 1000 (Python loop," \
+  "identical to the ROS loop in lockstep: test_sim_node.py)"
+dima sim run --policy "onnx:$OUT/onnx/planner.onnx" --scenarios "${DEMO_VIDEO_SCENARIO:-turn_left}" --episodes 1 \
+  --seed 1000 --baselines expert --out "$OUT/sim_video"
+
+echo "[demo] 9/9 done: pictures, $OUT/online_report.json, $BRINGUP_LOG, closed loop $SIM_OUT/report.json," \
+  "video $(ls "$OUT"/sim_video/episodes/*.mp4 2>/dev/null | head -1), summary $(ls "$OUT"/sim_video/episodes/*.png 2>/dev/null | head -1)"
