@@ -13,6 +13,10 @@ the frame against ``input_specs`` (names, shapes, dtypes, NaN/inf) and returns `
 host. ``load()`` then ``warmup(n)`` happen in :func:`create_backend`, so the first real frame does not pay for lazy
 allocation, cuDNN/TensorRT tactic selection or onnxruntime's graph optimisation.
 
+Each backend runs one precision (:mod:`dima_core.export.precision`: torch fp32/bf16 autocast, onnxruntime an fp32
+or int8 file, tensorrt an fp16/fp32 engine); a precision the backend does not have, or a model file of another
+precision than the configured one, is refused with :class:`~dima_core.export.precision.PrecisionError`.
+
 Asking for a backend that cannot run here (package not installed, no GPU, no CUDA execution provider) raises
 :class:`~dima_core.export.errors.BackendUnavailableError` naming what is missing; there is no silent fallback to
 another backend or device, because a planner that quietly runs 20x slower than budgeted is worse than one that
@@ -32,6 +36,7 @@ import numpy as np
 from dima_core.config import ranged
 from dima_core.export.errors import BackendUnavailableError
 from dima_core.export.io_spec import TensorSpec, example_inputs, validate_inputs
+from dima_core.export.precision import PrecisionName, check_precision, resolve_precision
 from dima_core.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -53,7 +58,10 @@ class BackendConfig:
     model_config: Optional[str] = None  # torch without checkpoint: model YAML, random weights (benchmarks/tests)
     onnx: Optional[str] = None  # onnxruntime / tensorrt: exported model (its .onnx.json sidecar next to it)
     with_beam: bool = False  # torch: also return the BEAM outputs (ONNX backends: decided at export time)
-    precision: Literal["fp32", "fp16"] = "fp16"  # tensorrt engine precision
+    # torch: autocast dtype (fp32, bf16; fp16 on cuda); onnxruntime: the model file's precision (fp32, int8), refused
+    # when the sidecar says otherwise; tensorrt: engine precision (fp16, fp32). auto: torch fp32, onnxruntime the
+    # file's own, tensorrt fp16 (dima_core.export.precision).
+    precision: PrecisionName = "auto"
     engine_dir: Optional[str] = None  # tensorrt engine cache; None: $DIMA_ENGINE_CACHE or ~/.cache/dima/engines
     workspace_gib: float = ranged(4.0, lo=0.0625, hi=256.0, help="TensorRT builder workspace limit")
     threads: int = ranged(0, lo=0, hi=256, help="CPU threads (torch / onnxruntime); 0 = library default")
@@ -67,6 +75,7 @@ class BackendConfig:
             raise ValueError(f"the {self.backend} backend needs onnx: an exported model (dima export --format onnx)")
         if self.backend == "tensorrt" and self.device == "cpu":
             raise ValueError("the tensorrt backend runs on cuda only; leave device unset or set it to cuda")
+        check_precision(self.backend, self.precision, self.resolved_device)
 
     @property
     def resolved_device(self) -> str:
@@ -85,6 +94,7 @@ class PlannerBackend(abc.ABC):
         self.input_specs: tuple[TensorSpec, ...] = ()
         self.output_names: tuple[str, ...] = ()
         self.model_config: Optional[ModelConfig] = None
+        self.precision = "fp32"  # what runs (set by the backend; onnxruntime's is known once the sidecar is read)
         self.loaded = False
 
     @property
@@ -129,7 +139,8 @@ class PlannerBackend(abc.ABC):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def describe(self) -> str:
-        return f"{self.name} on {self.device}"
+        return f"{self.name} on {self.device}" if self.precision == "fp32" else (
+            f"{self.name} {self.precision} on {self.device}")
 
 
 def unavailable_reason(backend: str, device: Optional[str] = None) -> Optional[str]:
@@ -181,15 +192,17 @@ def build_backend(config: BackendConfig) -> PlannerBackend:
         from dima_core.export.torch_backend import TorchBackend
 
         return TorchBackend(checkpoint=config.checkpoint, model_config=config.model_config, device=device,
-                            with_beam=config.with_beam, threads=config.threads, seed=config.seed)
+                            with_beam=config.with_beam, threads=config.threads, seed=config.seed,
+                            precision=resolve_precision("torch", config.precision))
     if config.backend == "onnxruntime":
         from dima_core.export.ort_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(config.onnx, device=device, threads=config.threads)  # type: ignore[arg-type]
+        return OnnxRuntimeBackend(config.onnx, device=device, threads=config.threads,  # type: ignore[arg-type]
+                                  precision=config.precision)
     from dima_core.export.trt_backend import TensorRTBackend
 
-    return TensorRTBackend(config.onnx, precision=config.precision, engine_dir=config.engine_dir,  # type: ignore[arg-type]
-                           workspace_gib=config.workspace_gib)
+    return TensorRTBackend(config.onnx, precision=resolve_precision("tensorrt", config.precision),  # type: ignore[arg-type]
+                           engine_dir=config.engine_dir, workspace_gib=config.workspace_gib)
 
 
 def create_backend(config: Optional[BackendConfig] = None, **overrides: Any) -> PlannerBackend:

@@ -13,6 +13,7 @@ from dima_core.config import config_from_dict
 from dima_core.export.backends import PlannerBackend
 from dima_core.export.errors import BackendUnavailableError
 from dima_core.export.io_spec import TensorSpec
+from dima_core.export.precision import check_model_precision, check_precision
 from dima_core.export.sidecar import ModelSidecar, check_interface, load_sidecar
 from dima_core.models.config import ModelConfig
 
@@ -33,10 +34,12 @@ class OnnxRuntimeBackend(PlannerBackend):
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: str | os.PathLike[str], device: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, onnx_path: str | os.PathLike[str], device: str = "cpu", threads: int = 0,
+                 precision: str = "auto") -> None:
         super().__init__(device)
         self.onnx_path = Path(onnx_path)
         self.threads = threads
+        self.configured_precision = precision  # auto: whatever the file is (its sidecar says)
         self.session: Any = None
         self.sidecar: Optional[ModelSidecar] = None
 
@@ -44,6 +47,10 @@ class OnnxRuntimeBackend(PlannerBackend):
         import onnxruntime as ort
 
         self.sidecar = load_sidecar(self.onnx_path)
+        # Before the session: a quantised file where fp32 was configured (or the reverse) never runs.
+        check_model_precision(self.configured_precision, self.sidecar.precision, str(self.onnx_path))
+        check_precision(self.name, self.sidecar.precision, self.device)
+        self.precision = self.sidecar.precision
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads > 0:

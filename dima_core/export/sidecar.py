@@ -2,7 +2,8 @@
 
 Like Autoware's ``*.param.json`` shipped with a model (version-checked at load), the sidecar travels with the ONNX
 file and states: the model config it was exported from, the input/output names, shapes and dtypes, the opset, the
-ONNX precision, the measured parity with PyTorch, the ONNX file's sha256 and the dima version. At load a runtime
+ONNX precision (``fp32``, or ``int8`` for a quantised graph, which also records how it was quantised and calibrated
+in ``quantization``), the measured parity with PyTorch, the ONNX file's sha256 and the dima version. At load a runtime
 checks the format version and the hash (a re-exported ONNX with an old sidecar, or a file truncated by an
 interrupted copy, is refused with the reason instead of producing wrong trajectories) and then compares the
 runtime's own view of the graph against the recorded interface.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dima_core.export.io_spec import TensorSpec
+from dima_core.export.precision import ONNX_PRECISIONS
 
 FORMAT_NAME = "dima-onnx-sidecar"
 FORMAT_VERSION = 1
@@ -49,7 +51,7 @@ class ModelSidecar:
     onnx_file: str
     onnx_sha256: str
     opset: int
-    precision: str  # "fp32" or "fp16": the precision *in the ONNX graph* (what TensorRT >= 11 builds)
+    precision: str  # the precision *in the ONNX graph*: fp32, int8 (QDQ, quantised) or fp16 (TensorRT >= 11 reads it)
     with_beam: bool
     model_name: str
     model_config: dict[str, Any]
@@ -58,6 +60,8 @@ class ModelSidecar:
     dima_version: str
     parity: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    # int8 only: quantiser, format, per-channel, activation/weight types, calibration data and frames, fp32 source
+    quantization: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # tool versions, export time: informational only
 
     @property
@@ -84,6 +88,7 @@ class ModelSidecar:
             "outputs": [s.to_dict() for s in self.outputs],
             "parity": self.parity,
             "source": self.source,
+            **({"quantization": self.quantization} if self.quantization else {}),
             **self.extra,
         }
 
@@ -97,6 +102,8 @@ class ModelSidecar:
 
 _KNOWN = {"format", "format_version", "dima_version", "onnx_file", "onnx_sha256", "opset", "precision", "with_beam",
           "model_name", "model_config", "inputs", "outputs", "parity", "source"}
+# Optional entries: absent from fp32 sidecars (so every sidecar written before quantisation existed still loads).
+_OPTIONAL = {"quantization"}
 
 
 def load_sidecar(onnx_path: str | os.PathLike[str], verify_hash: bool = True) -> ModelSidecar:
@@ -125,9 +132,16 @@ def load_sidecar(onnx_path: str | os.PathLike[str], verify_hash: bool = True) ->
         precision=str(data["precision"]), with_beam=bool(data["with_beam"]), model_name=str(data["model_name"]),
         model_config=dict(data["model_config"]), inputs=tuple(TensorSpec.from_dict(s) for s in data["inputs"]),
         outputs=tuple(TensorSpec.from_dict(s) for s in data["outputs"]), dima_version=str(data["dima_version"]),
-        parity=dict(data["parity"]), source=dict(data["source"]),
-        extra={k: v for k, v in data.items() if k not in _KNOWN},
+        parity=dict(data["parity"]), source=dict(data["source"]), quantization=dict(data.get("quantization") or {}),
+        extra={k: v for k, v in data.items() if k not in _KNOWN | _OPTIONAL},
     )
+    if sidecar.precision not in ONNX_PRECISIONS:
+        raise SidecarError(f"{path} records precision {sidecar.precision!r}; this dima reads ONNX models of precision "
+                           f"{list(ONNX_PRECISIONS)}: re-export the model with this dima version")
+    if (sidecar.precision == "int8") != bool(sidecar.quantization):
+        raise SidecarError(f"{path} records precision {sidecar.precision!r} " + (
+            "without its quantization entry" if sidecar.precision == "int8" else "with a quantization entry")
+            + ": the sidecar was edited or mixed up; re-export the model")
     if verify_hash:
         actual = file_sha256(onnx_path)
         if actual != sidecar.onnx_sha256:

@@ -84,6 +84,10 @@ def check_precision(tensorrt_major: int, precision: str, onnx_precision: str) ->
     """Refuse combinations this TensorRT cannot honour (see the module docstring)."""
     if precision not in ("fp32", "fp16"):
         raise EngineBuildError(f"unknown TensorRT precision {precision!r}: choose fp32 or fp16")
+    if onnx_precision == "int8":
+        raise EngineBuildError(
+            "this ONNX model is the int8 (QDQ) graph calibrated for onnxruntime's CPU provider; TensorRT engines are "
+            "built from the fp32 export (dima export --format onnx without --precision int8)")
     if tensorrt_major >= 11 and precision != onnx_precision:
         raise EngineBuildError(
             f"TensorRT {tensorrt_major} builds strongly typed networks only (the FP16 builder flag is gone), and this "

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from dima_core.constants import CAMERA_NAMES
 from dima_core.export.backends import BackendConfig
+from dima_core.export.precision import PrecisionName
 
 _MISSING = dataclasses.MISSING
 
@@ -48,7 +49,11 @@ class ModelParams:
                                    help="torch backend without checkpoint: model YAML, random weights (tests only)")
     engine_dir: str = param("", read_only=True, help="tensorrt engine cache directory; empty: $DIMA_ENGINE_CACHE or "
                                                      "~/.cache/dima/engines")
-    precision: Literal["fp32", "fp16"] = param("fp16", read_only=True, help="tensorrt engine precision")
+    precision: PrecisionName = param(
+        "auto", read_only=True,
+        help="torch: autocast dtype (fp32, bf16; fp16 on cuda); onnxruntime: the model file's precision (fp32, int8; "
+             "a file of another precision is refused); tensorrt: engine precision (fp16, fp32). auto: torch fp32, "
+             "onnxruntime the file's own, tensorrt fp16")
     threads: int = param(0, lo=0, hi=256, read_only=True, help="CPU threads for torch/onnxruntime; 0 = default")
     warmup_iters: int = param(3, lo=0, hi=1000, read_only=True, help="inferences run at start, before the first frame")
 
