@@ -24,6 +24,14 @@ Fast DDS's default shared-memory segment cannot hold six full-size JPEGs. It nee
 (``source tools/env.sh``); without it the row says so.
 
     dima bench latency --configs dima_tiny --backends torch onnxruntime --pipelines vision ros --iters 20
+
+Precisions (:mod:`benchmarks.precision`): ``--precisions fp32 bf16 int8`` measures every backend at each of them it
+has (torch bf16 autocast, onnxruntime int8 quantised and calibrated on the synthetic world's train split), and with
+``--accuracy-data`` every vision row reports its accuracy cost next to its latency: max trajectory difference and
+open-loop L2 change against torch fp32 on val frames (``--checkpoint`` for trained weights).
+
+    dima bench latency --configs dima_cpu_fast --backends torch onnxruntime --pipelines vision \
+        --precisions fp32 bf16 int8 --accuracy-data data/synth_drive --checkpoint runs/planner_drive/latest
 """
 
 from __future__ import annotations
@@ -41,10 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from benchmarks import precision as precision_bench
+from benchmarks.precision import AccuracyData, accuracy_of
+
 log = logging.getLogger(__name__)
 
 SECTION = "## Planner latency (`dima bench latency`)"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -62,6 +73,15 @@ class BenchCase:
     engine_dir: Optional[str]
     seed: int = 0
     notes: list[str] = field(default_factory=list)
+    checkpoint: Optional[str] = None  # trained weights instead of model_yaml's random ones
+    accuracy: Optional[AccuracyData] = None  # frames + fp32 reference: the vision pipeline measures its cost
+    accuracy_cost: Optional[Any] = None  # set by the vision pipeline (dima_core.export.accuracy.AccuracyCost)
+
+    def torch_weights(self) -> dict[str, Any]:
+        """The torch backend options of this cell's weights."""
+        if self.checkpoint:
+            return {"checkpoint": self.checkpoint}
+        return {"model_config": str(self.model_yaml), "seed": self.seed}
 
 
 @dataclass
@@ -78,15 +98,17 @@ def _vision_pipeline(case: BenchCase) -> tuple[Callable[[], Any], str]:
     from dima_core.export.backends import create_backend
     from dima_core.export.io_spec import example_inputs
 
-    options: dict[str, Any] = {"backend": case.backend_name, "threads": case.threads, "warmup_iters": case.warmup}
+    options: dict[str, Any] = {"backend": case.backend_name, "threads": case.threads, "warmup_iters": case.warmup,
+                               "precision": case.precision}
     if case.backend_name == "torch":
-        options.update(model_config=str(case.model_yaml), device=case.device, seed=case.seed)
+        options.update(device=case.device, **case.torch_weights())
     elif case.backend_name == "onnxruntime":
         options.update(onnx=str(case.onnx_path), device=case.device)
     else:
-        options.update(onnx=str(case.onnx_path), precision=case.precision, engine_dir=case.engine_dir)
+        options.update(onnx=str(case.onnx_path), engine_dir=case.engine_dir)
     backend = create_backend(**options)
     assert backend.model_config is not None
+    case.accuracy_cost = accuracy_of(backend, case.accuracy)
     inputs = example_inputs(backend.model_config, backend.input_specs, seed=1)
     return (lambda: backend.infer(inputs)), backend.describe()
 
@@ -193,9 +215,10 @@ def _run_ros(case: BenchCase, args: argparse.Namespace) -> RosRow:
         row.note = (f"not available: rclpy or the dima interfaces do not import ({exc}); run in the ROS environment "
                     "(source tools/env.sh)")
         return row
+    torch_backend = case.backend_name == "torch"
     settings = RosBenchSettings(
-        backend=case.backend_name, model_config=case.model_yaml if case.backend_name == "torch" else None,
-        onnx_path=case.onnx_path if case.backend_name != "torch" else None, device=device, threads=case.threads,
+        backend=case.backend_name, model_config=case.model_yaml if torch_backend and not case.checkpoint else None,
+        checkpoint=Path(case.checkpoint) if torch_backend and case.checkpoint else None, onnx_path=case.onnx_path if case.backend_name != "torch" else None, device=device, threads=case.threads,
         precision=case.precision, engine_dir=case.engine_dir, frames=args.iters, warmup=case.warmup,
         rate_hz=args.ros_rate, image_size=args.ros_image_size, jpeg_quality=args.ros_jpeg_quality,
         dds_profile=DEFAULT_DDS_PROFILE if args.ros_dds_profile is None else (
@@ -229,7 +252,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="pipelines to measure (default all registered; 'ros' = the planner node over DDS)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="device of the torch and onnxruntime backends (tensorrt is always cuda)")
-    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="tensorrt engine precision")
+    precision_bench.add_arguments(p)
     p.add_argument("--engine-dir", default=None, help="tensorrt engine cache (default: the usual cache)")
     p.add_argument("--iters", type=int, default=30, help="timed frames per cell (default 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up frames per cell (default 3)")
@@ -267,20 +290,27 @@ class Row:
     pipeline: str
     backend: str
     description: str
+    precision: str = "fp32"
+    accuracy: Optional[Any] = None  # AccuracyCost against torch fp32 (vision rows with --accuracy-data)
     p50: Optional[float] = None
     p99: Optional[float] = None
     mean: Optional[float] = None
+    cpu_p50: Optional[float] = None  # this thread's CPU time per frame (the model's compute with 1 thread)
     iters: int = 0
     note: str = ""
 
 
-def _measure(frame: Callable[[], Any], iters: int) -> list[float]:
-    times = []
+def _measure(frame: Callable[[], Any], iters: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU milliseconds of ``iters`` frames. The CPU time is this thread's: with one backend thread the
+    model computes in the calling thread, so it is the frame's compute even when other jobs hold the cores (wall
+    time then includes the waits)."""
+    wall, cpu = [], []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         frame()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return times
+        cpu.append((time.thread_time() - c0) * 1000.0)
+        wall.append((time.perf_counter() - t0) * 1000.0)
+    return wall, cpu
 
 
 def run(args: argparse.Namespace) -> int:
@@ -292,20 +322,25 @@ def run(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     if args.ros_rate <= 0:
         raise ValueError("--ros-rate must be > 0")
+    precision_bench.check_requested(args.backends, args.precisions, args.device)
     pipelines = [pl for pl in PIPELINES if pl.name in args.pipelines]
     rows: list[Row] = []
     ros_rows: list[RosRow] = []
     with tempfile.TemporaryDirectory(prefix="dima-bench-latency-") as tmp:
-        for config_name in args.configs:
-            yaml_path = _model_yaml(config_name)
-            onnx_path, export_note = _export_for_onnx_backends(args, yaml_path, Path(tmp))
+        for yaml_path in _configs(args):
+            onnx_paths, export_note = _export_for_onnx_backends(args, yaml_path, Path(tmp))
+            accuracy = _accuracy_data(args, yaml_path) if "vision" in args.pipelines else None
             for pipeline in pipelines:
                 for backend in args.backends:
-                    case = _case(args, yaml_path, backend, onnx_path)
-                    rows.append(_measure_cell(pipeline, case, export_note if backend != "torch" else "", args.iters))
+                    for case in _cases(args, yaml_path, backend, onnx_paths, accuracy, Path(tmp)):
+                        if pipeline.name != "vision" and case.precision != "fp32":
+                            continue  # the teacher modes run the torch planner + LLM in fp32 only
+                        rows.append(_measure_cell(pipeline, case, export_note if backend != "torch" else "",
+                                                  args.iters))
             if ROS_PIPELINE in args.pipelines:
                 for backend in args.backends:
-                    ros_rows.append(_measure_ros_cell(_case(args, yaml_path, backend, onnx_path), args))
+                    for case in _cases(args, yaml_path, backend, onnx_paths, accuracy, Path(tmp)):
+                        ros_rows.append(_measure_ros_cell(case, args))
     report = _report(args, rows, load_before, ros_rows)
     print()
     print(report)
@@ -315,23 +350,67 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _case(args: argparse.Namespace, yaml_path: Path, backend: str, onnx_path: Optional[Path]) -> BenchCase:
-    return BenchCase(yaml_path.stem, yaml_path, backend, args.device, args.threads, args.warmup, onnx_path,
-                     args.precision, args.engine_dir)
+def _configs(args: argparse.Namespace) -> list[Path]:
+    """The model YAMLs measured: ``--configs``, or the one a ``--checkpoint`` carries (written under a temporary
+    name: the checkpoint's resolved config, not a file of config/model/)."""
+    if not args.checkpoint:
+        return [_model_yaml(name) for name in args.configs]
+    import yaml
+
+    from dima_core.config import config_to_dict
+    from dima_core.export.planner_loading import load_planner
+
+    config = load_planner(args.checkpoint).config
+    path = Path(tempfile.mkdtemp(prefix="dima-bench-ckpt-")) / f"{config.name}.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return [path]
 
 
-def _export_for_onnx_backends(args: argparse.Namespace, yaml_path: Path, tmp: Path) -> tuple[Optional[Path], str]:
-    """The config's ONNX file under ``tmp`` when an ONNX-based backend is requested (else None), and a note."""
+def _accuracy_data(args: argparse.Namespace, yaml_path: Path) -> Optional[precision_bench.AccuracyData]:
+    from dima_core.models import load_model_config
+
+    weights = {"checkpoint": args.checkpoint} if args.checkpoint else {"model_config": str(yaml_path), "seed": 0}
+    return precision_bench.load_accuracy_data(args, weights, load_model_config(yaml_path))
+
+
+def _cases(args: argparse.Namespace, yaml_path: Path, backend: str, onnx_paths: dict[str, Path],
+           accuracy: Optional[precision_bench.AccuracyData], tmp: Path) -> list[BenchCase]:
+    """One case per precision ``backend`` is measured at; int8 cells quantise the fp32 export on first use (a case
+    whose model cannot be made is kept with ``onnx_path`` None and the reason in its notes)."""
+    from dima_core.export.errors import BackendUnavailableError
+
+    device = "cuda" if backend == "tensorrt" else args.device
+    cases = []
+    for precision in precision_bench.cell_precisions(backend, args.precisions, device):
+        case = BenchCase(yaml_path.stem, yaml_path, backend, args.device, args.threads, args.warmup,
+                         onnx_paths.get("fp32"), precision, args.engine_dir, checkpoint=args.checkpoint,
+                         accuracy=accuracy)
+        if backend == "onnxruntime" and precision == "int8":
+            if "int8" not in onnx_paths:
+                try:
+                    onnx_paths["int8"] = precision_bench.int8_model(onnx_paths["fp32"], tmp / yaml_path.stem,
+                                                                    accuracy)
+                except BackendUnavailableError as exc:
+                    case.notes.append(f"not available: {exc}")
+            case.onnx_path = onnx_paths.get("int8")
+        cases.append(case)
+    return cases
+
+
+def _export_for_onnx_backends(args: argparse.Namespace, yaml_path: Path, tmp: Path) -> tuple[dict[str, Path], str]:
+    """``{"fp32": the config's ONNX file}`` under ``tmp`` when an ONNX-based backend is requested (else empty), and
+    a note. From ``--checkpoint`` when given, else the YAML's seeded random weights."""
     from dima_core.export.onnx_export import export_onnx
     from dima_core.export.planner_loading import load_planner
 
     if not any(b in ("onnxruntime", "tensorrt") for b in args.backends):
-        return None, ""
+        return {}, ""
     t0 = time.perf_counter()
-    onnx_path = export_onnx(load_planner(model_config=yaml_path), tmp / yaml_path.stem).onnx_path
+    loaded = load_planner(args.checkpoint) if args.checkpoint else load_planner(model_config=yaml_path)
+    onnx_path = export_onnx(loaded, tmp / yaml_path.stem).onnx_path
     note = f"ONNX export + parity check {time.perf_counter() - t0:.0f} s"
     log.info("%s: %s", yaml_path.stem, note)
-    return onnx_path, note
+    return {"fp32": onnx_path}, note
 
 
 def _measure_cell(pipeline: Pipeline, case: BenchCase, note: str, iters: int) -> Row:
@@ -340,23 +419,33 @@ def _measure_cell(pipeline: Pipeline, case: BenchCase, note: str, iters: int) ->
 
     from dima_core.export.errors import BackendUnavailableError
 
-    row = Row(case.config_name, pipeline.name, case.backend_name, "", note=note)
+    row = Row(case.config_name, pipeline.name, case.backend_name, "", precision=case.precision, note=note)
+    if case.notes:
+        row.note = "; ".join(case.notes)
+        print(f"{case.config_name} {pipeline.name} {case.backend_name} {case.precision}: {row.note}")
+        return row
     try:
         frame, row.description = pipeline.build(case)
     except BackendUnavailableError as exc:
         row.note = f"not available: {exc}"
         print(f"{case.config_name} {pipeline.name} {case.backend_name}: {row.note}")
         return row
-    times = np.array(_measure(frame, iters))
+    row.accuracy = case.accuracy_cost
+    wall, cpu = _measure(frame, iters)
+    times = np.array(wall)
     row.p50, row.p99 = float(np.percentile(times, 50)), float(np.percentile(times, 99))
     row.mean, row.iters = float(times.mean()), len(times)
+    row.cpu_p50 = float(np.percentile(cpu, 50))
+    accuracy = "" if row.accuracy is None else f"; {row.accuracy.summary()}"
     print(f"{case.config_name} {pipeline.name} {row.description}: p50 {row.p50:.1f} ms, "
-          f"p99 {row.p99:.1f} ms ({row.iters} frames)")
+          f"p99 {row.p99:.1f} ms, CPU p50 {row.cpu_p50:.1f} ms ({row.iters} frames){accuracy}")
     return row  # the frame (and its model) is released here, before the next cell loads its own
 
 
 def _measure_ros_cell(case: BenchCase, args: argparse.Namespace) -> RosRow:
     """One ``ros`` cell (:func:`_run_ros`), with its one-line summary printed."""
+    if case.notes:
+        return RosRow(case.config_name, case.backend_name, note="; ".join(case.notes))
     ros_row = _run_ros(case, args)
     if ros_row.result is None:
         print(f"{case.config_name} ros {case.backend_name}: {ros_row.note}")
@@ -415,18 +504,26 @@ def _report(args: argparse.Namespace, rows: list[Row], load_before: float,
     def ms(v: Optional[float]) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    lines = [
-        SECTION, "",
-        "Per-frame latency at batch 1 (random weights; latency does not depend on them). A frame = "
-        "`backend.infer(inputs)`: input validation, copies, the model; image decoding not included. "
-        "p99 over few frames is close to the maximum.", "",
-    ]
+    weights = (f"the weights of `{args.checkpoint}`" if args.checkpoint else
+               "random weights; latency does not depend on them")
+    intro = (f"Per-frame latency at batch 1 ({weights}). A frame = `backend.infer(inputs)`: input validation, copies, "
+             "the model; image decoding not included. p99 over few frames is close to the maximum. **CPU ms** = the "
+             "calling thread's CPU time per frame (p50): with one backend thread, the model's compute, which other "
+             "jobs on a shared machine do not inflate (wall time includes waiting for a core).")
+    if args.accuracy_data:
+        intro += (" **max traj diff** = the largest waypoint distance (m) of the planned trajectory from torch fp32's "
+                  "on the same frames, **L2 change** = open-loop L2 (VAD average, m) minus torch fp32's: "
+                  f"{args.accuracy_frames} val frames of `{args.accuracy_data}`, torch fp32 on the cpu as the "
+                  f"reference; int8 calibrated on {args.calibration_frames} train frames.")
+    lines = [SECTION, "", intro, ""]
     if rows:
-        lines += ["| config | pipeline | backend | p50 ms | p99 ms | mean ms | frames | note |",
-                  "|---|---|---|---:|---:|---:|---:|---|"]
+        lines += ["| config | pipeline | backend | precision | p50 ms | p99 ms | mean ms | CPU ms | frames | "
+                  "max traj diff m | L2 change m | note |",
+                  "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r.config} | {r.pipeline} | {r.description or r.backend} | {ms(r.p50)} | {ms(r.p99)} | "
-                     f"{ms(r.mean)} | {r.iters} | {r.note} |")
+        diff, change = precision_bench.accuracy_cells(r.accuracy)
+        lines.append(f"| {r.config} | {r.pipeline} | {r.description or r.backend} | {r.precision} | {ms(r.p50)} | "
+                     f"{ms(r.p99)} | {ms(r.mean)} | {ms(r.cpu_p50)} | {r.iters} | {diff} | {change} | {r.note} |")
     if ros_rows:
         lines += _ros_table(args, ros_rows)
     argv = sys.argv[1:]

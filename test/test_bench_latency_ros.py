@@ -26,7 +26,7 @@ def test_ros_pipeline_reports_sane_per_frame_timings(tmp_path: Path) -> None:
                               "--iters", "3", "--warmup", "1", "--ros-rate", "2", "--ros-image-size", "320x180",
                               "--doc", ""])
     case = bench_latency.BenchCase(yaml_path.stem, yaml_path, "torch", args.device, args.threads, args.warmup, None,
-                                   args.precision, args.engine_dir)
+                                   "fp32", args.engine_dir)
     row = bench_latency._run_ros(case, args)
     res = row.result
     assert res is not None, row.note

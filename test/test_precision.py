@@ -185,3 +185,34 @@ def test_bad_precisions_are_clear_errors(exported, capsys):
     assert backend_precisions("torch", "cpu") == ("fp32", "bf16")
     assert backend_precisions("onnxruntime", "cpu") == ("fp32", "int8")
     assert backend_precisions("tensorrt") == ("fp32", "fp16")
+
+
+def test_bench_latency_reports_each_precision_with_its_accuracy_cost(exported, tmp_path):
+    """`dima bench latency --precisions ... --accuracy-data`: one row per (backend, precision) it has, each with its
+    latency and its cost against torch fp32 on the world's val frames."""
+    from benchmarks.precision import cell_precisions, check_requested
+
+    assert cell_precisions("torch", ["auto", "bf16", "int8"], "cpu") == ["fp32", "bf16"]
+    assert cell_precisions("onnxruntime", ["fp32", "int8", "fp32"], "cpu") == ["fp32", "int8"]
+    assert cell_precisions("tensorrt", ["auto"], "cuda") == ["fp16"]
+    with pytest.raises(ValueError, match="--precisions int8: none of the backends"):
+        check_requested(["torch"], ["int8"], "cpu")
+
+    doc = tmp_path / "bench.md"
+    assert dima_main(["bench", "latency", "--configs", str(exported["model_yaml"]), "--backends", "torch",
+                      "onnxruntime", "--pipelines", "vision", "--precisions", "fp32", "int8", "--iters", "2",
+                      "--warmup", "1", "--accuracy-data", str(exported["world"]), "--accuracy-frames", "2",
+                      "--calibration-frames", "3", "--doc", str(doc)]) == 0
+    rows = [line.split(" | ") for line in doc.read_text().splitlines() if line.startswith("| micro_model |")]
+    cells = {(r[2], r[3]): r for r in rows}
+    assert set(cells) == {("torch on cpu", "fp32"), ("onnxruntime on cpu", "fp32"), ("onnxruntime int8 on cpu", "int8")}
+    for (backend, precision), r in cells.items():
+        p50, cpu, diff = float(r[4]), float(r[7]), float(r[9])
+        assert p50 > 0.0 and cpu > 0.0
+        # torch fp32 is the reference itself; the fp32 export matches it to float rounding; int8 moves the plan a bit
+        if backend == "torch on cpu":
+            assert diff == 0.0
+        elif precision == "fp32":
+            assert diff < 1e-3
+        else:
+            assert 0.0 < diff < INT8_TOLERANCE_M

@@ -23,6 +23,7 @@ benchmark run on the same data read the same frames.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -116,13 +117,22 @@ def _evenly_spaced(tokens: list[str], count: int) -> list[str]:
     return [tokens[i] for i in positions]
 
 
+@functools.lru_cache(maxsize=2)
+def _cached_index(path: str, dataroot: str, version: str):  # -> SampleIndex
+    """A cached index read once per process: calibration and held-out frames usually come from the same file (tens
+    of MB for a full world); nothing here modifies it."""
+    from dima_core.data.index import SampleIndex
+
+    return SampleIndex.load(path, dataroot=dataroot, version=version)
+
+
 def _sample_index(source: FrameSource, cfg: DataConfig, count: int, temporal: bool):  # -> (SampleIndex, tokens)
     from dima_core.data.index import SampleIndex, dataset_fingerprint
     from dima_core.data.nuscenes_reader import NuScenesReader
 
     version = source.resolved_version()
     if source.index_path:
-        index = SampleIndex.load(source.index_path, dataroot=source.dataroot, version=version)
+        index = _cached_index(str(Path(source.index_path).resolve()), source.dataroot, version)
         tokens = _evenly_spaced(index.tokens(source.split), count)
         return index, tokens
     # Build only the chosen keyframes (and their predecessors for temporal models), without the GT map nothing
