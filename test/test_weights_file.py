@@ -136,3 +136,15 @@ def test_the_shipped_planner_loads_and_plans():
     trajectory = plan(loaded.model.planner)
     assert trajectory.shape[-1] == 2 and torch.isfinite(trajectory).all()
     assert read_planner_weights(SHIPPED_PLANNER).source["step"] > 0
+
+
+def test_init_state_comes_from_a_weights_file_or_a_checkpoint(tmp_path, checkpoint, planner):
+    """`dima train --init` (stage 1 and 2) reads either kind through load_weights_or_checkpoint."""
+    from dima_core.models.weights_file import load_weights_or_checkpoint
+
+    weights = save_planner_weights(tmp_path / "p.safetensors", planner.state_dict(), config_to_dict(planner.config),
+                                   {"step": 7})
+    for path in (weights, checkpoint):
+        file, state = load_weights_or_checkpoint(path)
+        assert file == Path(path) and state["stage"] == 1 and state["step"] == 7
+        assert all(torch.equal(state["model"][k], v) for k, v in planner.state_dict().items())

@@ -27,7 +27,16 @@ from typing import Any, Mapping, Optional
 import torch
 
 from dima_core.io.atomic import write_atomic
-from dima_core.io.checkpoint import KEY_CONFIG, KEY_MODEL, KEY_MODEL_CONFIG, KEY_STEP, CheckpointError
+from dima_core.io.checkpoint import (
+    KEY_CONFIG,
+    KEY_MODEL,
+    KEY_MODEL_CONFIG,
+    KEY_STAGE,
+    KEY_STEP,
+    CheckpointError,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 
 WEIGHTS_SUFFIX = ".safetensors"
 WEIGHTS_FORMAT = "dima-planner-weights"
@@ -133,9 +142,21 @@ def weights_as_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {
         KEY_MODEL: weights.state_dict,
         KEY_MODEL_CONFIG: weights.model_config,
-        KEY_CONFIG: {"weights_source": weights.source},
+        KEY_CONFIG: {},  # no training config travels with a weights file (its provenance: read_planner_weights)
         KEY_STEP: int(weights.source.get("step", 0)),
+        KEY_STAGE: 1,
     }
+
+
+def load_weights_or_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """``(file, state)`` of a weights file or a checkpoint (file or run directory), for initialising a new run.
+
+    ``dima train --init`` takes either: a weights file gives the planner's tensors (``model``), its config, stage 1.
+    """
+    if is_weights_file(path):
+        return Path(path), weights_as_checkpoint_state(path)
+    file = resolve_checkpoint(path)
+    return file, load_checkpoint(file, map_location="cpu")
 
 
 def check_expected_config(path: str | os.PathLike[str], stored: Mapping[str, Any],
@@ -154,6 +175,6 @@ def check_expected_config(path: str | os.PathLike[str], stored: Mapping[str, Any
 
 __all__ = [
     "PlannerWeights", "SHIPPED_PLANNER", "WEIGHTS_FORMAT", "WEIGHTS_FORMAT_VERSION", "WEIGHTS_SUFFIX",
-    "WeightsFileError", "check_expected_config", "is_weights_file", "read_planner_weights", "save_planner_weights",
-    "weights_as_checkpoint_state",
+    "WeightsFileError", "check_expected_config", "is_weights_file", "load_weights_or_checkpoint",
+    "read_planner_weights", "save_planner_weights", "weights_as_checkpoint_state",
 ]

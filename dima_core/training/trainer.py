@@ -439,9 +439,11 @@ class Trainer:
         return file
 
     def init_weights(self, path: str | Path) -> Path:
-        """Initialise the model from a checkpoint's weights only (a new run: optimiser and position start fresh)."""
-        file = resolve_checkpoint(path)
-        state = load_checkpoint(file, map_location="cpu")
+        """Initialise the model from a checkpoint's (or a planner weights file's) weights only: a new run, whose
+        optimiser and position start fresh."""
+        from dima_core.models.weights_file import load_weights_or_checkpoint
+
+        file, state = load_weights_or_checkpoint(path)
         check_model_state(state[KEY_MODEL], self.model, str(file))
         self.load_model_state(state[KEY_MODEL])
         log.info("initialised model weights from %s (stage %s, step %s)", file, state[KEY_STAGE], state[KEY_STEP])
