@@ -103,7 +103,7 @@ def _check_precision(args: argparse.Namespace) -> str:
                          + {"bf16": "; bf16 needs no export: the torch backend runs it (precision bf16, autocast). "
                                     "onnxruntime's CPU provider has almost no bf16 kernels",
                             "fp16": "; fp16 engines come from the fp32 export (--format tensorrt --precision fp16). "
-                                    "onnxruntime's CPU provider runs an fp16 graph 2x slower than fp32"}[precision])
+                                    "onnxruntime's CPU provider runs an fp16 graph ~1.5x slower than fp32"}[precision])
     if precision == "fp32" and args.onnx:
         raise ValueError("--onnx is the fp32 export to quantise (--precision int8) or to build an engine from "
                          "(--format tensorrt); an fp32 ONNX export starts from --checkpoint or --model-config")

@@ -17,8 +17,8 @@ configured, or the reverse) with :class:`PrecisionError`, and a backend that has
 configuration time, never run at a different one.
 
 Not offered, by measurement (docs/export.md): an fp16 or bf16 ONNX graph on onnxruntime's CPU provider (it has
-almost no half-precision CPU kernels: the converted ``dima_cpu_fast`` graph runs 2x slower than fp32 there), and
-fp16 autocast on a CPU (no fast fp16 CPU kernels in torch either).
+almost no half-precision CPU kernels: the converted ``dima_cpu_fast`` graph runs ~1.5x slower than fp32), and fp16
+autocast on a CPU (no fast fp16 CPU kernels in torch either).
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ def check_precision(backend: str, precision: str, device: str) -> None:
     hint = {
         ("torch", "fp16"): "fp16 autocast needs cuda (CPUs have no fast fp16 kernels); use bf16 or fp32 on the cpu",
         ("torch", "int8"): "int8 runs on onnxruntime: dima export --format onnx --precision int8",
-        ("onnxruntime", "bf16"): "onnxruntime's CPU provider has almost no bf16/fp16 kernels (measured 2x slower "
-                                 "than fp32); use torch with bf16, or onnxruntime int8",
-        ("onnxruntime", "fp16"): "onnxruntime's CPU provider has almost no bf16/fp16 kernels (measured 2x slower "
-                                 "than fp32); fp16 belongs to the tensorrt backend",
+        ("onnxruntime", "bf16"): "onnxruntime's CPU provider has almost no bf16/fp16 kernels (an fp16 graph measured "
+                                 "~1.5x slower than fp32); use torch with bf16, or onnxruntime int8",
+        ("onnxruntime", "fp16"): "onnxruntime's CPU provider has almost no bf16/fp16 kernels (an fp16 graph measured "
+                                 "~1.5x slower than fp32); fp16 belongs to the tensorrt backend",
         ("onnxruntime", "int8"): "the int8 (QDQ) graph is calibrated and checked for onnxruntime's CPU provider",
         ("tensorrt", "int8"): "int8 runs on onnxruntime (cpu); TensorRT engines are built fp16 or fp32 from an fp32 "
                               "graph",
