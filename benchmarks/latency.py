@@ -329,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="dima-bench-latency-") as tmp:
         for yaml_path in _configs(args):
             onnx_paths, export_note = _export_for_onnx_backends(args, yaml_path, Path(tmp))
-            accuracy = _accuracy_data(args, yaml_path) if "vision" in args.pipelines else None
+            accuracy = _accuracy_data(args, yaml_path)  # also the int8 cells' calibration frames (ros too)
             for pipeline in pipelines:
                 for backend in args.backends:
                     for case in _cases(args, yaml_path, backend, onnx_paths, accuracy, Path(tmp)):
@@ -445,7 +445,7 @@ def _measure_cell(pipeline: Pipeline, case: BenchCase, note: str, iters: int) ->
 def _measure_ros_cell(case: BenchCase, args: argparse.Namespace) -> RosRow:
     """One ``ros`` cell (:func:`_run_ros`), with its one-line summary printed."""
     if case.notes:
-        return RosRow(case.config_name, case.backend_name, note="; ".join(case.notes))
+        return RosRow(case.config_name, f"{case.backend_name} {case.precision}", note="; ".join(case.notes))
     ros_row = _run_ros(case, args)
     if ros_row.result is None:
         print(f"{case.config_name} ros {case.backend_name}: {ros_row.note}")
