@@ -242,9 +242,10 @@ def test_two_process_fsdp_stage2_trains_checkpoints_and_resumes(synth_world, mic
     assert list(restored) == list(fsdp_state["model"])
     for key, value in fsdp_state["model"].items():
         assert torch.equal(restored[key], value), key
-    # AdamW state indices are the trainable parameters in model order, with their shapes.
+    # AdamW state indices are the trainable parameters in model order (over stage 2's planner and teacher param
+    # groups), with their shapes.
     trainable = [p for p in loaded.model.parameters() if p.requires_grad]
-    assert fsdp_groups[0]["params"] == list(range(len(trainable)))
+    assert [i for g in fsdp_groups for i in g["params"]] == list(range(len(trainable)))
     for index, state in fsdp_state["optimizer"]["state"].items():
         assert state["exp_avg"].shape == trainable[index].shape
     assert load_dima(root / "fsdp", mode="vision").model.teacher is None

@@ -96,28 +96,27 @@ def _config(steps: int, **planner_lr) -> Stage2TrainConfig:
     return cfg
 
 
-def test_two_groups_teacher_first_with_their_own_factors():
+def test_two_groups_in_model_order_with_their_own_factors():
     model = _Joint()
     cfg = _config(steps=2, schedule="constant", multiplier=0.01)
     opt = build_stage2_optimizer(model, cfg)
-    assert [g["name"] for g in opt.param_groups] == ["teacher", "planner"]
-    assert [p for g in opt.param_groups for p in g["params"]] == list(model.teacher.parameters()) + list(
-        model.planner.parameters())
+    assert [g["name"] for g in opt.param_groups] == ["planner", "teacher"]
+    assert [p for g in opt.param_groups for p in g["params"]] == list(model.parameters())  # the model's order
     sched = build_stage2_scheduler(opt, cfg, total_steps=6)
     lrs = []
     for _ in range(4):
         lrs.append(sched.get_last_lr())
         opt.step()
         sched.step()
-    assert [lr[1] for lr in lrs] == [0.0, 0.0, pytest.approx(0.001), pytest.approx(0.001)]
-    assert [lr[0] for lr in lrs] == [pytest.approx(0.1 * lr_factor(s, 6, cfg.schedule)) for s in range(4)]
+    assert [lr[0] for lr in lrs] == [0.0, 0.0, pytest.approx(0.001), pytest.approx(0.001)]
+    assert [lr[1] for lr in lrs] == [pytest.approx(0.1 * lr_factor(s, 6, cfg.schedule)) for s in range(4)]
     # A warm-up as long as the run: the teacher trains on a fixed planner, whose lr stays 0 to the end.
     whole = build_stage2_scheduler(build_stage2_optimizer(model, _config(steps=6)), _config(steps=6), total_steps=6)
     for _ in range(6):
-        assert whole.get_last_lr()[1] == 0.0 and whole.get_last_lr()[0] > 0
+        assert whole.get_last_lr()[0] == 0.0 and whole.get_last_lr()[1] > 0
         whole.optimizer.step()
         whole.step()
-    assert whole.get_last_lr()[1] == 0.0
+    assert whole.get_last_lr()[0] == 0.0
     with pytest.raises(ValueError, match="teacher_warmup.steps 6 >= the run's 6"):
         check_planner_lr(6, 6)
 

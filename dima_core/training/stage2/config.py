@@ -104,7 +104,7 @@ class DiagnosticsConfig:
     every: int = ranged(50, lo=0, hi=10_000_000, help="optimiser steps between diagnostic records (0: off)")
     grad_cosine: bool = ranged(
         True, help="also the gradient cosines on `modules`: one extra backward per loss group on a recorded step "
-        "(the teacher group's runs through the LLM); needs unsharded parameters (not FSDP)"
+        "(the teacher group's runs through the LLM); needs unsharded parameters: off with a WARNING under FSDP"
     )
     modules: list[str] = ranged(
         default_factory=lambda: ["planner.backbone", "planner.bev_encoder"],

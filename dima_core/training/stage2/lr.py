@@ -6,8 +6,9 @@ of stage 1 does. The planner's group (scene encoder + planning transformer) foll
 ``constant`` or its own ``cosine`` from the handover step. Both factors are closed-form functions of the step
 (``LambdaLR``, as schedule.py), so resuming restores them exactly from the step counter.
 
-The teacher group comes first, so the trainer's logged ``lr`` stays the run's schedule; the diagnostics records
-carry both (``diag/lr_teacher``, ``diag/lr_planner``).
+The planner group comes first, so the optimiser state lists the parameters in the model's order (the planner is
+the joint model's first submodule) and the trainer's logged ``lr`` is the planner's; the diagnostics records carry
+both (``diag/lr_planner``, ``diag/lr_teacher``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dima_core.training.stage2.config import PlannerLrConfig
 
 log = logging.getLogger(__name__)
 
-TEACHER_GROUP, PLANNER_GROUP = 0, 1
+PLANNER_GROUP, TEACHER_GROUP = 0, 1
 PLANNER_PREFIX = "planner."
 
 
@@ -67,20 +68,20 @@ def planner_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Pa
 
 
 def build_stage2_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the two groups with the run's optimiser settings (same update rule as the Trainer's)."""
+    """AdamW over the two groups (planner, teacher) with the run's optimiser settings (the Trainer's update rule)."""
     from dima_core.training.trainer import optimizer_implementation
 
     teacher, planner = planner_parameters(model)
     if not planner:
         raise ValueError("the joint model has no trainable planner parameter")
     opt = config.optimizer
-    groups = [{"params": teacher, "name": "teacher"}, {"params": planner, "name": "planner"}]
+    groups = [{"params": planner, "name": "planner"}, {"params": teacher, "name": "teacher"}]
     return torch.optim.AdamW(groups, lr=opt.lr, betas=(opt.betas[0], opt.betas[1]), eps=opt.eps,
                              weight_decay=opt.weight_decay, **optimizer_implementation(opt.implementation))
 
 
 def build_stage2_scheduler(optimizer: torch.optim.Optimizer, config: Any, total_steps: int) -> LambdaLR:
-    """The two groups' factors: the run's schedule for the teacher, :func:`planner_lr_factor` for the planner."""
+    """The two groups' factors: :func:`planner_lr_factor` for the planner, the run's schedule for the teacher."""
     joint = config.joint
     handover = joint.teacher_warmup.steps
     if handover >= total_steps:
@@ -93,7 +94,7 @@ def build_stage2_scheduler(optimizer: torch.optim.Optimizer, config: Any, total_
     def planner_factor(step: int) -> float:
         return planner_lr_factor(step, total_steps, handover, joint.planner_lr, config.schedule)
 
-    factors: list[Callable[[int], float]] = [teacher_factor, planner_factor]
+    factors: list[Callable[[int], float]] = [planner_factor, teacher_factor]
     return LambdaLR(optimizer, lr_lambda=factors)
 
 

@@ -71,6 +71,8 @@ class Stage2Step:
         self.terms = enabled_terms(joint.tasks, mllm_cfg)
         self.general_qa = general_qa
         self.phases = Stage2Phases(joint)
+        # joint.diagnostics.grad_cosine, unless the trainer turns it off (FSDP-sharded parameters).
+        self.grad_cosine = joint.diagnostics.grad_cosine
         self.projection = mllm_cfg.gradient_projection if mllm_cfg is not None else None
         self.projector: Optional[GradientProjector] = None
         if self.projection is not None and self.projection.enabled:
@@ -265,7 +267,7 @@ class Stage2Step:
             with torch.no_grad():
                 projected = teacher.distiller.project(teacher_feature)
             record.update(feature_distances(out.planner.ego_feature, projected, teacher.cfg.distill))
-        if cfg.grad_cosine:
+        if self.grad_cosine:
             distill = [v for k, v in contributions.items() if is_distill_term(k)]
             rest = [v for k, v in contributions.items() if not is_distill_term(k)]
             groups = {"planner": None if phase.warmup else planner_part,

@@ -32,7 +32,7 @@ class Stage2Trainer(Trainer):
     """The generic Trainer for the joint model, plus what stage 2 adds around each step.
 
     - ``init`` also accepts a stage-1 (planner-only) checkpoint;
-    - the optimiser has two param groups, teacher and planner, with the factors of
+    - the optimiser has two param groups, planner and teacher, with the factors of
       :mod:`~dima_core.training.stage2.lr` (it replaces the Trainer's single group before anything has stepped);
     - before each training step the phase (:mod:`~dima_core.training.stage2.phases`) is applied: the planner is
       frozen during the teacher warm-up and restored at the handover;
@@ -47,9 +47,11 @@ class Stage2Trainer(Trainer):
         if self.fsdp is not None and joint.teacher_warmup.steps > 0:
             raise ValueError("joint.teacher_warmup freezes the planner (requires_grad off), which FSDP fixes when it "
                              "shards the model: use distributed.strategy ddp, or joint.teacher_warmup.steps 0")
-        if self.fsdp is not None and joint.diagnostics.every > 0 and joint.diagnostics.grad_cosine:
-            raise ValueError("joint.diagnostics.grad_cosine takes gradients on unsharded parameters; this run shards "
-                             "the model with FSDP: set joint.diagnostics.grad_cosine false (or every 0)")
+        if self.fsdp is not None and joint.diagnostics.every > 0 and step_fn.grad_cosine:
+            # The other diagnostics still record; only the per-group gradients need unsharded parameters.
+            log.warning("joint.diagnostics.grad_cosine is off under FSDP (it takes gradients on unsharded "
+                        "parameters); the other diagnostics are recorded")
+            step_fn.grad_cosine = False
         if self.ctx.distributed and joint.teacher_warmup.steps > 0 and not config.find_unused_parameters:
             raise ValueError("joint.teacher_warmup under DDP needs find_unused_parameters: true (the frozen planner "
                              "gets no gradient)")
