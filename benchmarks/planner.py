@@ -20,14 +20,13 @@ import logging
 import math
 import os
 import platform
-import shlex
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+from benchmarks.command_line import bench_command
 from benchmarks.synth import machine
 
 log = logging.getLogger(__name__)
@@ -256,15 +255,6 @@ def update_doc(path: str, section: str, title: str = SECTION) -> None:
         f.write(text if text.endswith("\n") else text + "\n")
 
 
-def bench_command() -> str:
-    """The command line as typed (``dima bench planner ...``), for the doc."""
-    argv = sys.argv[1:]
-    if "bench" in argv and "planner" in argv:
-        argv = argv[argv.index("planner") + 1:]
-        return "dima bench planner " + " ".join(shlex.quote(a) for a in argv)
-    return "dima bench planner (called as a library)"
-
-
 # ------------------------------------------------------------------------------------------------ run
 
 
@@ -436,7 +426,7 @@ def write_report(out: Path, world: World, trained: TrainedPlanner, scores: ValSc
     config, samples = trained.config, trained.samples_seen
     splits = world.meta.get("splits", {})
     report = {
-        "command": bench_command(), "machine": machine(), "world": world.path, "world_note": world.note,
+        "command": bench_command("planner"), "machine": machine(), "world": world.path, "world_note": world.note,
         "scenes": {"train": len(splits.get("train", [])), "val": len(splits.get("val", []))},
         "train": {"steps": trained.result.step, "batch_size": config.data.batch_size, "samples": samples,
                   "epochs": samples / max(len(trained.trainer.dataset), 1), "wall_s": trained.wall_s,

@@ -27,10 +27,10 @@ import json
 import logging
 import math
 import os
-import shlex
-import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional
+
+from benchmarks.command_line import bench_command
 
 log = logging.getLogger(__name__)
 
@@ -235,15 +235,6 @@ def update_doc(path: str, row: list[str]) -> None:
         f.write(text if text.endswith("\n") else text + "\n")
 
 
-def bench_command() -> str:
-    """The command line as typed (``dima bench train ...``), for the doc."""
-    argv = sys.argv[1:]
-    if "bench" in argv and "train" in argv:
-        argv = argv[argv.index("train") + 1 :]
-        return "dima bench train " + " ".join(shlex.quote(a) for a in argv)
-    return "dima bench train (called as a library)"
-
-
 def _load() -> tuple[float, float, float]:
     return os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
 
@@ -294,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     load_end = _load()
 
     report = {
-        "label": label, "command": bench_command(), "machine": machine(), "threads": args.threads,
+        "label": label, "command": bench_command("train"), "machine": machine(), "threads": args.threads,
         "torch": torch.__version__, "precision": trainer.precision.name, "config": args.config,
         "model_config": config.model_config, "batch_size": config.data.batch_size,
         "image_cache": config.data.dataset.image_cache, "num_workers": config.data.num_workers,
