@@ -78,6 +78,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--model-config", default=None, help="planner YAML for both arms (default: the configs')")
     p.add_argument("--epochs", type=int, default=8, help="total epochs E of each arm")
     p.add_argument("--stage2-epochs", type=int, default=2, help="epochs E2 of stage 2 inside arm B")
+    p.add_argument("--init", default=None, metavar="PLANNER",
+                   help="a trained planner (stage-1 checkpoint or weights file) both arms of every seed start from, "
+                        "instead of a stage-1 run of E - E2 epochs per seed (--epochs is then not used)")
+    p.add_argument("--stage2-steps", type=int, default=None, metavar="STEPS",
+                   help="stop stage 2 of both arms after this many steps (warm-up included); the lr schedules "
+                        "still span --stage2-epochs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rungs", choices=("ladder", "full"), default="ladder", help="every ladder rung or full DiMA only")
     p.add_argument("--train-split", default="train")
@@ -102,6 +108,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="score the teacher of the last rung, of every rung, or none, at the handover and the end")
     p.add_argument("--vqa-frames", type=int, default=8, help="val frames whose DriveLM questions the teacher answers")
     p.add_argument("--vqa-max-new-tokens", type=int, default=48, help="answer length of the teacher's VQA")
+    p.add_argument("--teacher-plan-frames", type=int, default=0,
+                   help="val frames of the teacher's MLLM-only planning score (0: the whole split)")
+    p.add_argument("--closed-loop-episodes", type=int, default=0,
+                   help="closed-loop episodes per scenario every arm drives (0: open loop only)")
+    p.add_argument("--closed-loop-seed", type=int, default=1000, help="first scene seed of the closed-loop episodes")
+    p.add_argument("--sim-config", default="config/sim.yaml", help="simulator config of the closed-loop episodes")
+    p.add_argument("--closed-loop-scenarios", nargs="+", default=["all"],
+                   help="scenarios of the closed-loop episodes ('all': every one)")
     p.add_argument("--flop-steps", type=int, default=2,
                    help="steps per phase counted by torch's FLOP counter (the estimate extrapolates them)")
     p.add_argument("--work", default="runs/bench_distill", help="run directories and the JSON report")
@@ -142,15 +156,23 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from benchmarks.distill_costs import FLOP_METHOD
-    from benchmarks.distill_protocol import Protocol, SharedLLM, build_config, run_seed
+    from benchmarks.distill_protocol import ClosedLoopSpec, Protocol, SharedLLM, build_config, run_seed
     from dima_core.training.stage2 import Stage2TrainConfig, teacher_config
 
     if args.from_reports:
         return run_merge(args)
     if not args.dataroot:
         raise ValueError("--dataroot is required (or --from-reports to merge earlier runs)")
-    if not 0 < args.stage2_epochs < args.epochs:
+    if args.init is None and not 0 < args.stage2_epochs < args.epochs:
         raise ValueError("--stage2-epochs must be between 1 and --epochs - 1 (arm B needs both stages)")
+    if args.init is not None and args.stage2_epochs < 1:
+        raise ValueError("--stage2-epochs must be >= 1")
+    if args.init is not None and not Path(args.init).is_file():
+        raise ValueError(f"--init {args.init}: no such planner file")
+    if args.stage2_steps is not None and args.stage2_steps < 1:
+        raise ValueError(f"--stage2-steps must be >= 1, got {args.stage2_steps}")
+    if args.teacher_plan_frames < 0 or args.closed_loop_episodes < 0:
+        raise ValueError("--teacher-plan-frames and --closed-loop-episodes must be >= 0")
     if len(set(args.seeds)) != len(args.seeds):
         raise ValueError(f"--seeds repeats a seed: {args.seeds}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -164,11 +186,17 @@ def run(args: argparse.Namespace) -> int:
                         stage1_epochs=args.epochs - args.stage2_epochs, stage2_epochs=args.stage2_epochs,
                         joint=joint, val_split=args.val_split, device=device, teacher_eval=args.teacher_eval,
                         vqa_frames=args.vqa_frames, vqa_max_new_tokens=args.vqa_max_new_tokens,
-                        flop_steps=args.flop_steps, shared_llm=SharedLLM(teacher_config(probe.joint).llm))
+                        flop_steps=args.flop_steps, shared_llm=SharedLLM(teacher_config(probe.joint).llm),
+                        init=args.init, stage2_max_steps=args.stage2_steps,
+                        teacher_plan_frames=args.teacher_plan_frames,
+                        closed_loop=(ClosedLoopSpec(args.closed_loop_episodes, args.closed_loop_seed, args.sim_config,
+                                                    tuple(args.closed_loop_scenarios))
+                                     if args.closed_loop_episodes else None))
     rungs = list(LADDER if args.rungs == "ladder" else LADDER[-1:])
     results: dict[str, list[Any]] = {}
     costs: dict[str, list[Any]] = {}
     teacher: dict[str, list[Any]] = {}
+    closed_loop: dict[str, list[Any]] = {}
     start = time.time()
     for seed in args.seeds:
         arms = run_seed(protocol, seed, work / f"seed{seed}", rungs, work)
@@ -176,9 +204,10 @@ def run(args: argparse.Namespace) -> int:
             results.setdefault(name, []).append(arm["metrics"])
             costs.setdefault(name, []).append(arm["cost"])
             teacher.setdefault(name, []).append(arm["teacher"])
+            closed_loop.setdefault(name, []).append(arm["closed_loop"])
         log.info("seed %d done after %.0f s", seed, time.time() - start)
     report = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "results": results, "costs": costs,
-              "teacher": teacher, "references": protocol.references,
+              "teacher": teacher, "closed_loop": closed_loop, "references": protocol.references,
               "flop_method": FLOP_METHOD.format(k=args.flop_steps), "elapsed_s": time.time() - start,
               "command": _command_line(args), "machine": f"{_machine()}, device {device}"}
     (work / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -200,8 +229,8 @@ def _command_line(args: argparse.Namespace) -> str:
         return "dima " + " ".join(sys.argv[1:])
     text = (f"dima bench distill --dataroot {args.dataroot} --epochs {args.epochs} --stage2-epochs "
             f"{args.stage2_epochs} --seeds {' '.join(map(str, args.seeds))} --rungs {args.rungs}")
-    for flag in ("max_steps", "teacher_warmup", "warmup_terms", "distill_ramp", "distill_loss", "planner_lr",
-                 "planner_lr_multiplier"):
+    for flag in ("init", "stage2_steps", "max_steps", "teacher_warmup", "warmup_terms", "distill_ramp", "distill_loss",
+                 "planner_lr", "planner_lr_multiplier", "teacher_plan_frames", "closed_loop_episodes"):
         value = getattr(args, flag, None)
         if value is not None:
             text += f" --{flag.replace('_', '-')} {' '.join(map(str, value)) if isinstance(value, list) else value}"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from benchmarks.distill_closed_loop import ClosedLoopSpec, closed_loop_scores
 from benchmarks.distill_costs import FlopSampler, RunCost, arm_cost, timed
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,10 @@ class Protocol:
     index: Any = None  # the evaluation index (set after the first stage-1 run)
     vqa_gt: Any = None  # the VQA ground truth (set with the index)
     references: dict[str, Any] = field(default_factory=dict)
+    init: Optional[str] = None  # a trained planner both arms start from instead of a stage-1 run per seed
+    stage2_max_steps: Optional[int] = None  # stage 2 (both arms) stops here; its schedules still span E2 epochs
+    teacher_plan_frames: int = 0  # MLLM-only planning on this many spaced val frames (0: the whole split)
+    closed_loop: Optional[ClosedLoopSpec] = None  # closed-loop episodes every arm drives (None: open loop only)
 
 
 def _llm(protocol: Protocol) -> tuple[Any, Any]:
@@ -142,9 +147,11 @@ def stage2_config(protocol: Protocol, seed: int, init: Path, out: Path, tokens: 
         joint["beam_tokens"] = tokens
     if tasks is not None:
         joint["tasks"] = tasks
-    return build_config(protocol.stage2_config, Stage2TrainConfig,
-                        {**protocol.common, "seed": seed, "epochs": protocol.stage2_epochs, "output_dir": str(out),
-                         "init": str(init)}, joint=joint)
+    overrides = {**protocol.common, "seed": seed, "epochs": protocol.stage2_epochs, "output_dir": str(out),
+                 "init": str(init)}
+    if protocol.stage2_max_steps is not None:
+        overrides["max_steps"] = protocol.stage2_max_steps
+    return build_config(protocol.stage2_config, Stage2TrainConfig, overrides, joint=joint)
 
 
 def train_control(protocol: Protocol, seed: int, init: Path, out: Path) -> tuple[Path, RunCost]:
@@ -197,7 +204,8 @@ def evaluate_teacher_at(protocol: Protocol, checkpoint: Path, out: Path) -> dict
 
     llm, tokenizer = _llm(protocol)
     quality = teacher_quality(checkpoint, protocol.index, protocol.val_split, protocol.device, protocol.vqa_gt,
-                              protocol.vqa_max_new_tokens, llm=llm, tokenizer=tokenizer)
+                              protocol.vqa_max_new_tokens, llm=llm, tokenizer=tokenizer,
+                              plan_frames=protocol.teacher_plan_frames)
     out.mkdir(parents=True, exist_ok=True)
     (out / "teacher_quality.json").write_text(json.dumps(quality, indent=2) + "\n")
     return quality
@@ -229,25 +237,39 @@ def prepare_evaluation(protocol: Protocol, stage1_dir: Path, work: Path) -> None
 
 def run_seed(protocol: Protocol, seed: int, seed_dir: Path, rungs: list[tuple[str, list[str], dict[str, bool]]],
              work: Path) -> dict[str, dict[str, Any]]:
-    """Both arms of one seed: ``{arm name: {"metrics", "cost", "teacher"}}`` (module docstring)."""
+    """Both arms of one seed: ``{arm name: {"metrics", "cost", "teacher", "closed_loop"}}`` (module docstring).
+
+    With ``protocol.init`` the given planner replaces the seed's stage-1 run (its cost is not counted); the seed
+    then varies the stage-2 data order, the teacher's initialisation and the dropout of both arms."""
     from benchmarks.teacher_quality import evaluate_mode
 
-    ckpt1, cost1 = train_stage1(protocol, seed, seed_dir / "stage1")
+    if protocol.init is not None:
+        ckpt1, first = Path(protocol.init), {}
+    else:
+        ckpt1, cost1 = train_stage1(protocol, seed, seed_dir / "stage1")
+        first = {"stage1": cost1}
     if protocol.index is None:
         prepare_evaluation(protocol, seed_dir / "stage1", work)
     out: dict[str, dict[str, Any]] = {}
+
+    def scored(name: str, checkpoint: Path, costs: dict[str, RunCost], teacher: dict[str, Any],
+               arm_dir: Path) -> None:
+        entry = {"metrics": evaluate_mode(checkpoint, protocol.index, protocol.val_split, protocol.device),
+                 "cost": arm_cost({**first, **costs}), "teacher": teacher, "closed_loop": None}
+        if protocol.closed_loop is not None:
+            entry["closed_loop"] = closed_loop_scores(checkpoint, protocol.closed_loop, arm_dir / "closed_loop")
+            log.info("%s seed %d: closed-loop score %.3f", name, seed, entry["closed_loop"]["overall"]["score"])
+        out[name] = entry
+
     ckpt_a, cost_a = train_control(protocol, seed, ckpt1, seed_dir / "A_planner_only")
-    out[ARM_A] = {"metrics": evaluate_mode(ckpt_a, protocol.index, protocol.val_split, protocol.device),
-                  "cost": arm_cost({"stage1": cost1, "planner_only": cost_a}), "teacher": {}}
+    scored(ARM_A, ckpt_a, {"planner_only": cost_a}, {}, seed_dir / "A_planner_only")
     for k, (name, tokens, tasks) in enumerate(rungs):
         evaluate_teacher = protocol.teacher_eval == "all" or (protocol.teacher_eval == "last" and k == len(rungs) - 1)
-        ckpt_b, cost_b, teacher = train_rung(protocol, seed, ckpt1, seed_dir / f"B_stage2_rung{k}", tokens, tasks,
-                                             evaluate_teacher)
-        out[rung_name(name)] = {"metrics": evaluate_mode(ckpt_b, protocol.index, protocol.val_split,
-                                                         protocol.device),
-                                "cost": arm_cost({"stage1": cost1, "stage2": cost_b}), "teacher": teacher}
+        rung_dir = seed_dir / f"B_stage2_rung{k}"
+        ckpt_b, cost_b, teacher = train_rung(protocol, seed, ckpt1, rung_dir, tokens, tasks, evaluate_teacher)
+        scored(rung_name(name), ckpt_b, {"stage2": cost_b}, teacher, rung_dir)
     return out
 
 
-__all__ = ["ARM_A", "Protocol", "SharedLLM", "build_config", "prepare_evaluation", "run_seed", "rung_name",
+__all__ = ["ARM_A", "ClosedLoopSpec", "Protocol", "SharedLLM", "build_config", "prepare_evaluation", "run_seed", "rung_name",
            "stage2_config", "train_control", "train_rung", "train_stage1"]

@@ -5,6 +5,8 @@ A report (``report.json``) holds, per arm name, one entry per seed in the order 
 - ``results``: the vision-only planning metrics (``group/convention/metric``, :func:`teacher_quality.planning_metrics`);
 - ``costs``: the arm's cost (:func:`distill_costs.arm_cost`: wall time, steps, planner updates, samples, FLOPs);
 - ``teacher``: the teacher's quality at the handover and at the end (DiMA arms whose teacher was evaluated);
+- ``closed_loop``: the arm's closed-loop summary, overall and per scenario (:mod:`benchmarks.distill_closed_loop`),
+  None when the run was open loop only;
 
 and ``references`` (the constant-velocity plan and the scene-blind VQA answers on the same split). Reports written
 before the compute-matched protocol have ``results`` only; they merge with each other but not with new ones (the
@@ -23,7 +25,9 @@ SECTION_TITLE = "## Distillation (dima bench distill)"
 # Arguments that define the protocol: reports that differ in any of them cannot share a table.
 PROTOCOL_ARGS = ("dataroot", "version", "stage1_config", "stage2_config", "model_config", "epochs", "stage2_epochs",
                  "rungs", "train_split", "val_split", "batch_size", "max_steps", "teacher_warmup", "warmup_terms",
-                 "distill_ramp", "distill_loss", "planner_lr", "planner_lr_multiplier", "vqa_frames")
+                 "distill_ramp", "distill_loss", "planner_lr", "planner_lr_multiplier", "vqa_frames", "init",
+                 "stage2_steps", "teacher_plan_frames", "closed_loop_episodes", "closed_loop_seed", "sim_config",
+                 "closed_loop_scenarios")
 _OVERALL = (("vad", "l2"), ("vad", "collision"), ("uniad", "l2"), ("uniad", "collision"))
 
 
@@ -148,6 +152,37 @@ def teacher_table(teacher: dict[str, list[Optional[dict]]], references: dict[str
     return "\n".join(lines)
 
 
+_CLOSED_LOOP = (("score", "score", 1.0), ("success (%)", "success_rate", 100.0),
+                ("at-fault col. (%)", "at_fault_collision_rate", 100.0), ("DAC", "dac", 1.0),
+                ("progress ratio", "progress_ratio", 1.0), ("stuck (%)", "stuck_rate", 100.0))
+
+
+def closed_loop_table(closed: dict[str, list[Optional[dict]]], seeds: list[int], baseline: str = ARM_A) -> str:
+    """Mean ± std over seeds of each arm's closed-loop summary, its per-scenario scores, and the paired score
+    difference to ``baseline`` (empty when no arm was driven)."""
+    closed = {name: entries for name, entries in closed.items() if any(entries)}
+    if not closed:
+        return ""
+    scenarios = sorted({g for entries in closed.values() for e in entries if e for g in e["groups"]})
+    header = ["method"] + [label for label, _, _ in _CLOSED_LOOP] + [f"{g} score" for g in scenarios]
+    if baseline in closed:
+        header.append("Δ score vs (A), paired")
+    lines = [_row(header), "|" + "---|" * len(header)]
+    base = [(e or {}).get("overall", {}).get("score") for e in closed.get(baseline, [])]
+    for name, entries in closed.items():
+        overall = [(e or {}).get("overall", {}) for e in entries]
+        cells = [name] + [format_mean_std([None if o.get(key) is None else o[key] * scale for o in overall])
+                          for _, key, scale in _CLOSED_LOOP]
+        cells += [format_mean_std([(e or {}).get("groups", {}).get(g, {}).get("score") for e in entries])
+                  for g in scenarios]
+        if baseline in closed:
+            cells.append("-" if name == baseline else
+                         paired([o.get("score") for o in overall], base, seeds,
+                                                                higher_is_better=True).format())
+        lines.append(_row(cells))
+    return "\n".join(lines)
+
+
 def _protocol_text(args: dict[str, Any]) -> str:
     if "teacher_warmup" not in args:
         return "Protocol of this (earlier) report: (A) trained the planner alone for E epochs.  \n"
@@ -156,12 +191,18 @@ def _protocol_text(args: dict[str, Any]) -> str:
         v = args.get(key)
         return "the config's" if v is None else f"{' '.join(map(str, v)) if isinstance(v, list) else v}{unit}"
 
-    return ("Protocol: both arms share one stage-1 run of E − E2 epochs per seed. (A) then trains the planner alone "
+    start = (f"Protocol: both arms start from the trained planner `{args['init']}` (no stage-1 run; its cost is not "
+             "in the table)." if args.get("init") else "Protocol: both arms share one stage-1 run of E − E2 epochs "
+             "per seed.")
+    capped = (f" Stage 2 stops after {args['stage2_steps']} steps (warm-up included) of both arms; its lr schedules "
+              f"span E2 epochs." if args.get("stage2_steps") else "")
+    return (f"{start} (A) then trains the planner alone "
             "on stage 2's step grid: the same planner updates, on the same batches in the same order, at the same "
             "planner lr as each (B) arm's planner, which is frozen during the teacher warm-up. (B) trains stage 2 "
             f"for E2 epochs. Teacher warm-up: {value('teacher_warmup', ' steps')} (terms "
             f"{value('warmup_terms')}); distillation ramp: {value('distill_ramp', ' steps')}; distillation loss: "
-            f"{value('distill_loss')}; planner lr: {value('planner_lr')} x {value('planner_lr_multiplier')}.  \n")
+            f"{value('distill_loss')}; planner lr: {value('planner_lr')} x {value('planner_lr_multiplier')}."
+            f"{capped}  \n")
 
 
 def section(reports: list[dict]) -> str:
@@ -196,7 +237,15 @@ def section(reports: list[dict]) -> str:
     costs = cost_table(merge_reports(reports, "costs"))
     if costs:
         method = next((rep.get("flop_method") for rep in reports if rep.get("flop_method")), "")
-        out += f"\nCost per arm (mean over seeds; stage 1 included). FLOPs: {method}.\n\n{costs}\n"
+        included = "the given planner's training not included" if args.get("init") else "stage 1 included"
+        out += f"\nCost per arm (mean over seeds; {included}). FLOPs: {method}.\n\n{costs}\n"
+    closed = closed_loop_table(merge_reports(reports, "closed_loop"), seeds)
+    if closed:
+        out += (f"\nClosed loop (`dima bench closed-loop`'s simulator and score, docs/closed_loop_metrics.md): every "
+                f"arm drives {args.get('closed_loop_episodes')} episode(s) per scenario from scene seed "
+                f"{args.get('closed_loop_seed')} (scenes no arm trained on), the same episodes for every arm; mean "
+                "± std over seeds; the paired column is each arm's score minus (A)'s on the same seed (positive is "
+                "better).\n\n" + closed + "\n")
     references = next((rep.get("references") for rep in reports if rep.get("references")), {})
     teacher = teacher_table(merge_reports(reports, "teacher"), references)
     if teacher:
@@ -222,5 +271,5 @@ def replace_section(path: str, text: str) -> None:
     doc.write_text(new if new.endswith("\n") else new + "\n")
 
 
-__all__ = ["PROTOCOL_ARGS", "SECTION_TITLE", "cost_table", "merge_reports", "metrics_table", "paired_table",
+__all__ = ["PROTOCOL_ARGS", "SECTION_TITLE", "closed_loop_table", "cost_table", "merge_reports", "metrics_table", "paired_table",
            "replace_section", "section", "teacher_table"]

@@ -40,8 +40,8 @@ class Paired:
     differences: list[float]  # method - baseline, per seed, in ``seeds`` order
     mean: Optional[float]
     std: Optional[float]
-    better: int  # seeds with a negative difference (lower is better)
-    worse: int  # seeds with a positive difference
+    better: int  # seeds where the method beat the baseline (lower is better unless ``higher_is_better``)
+    worse: int  # seeds where it lost
 
     @property
     def n(self) -> int:
@@ -55,8 +55,10 @@ class Paired:
         return f"{self.mean:+.{digits}f}{spread} ({self.better}/{self.n} better; {per_seed})"
 
 
-def paired(method: Sequence[Optional[float]], baseline: Sequence[Optional[float]], seeds: Sequence[int]) -> Paired:
+def paired(method: Sequence[Optional[float]], baseline: Sequence[Optional[float]], seeds: Sequence[int],
+           higher_is_better: bool = False) -> Paired:
     """Paired differences of two per-seed series (same seeds, same order); seeds missing either value are left out.
+    ``higher_is_better`` is for scores (closed-loop score), where a positive difference is a win.
 
     Raises:
         ValueError: the series and the seed list differ in length.
@@ -67,7 +69,10 @@ def paired(method: Sequence[Optional[float]], baseline: Sequence[Optional[float]
     kept = [(s, float(m) - float(b)) for s, m, b in zip(seeds, method, baseline) if m is not None and b is not None]
     diffs = [d for _, d in kept]
     mean, std, _ = mean_std(diffs)
-    return Paired([s for s, _ in kept], diffs, mean, std, sum(d < 0 for d in diffs), sum(d > 0 for d in diffs))
+    wins, losses = sum(d < 0 for d in diffs), sum(d > 0 for d in diffs)
+    if higher_is_better:
+        wins, losses = losses, wins
+    return Paired([s for s, _ in kept], diffs, mean, std, wins, losses)
 
 
 __all__ = ["Paired", "format_mean_std", "mean_std", "paired"]

@@ -18,6 +18,7 @@ never occurs in training), scored the same way; the constant-velocity plan is th
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,16 +141,25 @@ def blind_vqa(gt: Any, train_samples: Sequence[Any]) -> dict[str, Optional[float
 
 
 def teacher_quality(checkpoint: str | Path, index: Any, split: str, device: str, gt: Any,
-                    max_new_tokens: int = 48, llm: Any = None, tokenizer: Any = None) -> dict[str, Any]:
-    """``{"planning": MLLM-only planning metrics, "vqa": VQA scores}`` of a stage-2 checkpoint's teacher."""
+                    max_new_tokens: int = 48, llm: Any = None, tokenizer: Any = None,
+                    plan_frames: int = 0) -> dict[str, Any]:
+    """``{"planning": MLLM-only planning metrics, "vqa": VQA scores}`` of a stage-2 checkpoint's teacher.
+
+    ``plan_frames`` > 0 scores the MLLM-only planning on that many evenly spaced frames of ``split`` (an LLM pass per
+    frame is the expensive part on a CPU); 0 scores every frame. The VQA frames are ``gt``'s."""
     from dima_core.eval.dima_modes import load_planner_for_mode
     from dima_core.eval.evaluate import evaluate_planners
     from dima_core.eval.planner_inference import inference_dataset, run_planner
 
     loaded = load_planner_for_mode(checkpoint, "mllm", llm=llm, tokenizer=tokenizer)
     dataset = inference_dataset(loaded, index, split)
-    plans = run_planner(loaded.model, dataset, device=device).trajectories
-    samples = [index.get(t) for t in dataset.tokens]
+    planned = dataset
+    if plan_frames > 0:
+        # A sub-index of the chosen frames only (a temporal planner finds no history in it: scene start).
+        chosen = spaced([s for s in index if s.split == split], plan_frames)
+        planned = inference_dataset(loaded, dataclasses.replace(index, samples=chosen), split)
+    plans = run_planner(loaded.model, planned, device=device).trajectories
+    samples = [index.get(t) for t in planned.tokens]
     planning = planning_metrics(evaluate_planners(samples, {"mllm": lambda s: plans[s.token]})["mllm"])
     vqa = teacher_vqa(loaded.model.joint, dataset, gt, device, max_new_tokens)
     log.info("teacher of %s: MLLM-only L2 (VAD) %s m, VQA accuracy %s, final (no GPT) %s", checkpoint,
