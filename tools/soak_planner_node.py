@@ -3,10 +3,12 @@
 minutes; memory and latency at the start and at the end.
 
     source tools/env.sh && python tools/soak_planner_node.py --config dima_tiny --rate 10 --minutes 10
+    source tools/env.sh && python tools/soak_planner_node.py --weights dima_core/weights/planner_drive.safetensors
 
 The node runs as deployed (``python -m dima_ros.planner_node`` with the shipped ``config/planner_node.yaml``; only the
 model parameters change): the model config is exported to ONNX with seeded random weights (latency does not depend
-on the weights) and run by onnxruntime at ``--threads``. The publisher is test/ros_helpers/flood_feeder.py (its own
+on the weights), or ``--weights`` (a weights file or checkpoint, e.g. the shipped planner) with the config it
+carries, and run by onnxruntime at ``--threads``. The publisher is test/ros_helpers/flood_feeder.py (its own
 process, large-segment Fast DDS profile), at ``--rate`` Hz in one burst of ``--minutes``; it samples the node's
 resident memory and counters every ``--sample-s`` seconds. Reported for the first and the last minute: pipeline
 latency (trajectory received - frame stamp), the node's processing and model time per planned frame (p50 / p99), and
@@ -40,6 +42,9 @@ def _pct(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="dima_tiny", help="model config under config/model/ or a YAML path")
+    ap.add_argument("--weights", type=Path, default=None,
+                    help="trained weights (.safetensors weights file or checkpoint) instead of --config's random ones; "
+                         "the model config is the one they carry")
     ap.add_argument("--rate", type=float, default=10.0, help="camera rate (Hz)")
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--sample-s", type=float, default=30.0)
@@ -60,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
                   else ROOT / "config" / "model" / f"{args.config}.yaml")
     with tempfile.TemporaryDirectory(prefix="dima-soak-") as tmp:
         tmp_dir = Path(tmp)
-        onnx = export_onnx(load_planner(model_config=model_yaml, seed=0), tmp_dir / model_yaml.stem).onnx_path
+        if args.weights is not None:
+            if not args.weights.is_file():
+                ap.error(f"--weights {args.weights}: no such file")
+            loaded = load_planner(checkpoint=args.weights)
+        else:
+            loaded = load_planner(model_config=model_yaml, seed=0)
+        onnx = export_onnx(loaded, tmp_dir / loaded.config.name).onnx_path
         flat = load_parameter_file(params_path(node_spec("planner")), NODE)
         flat.update({"model.backend": "onnxruntime", "model.onnx_path": str(onnx), "model.threads": args.threads})
         for item in args.set:
