@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from mllm_fixtures import PLANNER_DIM, SCENE_DIM, base_llm, make_beam, make_teacher, straight_scene, tiny_config
 from dima_core.config import ConfigError
 from dima_core.data.qa.scene_edits import add_agent, remove_agent
 from dima_core.models.config import PlannerConfig
@@ -28,6 +27,7 @@ from dima_core.models.mllm.config import (
 from dima_core.models.mllm.distill import FeatureDistiller, dual_mode_feature, dual_mode_plan, kl_divergence
 from dima_core.models.mllm.llm import base_parameters, lora_parameters
 from dima_core.models.mllm.losses import (
+    answer_token_loss,
     attention_distill_loss,
     edit_collision_hinge,
     future_loss,
@@ -41,6 +41,7 @@ from dima_core.models.mllm.scene_editing import edited_plan_targets
 from dima_core.models.mllm.teacher import attn_implementation
 from dima_core.models.planner import PlanningTransformer
 from dima_core.training.gradient_projection import GradientProjector
+from mllm_fixtures import PLANNER_DIM, SCENE_DIM, base_llm, make_beam, make_teacher, straight_scene, tiny_config
 
 QUESTIONS = ["Is there a car ahead of the ego vehicle?", "What should the ego vehicle do?"]
 ANSWERS = ["Yes, a car is 12 m ahead.", "Keep going straight."]
@@ -353,3 +354,20 @@ def test_total_loss_weights() -> None:
     assert total_loss(terms, w).item() == pytest.approx(7.0)
     with pytest.raises(ValueError):
         total_loss({}, LossWeights())
+
+
+def test_answer_token_loss_equals_the_full_logits_loss_and_its_gradient():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 11, bias=False)
+    hidden = torch.randn(2, 6, 8, requires_grad=True)
+    labels = torch.full((2, 6), -100)
+    labels[0, 2:5] = torch.tensor([3, 4, 5])
+    labels[1, 4:] = torch.tensor([1, 7])
+    full = vqa_loss(head(hidden), labels)
+    (g_full,) = torch.autograd.grad(full, hidden)
+    fast = answer_token_loss(hidden, labels, head)
+    (g_fast,) = torch.autograd.grad(fast, hidden)
+    assert torch.allclose(fast, full, atol=1e-6) and torch.allclose(g_fast, g_full, atol=1e-6)
+    # Nothing supervised: a zero that still backpropagates.
+    none = answer_token_loss(hidden, torch.full((2, 6), -100), head)
+    assert none.item() == 0.0 and none.requires_grad

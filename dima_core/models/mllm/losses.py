@@ -42,6 +42,25 @@ def vqa_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
+def answer_token_loss(hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module) -> torch.Tensor:
+    """(a) as :func:`vqa_loss`, with the LM head applied only where a label is supervised.
+
+    The full ``(B, L, V)`` logits of a prompt are mostly unsupervised (the scene slots and the question); with a
+    49 k vocabulary they cost a matrix product, its backward and their memory per pass. Equal to
+    ``vqa_loss(lm_head(hidden), labels)`` (the same tokens, the same mean).
+
+    Args:
+        hidden: (B, L, D) the LLM's last hidden states (after its final norm). labels: (B, L) as :func:`vqa_loss`.
+        lm_head: the LLM's output embedding (D -> V).
+    """
+    shift_labels = labels[:, 1:]
+    keep = shift_labels != IGNORE_INDEX
+    if not keep.any():
+        return _zero(hidden)
+    logits = lm_head(hidden[:, :-1][keep]).float()
+    return F.cross_entropy(logits, shift_labels[keep])
+
+
 def select_mode(trajectories: torch.Tensor, command: torch.Tensor) -> torch.Tensor:
     """(B, M, T, 2), (B,) -> (B, T, 2): the command's mode (VAD: the planner is supervised on that mode only)."""
     b, _, t, d = trajectories.shape

@@ -32,13 +32,13 @@ from dima_core.models.mllm.distill import FeatureDistiller, MultiTeacherDistille
 from dima_core.models.mllm.heads import BevTokenDecoder, FutureBevHeads, PlanningHead
 from dima_core.models.mllm.llm import add_lora, freeze, hidden_size, load_llm, lora_parameters
 from dima_core.models.mllm.losses import (
+    answer_token_loss,
     attention_distill_loss,
     future_loss,
     planning_l1,
     reconstruction_loss,
     scene_edit_loss,
     total_loss,
-    vqa_loss,
 )
 from dima_core.models.mllm.masking import BevMask, BevMasker, gather_tokens
 from dima_core.models.mllm.prompt import (
@@ -66,14 +66,13 @@ class BeamLike(Protocol):
 class TeacherOutput:
     """Everything one teacher forward produces.
 
-    Shapes: B batch, L prompt length (scene slots spliced in), V vocabulary, D_llm the LLM's hidden size,
+    Shapes: B batch, L prompt length (scene slots spliced in), D_llm the LLM's hidden size,
     M = ``heads.num_modes`` (one per driving command, VAD's order), T = ``heads.num_steps`` (6 at 0.5 s),
     F = ``heads.plan_feature_dim``, C = ``scene_dim`` (the BEAM token width), K masked BEV positions, K'
     future-queried BEV positions, H attention heads. Trajectories are positions in the current ego frame (x forward,
     y left, metres).
     """
 
-    logits: torch.Tensor  # (B, L, V) LM logits
     lm_loss: Optional[torch.Tensor]  # () VQA cross-entropy on the answer tokens; None when no prompt has an answer
     hidden: torch.Tensor  # (B, L, D_llm) the LLM's last hidden states
     plan_trajectories: torch.Tensor  # (B, M, T, 2) the planning head's command-conditioned trajectories
@@ -224,13 +223,15 @@ class DimaTeacher(nn.Module):
             output_hidden_states=True,
             output_attentions=output_attentions,
             use_cache=False,
+            logits_to_keep=1,  # the answer tokens' logits are computed below, only where supervised
         )
         hidden = out.hidden_states[-1]
         head_dtype = self.plan_query.dtype
         plan_hidden = _gather_positions(hidden, prompts.positions["plan"]).squeeze(1).to(head_dtype)
         trajectories, feature = self.plan_head(plan_hidden)
-        lm = vqa_loss(out.logits, prompts.labels) if bool((prompts.labels != IGNORE_INDEX).any()) else None
-        result = TeacherOutput(out.logits, lm, hidden, trajectories, feature, bev_mask=bev_mask,
+        lm = (answer_token_loss(hidden, prompts.labels, self.llm.get_output_embeddings())
+              if bool((prompts.labels != IGNORE_INDEX).any()) else None)
+        result = TeacherOutput(lm, hidden, trajectories, feature, bev_mask=bev_mask,
                                attentions=out.attentions if output_attentions else None,
                                hidden_states=out.hidden_states, inputs_embeds=embeds)
         if bev_mask is not None:
