@@ -66,6 +66,7 @@ COMMANDS: tuple[Union[Group, Command], ...] = (
     Command("bench", "latency", "benchmarks.latency:add_parser"),  # its ros pipeline imports dima_ros when it runs
     Command("bench", "train", "benchmarks.train:add_parser"),  # training-loop throughput and its time split
     Command("bench", "closed-loop", "benchmarks.closed_loop:add_parser"),  # planners vs baselines, closed loop
+    Command("bench", "gpu", "benchmarks.gpu:add_parser"),  # GPU latency per runtime (tools/gpu_bench.sh)
     Command("", "eval", "dima_core.commands.eval:add_parser"),  # a single command, no sub-commands
     Command("", "eval-vqa", "dima_core.commands.eval_vqa:add_parser"),  # DriveLM-style VQA scores
     Command("", "train", "dima_core.commands.train:add_parser"),  # a single command, stages by flag
