@@ -26,9 +26,10 @@ from __future__ import annotations
 import logging
 import shutil
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -123,8 +124,8 @@ def convert_scenes(
     scene_gap_s: float = DEFAULT_SCENE_GAP_S,
     keep_timestamps: bool = False,
     overwrite: bool = False,
-    reader: Optional[Any] = None,
-    progress: Optional[Callable[[str, int, int], None]] = None,
+    reader: Any | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> ConvertSummary:
     """Write the keyframes of ``scenes`` (in the given order) to a rosbag2 at ``out``.
 
@@ -166,7 +167,7 @@ def convert_scenes(
     counts: Counter[str] = Counter()
     offsets: dict[str, int] = {}
     num_keyframes = 0
-    start_ns: Optional[int] = None
+    start_ns: int | None = None
     end_ns = 0
     try:
         with Writer(out, version=BAG_METADATA_VERSION, storage_plugin=STORAGE_PLUGINS[storage]) as writer:
@@ -182,7 +183,7 @@ def convert_scenes(
                 start_ns = ns if start_ns is None else min(start_ns, ns)
                 end_ns = max(end_ns, ns)
 
-            previous_end_ns: Optional[int] = None
+            previous_end_ns: int | None = None
             for scene_name in scenes:
                 tokens = scene_tokens[scene_name]
                 first_us = _scene_first_us(reader, tokens[0])
@@ -236,7 +237,7 @@ def _static_transforms(ts: Any, reader: Any, first_token: str, offset: int) -> A
     sample = reader.nusc.get("sample", first_token)
     ns = m.us_to_ns(_scene_first_us(reader, first_token), offset)
     transforms = []
-    for cam, sd in zip(CAMERA_NAMES, _camera_sample_data(reader, sample)):
+    for cam, sd in zip(CAMERA_NAMES, _camera_sample_data(reader, sample), strict=True):
         calib = reader.nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
         transforms.append(m.transform_stamped(ts, ns, BASE_FRAME, cam, calib))
     return m.tf_message(ts, transforms)

@@ -8,8 +8,9 @@ the rosbags object *or* the rclpy message (an evaluator node's callback argument
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from rosbags.typesys.store import Typestore

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Optional
 
 DEFAULT_CLOCK_HZ = 40.0  # ros2 bag play --clock's default frequency
 
@@ -31,7 +30,7 @@ class PlayOptions:
     rate: float = 1.0
     loop: bool = False
     start_paused: bool = False
-    topics: Optional[list[str]] = None
+    topics: list[str] | None = None
     clock_hz: float = DEFAULT_CLOCK_HZ
     delay_s: float = 0.0
     wait_for: list[str] = field(default_factory=list)

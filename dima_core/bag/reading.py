@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Qos
@@ -39,7 +38,7 @@ def resolve_bag_path(path: str | Path) -> Path:
     return p
 
 
-def open_bag(path: str | Path, typestore: Optional[Typestore] = None) -> AnyReader:
+def open_bag(path: str | Path, typestore: Typestore | None = None) -> AnyReader:
     """An *opened* ``AnyReader`` on the bag; the caller closes it (``reader.close()``).
 
     ``typestore`` defaults to the DiMA typestore (standard Humble types + dima messages); types the bag declares

@@ -10,11 +10,10 @@ the one every supported distro reads.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Optional
 
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 ROS_PACKAGE = "dima"
@@ -43,7 +42,7 @@ def find_msg_dir() -> Path:
     )
 
 
-def dima_message_types(msg_dir: Optional[Path] = None) -> dict[str, tuple]:
+def dima_message_types(msg_dir: Path | None = None) -> dict[str, tuple]:
     """rosbags field definitions of every ``dima/msg/*`` type, parsed from the .msg files."""
     folder = msg_dir if msg_dir is not None else find_msg_dir()
     types: dict[str, tuple] = {}
@@ -52,14 +51,14 @@ def dima_message_types(msg_dir: Optional[Path] = None) -> dict[str, tuple]:
     return types
 
 
-@lru_cache(maxsize=None)
-def _cached_typestore(msg_dir: Optional[str]) -> Typestore:
+@cache
+def _cached_typestore(msg_dir: str | None) -> Typestore:
     store = get_typestore(Stores.ROS2_HUMBLE)
     store.register(dima_message_types(Path(msg_dir) if msg_dir else None))
     return store
 
 
-def dima_typestore(msg_dir: Optional[Path] = None) -> Typestore:
+def dima_typestore(msg_dir: Path | None = None) -> Typestore:
     """ROS 2 Humble typestore with the ``dima`` messages registered (built once per process and folder)."""
     return _cached_typestore(str(msg_dir) if msg_dir is not None else None)
 

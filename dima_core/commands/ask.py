@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dima_core.data.dataset import collate
+    from dima_core.eval.dima_modes import loaded_planner_view
     from dima_core.eval.planner_inference import eval_index
     from dima_core.models.dima import DEFAULT_MAX_QUESTION_TOKENS, answer_question, check_question, load_dima
-    from dima_core.eval.dima_modes import loaded_planner_view
 
     if args.max_new_tokens < 1:
         raise ValueError("--max-new-tokens must be >= 1")

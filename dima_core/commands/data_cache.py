@@ -2,7 +2,8 @@
 memory-mapped uint8 cache that training reads instead of the JPEGs (``data.dataset.image_cache``).
 
     dima data index --dataroot data/synth --version v1.0-synth --out data/index/synth.pkl
-    dima data cache --index data/index/synth.pkl --train-config config/train/stage1_dima_cpu.yaml --out data/cache/synth_128x72
+    dima data cache --index data/index/synth.pkl --train-config config/train/stage1_dima_cpu.yaml \
+        --out data/cache/synth_128x72
 
 The size and interpolation come from a training config (the model's input size, as stage 1 uses it), a model config,
 or ``--image-size H W``. Items read from the cache equal items decoded from the JPEGs bit for bit. The cache records

@@ -38,7 +38,9 @@ def resolve_sample_token(tokens: list[str], sample: str) -> str:
     try:
         index = int(sample)
     except ValueError:
-        raise ValueError(f"--sample {sample!r} is neither a sample token of this dataset nor an integer index") from None
+        raise ValueError(
+            f"--sample {sample!r} is neither a sample token of this dataset nor an integer index"
+        ) from None
     if not -len(tokens) <= index < len(tokens):
         raise ValueError(f"--sample {index} is out of range: the dataset has {len(tokens)} keyframes")
     return tokens[index]

@@ -33,7 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, default=None, help="image height (default 225)")
     p.add_argument("--seconds", type=float, default=None, help="scene length in seconds (default 20)")
     p.add_argument("--no-qa", action="store_true", help="skip the DriveLM-format QA file (drivelm_synth.json)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out directory (only one this command wrote: it holds synth_meta.json)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --out directory (only one this command wrote: it holds synth_meta.json)",
+    )
     p.set_defaults(func=run)
 
 
@@ -65,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.overwrite:
             raise ValueError(f"{args.out} exists and is not empty; pass --overwrite to replace it")
         if not os.path.exists(os.path.join(args.out, META_FILE)):
-            raise ValueError(f"{args.out} is not empty and is not a synthetic dataroot (no {META_FILE}); not deleting it")
+            raise ValueError(
+                f"{args.out} is not empty and is not a synthetic dataroot (no {META_FILE}); not deleting it"
+            )
     start = time.perf_counter()
 
     def progress(scene) -> None:

@@ -79,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def _primary_planner(args: argparse.Namespace, reader: "object", eval_tokens: list[str]) -> tuple[str, "object", dict]:
+def _primary_planner(args: argparse.Namespace, reader: object, eval_tokens: list[str]) -> tuple[str, object, dict]:
     """(method name, planner callable, report extras) for the prediction source chosen on the command line."""
     from dima_core.eval.results_file import load_results, match_tokens
 
@@ -106,7 +106,7 @@ def _primary_planner(args: argparse.Namespace, reader: "object", eval_tokens: li
     return name, (lambda sample: results.trajectories[sample.token]), extras
 
 
-def _fit_or_load_admlp(args: argparse.Namespace, reader: "object") -> "object":
+def _fit_or_load_admlp(args: argparse.Namespace, reader: object) -> object:
     """The AD-MLP baseline: loaded from ``--admlp-model`` when it exists, else fitted on the train split (or None)."""
     from dima_core.eval.baselines import ADMLPBaseline, ADMLPConfig
     from dima_core.eval.evaluate import fit_admlp

@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Optional
+from typing import Any
 
 from dima_core.export.precision import EXPORT_PRECISIONS, PRECISIONS
 
@@ -82,7 +82,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     trt = parser.add_argument_group("--format tensorrt")
     trt.add_argument("--onnx", help="exported ONNX model (its .onnx.json sidecar must be next to it); with --format "
                                     "onnx --precision int8: the fp32 export to quantise")
-    trt.add_argument("--engine-dir", help="engine cache directory (default $DIMA_ENGINE_CACHE or ~/.cache/dima/engines)")
+    trt.add_argument(
+        "--engine-dir", help="engine cache directory (default $DIMA_ENGINE_CACHE or ~/.cache/dima/engines)"
+    )
     trt.add_argument("--build-only", action="store_true", help="build (or find) the engine and exit")
     trt.add_argument("--workspace-gib", type=float, default=4.0, help="TensorRT builder workspace limit (GiB)")
     parser.set_defaults(func=run)
@@ -99,11 +101,15 @@ def _check_precision(args: argparse.Namespace) -> str:
         return precision
     precision = args.precision or "fp32"
     if precision not in EXPORT_PRECISIONS:
-        raise ValueError(f"--format onnx --precision {precision}: ONNX models are exported {' or '.join(EXPORT_PRECISIONS)}"
-                         + {"bf16": "; bf16 needs no export: the torch backend runs it (precision bf16, autocast). "
-                                    "onnxruntime's CPU provider has almost no bf16 kernels",
-                            "fp16": "; fp16 engines come from the fp32 export (--format tensorrt --precision fp16). "
-                                    "onnxruntime's CPU provider runs an fp16 graph ~1.5x slower than fp32"}[precision])
+        raise ValueError(
+            f"--format onnx --precision {precision}: ONNX models are exported {' or '.join(EXPORT_PRECISIONS)}"
+            + {
+                "bf16": "; bf16 needs no export: the torch backend runs it (precision bf16, autocast). "
+                "onnxruntime's CPU provider has almost no bf16 kernels",
+                "fp16": "; fp16 engines come from the fp32 export (--format tensorrt --precision fp16). "
+                "onnxruntime's CPU provider runs an fp16 graph ~1.5x slower than fp32",
+            }[precision]
+        )
     if precision == "fp32" and args.onnx:
         raise ValueError("--onnx is the fp32 export to quantise (--precision int8) or to build an engine from "
                          "(--format tensorrt); an fp32 ONNX export starts from --checkpoint or --model-config")
@@ -171,7 +177,7 @@ def _export_int8(args: argparse.Namespace) -> int:
                                                    else list(args.int8_op_types)}),
          **({"tolerance_m": args.parity_tolerance} if args.parity_tolerance is not None else {})},
         QuantizationConfig, source="dima export --precision int8")
-    data_config: Optional[DataConfig] = None
+    data_config: DataConfig | None = None
     dataroot = args.calibration_data
     if args.checkpoint:
         from dima_core.training.stage1 import resolve_repo_path

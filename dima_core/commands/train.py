@@ -6,9 +6,9 @@
 
 Command-line values override the YAML and are validated like it. ``--resume`` takes a checkpoint file or a run
 directory (its ``latest`` pointer); SIGTERM or SIGUSR1 (SLURM preemption) makes the run checkpoint after the
-current step and exit 0, ready for ``--resume``. ``--init`` starts a new run from a checkpoint's weights only (how stage 2 will
-start from stage 1). ``--max-steps`` stops early without changing the lr schedule, so a run stopped with it and
-resumed ends exactly where the uninterrupted run would. Multi-GPU and multi-node runs: training/README.md.
+current step and exit 0, ready for ``--resume``. ``--init`` starts a new run from a checkpoint's weights only (how
+stage 2 will start from stage 1). ``--max-steps`` stops early without changing the lr schedule, so a run stopped
+with it and resumed ends exactly where the uninterrupted run would. Multi-GPU and multi-node runs: training/README.md.
 """
 
 from __future__ import annotations

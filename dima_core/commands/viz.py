@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"nothing to draw in split '{args.split}'")
 
     out = Path(args.out)
-    by_scene: "OrderedDict[str, list[Any]]" = OrderedDict()
+    by_scene: OrderedDict[str, list[Any]] = OrderedDict()
     for sample in samples:
         by_scene.setdefault(sample.scene_name, []).append(sample)
     options = RenderOptions(tile_width=args.tile_width)

@@ -8,7 +8,7 @@ perception range for training targets.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from nuscenes import NuScenes
@@ -21,7 +21,7 @@ from dima_core.data.sample import AgentAnnotations
 _CLASS_INDEX = {name: i for i, name in enumerate(DETECTION_CLASSES)}
 
 
-def detection_label(category_name: str) -> Optional[int]:
+def detection_label(category_name: str) -> int | None:
     """Index into DETECTION_CLASSES of a full nuScenes category name, or None when it has no detection class."""
     name = category_to_detection_name(category_name)
     return None if name is None else _CLASS_INDEX[name]
@@ -39,7 +39,7 @@ def build_agents(
     nusc: NuScenes,
     sample: dict,
     ego_to_global: np.ndarray,
-    future_sample_tokens: Sequence[Optional[str]],
+    future_sample_tokens: Sequence[str | None],
 ) -> AgentAnnotations:
     """GT agents of ``sample`` in the ego frame given by ``ego_to_global``.
 

@@ -10,7 +10,7 @@ Loaded from YAML through :mod:`dima_core.config` (``config/data.yaml``, section 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 from dima_core.config import ranged
 from dima_core.constants import MAP_POINTS_PER_VECTOR
@@ -29,7 +29,7 @@ class DataConfig:
 
     dataroot: str = ranged("data/nuscenes", help="nuScenes (or synthetic world) root with v1.0-*/, samples/, maps/")
     version: str = ranged("v1.0-mini", help="devkit table version, e.g. v1.0-mini, v1.0-trainval")
-    can_bus_root: Optional[str] = ranged(
+    can_bus_root: str | None = ranged(
         None, help="folder holding the can_bus/ expansion; None looks in dataroot (BEVFormer keeps it one level up)"
     )
     use_can_bus: bool = ranged(True, help="take ego status from the CAN bus 'pose' messages when the scene has them")
@@ -44,8 +44,8 @@ class DataConfig:
     longtail_token_files: list[str] = ranged(
         default_factory=list, help='JSON files {"<split name>": [sample tokens]} whose names become sample tags'
     )
-    index_path: Optional[str] = ranged(None, help="cached index written by `dima data index`")
-    image_cache: Optional[str] = ranged(
+    index_path: str | None = ranged(None, help="cached index written by `dima data index`")
+    image_cache: str | None = ranged(
         None, help="pre-decoded images at image_size written by `dima data cache` (read instead of the JPEGs; "
         "identical items); a cache of other data or another size is refused with the rebuild command"
     )
@@ -65,7 +65,7 @@ class DataConfig:
         True, help="batch only agents whose centre lies in the perception range (VAD's ObjectRangeFilter)"
     )
     num_prev_frames: int = ranged(0, lo=0, hi=16, help="previous keyframes whose images the dataset also loads")
-    split: Optional[str] = ranged(None, help="train / val / test, or None for every sample in the index")
+    split: str | None = ranged(None, help="train / val / test, or None for every sample in the index")
 
     def validate(self) -> None:
         if len(set(self.longtail_token_files)) != len(self.longtail_token_files):

@@ -38,7 +38,8 @@ split, tags
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,8 +87,8 @@ class DrivingDataset(Dataset):
             are identical either way.
     """
 
-    def __init__(self, index: SampleIndex, cfg: Optional[DataConfig] = None, load_images: bool = True,
-                 image_cache: Optional[ImageCache] = None):
+    def __init__(self, index: SampleIndex, cfg: DataConfig | None = None, load_images: bool = True,
+                 image_cache: ImageCache | None = None):
         self.index = index
         self.cfg = cfg if cfg is not None else DataConfig()
         self.load_images = load_images
@@ -100,7 +101,7 @@ class DrivingDataset(Dataset):
         self.image_cache = image_cache if load_images else None
 
     @classmethod
-    def from_config(cls, cfg: DataConfig, load_images: bool = True) -> "DrivingDataset":
+    def from_config(cls, cfg: DataConfig, load_images: bool = True) -> DrivingDataset:
         """Open ``cfg.index_path``, checking it was built from ``cfg.dataroot`` / ``cfg.version``."""
         if not cfg.index_path:
             raise ValueError("DataConfig.index_path is not set: build an index with `dima data index` first")
@@ -122,7 +123,7 @@ class DrivingDataset(Dataset):
     def _cameras(self, sample: DrivingSample) -> dict[str, np.ndarray]:
         images: list[np.ndarray] | np.ndarray = []
         intrinsics = []
-        cached_scales: Optional[list[tuple[float, float]]] = None
+        cached_scales: list[tuple[float, float]] | None = None
         if self.image_cache is not None:
             images, cached_scales = self._cached_images(sample)
         for c, cam in enumerate(sample.cameras):

@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 QA_CATEGORIES: tuple[str, ...] = ("perception", "prediction", "planning", "behavior")
 
@@ -429,8 +430,12 @@ def load_drivelm_flat(path: str | os.PathLike) -> list[FlatQA]:
             texts: dict[str, str] = {}
             for j, turn in enumerate(turns):
                 t = r.mapping(turn, f"{path_i}.conversations[{j}]")
-                who = r.string(r.required(t, "from", f"{path_i}.conversations[{j}]"), f"{path_i}.conversations[{j}].from")
-                value = r.string(r.required(t, "value", f"{path_i}.conversations[{j}]"), f"{path_i}.conversations[{j}].value")
+                who = r.string(
+                    r.required(t, "from", f"{path_i}.conversations[{j}]"), f"{path_i}.conversations[{j}].from"
+                )
+                value = r.string(
+                    r.required(t, "value", f"{path_i}.conversations[{j}]"), f"{path_i}.conversations[{j}].value"
+                )
                 assert who is not None and value is not None
                 texts.setdefault(who, value)
             if "human" not in texts or "gpt" not in texts:

@@ -24,8 +24,8 @@ Ego status, two sources (``EgoStatus.source``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ EGO_STATUS_FROM_EGO_POSE = "ego_pose"
 
 
 def relative_trajectory(
-    ego_to_global: np.ndarray, poses: Sequence[Optional[np.ndarray]]
+    ego_to_global: np.ndarray, poses: Sequence[np.ndarray | None]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Express a sequence of ego poses in the current ego frame.
 
@@ -163,7 +163,7 @@ class CanPoseSeries:
     rotation_rate: np.ndarray
 
     @staticmethod
-    def from_messages(messages: Sequence[Mapping[str, object]]) -> "CanPoseSeries":
+    def from_messages(messages: Sequence[Mapping[str, object]]) -> CanPoseSeries:
         """Build from ``NuScenesCanBus.get_messages(scene_name, "pose")``."""
         if len(messages) == 0:
             raise ValueError("no CAN-bus pose messages")
@@ -176,7 +176,7 @@ class CanPoseSeries:
             rotation_rate=np.array([m["rotation_rate"] for m in msgs], np.float64).reshape(-1, 3),
         )
 
-    def ego_status(self, timestamp_us: int, max_gap_us: int) -> Optional[EgoStatus]:
+    def ego_status(self, timestamp_us: int, max_gap_us: int) -> EgoStatus | None:
         """Linearly interpolated ego status at ``timestamp_us``; None when no message lies within ``max_gap_us``.
 
         Outside the message time span the nearest message is used (still subject to ``max_gap_us``).

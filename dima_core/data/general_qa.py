@@ -27,7 +27,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +44,7 @@ _ASSISTANT_ROLES = {"gpt", "assistant"}
 class GeneralQAConfig:
     """``joint.general_qa`` of a stage-2 config."""
 
-    path: Optional[str] = ranged(
+    path: str | None = ranged(
         None, help="local .json (list of records) or .jsonl file of general QA; ~ and $VARS expand; relative paths "
         "resolve against the working directory, then the repository"
     )
@@ -77,7 +77,7 @@ def _turn_pairs(turns: Any, key: str, role_key: str, text_key: str) -> list[QAPa
     if not isinstance(turns, list) or not turns:
         raise ValueError(f"'{key}' must be a non-empty list of turns")
     pairs: list[QAPair] = []
-    question: Optional[str] = None
+    question: str | None = None
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict):
             raise ValueError(f"{key}[{i}] must be an object, got {type(turn).__name__}")
@@ -187,7 +187,7 @@ class GeneralQAMix:
         self.source = source
 
     @classmethod
-    def from_config(cls, cfg: GeneralQAConfig, resolve: Any = None) -> Optional["GeneralQAMix"]:
+    def from_config(cls, cfg: GeneralQAConfig, resolve: Any = None) -> GeneralQAMix | None:
         """None when the option is off (ratio 0); else the loaded file. ``resolve`` maps the configured path to a
         file (e.g. against the repository root)."""
         if cfg.ratio <= 0.0:
@@ -197,7 +197,7 @@ class GeneralQAMix:
         path = resolve(cfg.path) if resolve is not None else Path(cfg.path)
         return cls(load_general_qa(path), cfg.ratio, source=str(path))
 
-    def draw(self, seed: int, step: int, token: str) -> Optional[QAPair]:
+    def draw(self, seed: int, step: int, token: str) -> QAPair | None:
         """A general pair with probability ``ratio``, else None (use the domain pair); a pure function of
         ``(seed, step, token)``."""
         if self.ratio <= 0.0:

@@ -16,7 +16,7 @@ can use this module without loading the devkit.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -32,9 +32,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def _relative(path: str, dataroot: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def images_digest(samples: Iterable["DrivingSample"], dataroot: str) -> str:
+def images_digest(samples: Iterable[DrivingSample], dataroot: str) -> str:
     """SHA-1 over (path relative to the dataroot, byte size) of every camera image, in row and camera order.
 
     A re-rendered world under the same tables changes its JPEG sizes; a missing image is an error here rather than
@@ -80,14 +81,14 @@ def images_digest(samples: Iterable["DrivingSample"], dataroot: str) -> str:
     return digest.hexdigest()
 
 
-def _check_cameras(sample: "DrivingSample") -> None:
+def _check_cameras(sample: DrivingSample) -> None:
     names = tuple(cam.name for cam in sample.cameras)
     if names != CAMERA_NAMES:
         raise ImageCacheError(f"sample {sample.token} has cameras {names}, the cache stores {CAMERA_NAMES} in order")
 
 
-def cache_key(index: "SampleIndex", image_size: Sequence[int], interpolation: str,
-              tokens: Optional[Sequence[str]] = None) -> dict[str, Any]:
+def cache_key(index: SampleIndex, image_size: Sequence[int], interpolation: str,
+              tokens: Sequence[str] | None = None) -> dict[str, Any]:
     """What a cache's pixels depend on (module docstring); ``tokens`` (default: the whole index) are its rows."""
     tokens = list(index.tokens()) if tokens is None else list(tokens)
     samples = [index.get(token) for token in tokens]
@@ -129,7 +130,7 @@ def _decode_rows(paths: Sequence[Sequence[str]], tokens: Sequence[str], image_si
     height, width = int(image_size[0]), int(image_size[1])
     pixels = np.empty((len(paths), len(CAMERA_NAMES), 3, height, width), np.uint8)
     source_hw = np.empty((len(paths), len(CAMERA_NAMES), 2), np.int32)
-    for r, (row, token) in enumerate(zip(paths, tokens)):
+    for r, (row, token) in enumerate(zip(paths, tokens, strict=True)):
         for c, path in enumerate(row):
             image = load_image(path, token)
             source_hw[r, c] = image.shape[:2]
@@ -152,9 +153,9 @@ def _decode_chunk(args: tuple[str, int, list[list[str]], list[str], list[int], s
     return start, source_hw
 
 
-def build_image_cache(index: "SampleIndex", out: str | os.PathLike, image_size: Sequence[int],
+def build_image_cache(index: SampleIndex, out: str | os.PathLike, image_size: Sequence[int],
                       interpolation: str = "area", workers: int = 1, overwrite: bool = False,
-                      progress: bool = False, chunk: int = 64) -> "ImageCache":
+                      progress: bool = False, chunk: int = 64) -> ImageCache:
     """Decode every camera image of ``index`` once into a cache at ``out`` (written to a temporary directory next to
     it, then renamed into place, so a reader never sees a partial cache).
 
@@ -265,13 +266,13 @@ class ImageCache:
         self.tokens = tokens
         self._rows = {token: r for r, token in enumerate(tokens)}
         self._source_hw = source_hw
-        self._images: Optional[np.ndarray] = None
+        self._images: np.ndarray | None = None
         self._checked: set[tuple[Any, ...]] = set()
 
     @staticmethod
-    def open(path: str | os.PathLike, index: Optional["SampleIndex"] = None,
-             image_size: Optional[Sequence[int]] = None, interpolation: Optional[str] = None,
-             tokens: Optional[Sequence[str]] = None) -> "ImageCache":
+    def open(path: str | os.PathLike, index: SampleIndex | None = None,
+             image_size: Sequence[int] | None = None, interpolation: str | None = None,
+             tokens: Sequence[str] | None = None) -> ImageCache:
         """Open and validate a cache.
 
         With ``index`` (and ``image_size``, ``interpolation``), the cache must have been built from that dataset,
@@ -310,8 +311,8 @@ class ImageCache:
             cache.check(index, image_size, interpolation, tokens)
         return cache
 
-    def check(self, index: "SampleIndex", image_size: Sequence[int], interpolation: str,
-              tokens: Optional[Sequence[str]] = None) -> None:
+    def check(self, index: SampleIndex, image_size: Sequence[int], interpolation: str,
+              tokens: Sequence[str] | None = None) -> None:
         """Raise :class:`ImageCacheError` unless this cache holds ``tokens`` of ``index`` as the dataset wants them.
 
         A check that passed is remembered (per index object, size, interpolation and tokens): the train and val

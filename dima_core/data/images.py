@@ -7,7 +7,7 @@ second; :mod:`dima_core.data.dataset` re-exports everything here.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

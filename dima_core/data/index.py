@@ -20,9 +20,10 @@ import os
 import pickle
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING
 
 from dima_core.data.sample import AgentAnnotations, CameraView, DrivingSample, EgoStatus, VectorMap
 from dima_core.data.splits import SYNTH_META_FILENAME
@@ -83,7 +84,7 @@ class SampleIndex:
     samples: list[DrivingSample]
     dataroot: str
     version: str
-    split: Optional[str] = None
+    split: str | None = None
     fingerprint: dict[str, str] = field(default_factory=dict)
     created_unix: float = 0.0
     extra_files: list[str] = field(default_factory=list)  # token-list files the tags came from
@@ -108,13 +109,13 @@ class SampleIndex:
             raise KeyError(f"sample {token} is not in the index of {self.dataroot} ({self.version})")
         return self.samples[self._by_token[token]]
 
-    def tokens(self, split: Optional[str] = None) -> list[str]:
+    def tokens(self, split: str | None = None) -> list[str]:
         return [s.token for s in self.samples if split is None or s.split == split]
 
-    def previous(self, token: str, count: int) -> list[Optional[DrivingSample]]:
+    def previous(self, token: str, count: int) -> list[DrivingSample | None]:
         """The ``count`` previous keyframes of ``token``, most recent first; None past the scene start."""
-        out: list[Optional[DrivingSample]] = []
-        current: Optional[DrivingSample] = self.get(token)
+        out: list[DrivingSample | None] = []
+        current: DrivingSample | None = self.get(token)
         for _ in range(count):
             prev = current.prev_token if current is not None else ""
             current = self.samples[self._by_token[prev]] if prev and prev in self._by_token else None
@@ -155,10 +156,10 @@ class SampleIndex:
     def load(
         path: str | os.PathLike,
         *,
-        dataroot: Optional[str | os.PathLike] = None,
-        version: Optional[str] = None,
+        dataroot: str | os.PathLike | None = None,
+        version: str | None = None,
         check_fingerprint: bool = True,
-    ) -> "SampleIndex":
+    ) -> SampleIndex:
         """Load and validate an index.
 
         Args:
@@ -178,7 +179,9 @@ class SampleIndex:
             with path.open("rb") as fh:
                 payload = pickle.load(fh)
         except Exception as exc:  # truncated / foreign files raise many different unpickling errors
-            raise SampleIndexError(f"sample index {path} is corrupt or not an index ({type(exc).__name__}: {exc})")
+            raise SampleIndexError(
+                f"sample index {path} is corrupt or not an index ({type(exc).__name__}: {exc})"
+            ) from exc
         if not isinstance(payload, dict) or payload.get("magic") != INDEX_MAGIC:
             raise SampleIndexError(f"{path} is not a dima sample index")
         rebuild = f"rebuild it with `dima data index --dataroot {payload.get('dataroot')} --version " \
@@ -220,7 +223,7 @@ class SampleIndex:
 
 def build_index(
     reader: NuScenesReader,
-    split: Optional[str] = None,
+    split: str | None = None,
     progress: bool = False,
 ) -> SampleIndex:
     """Build every sample of ``split`` (all when None) with ``reader``."""

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 import numpy as np
 from nuscenes import NuScenes
@@ -64,14 +64,14 @@ class NuScenesReader:
         dataroot: str | os.PathLike,
         version: str,
         *,
-        can_bus_root: Optional[str | os.PathLike] = None,
+        can_bus_root: str | os.PathLike | None = None,
         use_can_bus: bool = True,
         can_bus_max_gap_s: float = 0.25,
         ego_status_min_dt_s: float = 0.2,
         map_points: int = 20,
         with_map: bool = True,
         longtail_token_files: Sequence[str | os.PathLike] = (),
-        nusc: Optional[NuScenes] = None,
+        nusc: NuScenes | None = None,
     ):
         self.dataroot = str(Path(dataroot).resolve())
         self.version = version
@@ -86,14 +86,14 @@ class NuScenesReader:
         self.splits: SceneSplits = load_scene_splits(self.dataroot, version, self.longtail_token_files)
 
         can_root = Path(can_bus_root) if can_bus_root is not None else Path(self.dataroot)
-        self.can_bus: Optional[NuScenesCanBus] = None
+        self.can_bus: NuScenesCanBus | None = None
         if use_can_bus and (can_root / "can_bus").is_dir():
             self.can_bus = NuScenesCanBus(dataroot=str(can_root))
-        self._can_series: dict[str, Optional[CanPoseSeries]] = {}
+        self._can_series: dict[str, CanPoseSeries | None] = {}
         self._vectorizers: dict[str, MapVectorizer] = {}
 
     @classmethod
-    def from_config(cls, cfg: DataConfig, nusc: Optional[NuScenes] = None) -> "NuScenesReader":
+    def from_config(cls, cfg: DataConfig, nusc: NuScenes | None = None) -> NuScenesReader:
         return cls(
             cfg.dataroot,
             cfg.version,
@@ -109,11 +109,11 @@ class NuScenesReader:
 
     # ------------------------------------------------------------------ enumeration
 
-    def scene_names(self, split: Optional[str] = None) -> list[str]:
+    def scene_names(self, split: str | None = None) -> list[str]:
         """Scene names in table order, optionally only those of ``split``."""
         return [s["name"] for s in self.nusc.scene if split is None or self.splits.split_of(s["name"]) == split]
 
-    def sample_tokens(self, split: Optional[str] = None) -> list[str]:
+    def sample_tokens(self, split: str | None = None) -> list[str]:
         """Keyframe sample tokens, scene by scene in time order; only scenes of ``split`` when given."""
         tokens: list[str] = []
         for scene in self.nusc.scene:
@@ -125,7 +125,7 @@ class NuScenesReader:
                 token = self.nusc.get("sample", token)["next"]
         return tokens
 
-    def iter_samples(self, split: Optional[str] = None) -> Iterator[DrivingSample]:
+    def iter_samples(self, split: str | None = None) -> Iterator[DrivingSample]:
         for token in self.sample_tokens(split):
             yield self.build_sample(token)
 
@@ -143,10 +143,10 @@ class NuScenesReader:
         sd = self.reference_sample_data(sample)
         return record_to_matrix(self.nusc.get("ego_pose", sd["ego_pose_token"]))
 
-    def keyframes(self, sample: dict, direction: str, steps: int) -> list[Optional[dict]]:
+    def keyframes(self, sample: dict, direction: str, steps: int) -> list[dict | None]:
         """``steps`` samples following ``direction`` ('next' or 'prev') from ``sample``; None past the scene end."""
-        out: list[Optional[dict]] = []
-        current: Optional[dict] = sample
+        out: list[dict | None] = []
+        current: dict | None = sample
         for _ in range(steps):
             token = current[direction] if current is not None else ""
             current = self.nusc.get("sample", token) if token else None
@@ -178,13 +178,15 @@ class NuScenesReader:
             )
         return views
 
-    def _can_pose_series(self, scene_name: str) -> Optional[CanPoseSeries]:
+    def _can_pose_series(self, scene_name: str) -> CanPoseSeries | None:
         if self.can_bus is None:
             return None
         if scene_name not in self._can_series:
             series = None
             try:
-                series = CanPoseSeries.from_messages(self.can_bus.get_messages(scene_name, "pose", print_warnings=False))
+                series = CanPoseSeries.from_messages(
+                    self.can_bus.get_messages(scene_name, "pose", print_warnings=False)
+                )
             except FileNotFoundError:
                 pass  # the expansion does not cover this scene
             except Exception as exc:  # the devkit signals "no CAN data" with AssertionError or a bare Exception

@@ -56,7 +56,7 @@ class AgentAnnotations:
         return int(self.boxes.shape[0])
 
     @staticmethod
-    def empty() -> "AgentAnnotations":
+    def empty() -> AgentAnnotations:
         return AgentAnnotations(
             boxes=np.zeros((0, 7), np.float32),
             velocities=np.zeros((0, 2), np.float32),

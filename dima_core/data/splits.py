@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
 
 SYNTH_META_FILENAME = "synth_meta.json"
 
@@ -142,7 +142,7 @@ def read_token_lists(paths: Iterable[str | os.PathLike]) -> dict[str, list[str]]
 
 
 def load_scene_splits(
-    dataroot: str | os.PathLike, version: str, token_list_files: Optional[Iterable[str | os.PathLike]] = None
+    dataroot: str | os.PathLike, version: str, token_list_files: Iterable[str | os.PathLike] | None = None
 ) -> SceneSplits:
     """Split membership and tags for a dataset: synthetic meta when present, else the official splits."""
     meta = Path(dataroot) / SYNTH_META_FILENAME

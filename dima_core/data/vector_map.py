@@ -27,8 +27,9 @@ of the direction of travel along the vector).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import shapely
@@ -108,7 +109,7 @@ class _Layer:
     tree: shapely.STRtree
 
     @staticmethod
-    def build(geometries: Iterable[BaseGeometry]) -> "_Layer":
+    def build(geometries: Iterable[BaseGeometry]) -> _Layer:
         geoms = [g for g in geometries if g is not None and not g.is_empty]
         return _Layer(geoms, shapely.STRtree(geoms))
 
@@ -153,7 +154,7 @@ class MapVectorizer:
         self.drivable = _Layer.build(drivable)
 
     @classmethod
-    def from_nusc_map(cls, nusc_map: NuScenesMap, **kwargs: Any) -> "MapVectorizer":
+    def from_nusc_map(cls, nusc_map: NuScenesMap, **kwargs: Any) -> MapVectorizer:
         """Extract the three layers once through the devkit (``extract_line`` / ``extract_polygon``)."""
         return cls(
             dividers=cls._lines(nusc_map, DIVIDER_LAYERS),

@@ -40,10 +40,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
-from typing import Iterator, Literal, Optional, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -67,7 +69,7 @@ def constant_velocity_plan(speed: float, yaw_rate: float = 0.0, times_s: np.ndar
     )
 
 
-def _past_velocity(sample: DrivingSample) -> Optional[np.ndarray]:
+def _past_velocity(sample: DrivingSample) -> np.ndarray | None:
     """(2,) ego-frame velocity from the last past displacement, or None when the previous keyframe is missing."""
     if sample.ego_past.shape[0] == 0 or not bool(np.asarray(sample.ego_past_mask)[-1]):
         return None
@@ -179,7 +181,7 @@ class ADMLPBaseline:
 
     name = "ad_mlp"
 
-    def __init__(self, model: "object", config: ADMLPConfig):
+    def __init__(self, model: object, config: ADMLPConfig):
         self.model = model  # an _ADMLPNet (torch.nn.Module); typed loosely so importing this module needs no torch
         self.config = config
         self._planned = 0
@@ -188,7 +190,7 @@ class ADMLPBaseline:
         self._feature_excess = np.zeros(ADMLP_INPUT_DIM, np.float64)  # largest excess seen, in spreads
 
     @staticmethod
-    def _build(config: ADMLPConfig, stats: dict[str, np.ndarray]) -> "object":
+    def _build(config: ADMLPConfig, stats: dict[str, np.ndarray]) -> object:
         import torch
         from torch import nn
 
@@ -202,12 +204,12 @@ class ADMLPBaseline:
                     self.register_buffer(key, torch.as_tensor(stats[key], dtype=torch.float32))
                 dims = [ADMLP_INPUT_DIM] + [config.hidden] * (config.layers - 1)
                 blocks: list[nn.Module] = []
-                for a, b in zip(dims[:-1], dims[1:]):
+                for a, b in pairwise(dims):
                     blocks += [nn.Linear(a, b), nn.ReLU()]
                 blocks.append(nn.Linear(dims[-1], FUTURE_STEPS * 2))
                 self.net = nn.Sequential(*blocks)
 
-            def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
                 x = torch.minimum(torch.maximum(x, self.lo), self.hi)
                 return self.net((x - self.mean) / self.std).view(-1, FUTURE_STEPS, 2)
 
@@ -219,7 +221,7 @@ class ADMLPBaseline:
         features: np.ndarray,
         targets: np.ndarray,
         config: ADMLPConfig = ADMLPConfig(),
-    ) -> "ADMLPBaseline":
+    ) -> ADMLPBaseline:
         """Train on (N, ADMLP_INPUT_DIM) features and (N, 6, 2) GT futures with an L1 loss (AdamW, minibatches).
 
         Deterministic for a given seed on CPU. Use only samples with a full GT future.
@@ -257,7 +259,7 @@ class ADMLPBaseline:
         return cls(model, config)
 
     @classmethod
-    def fit_samples(cls, samples: Sequence[DrivingSample], config: ADMLPConfig = ADMLPConfig()) -> "ADMLPBaseline":
+    def fit_samples(cls, samples: Sequence[DrivingSample], config: ADMLPConfig = ADMLPConfig()) -> ADMLPBaseline:
         """:meth:`fit` on the samples with a full GT future."""
         usable = [s for s in samples if s.has_full_future]
         if not usable:
@@ -278,7 +280,7 @@ class ADMLPBaseline:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ADMLPBaseline":
+    def load(cls, path: str | os.PathLike) -> ADMLPBaseline:
         """Read a model written by :meth:`save`."""
         import torch
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import shapely
@@ -164,11 +164,11 @@ class EpisodeMetrics:
     max_wrong_way_m: float
     progress_m: float
     expert_progress_m: float
-    progress_ratio: Optional[float]
+    progress_ratio: float | None
     route_length_m: float
     route_completion: float
     num_ttc_violation_steps: int
-    first_ttc_violation_time: Optional[float]
+    first_ttc_violation_time: float | None
     comfort_peaks: dict[str, float]
     comfort_violations: list[str]
     stuck: bool
@@ -331,7 +331,7 @@ class _Route:
         self.length = float(self.s[-1])
 
     def locate(
-        self, q: np.ndarray, lo: float, hi: float, direction: Optional[np.ndarray],
+        self, q: np.ndarray, lo: float, hi: float, direction: np.ndarray | None,
         penalty: float = ROUTE_DIRECTION_PENALTY_M,
     ) -> float:
         """Arc length of the point of the route within [lo, hi] nearest to ``q`` (2,), a segment pointing against
@@ -445,7 +445,7 @@ class _Scene:
     present: np.ndarray  # (A, K) bool
 
     @classmethod
-    def from_log(cls, log: EpisodeLog) -> "_Scene":
+    def from_log(cls, log: EpisodeLog) -> _Scene:
         ego = np.asarray(log.ego, np.float64)
         agents = np.asarray(log.agents, np.float64)
         present = np.asarray(log.agent_present, bool)
@@ -686,7 +686,7 @@ def combine_score(nc: float, dac: float, ddc: float, ep: float, ttc: float, comf
 # ----------------------------------------------------------------------------------------------------- episode
 
 
-def score_episode(log: EpisodeLog, reference: Optional[EpisodeMetrics] = None) -> EpisodeMetrics:
+def score_episode(log: EpisodeLog, reference: EpisodeMetrics | None = None) -> EpisodeMetrics:
     """All closed-loop metrics of one episode.
 
     Args:
@@ -827,7 +827,7 @@ def _pct(x: float) -> str:
     return f"{100.0 * x:.1f} %"
 
 
-def format_table(aggregates: Mapping, policies_order: Optional[Sequence[str]] = None) -> str:
+def format_table(aggregates: Mapping, policies_order: Sequence[str] | None = None) -> str:
     """Markdown table, one row per policy and group plus a row ``all`` per policy: n, mean score, success rate,
     at-fault collision rate (and count), mean DAC, progress ratio.
 

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,8 +80,8 @@ class DetectionFrame:
 
     boxes: np.ndarray
     labels: np.ndarray
-    scores: Optional[np.ndarray] = None
-    velocities: Optional[np.ndarray] = None
+    scores: np.ndarray | None = None
+    velocities: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.boxes))
@@ -110,7 +111,7 @@ def decode_detections(
     boxes: np.ndarray,
     scores: np.ndarray,
     velocities: np.ndarray,
-    top_k: Optional[int] = None,
+    top_k: int | None = None,
     score_threshold: float = 0.0,
 ) -> DetectionFrame:
     """Detections of one frame from the agent head, as VAD/DETR3D's NMS-free coder decodes them.
@@ -220,8 +221,8 @@ def matching_detection_ap(
         per_class[name] = entry
     class_aps = [e["ap_mean"] for e in per_class.values() if e["ap_mean"] is not None]
     mean_ap = float(np.mean(class_aps)) if class_aps else 0.0
-    tp_errors: dict[str, Optional[float]] = {}
-    for metric, key in zip(TP_METRICS, ("mATE", "mASE", "mAOE", "mAVE")):
+    tp_errors: dict[str, float | None] = {}
+    for metric, key in zip(TP_METRICS, ("mATE", "mASE", "mAOE", "mAVE"), strict=True):
         values = [v[metric] for v in tp_per_class.values() if np.isfinite(v[metric])]
         # No class with this error defined: the devkit counts the error as 1 (worst), so NDS gets nothing from it.
         tp_errors[key] = float(np.mean(values)) if values else 1.0
@@ -243,7 +244,7 @@ def matching_detection_ap(
 # ------------------------------------------------------------------------------------------------- devkit path
 
 
-def devkit_split_name(reader: Any, split: Optional[str]) -> Optional[str]:
+def devkit_split_name(reader: Any, split: str | None) -> str | None:
     """The devkit ``eval_set`` for our ``split`` when ``DetectionEval`` can evaluate it, else None.
 
     Only real nuScenes versions whose split membership comes from the devkit's ``create_splits_scenes``

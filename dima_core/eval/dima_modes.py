@@ -16,7 +16,7 @@ teacher modes includes the LLM forward.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any
 
 from torch import nn
 
@@ -24,7 +24,7 @@ from dima_core.eval.planner_inference import LoadedPlanner, loaded_planner_view
 from dima_core.models.dima import MODES, ModePlanner, load_dima
 
 
-def load_planner_for_mode(checkpoint: str | os.PathLike, mode: str = "vision", llm: Optional[nn.Module] = None,
+def load_planner_for_mode(checkpoint: str | os.PathLike, mode: str = "vision", llm: nn.Module | None = None,
                           tokenizer: Any = None) -> LoadedPlanner:
     """A :class:`LoadedPlanner` whose ``model`` plans in ``mode`` (VisionPlanner's call signature in all modes).
 

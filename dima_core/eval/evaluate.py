@@ -13,14 +13,14 @@ comparable.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Mapping, Optional
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
 from dima_core.data.sample import DrivingSample
 from dima_core.eval.baselines import ADMLPBaseline, ADMLPConfig, ConstantVelocityBaseline
 from dima_core.eval.occupancy import OccupancyConfig, build_occupancy
-from dima_core.eval.planning_metrics import PlanningMetricAccumulator, REPORT_SPLITS, format_table
+from dima_core.eval.planning_metrics import REPORT_SPLITS, PlanningMetricAccumulator, format_table
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def evaluate_planners(
     return {name: acc.result() for name, acc in accumulators.items()}
 
 
-def fit_admlp(train_samples: Iterable[DrivingSample], config: ADMLPConfig = ADMLPConfig()) -> Optional[ADMLPBaseline]:
+def fit_admlp(train_samples: Iterable[DrivingSample], config: ADMLPConfig = ADMLPConfig()) -> ADMLPBaseline | None:
     """AD-MLP trained on the given samples, or None (with a warning) when none has a full GT future."""
     usable = [s for s in train_samples if s.has_full_future]
     if not usable:
@@ -66,7 +66,7 @@ def fit_admlp(train_samples: Iterable[DrivingSample], config: ADMLPConfig = ADML
     return ADMLPBaseline.fit_samples(usable, config)
 
 
-def baseline_planners(admlp: Optional[ADMLPBaseline] = None) -> dict[str, Planner]:
+def baseline_planners(admlp: ADMLPBaseline | None = None) -> dict[str, Planner]:
     """The baselines every table carries: constant velocity (ego status), and AD-MLP when given."""
     cv = ConstantVelocityBaseline()
     planners: dict[str, Planner] = {cv.name: cv.plan}

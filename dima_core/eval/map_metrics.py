@@ -20,8 +20,9 @@ Shapes: polylines ``(M, P, 2)`` x, y in the sample's ego frame; labels ``(M,)`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class MapFrame:
 
     polylines: np.ndarray
     labels: np.ndarray
-    scores: Optional[np.ndarray] = None
+    scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.polylines))
@@ -122,7 +123,9 @@ def map_ap(
         nearest_gt: list[tuple[str, int]] = []
         num_gt = 0
         for token, g in gt.items():
-            gt_lines = [resample_polyline(l, num_points) for l, lab in zip(g.polylines, g.labels) if lab == c]
+            gt_lines = [
+                resample_polyline(l, num_points) for l, lab in zip(g.polylines, g.labels, strict=True) if lab == c
+            ]
             num_gt += len(gt_lines)
             p = predictions.get(token)
             if p is None:

@@ -43,7 +43,6 @@ cell, which a different rasteriser (skimage's strict point-in-polygon, matplotli
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -82,8 +81,8 @@ class OccupancyConfig:
     """
 
     classes: tuple[str, ...] = OCCUPANCY_CLASSES
-    x_range: Optional[tuple[float, float]] = PERCEPTION_X_RANGE
-    y_range: Optional[tuple[float, float]] = PERCEPTION_Y_RANGE
+    x_range: tuple[float, float] | None = PERCEPTION_X_RANGE
+    y_range: tuple[float, float] | None = PERCEPTION_Y_RANGE
     min_lidar_points: int = 1
 
     def __post_init__(self) -> None:

@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -162,7 +162,7 @@ def load_planner(checkpoint: str | os.PathLike, map_location: str | torch.device
     return loaded_planner_view(load_dima(checkpoint, mode="vision", map_location=map_location))
 
 
-def loaded_planner_view(loaded: "LoadedDima", model: Optional[torch.nn.Module] = None) -> LoadedPlanner:
+def loaded_planner_view(loaded: LoadedDima, model: torch.nn.Module | None = None) -> LoadedPlanner:
     """``loaded`` as a :class:`LoadedPlanner` whose data config comes from the checkpoint's training config.
 
     ``model`` replaces the planner (e.g. a mode wrapper of :mod:`dima_core.eval.dima_modes`)."""
@@ -181,14 +181,14 @@ def loaded_planner_view(loaded: "LoadedDima", model: Optional[torch.nn.Module] =
     )
 
 
-def eval_data_config(loaded: LoadedPlanner, dataroot: str, version: str, split: Optional[str]) -> DataConfig:
+def eval_data_config(loaded: LoadedPlanner, dataroot: str, version: str, split: str | None) -> DataConfig:
     """The checkpoint's data config pointed at another dataset/split (no cached index: callers pass one)."""
     return dataclasses.replace(
         loaded.data_config, dataroot=str(dataroot), version=version, split=split, index_path=None
     )
 
 
-def inference_dataset(loaded: LoadedPlanner, index: SampleIndex, split: Optional[str]) -> DrivingDataset:
+def inference_dataset(loaded: LoadedPlanner, index: SampleIndex, split: str | None) -> DrivingDataset:
     """The :class:`DrivingDataset` of ``split`` (None: every sample) of ``index`` as the checkpoint's model reads it.
 
     ``index`` must hold map vectors at the model's resolution (``map_head.num_points`` points each).
@@ -201,8 +201,8 @@ def eval_index(
     loaded: LoadedPlanner,
     dataroot: str | os.PathLike,
     version: str,
-    split: Optional[str],
-    index_path: Optional[str | os.PathLike] = None,
+    split: str | None,
+    index_path: str | os.PathLike | None = None,
     longtail_token_files: tuple[str, ...] = (),
     nusc: Any = None,
 ) -> SampleIndex:

@@ -41,7 +41,7 @@ Collision is reported in percent, L2 in metres. Every report carries these defin
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -190,7 +190,7 @@ def _horizon_key(k: int) -> str:
     return f"{k}s"
 
 
-def summarize(l2: np.ndarray, collision: np.ndarray) -> dict[str, dict[str, dict[str, Optional[float]]]]:
+def summarize(l2: np.ndarray, collision: np.ndarray) -> dict[str, dict[str, dict[str, float | None]]]:
     """Both conventions from per-step scores of the N scored samples.
 
     Args:
@@ -202,14 +202,14 @@ def summarize(l2: np.ndarray, collision: np.ndarray) -> dict[str, dict[str, dict
     """
     l2 = np.asarray(l2, np.float64).reshape(-1, FUTURE_STEPS)
     col = np.asarray(collision, np.float64).reshape(-1, FUTURE_STEPS) * 100.0
-    out: dict[str, dict[str, dict[str, Optional[float]]]] = {}
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
     for conv in CONVENTIONS:
-        metrics: dict[str, dict[str, Optional[float]]] = {}
+        metrics: dict[str, dict[str, float | None]] = {}
         for name, values in (("l2", l2), ("collision", col)):
             if values.shape[0] == 0:
                 metrics[name] = {**{_horizon_key(k): None for k in HORIZONS_S}, "avg": None}
                 continue
-            per_h: dict[str, Optional[float]] = {}
+            per_h: dict[str, float | None] = {}
             for k in HORIZONS_S:
                 last = k * _STEPS_PER_SECOND  # steps 1..2k, i.e. indices 0..2k-1
                 if conv == "vad":
@@ -318,7 +318,7 @@ class PlanningMetricAccumulator:
         self._splits.append(tuple(splits))
         return True
 
-    def add_sample(self, sample: DrivingSample, pred: np.ndarray, occupancy: Optional[np.ndarray] = None) -> bool:
+    def add_sample(self, sample: DrivingSample, pred: np.ndarray, occupancy: np.ndarray | None = None) -> bool:
         """Score ``pred`` (6, 2) against a DrivingSample; ``occupancy`` may be passed to share it between methods."""
         if occupancy is None:
             if not sample.has_full_future:  # skip before paying for the rasterisation
@@ -379,7 +379,7 @@ def planning_metrics_batch(
 # ----------------------------------------------------------------------------------------------------- table
 
 
-def _fmt(value: Optional[float], digits: int) -> str:
+def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -405,7 +405,9 @@ def format_table(reports: Mapping[str, Mapping], title: str = "") -> str:
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     out = [title] if title else []
     out += [line(header), "-" * len(line(header))]

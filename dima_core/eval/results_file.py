@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ def _trajectory(value: Any, where: str) -> np.ndarray:
 
 
 def results_from_dict(
-    data: Any, source: str = "<results>", known_tokens: Optional[Iterable[str]] = None
+    data: Any, source: str = "<results>", known_tokens: Iterable[str] | None = None
 ) -> PlanningResults:
     """Validate a parsed results object (see the module docstring).
 
@@ -122,7 +123,7 @@ def _reject_constant(name: str) -> float:
     raise _NonFiniteJSON(f"non-finite value {name}")
 
 
-def load_results(path: str | os.PathLike, known_tokens: Optional[Iterable[str]] = None) -> PlanningResults:
+def load_results(path: str | os.PathLike, known_tokens: Iterable[str] | None = None) -> PlanningResults:
     """Read and validate a results file; raises ResultsFileError (a ValueError) or FileNotFoundError."""
     path = Path(path)
     if not path.is_file():
@@ -145,7 +146,7 @@ def write_results(
     path: str | os.PathLike,
     trajectories: Mapping[str, np.ndarray],
     convention_note: str = DEFAULT_CONVENTION_NOTE,
-    meta: Optional[Mapping[str, Any]] = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> None:
     """Write a results file atomically (temp file + rename).
 

@@ -13,8 +13,9 @@ Two numbers per precision, both in metres (``dima export --precision int8`` gate
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +32,11 @@ class AccuracyCost:
     max_trajectory_diff_m: float
     mean_trajectory_diff_m: float
     max_candidates_diff_m: float
-    l2_reference_m: Optional[float]
-    l2_m: Optional[float]
+    l2_reference_m: float | None
+    l2_m: float | None
 
     @property
-    def l2_change_m(self) -> Optional[float]:
+    def l2_change_m(self) -> float | None:
         if self.l2_m is None or self.l2_reference_m is None:
             return None
         return self.l2_m - self.l2_reference_m
@@ -62,7 +63,7 @@ def predict(infer: Infer, specs: tuple[TensorSpec, ...], frames: Sequence[Planne
 
 
 def _vad_l2(plans: Sequence[Mapping[str, np.ndarray]], frames: Sequence[PlannerFrame], keep: np.ndarray
-            ) -> Optional[float]:
+            ) -> float | None:
     from dima_core.eval.planning_metrics import per_step_l2, summarize
 
     if not keep.any():
@@ -80,9 +81,9 @@ def accuracy_cost(reference: Sequence[Mapping[str, np.ndarray]], candidate: Sequ
         raise ValueError(f"need one reference and one candidate plan per frame, got {len(reference)} / "
                          f"{len(candidate)} for {len(frames)} frames")
     diff = np.stack([np.linalg.norm(c["trajectory"] - r["trajectory"], axis=-1)
-                     for r, c in zip(reference, candidate)])  # (F, 6)
+                     for r, c in zip(reference, candidate, strict=True)])  # (F, 6)
     every = max(float(np.linalg.norm(c["trajectories"] - r["trajectories"], axis=-1).max())
-                for r, c in zip(reference, candidate))
+                for r, c in zip(reference, candidate, strict=True))
     if not (np.isfinite(diff).all() and np.isfinite(every)):
         # NaN compares false against any tolerance; report it as an infinite difference so every gate fails.
         return AccuracyCost(len(frames), 0, float("inf"), float("inf"), float("inf"), None, None)

@@ -28,8 +28,9 @@ from __future__ import annotations
 import abc
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Mapping, Optional
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -53,16 +54,16 @@ class BackendConfig:
     """
 
     backend: BackendName = "onnxruntime"
-    device: Optional[Literal["cpu", "cuda"]] = None
-    checkpoint: Optional[str] = None  # torch: training checkpoint file or run directory
-    model_config: Optional[str] = None  # torch without checkpoint: model YAML, random weights (benchmarks/tests)
-    onnx: Optional[str] = None  # onnxruntime / tensorrt: exported model (its .onnx.json sidecar next to it)
+    device: Literal["cpu", "cuda"] | None = None
+    checkpoint: str | None = None  # torch: training checkpoint file or run directory
+    model_config: str | None = None  # torch without checkpoint: model YAML, random weights (benchmarks/tests)
+    onnx: str | None = None  # onnxruntime / tensorrt: exported model (its .onnx.json sidecar next to it)
     with_beam: bool = False  # torch: also return the BEAM outputs (ONNX backends: decided at export time)
     # torch: autocast dtype (fp32, bf16; fp16 on cuda); onnxruntime: the model file's precision (fp32, int8), refused
     # when the sidecar says otherwise; tensorrt: engine precision (fp16, fp32). auto: torch fp32, onnxruntime the
     # file's own, tensorrt fp16 (dima_core.export.precision).
     precision: PrecisionName = "auto"
-    engine_dir: Optional[str] = None  # tensorrt engine cache; None: $DIMA_ENGINE_CACHE or ~/.cache/dima/engines
+    engine_dir: str | None = None  # tensorrt engine cache; None: $DIMA_ENGINE_CACHE or ~/.cache/dima/engines
     workspace_gib: float = ranged(4.0, lo=0.0625, hi=256.0, help="TensorRT builder workspace limit")
     threads: int = ranged(0, lo=0, hi=256, help="CPU threads (torch / onnxruntime); 0 = library default")
     warmup_iters: int = ranged(3, lo=0, hi=1000, help="inferences run after load, before the first frame")
@@ -93,7 +94,7 @@ class PlannerBackend(abc.ABC):
         self._device = device
         self.input_specs: tuple[TensorSpec, ...] = ()
         self.output_names: tuple[str, ...] = ()
-        self.model_config: Optional[ModelConfig] = None
+        self.model_config: ModelConfig | None = None
         self.precision = "fp32"  # what runs (set by the backend; onnxruntime's is known once the sidecar is read)
         self.loaded = False
 
@@ -143,7 +144,7 @@ class PlannerBackend(abc.ABC):
             f"{self.name} {self.precision} on {self.device}")
 
 
-def unavailable_reason(backend: str, device: Optional[str] = None) -> Optional[str]:
+def unavailable_reason(backend: str, device: str | None = None) -> str | None:
     """Why ``backend`` cannot run here on ``device`` (None: it can). Cheap: imports, no model loading."""
     if backend not in BACKEND_NAMES:
         return f"unknown backend {backend!r}; choose one of {list(BACKEND_NAMES)}"
@@ -176,7 +177,7 @@ def unavailable_reason(backend: str, device: Optional[str] = None) -> Optional[s
     return None
 
 
-def available_backends(device: Optional[str] = None) -> dict[str, Optional[str]]:
+def available_backends(device: str | None = None) -> dict[str, str | None]:
     """``{backend: None if it can run here, else the reason}`` for every backend."""
     return {name: unavailable_reason(name, device if name != "tensorrt" else "cuda") for name in BACKEND_NAMES}
 
@@ -205,7 +206,7 @@ def build_backend(config: BackendConfig) -> PlannerBackend:
                            engine_dir=config.engine_dir, workspace_gib=config.workspace_gib)
 
 
-def create_backend(config: Optional[BackendConfig] = None, **overrides: Any) -> PlannerBackend:
+def create_backend(config: BackendConfig | None = None, **overrides: Any) -> PlannerBackend:
     """Build, load and warm up a backend: ``create_backend(backend="onnxruntime", onnx="m.onnx")``.
 
     ``overrides`` are :class:`BackendConfig` fields (validated like a YAML config).

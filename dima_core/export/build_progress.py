@@ -12,20 +12,19 @@ import logging
 import threading
 import time
 from types import TracebackType
-from typing import Optional
 
 
 class BuildHeartbeat:
     """``with BuildHeartbeat("building TensorRT engine x.engine"): build()`` logs progress while ``build`` runs."""
 
-    def __init__(self, what: str, interval: float = 5.0, logger: Optional[logging.Logger] = None,
+    def __init__(self, what: str, interval: float = 5.0, logger: logging.Logger | None = None,
                  hint: str = "this can take minutes; do not interrupt") -> None:
         self.what = what
         self.interval = interval
         self.hint = hint
         self.log = logger or logging.getLogger(__name__)
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._start = 0.0
 
     def _beat(self) -> None:
@@ -33,15 +32,15 @@ class BuildHeartbeat:
             self.log.warning("%s ... still running (%.0f s elapsed; %s)", self.what, time.monotonic() - self._start,
                              self.hint)
 
-    def __enter__(self) -> "BuildHeartbeat":
+    def __enter__(self) -> BuildHeartbeat:
         self._start = time.monotonic()
         self.log.warning("%s ... %s", self.what, self.hint)
         self._thread = threading.Thread(target=self._beat, name="build-heartbeat", daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

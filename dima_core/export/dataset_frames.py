@@ -26,9 +26,9 @@ import dataclasses
 import functools
 import logging
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional
 
 import numpy as np
 
@@ -50,8 +50,8 @@ class FrameSource:
 
     dataroot: str
     split: str = "train"
-    version: Optional[str] = None
-    index_path: Optional[str] = None
+    version: str | None = None
+    index_path: str | None = None
 
     def describe(self) -> str:
         return f"{self.dataroot} ({self.resolved_version()}) split {self.split}"
@@ -86,21 +86,29 @@ class PlannerFrame:
 
     token: str
     inputs: dict[str, np.ndarray]
-    previous_images: Optional[np.ndarray]
-    ego_motion: Optional[np.ndarray]
+    previous_images: np.ndarray | None
+    ego_motion: np.ndarray | None
     ego_future: np.ndarray
     ego_future_mask: np.ndarray
 
 
-def frame_data_config(model_config: ModelConfig, base: Optional[DataConfig] = None) -> DataConfig:
+def frame_data_config(model_config: ModelConfig, base: DataConfig | None = None) -> DataConfig:
     """The data config whose items are this model's inputs: ``base`` (the training data config of a checkpoint;
     defaults otherwise) at the model's input size with identity normalisation (the model normalises itself) and
     the previous keyframe for temporal models; no image cache (it is checked against a whole index)."""
     base = base if base is not None else DataConfig()
     width, height = model_config.image_size
     return dataclasses.replace(
-        base, image_size=(height, width), image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0),
-        map_points_per_vector=model_config.map_head.num_points, num_prev_frames=1 if model_config.bev.use_temporal else 0, image_cache=None, index_path=None, split=None)
+        base,
+        image_size=(height, width),
+        image_mean=(0.0, 0.0, 0.0),
+        image_std=(1.0, 1.0, 1.0),
+        map_points_per_vector=model_config.map_head.num_points,
+        num_prev_frames=1 if model_config.bev.use_temporal else 0,
+        image_cache=None,
+        index_path=None,
+        split=None,
+    )
 
 
 def training_data_config(checkpoint: str | os.PathLike[str]) -> DataConfig:
@@ -152,7 +160,7 @@ def _sample_index(source: FrameSource, cfg: DataConfig, count: int, temporal: bo
 
 
 def load_frames(model_config: ModelConfig, source: FrameSource, count: int,
-                data_config: Optional[DataConfig] = None) -> list[PlannerFrame]:
+                data_config: DataConfig | None = None) -> list[PlannerFrame]:
     """``count`` keyframes of ``source.split``, evenly spaced in scene order, as this model's inputs.
 
     Raises ValueError when the split has no keyframes (or ``count`` < 1), FileNotFoundError for a missing dataset.

@@ -34,9 +34,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional
+from typing import Any, Literal
 
 from dima_core.export.errors import EngineBuildError
 from dima_core.export.io_spec import TensorSpec
@@ -69,7 +70,7 @@ class EngineKey:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EngineKey":
+    def from_dict(cls, data: dict[str, Any]) -> EngineKey:
         values = dict(data)
         values["inputs"] = tuple(TensorSpec.from_dict(s) for s in values["inputs"])
         return cls(**values)
@@ -108,7 +109,7 @@ def _sha256_file(path: Path) -> str:
 class EngineCache:
     """A directory of ``<stem>.<precision>.<digest>.engine`` plans with ``.json`` metadata."""
 
-    def __init__(self, directory: Optional[str | os.PathLike[str]] = None) -> None:
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         self.directory = Path(directory) if directory is not None else default_engine_dir()
 
     def ensure_writable(self) -> None:
@@ -173,7 +174,7 @@ class EngineCache:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def get_or_build(self, stem: str, key: EngineKey, build: Callable[[], bytes],
-                     extra_meta: Optional[dict[str, Any]] = None) -> tuple[Path, CacheDecision]:
+                     extra_meta: dict[str, Any] | None = None) -> tuple[Path, CacheDecision]:
         """The cached engine for ``key``, building it with ``build()`` on a miss; returns (path, decision)."""
         self.ensure_writable()
         path = self.path_for(stem, key)

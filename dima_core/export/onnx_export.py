@@ -21,9 +21,10 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +40,8 @@ from dima_core.export.io_spec import (
     validate_inputs,
 )
 from dima_core.export.planner_loading import LoadedPlanner, model_config_dict
-from dima_core.export.sidecar import ModelSidecar, file_sha256, sidecar_path
 from dima_core.export.planner_module import DeploymentPlanner, positional_args
+from dima_core.export.sidecar import ModelSidecar, file_sha256, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +94,14 @@ def measure_parity(model: nn.Module, input_specs: tuple[TensorSpec, ...], output
             expected = [t.numpy() for t in model(*positional_args(feeds)[1])]
         got = session.run(list(output_names), feeds)
         report[set_name] = {name: float(np.abs(g.astype(np.float64) - e.astype(np.float64)).max())
-                            for name, g, e in zip(output_names, got, expected)}
+                            for name, g, e in zip(output_names, got, expected, strict=True)}
     return report
 
 
 def export_onnx(loaded: LoadedPlanner, out_dir: str | os.PathLike[str], opset: int = DEFAULT_OPSET,
                 with_beam: bool = False,
-                real_inputs: Optional[Mapping[str, np.ndarray]] = None, name: Optional[str] = None,
-                parity_tolerance: Optional[float] = None) -> ExportResult:
+                real_inputs: Mapping[str, np.ndarray] | None = None, name: str | None = None,
+                parity_tolerance: float | None = None) -> ExportResult:
     """Export ``loaded`` to ``out_dir/<name>.onnx`` (+ ``.onnx.json``); see the module docstring."""
     import onnx
 

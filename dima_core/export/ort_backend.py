@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class OnnxRuntimeBackend(PlannerBackend):
         self.threads = threads
         self.configured_precision = precision  # auto: whatever the file is (its sidecar says)
         self.session: Any = None
-        self.sidecar: Optional[ModelSidecar] = None
+        self.sidecar: ModelSidecar | None = None
 
     def _load(self) -> None:
         import onnxruntime as ort
@@ -74,7 +74,7 @@ class OnnxRuntimeBackend(PlannerBackend):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.session.run(list(self.output_names), feeds)
-        return dict(zip(self.output_names, outputs))
+        return dict(zip(self.output_names, outputs, strict=True))
 
     def close(self) -> None:
         self.session = None

@@ -7,7 +7,7 @@ drops the subgraphs nothing reads, and the torch backend returns the same names 
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch

@@ -23,14 +23,14 @@ autocast on a CPU (no fast fp16 CPU kernels in torch either).
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
 PrecisionName = Literal["auto", "fp32", "fp16", "bf16", "int8"]
 AUTO = "auto"
 
 # What each backend can run, on which devices (None: every device the backend supports).
-_SUPPORT: dict[str, dict[str, Optional[tuple[str, ...]]]] = {
+_SUPPORT: dict[str, dict[str, tuple[str, ...] | None]] = {
     "torch": {"fp32": None, "bf16": None, "fp16": ("cuda",)},
     "onnxruntime": {"fp32": None, "int8": ("cpu",)},
     "tensorrt": {"fp16": None, "fp32": None},
@@ -45,7 +45,7 @@ class PrecisionError(ValueError):
     """A precision a backend cannot run, or a model file whose precision is not the one configured."""
 
 
-def backend_precisions(backend: str, device: Optional[str] = None) -> tuple[str, ...]:
+def backend_precisions(backend: str, device: str | None = None) -> tuple[str, ...]:
     """The precisions ``backend`` runs on ``device`` (every device when None), in :data:`PRECISIONS` order."""
     if backend not in _SUPPORT:
         raise PrecisionError(f"unknown backend {backend!r}; choose one of {sorted(_SUPPORT)}")
@@ -79,7 +79,7 @@ def check_precision(backend: str, precision: str, device: str) -> None:
                          f"{list(allowed)}){': ' + hint if hint else ''}")
 
 
-def resolve_precision(backend: str, precision: str, model_precision: Optional[str] = None) -> str:
+def resolve_precision(backend: str, precision: str, model_precision: str | None = None) -> str:
     """The precision that runs: ``precision`` itself, or for ``auto`` the backend's default (torch fp32, tensorrt
     fp16, onnxruntime ``model_precision``: the sidecar's; fp32 when not known yet)."""
     if precision != AUTO:

@@ -28,9 +28,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class _FeedReader:
         self._feeds = list(feeds)
         self._position = 0
 
-    def get_next(self) -> Optional[dict[str, np.ndarray]]:
+    def get_next(self) -> dict[str, np.ndarray] | None:
         if self._position >= len(self._feeds):
             return None
         self._position += 1
@@ -102,7 +103,7 @@ def _session(path: Path) -> Any:
 
 def _infer(session: Any, output_names: tuple[str, ...]):
     def infer(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(output_names, session.run(list(output_names), feeds)))
+        return dict(zip(output_names, session.run(list(output_names), feeds), strict=True))
 
     return infer
 
@@ -116,14 +117,14 @@ def _calibration_method(name: str) -> Any:
 
 def _max_abs_errors(reference: Sequence[dict[str, np.ndarray]], candidate: Sequence[dict[str, np.ndarray]]
                     ) -> dict[str, float]:
-    return {name: max(float(np.abs(c[name] - r[name]).max()) for r, c in zip(reference, candidate))
+    return {name: max(float(np.abs(c[name] - r[name]).max()) for r, c in zip(reference, candidate, strict=True))
             for name in TRAJECTORY_OUTPUTS}
 
 
 def quantize_onnx(fp32_onnx: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                   calibration: Sequence[PlannerFrame], held_out: Sequence[PlannerFrame],
-                  config: Optional[QuantizationConfig] = None, name: Optional[str] = None,
-                  data: Optional[dict[str, Any]] = None) -> ExportResult:
+                  config: QuantizationConfig | None = None, name: str | None = None,
+                  data: dict[str, Any] | None = None) -> ExportResult:
     """Write ``out_dir/<name>.onnx`` (default name: the fp32 file's stem + ``_int8``) and its sidecar.
 
     ``data`` describes where ``calibration`` and ``held_out`` came from (recorded in the sidecar). Raises
@@ -178,7 +179,9 @@ def quantize_onnx(fp32_onnx: str | os.PathLike[str], out_dir: str | os.PathLike[
                               f"differs from its fp32 source's {[s.to_dict() for s in fp32.inputs + fp32.outputs]}")
         quantized_ops = sorted({n.op_type for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")})
         if not quantized_ops:
-            raise ExportError(f"onnxruntime quantised nothing in {fp32_path.name} (op types {config.op_types or 'all'})")
+            raise ExportError(
+                f"onnxruntime quantised nothing in {fp32_path.name} (op types {config.op_types or 'all'})"
+            )
 
         int8_infer = _infer(_session(tmp), outputs)
         reference, candidate = predict(fp32_infer, specs, held_out), predict(int8_infer, specs, held_out)
@@ -198,10 +201,12 @@ def quantize_onnx(fp32_onnx: str | os.PathLike[str], out_dir: str | os.PathLike[
         }
         parity["passed"] = cost.max_trajectory_diff_m <= config.tolerance_m
         if not parity["passed"]:
-            raise ExportError(f"the int8 graph's trajectory differs from fp32 by up to {cost.max_trajectory_diff_m:.3f} m "
-                              f"on the held-out frames, beyond the tolerance {config.tolerance_m} m ({cost.summary()}); "
-                              "calibrate on more frames, try --calibration-method percentile or --int8-reduce-range, "
-                              "or restrict --int8-op-types")
+            raise ExportError(
+                f"the int8 graph's trajectory differs from fp32 by up to {cost.max_trajectory_diff_m:.3f} m "
+                f"on the held-out frames, beyond the tolerance {config.tolerance_m} m ({cost.summary()}); "
+                "calibrate on more frames, try --calibration-method percentile or --int8-reduce-range, "
+                "or restrict --int8-op-types"
+            )
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, final)

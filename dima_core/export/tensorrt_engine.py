@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from dima_core.export.build_progress import BuildHeartbeat
 from dima_core.export.engine_cache import CacheDecision, EngineCache, EngineKey
@@ -166,7 +166,7 @@ class EngineArtifact:
 
 
 def ensure_engine(onnx_path: str | os.PathLike[str], precision: Precision = "fp16",
-                  engine_dir: Optional[str | os.PathLike[str]] = None,
+                  engine_dir: str | os.PathLike[str] | None = None,
                   workspace_gib: float = DEFAULT_WORKSPACE_GIB, heartbeat_seconds: float = 5.0) -> EngineArtifact:
     """The engine for ``onnx_path`` at ``precision`` on this GPU: from the cache, or built (loudly) and cached."""
     onnx_path = Path(onnx_path)

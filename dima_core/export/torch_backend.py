@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import numpy as np
 import torch
@@ -32,8 +31,8 @@ class TorchBackend(PlannerBackend):
 
     name = "torch"
 
-    def __init__(self, checkpoint: Optional[str | os.PathLike[str]] = None,
-                 model_config: Optional[str | os.PathLike[str]] = None, device: str = "cpu", with_beam: bool = False,
+    def __init__(self, checkpoint: str | os.PathLike[str] | None = None,
+                 model_config: str | os.PathLike[str] | None = None, device: str = "cpu", with_beam: bool = False,
                  threads: int = 0, seed: int = 0, precision: str = "fp32") -> None:
         super().__init__(device)
         check_precision(self.name, precision, device)
@@ -43,7 +42,7 @@ class TorchBackend(PlannerBackend):
         self.with_beam = with_beam
         self.threads = threads
         self.seed = seed
-        self.module: Optional[DeploymentPlanner] = None
+        self.module: DeploymentPlanner | None = None
         self.source: dict[str, object] = {}
 
     def _load(self) -> None:
@@ -64,7 +63,7 @@ class TorchBackend(PlannerBackend):
             # .cpu() synchronises with the CUDA stream, so the measured latency is the real one. Half-precision
             # outputs go back to float32: the interface's dtype (and numpy has no bfloat16).
             return {name: (t.float() if t.is_floating_point() else t).cpu().numpy()
-                    for name, t in zip(self.output_names, outputs)}
+                    for name, t in zip(self.output_names, outputs, strict=True)}
 
     def describe(self) -> str:
         return super().describe() if self.precision == "fp32" else f"torch {self.precision} autocast on {self.device}"

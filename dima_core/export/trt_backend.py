@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -32,15 +32,15 @@ class TensorRTBackend(PlannerBackend):
     name = "tensorrt"
 
     def __init__(self, onnx_path: str | os.PathLike[str], precision: str = "fp16",
-                 engine_dir: Optional[str | os.PathLike[str]] = None,
+                 engine_dir: str | os.PathLike[str] | None = None,
                  workspace_gib: float = DEFAULT_WORKSPACE_GIB) -> None:
         super().__init__("cuda")
         self.onnx_path = Path(onnx_path)
         self.precision = precision
         self.engine_dir = engine_dir
         self.workspace_gib = workspace_gib
-        self.artifact: Optional[EngineArtifact] = None
-        self.sidecar: Optional[ModelSidecar] = None
+        self.artifact: EngineArtifact | None = None
+        self.sidecar: ModelSidecar | None = None
         self._engine: Any = None
         self._context: Any = None
         self._stream: Any = None
@@ -71,7 +71,9 @@ class TensorRTBackend(PlannerBackend):
             shape = tuple(int(d) for d in self._engine.get_tensor_shape(name))
             dtype = torch_types.get(self._engine.get_tensor_dtype(name))
             if dtype is None:
-                raise EngineBuildError(f"engine tensor {name} has unsupported dtype {self._engine.get_tensor_dtype(name)}")
+                raise EngineBuildError(
+                    f"engine tensor {name} has unsupported dtype {self._engine.get_tensor_dtype(name)}"
+                )
             spec = TensorSpec(name, shape, str(dtype).replace("torch.", ""))
             is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (inputs if is_input else outputs).append(spec)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -163,7 +162,7 @@ def _unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
 
 
 def load_torchvision_resnet(
-    model: ResNet, path: Union[str, os.PathLike], strict: bool = True
+    model: ResNet, path: str | os.PathLike, strict: bool = True
 ) -> LoadReport:
     """Load a torchvision-format ResNet state_dict from a local file into ``model``.
 
@@ -218,12 +217,12 @@ class FPN(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats)]
+        laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats, strict=True)]
         for k in range(len(laterals) - 1, 0, -1):
             laterals[k - 1] = laterals[k - 1] + F.interpolate(
                 laterals[k], size=laterals[k - 1].shape[-2:], mode="nearest"
             )
-        outs = [conv(x) for conv, x in zip(self.output_convs, laterals)]
+        outs = [conv(x) for conv, x in zip(self.output_convs, laterals, strict=True)]
         for k, conv in enumerate(self.extra_convs):
             outs.append(conv(outs[-1] if k == 0 else F.relu(outs[-1])))
         return outs
@@ -265,7 +264,7 @@ class ImageBackbone(nn.Module):
             for p in m.parameters():
                 p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "ImageBackbone":
+    def train(self, mode: bool = True) -> ImageBackbone:
         super().train(mode)
         if mode:
             for m in self._frozen_modules():

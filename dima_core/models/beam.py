@@ -27,8 +27,8 @@ map_logits           (B, Nm, 3)              class logits (sigmoid), order ``con
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 
@@ -95,24 +95,24 @@ class BeamTokens:
         return {name: getattr(self, name) for name in BEAM_FIELDS}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object], prefix: str = "") -> "BeamTokens":
+    def from_dict(cls, data: Mapping[str, object], prefix: str = "") -> BeamTokens:
         """Inverse of :meth:`as_dict`; values may be tensors or numpy arrays; ``prefix`` is stripped from keys."""
         missing = [name for name in BEAM_FIELDS if prefix + name not in data]
         if missing:
             raise KeyError(f"BeamTokens.from_dict: missing fields {missing}")
         return cls(**{name: torch.as_tensor(data[prefix + name]) for name in BEAM_FIELDS})
 
-    def map_tensors(self, fn) -> "BeamTokens":
+    def map_tensors(self, fn) -> BeamTokens:
         """A new ``BeamTokens`` with ``fn`` applied to every tensor."""
         return dataclasses.replace(self, **{name: fn(getattr(self, name)) for name in BEAM_FIELDS})
 
-    def to(self, *args, **kwargs) -> "BeamTokens":
+    def to(self, *args, **kwargs) -> BeamTokens:
         return self.map_tensors(lambda t: t.to(*args, **kwargs))
 
-    def detach(self) -> "BeamTokens":
+    def detach(self) -> BeamTokens:
         return self.map_tensors(lambda t: t.detach())
 
-    def cpu(self) -> "BeamTokens":
+    def cpu(self) -> BeamTokens:
         return self.map_tensors(lambda t: t.cpu())
 
     def shapes(self) -> dict[str, tuple[int, ...]]:

@@ -24,14 +24,19 @@ prev_bev (B, C, H, W) | None, ego_motion (B, 4, 4) | None) -> bev (B, C, H, W)``
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dima_core.models.attention import DeformableBevAttention, FeedForward
-from dima_core.models.bev_geometry import bev_cell_centres, bev_pillar_points, metric_to_fraction, project_to_cameras, warp_bev
+from dima_core.models.bev_geometry import (
+    bev_cell_centres,
+    bev_pillar_points,
+    metric_to_fraction,
+    project_to_cameras,
+    warp_bev,
+)
 from dima_core.models.config import BevConfig
 
 
@@ -58,7 +63,9 @@ class SpatialCrossAttention(nn.Module):
             1, 1, 1, num_points, 1
         )
         with torch.no_grad():
-            self.sampling_offsets.bias.copy_(pattern.expand(num_heads, num_levels, num_anchors, num_points, 2).flatten())
+            self.sampling_offsets.bias.copy_(
+                pattern.expand(num_heads, num_levels, num_anchors, num_points, 2).flatten()
+            )
         nn.init.zeros_(self.attention_weights.weight)
         nn.init.zeros_(self.attention_weights.bias)
         nn.init.xavier_uniform_(self.output_proj.weight)
@@ -115,7 +122,7 @@ class BevEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(c)
         self.ffn = FeedForward(c, config.ffn_dim, config.dropout)
 
-    def forward(self, bev: torch.Tensor, pos: torch.Tensor, ref_2d: torch.Tensor, prev: Optional[torch.Tensor],
+    def forward(self, bev: torch.Tensor, pos: torch.Tensor, ref_2d: torch.Tensor, prev: torch.Tensor | None,
                 values: list[torch.Tensor], ref_uv: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         b, m, c = bev.shape
         h, w = self.grid_size
@@ -166,7 +173,7 @@ class BevEncoder(nn.Module):
         return torch.cat([rows, cols], dim=-1).reshape(1, h * w, -1)
 
     def forward(self, feats: list[torch.Tensor], intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-                prev_bev: Optional[torch.Tensor] = None, ego_motion: Optional[torch.Tensor] = None) -> torch.Tensor:
+                prev_bev: torch.Tensor | None = None, ego_motion: torch.Tensor | None = None) -> torch.Tensor:
         b, n = intrinsics.shape[:2]
         h, w = self.config.grid_size
         c = self.config.embed_dim

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from dima_core.config import ConfigError, load_config, ranged
 from dima_core.constants import (
@@ -44,7 +44,7 @@ class BackboneConfig:
     out_stages: tuple[int, ...] = ranged((4,), lo=2, hi=4, help="ResNet stages fed to the FPN (2=C3 .. 4=C5)")
     num_extra_levels: int = ranged(0, lo=0, hi=2, help="extra stride-2 FPN levels on top of the last stage")
     fpn_channels: int = ranged(128, lo=8, hi=1024)
-    pretrained_path: Optional[str] = None  # local torchvision ResNet state_dict; never downloaded
+    pretrained_path: str | None = None  # local torchvision ResNet state_dict; never downloaded
     frozen_stages: int = ranged(-1, lo=-1, hi=4, help="-1: none; 0: stem; k: stem and layer1..layerk")
     norm_eval: bool = False  # keep BatchNorm in eval mode (frozen statistics) while training
     image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # inputs are RGB in [0, 1]
@@ -204,7 +204,7 @@ class ModelConfig:
             raise ValueError("planner.future_steps must equal agent_head.future_steps")
 
 
-def load_model_config(path: str | os.PathLike, section: Optional[str] = None) -> ModelConfig:
+def load_model_config(path: str | os.PathLike, section: str | None = None) -> ModelConfig:
     """Load and validate a :class:`ModelConfig` from YAML (optionally from one top-level ``section``)."""
     return load_config(path, ModelConfig, section=section)
 

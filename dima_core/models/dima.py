@@ -22,9 +22,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -68,9 +69,9 @@ class TeacherInputs:
     plan_gt: torch.Tensor
     plan_mask: torch.Tensor
     distill: bool = True
-    future_bev: Optional[dict[int, torch.Tensor]] = None
-    future_valid: Optional[dict[int, torch.Tensor]] = None
-    edits: Optional[Sequence[Any]] = None
+    future_bev: dict[int, torch.Tensor] | None = None
+    future_valid: dict[int, torch.Tensor] | None = None
+    edits: Sequence[Any] | None = None
     edit_prompts: Any = None
 
 
@@ -79,7 +80,7 @@ class JointOutput:
     """``planner``: the planner's output; ``teacher_total`` / ``teacher_terms``: weighted sum and raw terms."""
 
     planner: PlannerOutput
-    teacher_total: Optional[torch.Tensor] = None
+    teacher_total: torch.Tensor | None = None
     teacher_terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -98,7 +99,7 @@ class DimaJointModel(nn.Module):
             ablation rung "without all BEAM tokens"), so no scene information flows through them.
     """
 
-    def __init__(self, planner: VisionPlanner, teacher: Optional[nn.Module] = None,
+    def __init__(self, planner: VisionPlanner, teacher: nn.Module | None = None,
                  beam_tokens: Sequence[str] = tuple(TOKEN_ATTRS)) -> None:
         super().__init__()
         unknown = sorted(set(beam_tokens) - set(TOKEN_ATTRS))
@@ -129,8 +130,10 @@ class DimaJointModel(nn.Module):
         if strict:
             missing = [k for k in result.missing_keys if not is_frozen_llm_key(k)]
             if missing or result.unexpected_keys:
-                raise RuntimeError(f"DimaJointModel.load_state_dict: missing {missing[:5]} (+{max(len(missing) - 5, 0)}),"
-                                   f" unexpected {list(result.unexpected_keys)[:5]}")
+                raise RuntimeError(
+                    f"DimaJointModel.load_state_dict: missing {missing[:5]} (+{max(len(missing) - 5, 0)}),"
+                    f" unexpected {list(result.unexpected_keys)[:5]}"
+                )
         return result
 
     # ------------------------------------------------------------------------------------------------ forward
@@ -143,9 +146,9 @@ class DimaJointModel(nn.Module):
         return dataclasses.replace(beam, **replaced)
 
     def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: Optional[torch.Tensor] = None,
-                ego_motion: Optional[torch.Tensor] = None,
-                teacher_inputs: Optional[TeacherInputs] = None) -> JointOutput:
+                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: torch.Tensor | None = None,
+                ego_motion: torch.Tensor | None = None,
+                teacher_inputs: TeacherInputs | None = None) -> JointOutput:
         """Planner forward (VisionPlanner's arguments) and, with ``teacher_inputs``, the teacher's losses."""
         out = self.planner(images, intrinsics, cam_to_ego, ego_status, command, prev_bev, ego_motion)
         if teacher_inputs is None:
@@ -181,8 +184,8 @@ class DimaJointModel(nn.Module):
         return self.teacher
 
     def plan(self, mode: Mode, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-             ego_status: torch.Tensor, command: torch.Tensor, prev_bev: Optional[torch.Tensor] = None,
-             ego_motion: Optional[torch.Tensor] = None) -> PlannerOutput:
+             ego_status: torch.Tensor, command: torch.Tensor, prev_bev: torch.Tensor | None = None,
+             ego_motion: torch.Tensor | None = None) -> PlannerOutput:
         """The planner's output with ``trajectories`` / ``trajectory`` (and ``ego_feature`` in dual mode) taken
         from the chosen mode; the BEAM outputs are the planner's in every mode."""
         if mode not in MODES:
@@ -244,8 +247,8 @@ class ModePlanner(nn.Module):
         return self.joint.planner.bev_encoder
 
     def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: Optional[torch.Tensor] = None,
-                ego_motion: Optional[torch.Tensor] = None) -> PlannerOutput:
+                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: torch.Tensor | None = None,
+                ego_motion: torch.Tensor | None = None) -> PlannerOutput:
         return self.joint.plan(self.mode, images, intrinsics, cam_to_ego, ego_status, command, prev_bev, ego_motion)
 
 
@@ -276,7 +279,7 @@ def joint_model_config(model_config: ModelConfig, mllm_config: Any, beam_tokens:
             "beam_tokens": list(beam_tokens)}
 
 
-def build_teacher(mllm_config: Any, llm: Optional[nn.Module] = None, tokenizer: Any = None) -> nn.Module:
+def build_teacher(mllm_config: Any, llm: nn.Module | None = None, tokenizer: Any = None) -> nn.Module:
     """A :class:`DimaTeacher` for ``mllm_config``; ``llm``/``tokenizer`` reuse an already loaded base LLM."""
     from dima_core.models.mllm.teacher import DimaTeacher
 
@@ -284,7 +287,7 @@ def build_teacher(mllm_config: Any, llm: Optional[nn.Module] = None, tokenizer: 
 
 
 def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location: str | torch.device = "cpu",
-              llm: Optional[nn.Module] = None, tokenizer: Any = None) -> LoadedDima:
+              llm: nn.Module | None = None, tokenizer: Any = None) -> LoadedDima:
     """Restore a stage-1 or stage-2 checkpoint (file or run directory), or a planner weights file, for ``mode``.
 
     ``vision`` builds the planner only: the LLM is neither loaded nor constructed, and the teacher's weights in
@@ -373,7 +376,7 @@ def _stop_when(should_stop: Callable[[], bool]) -> Any:
 
 def answer_question(model: DimaJointModel, sample_or_beam: Any, question: str, max_new_tokens: int = 64,
                     max_question_tokens: int = DEFAULT_MAX_QUESTION_TOKENS,
-                    should_stop: Optional[Callable[[], bool]] = None) -> tuple[str, float]:
+                    should_stop: Callable[[], bool] | None = None) -> tuple[str, float]:
     """``(answer, latency_ms)``: the teacher's greedy answer grounded on one sample's BEAM tokens.
 
     Args:

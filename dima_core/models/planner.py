@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dima_core.models.attention import CrossAttentionLayer, MLP
+from dima_core.models.attention import MLP, CrossAttentionLayer
 from dima_core.models.bev_geometry import metric_to_fraction
 from dima_core.models.config import PlannerConfig
 

@@ -14,7 +14,6 @@ named :data:`EXPORT_OUTPUT_NAMES` (the trajectory first, then the BEAM fields).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -53,8 +52,8 @@ class VisionPlanner(nn.Module):
         self.planner = PlanningTransformer(config.planner, config.embed_dim, bev_cfg.x_range, bev_cfg.y_range)
 
     def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: Optional[torch.Tensor] = None,
-                ego_motion: Optional[torch.Tensor] = None) -> PlannerOutput:
+                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: torch.Tensor | None = None,
+                ego_motion: torch.Tensor | None = None) -> PlannerOutput:
         b, n = images.shape[:2]
         feats = self.backbone(images.flatten(0, 1))
         bev = self.bev_encoder(feats, intrinsics, cam_to_ego, prev_bev, ego_motion)
@@ -111,8 +110,8 @@ class ExportablePlanner(nn.Module):
         return EXPORT_INPUT_NAMES + (EXPORT_TEMPORAL_INPUT_NAMES if temporal else ())
 
     def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: Optional[torch.Tensor] = None,
-                ego_motion: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, ...]:
+                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: torch.Tensor | None = None,
+                ego_motion: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         out = self.model(images, intrinsics, cam_to_ego, ego_status, command, prev_bev, ego_motion)
         beam = out.beam.as_dict()
         return (out.trajectory, out.trajectories, out.ego_feature, out.bev) + tuple(beam[k] for k in BEAM_FIELDS)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import torch
 
@@ -74,7 +75,7 @@ def _config_json(model_config: Mapping[str, Any]) -> str:
 
 
 def save_planner_weights(path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor],
-                         model_config: Mapping[str, Any], source: Optional[Mapping[str, Any]] = None) -> Path:
+                         model_config: Mapping[str, Any], source: Mapping[str, Any] | None = None) -> Path:
     """Write ``state_dict`` (float32, contiguous, CPU) with its config and provenance; returns the path.
 
     Written atomically (``write_atomic``): an interrupted write never leaves a half file under ``path``.

@@ -32,7 +32,8 @@ Evaluator node, simulator node, bringup:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from dima_core.runtime.config import PlannerNodeConfig
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Generic, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
@@ -103,7 +104,7 @@ class LatestFrameWorker(Generic[Item, Result]):
         self._work = work
         self._deliver = deliver
         self._cond = threading.Condition()
-        self._pending: Optional[Item] = None
+        self._pending: Item | None = None
         self._has_pending = False
         self._closing = False
         self.submitted = self.done = self.replaced = self.failed = 0

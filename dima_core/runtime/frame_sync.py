@@ -38,8 +38,9 @@ Nothing here knows ROS: values are opaque payloads (the node stores its messages
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Optional, Sequence, TypeVar, Union
+from typing import Any, Generic, Literal, TypeVar
 
 from dima_core.constants import CAMERA_NAMES
 
@@ -65,7 +66,7 @@ class FrameSet:
     stamp_ns: int
     images: dict[str, Stamped[Any]]  # camera name -> frame, in the camera order given to the synchroniser
     odometry: Stamped[Any]
-    acceleration: Optional[Stamped[Any]]
+    acceleration: Stamped[Any] | None
     command: Stamped[Any]
 
 
@@ -81,7 +82,7 @@ class SyncIssue:
     reasons: tuple[str, ...]
 
 
-SyncEvent = Union[FrameSet, SyncIssue]
+SyncEvent = FrameSet | SyncIssue
 
 
 @dataclass
@@ -135,7 +136,7 @@ class _Input:
     def label(self) -> str:
         return {"camera": f"camera {self.name}", "command": "driving command"}.get(self.kind, self.kind)
 
-    def silence_ns(self, now_ns: int) -> Optional[int]:
+    def silence_ns(self, now_ns: int) -> int | None:
         """Wall time since the last message, None if nothing was ever received."""
         return now_ns - self.arrivals[-1] if self.arrivals else None
 
@@ -158,7 +159,7 @@ class FrameSynchronizer:
     """CAM_FRONT-anchored synchroniser with bounded queues; every ``add_*`` and :meth:`poll` returns the events it
     caused (complete :class:`FrameSet` s and :class:`SyncIssue` s)."""
 
-    def __init__(self, settings: Optional[SyncSettings] = None) -> None:
+    def __init__(self, settings: SyncSettings | None = None) -> None:
         self.settings = settings or SyncSettings()
         if self.settings.anchor not in self.settings.cameras:
             raise ValueError(f"anchor camera {self.settings.anchor} is not one of {self.settings.cameras}")
@@ -201,7 +202,7 @@ class FrameSynchronizer:
 
     # -- inputs ---------------------------------------------------------------------------------------------------
 
-    def _check_order(self, name: str, stamp_ns: int) -> Optional[SyncIssue]:
+    def _check_order(self, name: str, stamp_ns: int) -> SyncIssue | None:
         last = self._last.get(name)
         if last is not None and stamp_ns <= last:
             self.stats.backwards += 1
@@ -291,7 +292,7 @@ class FrameSynchronizer:
             return stamp_ns <= anchor_ns + s.tolerance_ns and anchor_ns - stamp_ns <= s.command_max_age_ns
         return abs(stamp_ns - anchor_ns) <= s.tolerance_ns
 
-    def _better(self, inp: _Input, new: Stamped[Any], old: Optional[Stamped[Any]], anchor_ns: int) -> bool:
+    def _better(self, inp: _Input, new: Stamped[Any], old: Stamped[Any] | None, anchor_ns: int) -> bool:
         if old is None:
             return True
         if inp.kind == "command" and self.settings.command_policy == "latest":
@@ -366,7 +367,7 @@ class FrameSynchronizer:
     # -- reporting ------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _nearest(queue: Sequence[Stamped[Any]], stamp_ns: int) -> Optional[Stamped[Any]]:
+    def _nearest(queue: Sequence[Stamped[Any]], stamp_ns: int) -> Stamped[Any] | None:
         if not queue:
             return None
         return min(queue, key=lambda m: abs(m.stamp_ns - stamp_ns))
@@ -401,7 +402,7 @@ class FrameSynchronizer:
             return f"no driving command stamped within {_ms(tol):.0f} ms of CAM_FRONT{near} (command_policy match)"
         return f"no driving command newer than {_ms(s.command_max_age_ns):.0f} ms (command_policy latest)"
 
-    def _give_up(self, pending: _Pending, now_ns: Optional[int], extra: tuple[str, ...]) -> SyncIssue:
+    def _give_up(self, pending: _Pending, now_ns: int | None, extra: tuple[str, ...]) -> SyncIssue:
         """End ``pending`` without a trajectory: one reason per unmatched input, with how the wait ended for an
         input that was still expected (quiet vs. still publishing), then ``extra``."""
         a = pending.anchor.stamp_ns

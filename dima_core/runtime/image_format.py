@@ -30,8 +30,9 @@ geometry when it resizes the remainder.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -238,7 +239,7 @@ def jpeg_reduction(full_wh: tuple[int, int], target_wh: tuple[int, int], max_red
 
 
 def decode_image(data: bytes | bytearray | memoryview | np.ndarray | Sequence[int], fmt: str = "jpeg",
-                 source: str = "image", target_wh: Optional[tuple[int, int]] = None,
+                 source: str = "image", target_wh: tuple[int, int] | None = None,
                  max_reduction: int = 1) -> DecodedImage:
     """Decode CompressedImage bytes to RGB, checked against ``fmt`` first.
 

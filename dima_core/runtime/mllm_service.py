@@ -19,9 +19,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ class TokenBuffer:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._frames: "collections.OrderedDict[int, Any]" = collections.OrderedDict()
+        self._frames: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def put(self, stamp_ns: int, beam: Any) -> None:
@@ -124,7 +125,7 @@ class TokenBuffer:
 class _Job:
     question: str
     stamp_ns: int
-    future: "Future[AskResult]"
+    future: Future[AskResult]
     deadline: float  # time.monotonic() after which the caller has given up
 
 
@@ -141,12 +142,12 @@ class QuestionWorker:
 
     def __init__(self, answer: Callable[[Any, str, Callable[[], bool]], tuple[str, float]], tokens: TokenBuffer,
                  queue_size: int,
-                 check: Optional[Callable[[str], None]] = None) -> None:
+                 check: Callable[[str], None] | None = None) -> None:
         self._answer = answer
         self._tokens = tokens
         self._check = check
         self._slots = threading.BoundedSemaphore(queue_size)
-        self._queue: "queue.Queue[Optional[_Job]]" = queue.Queue()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
         self.queue_size = queue_size
         self.answered = 0
         self._closing = threading.Event()
@@ -188,8 +189,8 @@ class QuestionWorker:
                 continue  # timed out while queued: its caller has already been answered
             try:
                 stamp, beam = self._tokens.get(job.stamp_ns)
-                answer, latency_ms = self._answer(
-                    beam, job.question, lambda: self._closing.is_set() or time.monotonic() > job.deadline)
+                answer, latency_ms = self._answer(  # the stop callback runs within this call, for this job
+                    beam, job.question, lambda: self._closing.is_set() or time.monotonic() > job.deadline)  # noqa: B023
                 if time.monotonic() > job.deadline or self._closing.is_set():
                     result = AskResult(False, error="generation was stopped (timed out or shutting down)")
                 else:

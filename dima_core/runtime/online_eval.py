@@ -15,7 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +43,8 @@ class OnlineEvaluator:
 
         self.accumulator = PlanningMetricAccumulator()
         self.max_pending = max_pending
-        self._trajectories: "collections.OrderedDict[int, np.ndarray]" = collections.OrderedDict()
-        self._ground_truth: "collections.OrderedDict[int, Any]" = collections.OrderedDict()
+        self._trajectories: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+        self._ground_truth: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self.paired: dict[str, np.ndarray] = {}  # sample token -> (6, 2) trajectory, in pairing order
         self.num_trajectories = 0
         self.num_ground_truth = 0
@@ -73,7 +73,7 @@ class OnlineEvaluator:
             self._score(traj, gt)
             return True
 
-    def _keep(self, buffer: "collections.OrderedDict[int, Any]", stamp_ns: int, value: Any) -> None:
+    def _keep(self, buffer: collections.OrderedDict[int, Any], stamp_ns: int, value: Any) -> None:
         buffer[stamp_ns] = value
         while len(buffer) > self.max_pending:
             buffer.popitem(last=False)
@@ -117,7 +117,7 @@ class OnlineEvaluator:
         report = self.report()
         vad = report["vad"]
 
-        def fmt(v: Optional[float], unit: str) -> str:
+        def fmt(v: float | None, unit: str) -> str:
             return "n/a" if v is None else f"{v:.3f}{unit}"
 
         return (f"{report['online']['num_paired']} pairs, {report['num_samples']} scored: "

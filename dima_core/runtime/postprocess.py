@@ -9,12 +9,13 @@ meaningless.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 
 import numpy as np
 
 from dima_core.constants import STEP_SECONDS
+
 # yaw_to_quaternion is defined in the geometry module; the ROS converters (dima_ros/converters) import it from here.
 from dima_core.data.geometry import yaw_to_quaternion
 
@@ -81,7 +82,7 @@ def decode_agents(outputs: Mapping[str, np.ndarray], threshold: float) -> list[A
     boxes = np.asarray(outputs["agent_boxes"])[0]
     scores = _sigmoid(np.asarray(outputs["agent_logits"])[0])
     out = []
-    for box, s in zip(boxes, scores):
+    for box, s in zip(boxes, scores, strict=True):
         label = int(np.argmax(s))
         if s[label] >= threshold and np.isfinite(box).all():
             out.append(AgentDetection(tuple(float(v) for v in box), label, float(s[label])))
@@ -95,14 +96,14 @@ def decode_map(outputs: Mapping[str, np.ndarray], threshold: float) -> list[MapE
     lines = np.asarray(outputs["map_polylines"])[0]
     scores = _sigmoid(np.asarray(outputs["map_logits"])[0])
     out = []
-    for line, s in zip(lines, scores):
+    for line, s in zip(lines, scores, strict=True):
         label = int(np.argmax(s))
         if s[label] >= threshold and np.isfinite(line).all():
             out.append(MapElement(np.asarray(line, np.float64), label, float(s[label])))
     return out
 
 
-def beam_token_arrays(outputs: Mapping[str, np.ndarray]) -> Optional[dict[str, np.ndarray]]:
+def beam_token_arrays(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
     """``{bev, ego, agents, map}`` without the batch dimension, or None when the backend has no BEAM outputs."""
     names = ("bev", "ego", "agents", "map")
     if not all(n in outputs for n in names):
@@ -110,7 +111,7 @@ def beam_token_arrays(outputs: Mapping[str, np.ndarray]) -> Optional[dict[str, n
     return {n: np.asarray(outputs[n], np.float32)[0] for n in names}
 
 
-def plan_feature_array(outputs: Mapping[str, np.ndarray]) -> Optional[np.ndarray]:
+def plan_feature_array(outputs: Mapping[str, np.ndarray]) -> np.ndarray | None:
     """The planner's penultimate ego feature of the first sample as (1, C_plan) float32 (dima/msg/BeamTokens
     ``plan_feature``, what DiMA-Dual fuses), or None when the backend does not output ``ego_feature``."""
     if "ego_feature" not in outputs:

@@ -21,9 +21,9 @@ reports in /diagnostics; nothing here returns a partially valid input.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -71,7 +71,7 @@ class CameraModel:
 
     @classmethod
     def from_lists(cls, intrinsics: Sequence[float], width: int, height: int, cam_to_ego: Sequence[float],
-                   source: str = "camera") -> "CameraModel":
+                   source: str = "camera") -> CameraModel:
         k = np.asarray(intrinsics, np.float64).reshape(3, 3)
         t = np.asarray(cam_to_ego, np.float64).reshape(4, 4)
         if not (np.isfinite(k).all() and np.isfinite(t).all()) or k[0, 0] <= 0 or k[1, 1] <= 0:
@@ -83,7 +83,7 @@ def ego_status_vector(speed: float, ax: float, ay: float, yaw_rate: float, sourc
     """(4,) float32 speed, ax, ay, yaw rate (``EgoStatus.as_vector`` layout); non-finite values are refused."""
     values = np.array([speed, ax, ay, yaw_rate], np.float64)
     if not np.isfinite(values).all():
-        named = ", ".join(f"{n}={v}" for n, v in zip(("speed", "ax", "ay", "yaw_rate"), values))
+        named = ", ".join(f"{n}={v}" for n, v in zip(("speed", "ax", "ay", "yaw_rate"), values, strict=True))
         raise InputError("odometry", f"{source}: non-finite ego status ({named}); frame refused")
     return values.astype(np.float32)
 
@@ -136,7 +136,7 @@ class PreprocessSettings:
                              f"'{self.interpolation}' it would not match training): use jpeg_max_reduction 1")
 
 
-ImageInput = Union[np.ndarray, DecodedImage]
+ImageInput = np.ndarray | DecodedImage
 
 
 def decode_for_network(data: bytes | bytearray | memoryview | Sequence[int], fmt: str, settings: PreprocessSettings,
@@ -203,7 +203,9 @@ def camera_tensor(image: ImageInput, camera: CameraModel, settings: PreprocessSe
 def camera_tensors(images_rgb: Sequence[ImageInput], cameras: Sequence[CameraModel], settings: PreprocessSettings,
                    names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``images (N,3,H,W)``, ``intrinsics (N,3,3)`` scaled to the network input, ``cam_to_ego (N,4,4)``, float32."""
-    outs = [camera_tensor(image, cam, settings, name) for name, image, cam in zip(names, images_rgb, cameras)]
+    outs = [
+        camera_tensor(image, cam, settings, name) for name, image, cam in zip(names, images_rgb, cameras, strict=True)
+    ]
     return _stack(outs, cameras)
 
 
@@ -266,8 +268,8 @@ class TemporalState:
     """
 
     def __init__(self) -> None:
-        self.prev_bev: Optional[np.ndarray] = None
-        self.prev_pose: Optional[np.ndarray] = None
+        self.prev_bev: np.ndarray | None = None
+        self.prev_pose: np.ndarray | None = None
 
     def reset(self) -> None:
         self.prev_bev = None
@@ -281,13 +283,13 @@ class TemporalState:
         motion = np.linalg.inv(pose) @ self.prev_pose
         return {"prev_bev": self.prev_bev, "ego_motion": motion.astype(np.float32)[None]}
 
-    def update(self, bev_map: Optional[np.ndarray], pose: np.ndarray) -> None:
+    def update(self, bev_map: np.ndarray | None, pose: np.ndarray) -> None:
         self.prev_bev = None if bev_map is None else np.asarray(bev_map, np.float32)
         self.prev_pose = pose
 
 
 def build_inputs(specs: Sequence[TensorSpec], images: np.ndarray, intrinsics: np.ndarray, cam_to_ego: np.ndarray,
-                 ego_status: np.ndarray, command: int, temporal: Optional[dict[str, np.ndarray]] = None
+                 ego_status: np.ndarray, command: int, temporal: dict[str, np.ndarray] | None = None
                  ) -> dict[str, np.ndarray]:
     """The backend's input dict for one frame: only the names in ``specs`` (an export may prune ego_status)."""
     if int(command) not in (0, 1, 2):

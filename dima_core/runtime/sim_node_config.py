@@ -19,7 +19,7 @@ import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Literal
 
 from dima_core.runtime.config import param
 
@@ -96,7 +96,7 @@ class SimSetup:
     scenarios: list[str]
     seeds: list[int]
     sim_config_path: str
-    world_config_path: Optional[str] = None
+    world_config_path: str | None = None
     files: dict[str, str] = field(default_factory=dict)
 
 

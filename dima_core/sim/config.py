@@ -7,7 +7,6 @@ from, so the simulator renders what the planner was trained on); this config say
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from dima_core.config import ranged
 from dima_core.sim.controller import ControllerConfig
@@ -18,14 +17,14 @@ from dima_core.sim.vehicle import VehicleConfig
 class SimConfig:
     """How an episode runs: rates, duration, when it ends early, the vehicle and its tracking controller."""
 
-    world_config: Optional[str] = field(
+    world_config: str | None = field(
         default="config/synth.yaml",
         metadata={"help": "SynthConfig YAML of the world (null: SynthConfig defaults); camera size etc. come from it"})
-    camera_width: Optional[int] = field(default=None, metadata={"help": "override the world's camera width"})
-    camera_height: Optional[int] = field(default=None, metadata={"help": "override the world's camera height"})
+    camera_width: int | None = field(default=None, metadata={"help": "override the world's camera width"})
+    camera_height: int | None = field(default=None, metadata={"help": "override the world's camera height"})
     planning_hz: float = ranged(2.0, lo=0.1, hi=20.0, help="planner calls per second (the dataset's keyframe rate)")
     sim_hz: float = ranged(10.0, lo=5.0, hi=100.0, help="simulation steps per second (vehicle, controller, traffic)")
-    episode_seconds: Optional[float] = field(
+    episode_seconds: float | None = field(
         default=None, metadata={"help": "episode length; null: the world's scene_seconds"})
     stop_on_collision: bool = field(
         default=False, metadata={"help": "end the episode at the first ego collision (the metrics see it either way)"})

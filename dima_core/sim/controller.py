@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -138,7 +139,11 @@ def _validate_plan(plan_xy_ego: object, state_at_plan: VehicleState, plan_time: 
         raise ValueError(f"plan has non-finite values (NaN/inf) at waypoint(s) {bad.tolist()}: {plan[bad].tolist()}")
     if not isinstance(state_at_plan, VehicleState) or not state_at_plan.is_finite():
         raise ValueError(f"state_at_plan must be a finite VehicleState, got {state_at_plan!r}")
-    if isinstance(plan_time, bool) or not isinstance(plan_time, (int, float, np.number)) or not math.isfinite(plan_time):
+    if (
+        isinstance(plan_time, bool)
+        or not isinstance(plan_time, (int, float, np.number))
+        or not math.isfinite(plan_time)
+    ):
         raise ValueError(f"plan_time must be a finite number of seconds, got {plan_time!r}")
     return plan
 
@@ -214,7 +219,9 @@ def _hermite_slopes(delta: np.ndarray, cusps: set[int]) -> np.ndarray:
         if i not in cusps and delta[i - 1] > 0.0 and delta[i] > 0.0:
             m[i] = 2.0 / (1.0 / delta[i - 1] + 1.0 / delta[i])
     m[0] = delta[0] if 1 in cusps else min(max(0.5 * (3.0 * delta[0] - delta[1]), 0.0), 3.0 * delta[0])
-    m[k] = delta[k - 1] if k - 1 in cusps else min(max(0.5 * (3.0 * delta[k - 1] - delta[k - 2]), 0.0), 3.0 * delta[k - 1])
+    m[k] = (
+        delta[k - 1] if k - 1 in cusps else min(max(0.5 * (3.0 * delta[k - 1] - delta[k - 2]), 0.0), 3.0 * delta[k - 1])
+    )
     return m
 
 
@@ -289,7 +296,7 @@ class TrajectoryTracker:
             if len(bounds) == 2:
                 break
             # Net displacement, not path length: a zig-zag of noisy points around one place is a sliver too.
-            lengths = [float(np.linalg.norm(pts[i1] - pts[i0])) for i0, i1 in zip(bounds[:-1], bounds[1:])]
+            lengths = [float(np.linalg.norm(pts[i1] - pts[i0])) for i0, i1 in pairwise(bounds)]
             sliver = int(np.argmin(lengths))
             if lengths[sliver] >= self.cfg.stop_distance_m:
                 break
@@ -310,7 +317,7 @@ class TrajectoryTracker:
         heading = np.array([math.cos(st.yaw), math.sin(st.yaw)])
         first_gear = next((g for g in gears if g != 0), 1 if st.v >= 0.0 else -1)
         runs = []
-        for i0, i1 in zip(bounds[:-1], bounds[1:]):
+        for i0, i1 in pairwise(bounds):
             gear = next((gears[k] for k in range(i0, i1) if moving[k]), first_gear)
             keep = [i0] + [k + 1 for k in range(i0, i1) if moving[k]]
             xy = pts[keep]

@@ -19,8 +19,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -42,7 +42,6 @@ from dima_core.sim.route import route_of_driver
 from dima_core.sim.scene import episode_scene, simulator_world_config
 from dima_core.sim.traffic import ReactiveTraffic
 from dima_core.sim.vehicle import KinematicBicycle, VehicleState
-
 
 PLAN_HORIZON_S = FUTURE_STEPS * STEP_SECONDS
 
@@ -171,7 +170,7 @@ class ClosedLoopEpisode:
             ego_past=past, ego_past_mask=past_mask, command=command)
 
     def apply_plan(self, plan: object, command: int, latency_ms: float = 0.0,
-                   planned_at: Optional[tuple[float, VehicleState]] = None) -> bool:
+                   planned_at: tuple[float, VehicleState] | None = None) -> bool:
         """Hand a policy output to the controller; False (and counted) when it is refused.
 
         ``planned_at`` (time, ego state): the planning cycle the plan was made for, when that is earlier than the
@@ -214,7 +213,7 @@ class ClosedLoopEpisode:
         if off_route > self.sim_cfg.max_route_deviation_m:
             self.ended_early = f"lost: {off_route:.1f} m from the route"
 
-    def run(self, policy: Policy, progress: Optional[Callable[[StepView], None]] = None,
+    def run(self, policy: Policy, progress: Callable[[StepView], None] | None = None,
             time_policy: bool = True, keep_frames: bool = False) -> EpisodeLog:
         """Drive the whole episode with ``policy``; returns its log (with the camera frames if ``keep_frames``)."""
         self.start(policy.name)
@@ -252,21 +251,35 @@ class ClosedLoopEpisode:
         lanes = [LaneGeometry(lane.id, np.asarray(lane.centerline), np.concatenate([lane.left, lane.right[::-1]]),
                               lane.road is None) for lane in self.live.net.lanes.values()]
         return EpisodeLog(
-            scenario=self.scenario, seed=self.seed, policy=self.policy_name, dt=self.dt,
-            times=np.asarray(self._times), ego=np.asarray(self._ego, np.float64),
-            ego_length=float(self.live.ego.length), ego_width=float(self.live.ego.width), ego_centre_offset=EGO_FOOTPRINT_FORWARD_OFFSET_M,
+            scenario=self.scenario,
+            seed=self.seed,
+            policy=self.policy_name,
+            dt=self.dt,
+            times=np.asarray(self._times),
+            ego=np.asarray(self._ego, np.float64),
+            ego_length=float(self.live.ego.length),
+            ego_width=float(self.live.ego.width),
+            ego_centre_offset=EGO_FOOTPRINT_FORWARD_OFFSET_M,
             agent_ids=np.array([a.id for a in actors], np.int64),
             agent_categories=[a.category for a in actors],
             agent_sizes=np.array([[a.length, a.width] for a in actors], np.float64).reshape(-1, 2),
             agent_static=np.array([a.driver is None and a.walker is None for a in actors], bool),
-            agents=agents, agent_present=present,
-            drivable_area=self.live.net.surface(), lanes=lanes, route=self.route.xy,
-            expert_progress=self.expert_progress, route_reverse_segments=list(self.route.reverse_spans),
+            agents=agents,
+            agent_present=present,
+            drivable_area=self.live.net.surface(),
+            lanes=lanes,
+            route=self.route.xy,
+            expert_progress=self.expert_progress,
+            route_reverse_segments=list(self.route.reverse_spans),
             expert_route_progress=self.expert_progress_curve[: len(self._times)].copy(),
             camera_frames=list(self.frames),
-            plans=list(self.plans), ended_early=self.ended_early, rejected_plans=self.rejected,
-            info={"rejections": self.rejections[:20], "world_camera": [self.world_cfg.camera.width,
-                                                                      self.world_cfg.camera.height]},
+            plans=list(self.plans),
+            ended_early=self.ended_early,
+            rejected_plans=self.rejected,
+            info={
+                "rejections": self.rejections[:20],
+                "world_camera": [self.world_cfg.camera.width, self.world_cfg.camera.height],
+            },
         )
 
 

@@ -123,4 +123,14 @@ class EpisodeLog:
         return self.ego[:, :2] + self.ego_centre_offset * np.stack([np.cos(yaw), np.sin(yaw)], axis=1)
 
 
-__all__ = ["EGO_ACCEL", "EGO_SPEED", "EGO_STEER", "EGO_X", "EGO_Y", "EGO_YAW", "EpisodeLog", "LaneGeometry", "PlanRecord"]
+__all__ = [
+    "EGO_ACCEL",
+    "EGO_SPEED",
+    "EGO_STEER",
+    "EGO_X",
+    "EGO_Y",
+    "EGO_YAW",
+    "EpisodeLog",
+    "LaneGeometry",
+    "PlanRecord",
+]

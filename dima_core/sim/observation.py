@@ -51,7 +51,9 @@ class SimObservation:
 
     def images_rgb(self) -> list[np.ndarray]:
         """(H, W, 3) uint8 RGB per camera, decoded as the training loader and the planner node decode."""
-        return [decode_compressed(data, "jpeg", name) for data, name in zip(self.images_jpeg, CAMERA_NAMES)]
+        return [
+            decode_compressed(data, "jpeg", name) for data, name in zip(self.images_jpeg, CAMERA_NAMES, strict=True)
+        ]
 
 
 def camera_models(cameras: list[Camera]) -> list[CameraModel]:

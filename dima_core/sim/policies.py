@@ -18,7 +18,7 @@ import copy
 import math
 import os
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def _pose_of(obs: SimObservation) -> tuple[float, float, float]:
 class PlannerPolicy:
     """A trained planner behind a :class:`PlannerBackend` (torch checkpoint or ONNX export)."""
 
-    def __init__(self, backend_config: BackendConfig, name: Optional[str] = None):
+    def __init__(self, backend_config: BackendConfig, name: str | None = None):
         self.backend: PlannerBackend = create_backend(backend_config)
         if self.backend.model_config is None:
             raise PolicyLoadError("the planner backend has no model config; cannot size its inputs")

@@ -13,14 +13,21 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from dima_core.config import config_to_dict
 from dima_core.data.synth.config import SynthConfig
-from dima_core.eval.closed_loop import SCORE_FORMULA, SUCCESS_RULE, EpisodeMetrics, aggregate, format_table, score_episode
+from dima_core.eval.closed_loop import (
+    SCORE_FORMULA,
+    SUCCESS_RULE,
+    EpisodeMetrics,
+    aggregate,
+    format_table,
+    score_episode,
+)
 from dima_core.sim.config import SimConfig
 from dima_core.sim.episode import ClosedLoopEpisode
 from dima_core.sim.policies import ExpertPolicy, Policy
@@ -36,11 +43,11 @@ BASELINE_ORDER = ("expert", "log_replay", "const_velocity", "ad_mlp")
 class RunOptions:
     """What to write besides the report: videos (MP4 per episode and policy), PNG summaries."""
 
-    out_dir: Optional[str] = None
+    out_dir: str | None = None
     video: bool = True
     summary_png: bool = True
-    video_policies: Optional[Sequence[str]] = None  # None: every policy that is not a baseline
-    progress: Optional[Callable[[str], None]] = None
+    video_policies: Sequence[str] | None = None  # None: every policy that is not a baseline
+    progress: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -67,7 +74,7 @@ def _safe(name: str) -> str:
 
 
 def run_closed_loop(world_cfg: SynthConfig, sim_cfg: SimConfig, scenarios: Sequence[str], seeds: Sequence[int],
-                    policies: Sequence[Policy], options: Optional[RunOptions] = None) -> ClosedLoopReport:
+                    policies: Sequence[Policy], options: RunOptions | None = None) -> ClosedLoopReport:
     """Drive every policy through every (scenario, seed); the expert runs first on each episode (added if absent)."""
     options = options or RunOptions()
     ordered = list(policies)
@@ -79,7 +86,7 @@ def run_closed_loop(world_cfg: SynthConfig, sim_cfg: SimConfig, scenarios: Seque
     for scenario in scenarios:
         for seed in seeds:
             episode = ClosedLoopEpisode(world_cfg, sim_cfg, scenario, int(seed))
-            reference: Optional[EpisodeMetrics] = None
+            reference: EpisodeMetrics | None = None
             for policy in ordered:
                 wants_video = options.out_dir is not None and options.video and (
                     policy.name in options.video_policies if options.video_policies is not None

@@ -140,7 +140,7 @@ class ReactiveTraffic(Simulation):
             for jid, h in holders.items():
                 self.holders[jid] = h | (self.holders[jid] - {EGO_KEY}) if EGO_KEY in h else self.holders[jid]
 
-    def start_rollout(self, expert: Driver) -> "ReactiveTraffic":
+    def start_rollout(self, expert: Driver) -> ReactiveTraffic:
         """A copy of this traffic in which ``expert`` (copied) drives the ego as in the dataset."""
         rollout = copy.deepcopy(self)
         ego = copy.deepcopy(expert)

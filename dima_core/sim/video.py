@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -134,7 +134,7 @@ def episode_frame(log: EpisodeLog, cycle: int, cameras: Sequence[CameraModel], t
     aspect = cameras[0].height / cameras[0].width if cameras else 9 / 16
     tile_h = int(round(tile_width * aspect))
     grid = np.full((2 * tile_h, 3 * tile_width, 3), 30, np.uint8)
-    by_name = dict(zip(CAMERA_NAMES, range(len(CAMERA_NAMES))))
+    by_name = dict(zip(CAMERA_NAMES, range(len(CAMERA_NAMES)), strict=True))
     for r, names in enumerate(CAMERA_GRID):
         for c, name in enumerate(names):
             i = by_name[name]
@@ -172,7 +172,7 @@ def write_episode_video(log: EpisodeLog, cameras: Sequence[CameraModel], path: s
         return video.num_frames
 
 
-def episode_summary(log: EpisodeLog, lines: Sequence[str], reference_xy: Optional[np.ndarray] = None,
+def episode_summary(log: EpisodeLog, lines: Sequence[str], reference_xy: np.ndarray | None = None,
                     collisions: Sequence[tuple[int, int]] = (), size: int = 720) -> np.ndarray:
     """Top view of the whole episode: map, route, the logged expert (dashed), the driven path coloured by speed,
     the agents at the end, collision points; ``lines`` of text (the metrics)."""
@@ -201,7 +201,7 @@ def episode_summary(log: EpisodeLog, lines: Sequence[str], reference_xy: Optiona
 
 
 def write_episode_summary(log: EpisodeLog, path: str | os.PathLike, lines: Sequence[str],
-                          reference_xy: Optional[np.ndarray] = None, collisions: Sequence[tuple[int, int]] = ()) -> None:
+                          reference_xy: np.ndarray | None = None, collisions: Sequence[tuple[int, int]] = ()) -> None:
     save_png(episode_summary(log, lines, reference_xy, collisions), path)
 
 

@@ -23,7 +23,7 @@ Distribution (``distributed:``): ``strategy: ddp`` replicates the model on every
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from dima_core.config import ranged
 from dima_core.data.config import DataConfig
@@ -35,7 +35,7 @@ class TrainDataConfig:
 
     dataset: DataConfig = field(default_factory=DataConfig)
     train_split: str = ranged("train", help="split of the cached index (or synth_meta.json) the trainer fits")
-    val_split: Optional[str] = ranged("val", help="split the validation hook scores; None disables validation")
+    val_split: str | None = ranged("val", help="split the validation hook scores; None disables validation")
     batch_size: int = ranged(1, lo=1, hi=4096, help="samples per process (per GPU); VAD: 1 per GPU x 8 GPUs")
     num_workers: int = ranged(0, lo=0, hi=64, help="DataLoader worker processes per rank")
     cache_images: bool = ranged(
@@ -83,7 +83,7 @@ class FSDPConfig:
         "gathered from forward to backward (ZeRO-2, one all-gather less per unit); hybrid: full sharding inside "
         "groups of hybrid_shard_size ranks, replicated across groups (HSDP: all-gathers stay on a node's NVLink)"
     )
-    hybrid_shard_size: Optional[int] = ranged(
+    hybrid_shard_size: int | None = ranged(
         None, lo=1, help="hybrid: ranks per shard group; None: torchrun's LOCAL_WORLD_SIZE (the GPUs of one node)"
     )
     cpu_offload: bool = ranged(
@@ -127,12 +127,12 @@ class TrainConfig:
     model_config: str = ranged("config/model/dima_tiny.yaml", help="model YAML, relative to the repo root or absolute")
     data: TrainDataConfig = field(default_factory=TrainDataConfig)
     epochs: int = ranged(60, lo=1, hi=100_000, help="passes over the training split (DiMA stage 1 / VAD: 60)")
-    max_steps: Optional[int] = ranged(
+    max_steps: int | None = ranged(
         None, lo=1, help="stop after this many optimiser steps in total (smoke runs); None runs every epoch"
     )
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    grad_clip_norm: Optional[float] = ranged(35.0, lo=0.0, help="max global L2 gradient norm; None disables clipping")
+    grad_clip_norm: float | None = ranged(35.0, lo=0.0, help="max global L2 gradient norm; None disables clipping")
     precision: Literal["off", "fp16", "bf16"] = ranged(
         "off", help="mixed precision on CUDA (and bf16 on a CPU with cpu_bf16); otherwise it falls back to fp32 with "
         "a WARNING (module docstring)"
@@ -162,10 +162,10 @@ class TrainConfig:
     checkpoint_every_epoch: bool = ranged(True, help="also save at the end of every epoch")
     keep_checkpoints: int = ranged(3, lo=1, hi=10_000, help="step checkpoints kept on disk (the newest N)")
     log_interval: int = ranged(10, lo=1, help="optimiser steps between all-reduced scalar logs")
-    resume: Optional[str] = ranged(
+    resume: str | None = ranged(
         None, help="checkpoint file, or a run directory whose 'latest' pointer names one, to continue from"
     )
-    init: Optional[str] = ranged(None, help="checkpoint whose model weights initialise a fresh run (no optimiser)")
+    init: str | None = ranged(None, help="checkpoint whose model weights initialise a fresh run (no optimiser)")
     tensorboard: bool = ranged(True, help="write TensorBoard scalars under <output_dir>/tensorboard")
     progress_bar: bool = ranged(True, help="tqdm bar on rank 0 (disabled automatically when stderr is not a TTY)")
     validate_every_epochs: int = ranged(1, lo=0, help="run the validation hook every N epochs (0: never)")

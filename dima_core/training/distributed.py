@@ -21,7 +21,6 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -74,7 +73,7 @@ def resolve_device(requested: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def process_group_backend(device: torch.device, distributed: Optional[DistributedConfig] = None) -> str:
+def process_group_backend(device: torch.device, distributed: DistributedConfig | None = None) -> str:
     """gloo on CPU; NCCL on CUDA, plus gloo for CPU tensors when FSDP offloads shards to the CPU."""
     if device.type != "cuda":
         return "gloo"
@@ -84,7 +83,7 @@ def process_group_backend(device: torch.device, distributed: Optional[Distribute
 
 
 def init_distributed(requested_device: str = "auto", timeout_s: float = 1800.0,
-                     distributed: Optional[DistributedConfig] = None) -> DistContext:
+                     distributed: DistributedConfig | None = None) -> DistContext:
     """Read torchrun's variables, pick the device, and join the process group when ``WORLD_SIZE > 1`` (or when
     ``distributed.strategy`` is ``fsdp``: a one-rank group for a single process, module docstring)."""
     world_size = _env_int("WORLD_SIZE", 1)
@@ -150,7 +149,7 @@ def all_reduce_mean(values: dict[str, float], ctx: DistContext) -> dict[str, flo
     tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=ctx.device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     tensor /= ctx.world_size
-    return {k: float(v) for k, v in zip(keys, tensor.tolist())}
+    return {k: float(v) for k, v in zip(keys, tensor.tolist(), strict=True)}
 
 
 def all_reduce_sum(values: dict[str, float], ctx: DistContext) -> dict[str, float]:
@@ -160,7 +159,7 @@ def all_reduce_sum(values: dict[str, float], ctx: DistContext) -> dict[str, floa
     keys = sorted(values)
     tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=ctx.device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return {k: float(v) for k, v in zip(keys, tensor.tolist())}
+    return {k: float(v) for k, v in zip(keys, tensor.tolist(), strict=True)}
 
 
 def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:

@@ -291,7 +291,7 @@ def drop_unused_gradients(params: list[nn.Parameter]) -> int:
     if torch.distributed.get_world_size() > 1:
         torch.distributed.all_reduce(nonzero, op=torch.distributed.ReduceOp.MAX)
     dropped = 0
-    for param, used in zip(with_grad, nonzero.tolist()):
+    for param, used in zip(with_grad, nonzero.tolist(), strict=True):
         if not used:
             param.grad = None
             dropped += 1
@@ -349,15 +349,15 @@ def optimizer_state_by_name(state: Mapping[str, Any], model: nn.Module,
         order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
     except KeyError as exc:
         raise ValueError("the optimiser holds a parameter that is not the model's") from exc
+    if len(state["param_groups"]) != len(optimizer.param_groups):
+        raise ValueError(f"{len(state['param_groups'])} param groups in the checkpoint, "
+                         f"{len(optimizer.param_groups)} in this optimiser")
     groups = []
-    for saved, current in zip(state["param_groups"], optimizer.param_groups):
+    for saved, current in zip(state["param_groups"], optimizer.param_groups, strict=True):
         if len(saved["params"]) != len(current["params"]):
             raise ValueError(f"a param group has {len(saved['params'])} parameters in the checkpoint and "
                              f"{len(current['params'])} in this optimiser")
         groups.append({**saved, "params": [order[i] for i in saved["params"]]})
-    if len(state["param_groups"]) != len(optimizer.param_groups):
-        raise ValueError(f"{len(state['param_groups'])} param groups in the checkpoint, "
-                         f"{len(optimizer.param_groups)} in this optimiser")
     return {"state": {order[int(i)]: value for i, value in state["state"].items()}, "param_groups": groups}
 
 

@@ -38,15 +38,15 @@ and ``K x N`` fp32 gradient copies for ``K`` terms and ``N`` shared parameters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
 
 def project_conflicting(
-    grads: torch.Tensor, generator: Optional[torch.Generator] = None, anchor: Optional[int] = None
+    grads: torch.Tensor, generator: torch.Generator | None = None, anchor: int | None = None
 ) -> torch.Tensor:
     """PCGrad projection of ``K`` per-term gradients (module docstring for the rule).
 
@@ -92,8 +92,8 @@ def _project_off(g: torch.Tensor, other: torch.Tensor, other_norm2: torch.Tensor
     return g - coef * other
 
 
-def combine(grads: torch.Tensor, generator: Optional[torch.Generator] = None,
-            anchor: Optional[int] = None) -> torch.Tensor:
+def combine(grads: torch.Tensor, generator: torch.Generator | None = None,
+            anchor: int | None = None) -> torch.Tensor:
     """(K, N) -> (N,): the sum of :func:`project_conflicting`'s rows, i.e. the PCGrad update."""
     return project_conflicting(grads, generator, anchor).sum(dim=0)
 
@@ -174,8 +174,8 @@ class GradientProjector:
         process_group: the group to average over (None = the default group).
     """
 
-    def __init__(self, terms: Sequence[str], anchor: Optional[str] = None, sync_ranks: bool = True,
-                 process_group: Optional[object] = None) -> None:
+    def __init__(self, terms: Sequence[str], anchor: str | None = None, sync_ranks: bool = True,
+                 process_group: object | None = None) -> None:
         self.terms = list(terms)
         if len(set(self.terms)) != len(self.terms) or len(self.terms) < 2:
             raise ValueError(f"gradient projection needs at least two distinct terms, got {self.terms}")
@@ -209,7 +209,7 @@ class GradientProjector:
                 continue
             grads = torch.autograd.grad(loss * grad_scale, list(params), retain_graph=True, allow_unused=True)
             offset = 0
-            for p, g in zip(params, grads):
+            for p, g in zip(params, grads, strict=True):
                 if g is not None:
                     rows[k, offset:offset + p.numel()] = g.reshape(-1).float()
                 offset += p.numel()

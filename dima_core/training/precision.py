@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -31,7 +30,7 @@ class Precision:
     """The effective precision of a run."""
 
     name: str  # "off", "fp16" or "bf16": what actually runs
-    autocast_dtype: Optional[torch.dtype]  # None: no autocast
+    autocast_dtype: torch.dtype | None  # None: no autocast
     use_grad_scaler: bool
 
     @property

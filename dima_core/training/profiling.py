@@ -30,9 +30,10 @@ next step.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, Iterator, Optional
+from typing import Any
 
 import torch
 
@@ -43,9 +44,9 @@ class NullTimer:
     """A timer that measures nothing (the trainer's default)."""
 
     enabled = False
-    _NULL: ContextManager[None] = nullcontext()
+    _NULL: AbstractContextManager[None] = nullcontext()
 
-    def section(self, name: str) -> ContextManager[None]:
+    def section(self, name: str) -> AbstractContextManager[None]:
         return self._NULL
 
     def restart(self) -> None:
@@ -98,7 +99,7 @@ class StepTimer:
 
     enabled = True
 
-    def __init__(self, device: Optional[torch.device] = None, warmup_steps: int = 0) -> None:
+    def __init__(self, device: torch.device | None = None, warmup_steps: int = 0) -> None:
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         self._sync = device is not None and device.type == "cuda"

@@ -26,7 +26,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -86,7 +86,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 def history_bev(
     planner: nn.Module, batch: Mapping[str, Any]
-) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``(prev_bev (B, C, Hb, Wb), ego_motion (B, 4, 4))`` from the batch's previous frames (module docstring).
 
     ``(None, None)`` when no sample of the batch has a previous frame: the encoder then lets the current queries
@@ -97,7 +97,7 @@ def history_bev(
     valid = batch["prev_mask"].bool()  # (B, K); a prefix per sample: history stops at the scene start
     was_training = planner.training
     planner.eval()  # VAD: the history is encoded in eval mode (no dropout), without gradients
-    bev: Optional[torch.Tensor] = None
+    bev: torch.Tensor | None = None
     try:
         with torch.no_grad():
             for k in reversed(range(images.shape[1])):  # oldest first

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -125,7 +125,7 @@ class TrainResult:
 
     step: int  # optimiser steps done in total (including those before a resume)
     epoch: int  # epoch index the run stopped in (== epochs when it finished)
-    checkpoint: Optional[Path]  # final checkpoint (rank 0; None on other ranks)
+    checkpoint: Path | None  # final checkpoint (rank 0; None on other ranks)
     metrics: dict[str, float] = field(default_factory=dict)  # last all-reduced training log window
     val_metrics: dict[str, float] = field(default_factory=dict)  # last validation result
     history: list[dict[str, float]] = field(default_factory=list)  # per-step local losses (record_history=True)
@@ -149,7 +149,7 @@ def loss_values(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
     if not names:
         return {}
     stacked = torch.stack([losses[name].detach().reshape(()).double() for name in names])
-    return dict(zip(names, stacked.cpu().tolist()))
+    return dict(zip(names, stacked.cpu().tolist(), strict=True))
 
 
 def optimizer_implementation(name: str) -> dict[str, bool]:
@@ -213,10 +213,10 @@ class Trainer:
         step_fn: StepFn,
         train_dataset: Dataset,
         config: TrainConfig,
-        ctx: Optional[DistContext] = None,
-        collate_fn: Optional[Callable[[list[Any]], Any]] = None,
-        val_hook: Optional[ValHook] = None,
-        model_config: Optional[Mapping[str, Any]] = None,
+        ctx: DistContext | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        val_hook: ValHook | None = None,
+        model_config: Mapping[str, Any] | None = None,
         record_history: bool = False,
     ) -> None:
         self.config = config
@@ -234,7 +234,7 @@ class Trainer:
         # gives each rank its own stream for dropout and friends, independent of how much the model build drew.
         seed_everything(config.seed + self.ctx.rank, config.deterministic)
 
-        self.fsdp: Optional[ShardedModel] = None  # set when the model is FSDP-sharded
+        self.fsdp: ShardedModel | None = None  # set when the model is FSDP-sharded
         self._fsdp_requires_grad: tuple[bool, ...] = ()
         if config.distributed.strategy == "fsdp":
             from dima_core.training.fsdp import shard_model
@@ -305,10 +305,10 @@ class Trainer:
         self.epoch = 0  # epoch in progress
         self.epoch_step = 0  # batches of self.epoch already trained
         self.history: list[dict[str, float]] = []
-        self.last_checkpoint: Optional[Path] = None
+        self.last_checkpoint: Path | None = None
         self._saved_at_step = -1
-        self._writer: Optional[SummaryWriter] = None  # rank 0 with config.tensorboard, from fit() on
-        self._stop_signal: Optional[int] = None
+        self._writer: SummaryWriter | None = None  # rank 0 with config.tensorboard, from fit() on
+        self._stop_signal: int | None = None
         self.timer: NullTimer | StepTimer = NULL_TIMER  # per-section timing; set_timer() (dima bench train)
 
     def set_timer(self, timer: NullTimer | StepTimer) -> None:
@@ -354,11 +354,11 @@ class Trainer:
             KEY_WORLD_SIZE: self.ctx.world_size,
         }
 
-    def save(self) -> Optional[Path]:
+    def save(self) -> Path | None:
         """Checkpoint the current position (collective: every rank must call it); rank 0 writes, returns path."""
         rng_states = all_gather_objects(capture_rng_state(), self.ctx)
         state = self.state_dict()  # on every rank: a collective under FSDP
-        path: Optional[Path] = None
+        path: Path | None = None
         if self.ctx.is_main:
             state[KEY_RNG] = rng_states
             path = save_checkpoint(state, self.output_dir / checkpoint_name(self.step))
@@ -551,8 +551,9 @@ class Trainer:
         (the parameter would keep or lack gradients regardless), so it is an error here."""
         now = tuple(p.requires_grad for p in self.model.parameters())
         if now != self._fsdp_requires_grad:
-            changed = [name for (name, p), before in zip(self.model.named_parameters(), self._fsdp_requires_grad)
-                       if p.requires_grad != before]
+            # Not strict: a changed parameter count is the error raised below, not a zip() ValueError.
+            changed = [name for (name, p), before in zip(self.model.named_parameters(), self._fsdp_requires_grad,
+                                                         strict=False) if p.requires_grad != before]
             raise RuntimeError(
                 f"the step changed which parameters train ({len(changed)}, e.g. {changed[:3]}); FSDP fixes that "
                 "when it shards the model. Schedules that freeze and unfreeze parameters (the MLLM's two_stage) "

@@ -7,7 +7,6 @@ driving up the page. ``BevView`` maps ego metres to panel pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -82,7 +81,7 @@ def default_view(height_px: int) -> BevView:
 def bev_panel(
     sample: DrivingSample,
     view: BevView,
-    prediction: Optional[PredictionLayer] = None,
+    prediction: PredictionLayer | None = None,
     show_agent_futures: bool = True,
 ) -> np.ndarray:
     """(h, w, 3) uint8 BEV of ``sample`` with optional predicted layers on top."""
@@ -98,7 +97,7 @@ def bev_panel(
     _polyline(img, view, np.array([[x0, y0], [x0, y1], [x1, y1], [x1, y0], [x0, y0]]), (205, 205, 205))
 
     vm = sample.vector_map
-    for line, label in zip(vm.polylines, vm.labels):
+    for line, label in zip(vm.polylines, vm.labels, strict=True):
         _polyline(img, view, line, C.map_color(int(label)), 2)
 
     agents = sample.agents
@@ -119,8 +118,12 @@ def bev_panel(
     if prediction is not None:
         prediction.validate()
         if prediction.map_polylines is not None:
-            labels = prediction.map_labels if prediction.map_labels is not None else np.zeros(len(prediction.map_polylines), int)
-            for line, label in zip(prediction.map_polylines, labels):
+            labels = (
+                prediction.map_labels
+                if prediction.map_labels is not None
+                else np.zeros(len(prediction.map_polylines), int)
+            )
+            for line, label in zip(prediction.map_polylines, labels, strict=True):
                 _polyline(img, view, line, C.map_color(int(label)), 1)
         if prediction.boxes is not None:
             for box in prediction.boxes:

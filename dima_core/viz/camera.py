@@ -7,8 +7,8 @@ of lines folded through infinity. Pixels are computed at the camera's native res
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -68,8 +68,8 @@ def draw_boxes(
     The front face (corners 0-3, towards the box heading) gets a cross so the heading reads in the image.
     """
     scale = panel.shape[1] / float(camera.width)
-    for box, color in zip(np.asarray(boxes, np.float64), colors):
-        for p0, p1, edge in box_edges_px(box, camera):
+    for box, color in zip(np.asarray(boxes, np.float64), colors, strict=True):
+        for p0, p1, _ in box_edges_px(box, camera):
             cv2.line(panel, _fixed(p0, scale), _fixed(p1, scale), color, thickness, cv2.LINE_AA, _SHIFT)
         front = ego_to_camera(box_corners(box)[:, :4], camera)
         if (front[2] > 0.1).all():
@@ -128,7 +128,7 @@ def camera_panel(
     size: tuple[int, int],
     boxes: np.ndarray,
     colors: Sequence[Color],
-    extra_boxes: Optional[np.ndarray] = None,
+    extra_boxes: np.ndarray | None = None,
     extra_colors: Sequence[Color] = (),
     tags: Sequence[CTag] = (),
 ) -> np.ndarray:

@@ -11,9 +11,9 @@ written to MP4 later.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -38,7 +38,7 @@ class RenderOptions:
     min_box_visibility: int = 0  # nuScenes visibility level below which GT boxes are not drawn on the cameras
 
 
-def figure_size(sample: DrivingSample, options: Optional[RenderOptions] = None) -> tuple[int, int]:
+def figure_size(sample: DrivingSample, options: RenderOptions | None = None) -> tuple[int, int]:
     """(width, height) in pixels of :func:`render_sample`'s output."""
     options = options or RenderOptions()
     cam = sample.cameras[0]
@@ -48,9 +48,9 @@ def figure_size(sample: DrivingSample, options: Optional[RenderOptions] = None) 
 
 def render_sample(
     sample: DrivingSample,
-    prediction: Optional[PredictionLayer] = None,
+    prediction: PredictionLayer | None = None,
     tags: Sequence[CTag] = (),
-    options: Optional[RenderOptions] = None,
+    options: RenderOptions | None = None,
 ) -> np.ndarray:
     """(H, W, 3) uint8 BGR picture of one keyframe (size from :func:`figure_size`)."""
     options = options or RenderOptions()
@@ -80,7 +80,9 @@ def render_sample(
                 draw_trajectory(panel, sample.camera(name), prediction.trajectory, C.PRED_TRAJ_COLOR)
             canvas[row * tile_h : (row + 1) * tile_h, col * tile_w : (col + 1) * tile_w] = panel
     bev = bev_panel(sample, default_view(height), prediction, options.show_agent_futures)
-    canvas[:, 3 * tile_w :] = cv2.resize(bev, (width - 3 * tile_w, height)) if bev.shape[:2] != (height, width - 3 * tile_w) else bev
+    canvas[:, 3 * tile_w :] = (
+        cv2.resize(bev, (width - 3 * tile_w, height)) if bev.shape[:2] != (height, width - 3 * tile_w) else bev
+    )
     if prediction is not None and prediction.caption:
         org = (3 * tile_w + 6, height - 8)
         cv2.putText(canvas, prediction.caption, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 3, cv2.LINE_AA)
@@ -105,8 +107,8 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float = 2.0) -> None:
         self.path = Path(path)
         self.fps = float(fps)
-        self._writer: Optional[cv2.VideoWriter] = None
-        self._size: Optional[tuple[int, int]] = None
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
         self.num_frames = 0
 
     def write(self, frame: np.ndarray) -> None:
@@ -129,7 +131,7 @@ class VideoWriter:
             self._writer.release()
             self._writer = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

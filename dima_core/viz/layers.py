@@ -6,7 +6,6 @@ Everything in the current ego frame (x forward, y left, metres), the same conven
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -15,13 +14,13 @@ import numpy as np
 class PredictionLayer:
     """What a planner predicted for one keyframe; any field may be None."""
 
-    trajectory: Optional[np.ndarray] = None  # (T, 2) the selected plan
-    modes: Optional[np.ndarray] = None  # (M, T, 2) all command-conditioned modes (drawn faintly)
-    boxes: Optional[np.ndarray] = None  # (N, 7) x, y, z, w, l, h, yaw
-    box_labels: Optional[np.ndarray] = None  # (N,) DETECTION_CLASSES indices
-    map_polylines: Optional[np.ndarray] = None  # (K, P, 2)
-    map_labels: Optional[np.ndarray] = None  # (K,) MAP_CLASSES indices
-    caption: Optional[str] = None  # one line drawn on the BEV panel (method, metrics, command ...)
+    trajectory: np.ndarray | None = None  # (T, 2) the selected plan
+    modes: np.ndarray | None = None  # (M, T, 2) all command-conditioned modes (drawn faintly)
+    boxes: np.ndarray | None = None  # (N, 7) x, y, z, w, l, h, yaw
+    box_labels: np.ndarray | None = None  # (N,) DETECTION_CLASSES indices
+    map_polylines: np.ndarray | None = None  # (K, P, 2)
+    map_labels: np.ndarray | None = None  # (K,) MAP_CLASSES indices
+    caption: str | None = None  # one line drawn on the BEV panel (method, metrics, command ...)
     front_camera_trajectory: bool = True  # also project ``trajectory`` (and the GT future) onto CAM_FRONT
 
     def validate(self) -> None:
@@ -36,9 +35,12 @@ class PredictionLayer:
             if value is None:
                 continue
             arr = np.asarray(value)
-            if arr.ndim != ndim or any(s is not None and s != d for s, d in zip(shape, arr.shape)):
+            if arr.ndim != ndim or any(s is not None and s != d for s, d in zip(shape, arr.shape, strict=True)):
                 raise ValueError(f"PredictionLayer.{name}: expected shape {shape}, got {arr.shape}")
-        for name, labels, items in (("box_labels", self.box_labels, self.boxes), ("map_labels", self.map_labels, self.map_polylines)):
+        for name, labels, items in (
+            ("box_labels", self.box_labels, self.boxes),
+            ("map_labels", self.map_labels, self.map_polylines),
+        ):
             if labels is not None and items is not None and len(labels) != len(items):
                 raise ValueError(f"PredictionLayer.{name}: {len(labels)} labels for {len(items)} items")
 

@@ -3,10 +3,11 @@
 An action is a constant longitudinal acceleration plus a lateral manoeuvre, integrated from the current speed at
 STEP_SECONDS steps in the current ego frame (x forward, y left). Speed-only actions and lateral offsets follow the
 ego's own path (the GT future path, :class:`~dima_core.data.qa.motion.EgoPath`), as "keep going" means keeping
-the lane; turns leave it with a smooth 90 degree heading change; backing up reverses straight. The ego footprint is the planning-metric box
-(EGO_WIDTH_M x EGO_LENGTH_M, centre EGO_FOOTPRINT_FORWARD_OFFSET_M ahead of the ego origin) turned with the rollout
-heading; an agent box sits at its annotated future centre and heading. Two boxes closer than the margin collide
-(separating-axis test on boxes grown by the margin). Crossing a road-boundary polyline makes an action unsafe too.
+the lane; turns leave it with a smooth 90 degree heading change; backing up reverses straight. The ego footprint is
+the planning-metric box (EGO_WIDTH_M x EGO_LENGTH_M, centre EGO_FOOTPRINT_FORWARD_OFFSET_M ahead of the ego
+origin) turned with the rollout heading; an agent box sits at its annotated future centre and heading. Two boxes
+closer than the margin collide (separating-axis test on boxes grown by the margin). Crossing a road-boundary
+polyline makes an action unsafe too.
 """
 
 from __future__ import annotations

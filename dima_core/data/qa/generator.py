@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Protocol, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,12 +45,12 @@ _BUILDERS = {
 class SampleSource(Protocol):
     """What :func:`write_qa_for_dataset` needs from a reader (``NuScenesReader`` satisfies it)."""
 
-    def sample_tokens(self, split: Optional[str] = None) -> list[str]: ...
+    def sample_tokens(self, split: str | None = None) -> list[str]: ...
 
     def build_sample(self, token: str) -> DrivingSample: ...
 
 
-def _image_path(path: str, base_dir: Optional[Path]) -> str:
+def _image_path(path: str, base_dir: Path | None) -> str:
     """Relative to the QA file's folder when it lies below it (DriveLM stores paths relative to the JSON)."""
     if base_dir is None:
         return path
@@ -60,7 +61,7 @@ def _image_path(path: str, base_dir: Optional[Path]) -> str:
 
 
 def generate_frame(
-    sample: DrivingSample, cfg: Optional[QAConfig] = None, base_dir: Optional[str | os.PathLike] = None
+    sample: DrivingSample, cfg: QAConfig | None = None, base_dir: str | os.PathLike | None = None
 ) -> tuple[DriveLMFrame, FrameFacts]:
     """QA of one keyframe. ``base_dir``: folder image paths are written relative to (None keeps them absolute)."""
     cfg = cfg or QAConfig()
@@ -108,7 +109,7 @@ def describe_scene(samples: list[DrivingSample], facts: list[FrameFacts]) -> str
     return text + "."
 
 
-def _iter_samples(source: Union[SampleSource, Iterable[DrivingSample]], split: Optional[str]) -> Iterator[DrivingSample]:
+def _iter_samples(source: SampleSource | Iterable[DrivingSample], split: str | None) -> Iterator[DrivingSample]:
     if isinstance(source, SampleSource):
         for token in source.sample_tokens(split):
             yield source.build_sample(token)
@@ -119,10 +120,10 @@ def _iter_samples(source: Union[SampleSource, Iterable[DrivingSample]], split: O
 
 
 def generate_qa(
-    source: Union[SampleSource, Iterable[DrivingSample]],
-    cfg: Optional[QAConfig] = None,
-    split: Optional[str] = None,
-    base_dir: Optional[str | os.PathLike] = None,
+    source: SampleSource | Iterable[DrivingSample],
+    cfg: QAConfig | None = None,
+    split: str | None = None,
+    base_dir: str | os.PathLike | None = None,
 ) -> DriveLMDataset:
     """DriveLM dataset covering every keyframe of ``source`` (a reader, or DrivingSample objects), grouped by scene
     in the order the keyframes come."""
@@ -143,10 +144,10 @@ def generate_qa(
 
 
 def write_qa_for_dataset(
-    reader_or_samples: Union[SampleSource, Iterable[DrivingSample]],
+    reader_or_samples: SampleSource | Iterable[DrivingSample],
     out_path: str | os.PathLike,
-    cfg: Optional[QAConfig] = None,
-    split: Optional[str] = None,
+    cfg: QAConfig | None = None,
+    split: str | None = None,
 ) -> DriveLMDataset:
     """Write DriveLM-nuScenes-format QA (v1.1 train layout) for every keyframe to ``out_path`` and return it.
 

@@ -203,10 +203,10 @@ def crosses_ego_path(path: EgoPath, agents: AgentAnnotations, i: int, motion: Ag
     sd = [path.frenet(p) for p in [box[:2]] + list(motion.future_xy)]
     beside = [abs(d) > reach for _, d in sd]
     ahead = [0.0 < s <= path.length_ahead for s, _ in sd]
-    if beside[0] and any(a and not b for a, b in zip(ahead[1:], beside[1:])):
+    if beside[0] and any(a and not b for a, b in zip(ahead[1:], beside[1:], strict=True)):
         return True
     # From one side of the corridor to the other between two steps (fast agents can jump over it).
-    sides = {math.copysign(1.0, d) for a, b, (_, d) in zip(ahead, beside, sd) if a and b}
+    sides = {math.copysign(1.0, d) for a, b, (_, d) in zip(ahead, beside, sd, strict=True) if a and b}
     return len(sides) > 1
 
 

@@ -88,7 +88,9 @@ def perception_qa(facts: FrameFacts) -> list[QAPair]:
     out = [_qa(Q_IMPORTANT, important_objects_answer(facts.key_objects))]
     for obj in facts.key_objects:
         tag = str(obj.tag)
-        out.append(_qa(f"What is the observed status of object {tag}?", "Moving." if obj.motion.moving else "Stationary."))
+        out.append(
+            _qa(f"What is the observed status of object {tag}?", "Moving." if obj.motion.moving else "Stationary.")
+        )
         out.append(_qa(f"What is the moving status of object {tag}?", obj.motion.moving_status))
         out.append(_qa(f"What is the visual description of {tag}?", describe.sentence(obj.noun)))
     relative = _relative_answer(facts)

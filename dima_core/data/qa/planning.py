@@ -138,13 +138,15 @@ def planning_qa(facts: FrameFacts) -> list[QAPair]:
         reason_text = reason if reason.startswith("to ") else f"that {reason}"
         out.append(
             _qa(
-                f"What actions could the ego vehicle take based on {tag}? Why take this action and what's the probability?",
+                f"What actions could the ego vehicle take based on {tag}? "
+                "Why take this action and what's the probability?",
                 f"The action is to {action}. The reason is {reason_text}, which has a {prob} probability.",
             )
         )
         out.append(
             _qa(
-                f"What is the probability of colliding with {tag} after the ego vehicle goes straight and keeps the same speed?",
+                f"What is the probability of colliding with {tag} "
+                "after the ego vehicle goes straight and keeps the same speed?",
                 _collision_probability(facts, obj),
             )
         )

@@ -29,7 +29,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Optional
+from itertools import pairwise
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -74,14 +75,14 @@ class EditableScene:
     ego_future: np.ndarray
     ego_future_mask: np.ndarray
     ego_speed: float
-    agent_future_yaw: Optional[np.ndarray] = None
+    agent_future_yaw: np.ndarray | None = None
 
     @property
     def num_agents(self) -> int:
         return int(self.agent_boxes.shape[0])
 
     @classmethod
-    def from_sample(cls, sample: DrivingSample) -> "EditableScene":
+    def from_sample(cls, sample: DrivingSample) -> EditableScene:
         a = sample.agents
         return cls(
             agent_boxes=np.asarray(a.boxes, np.float64),
@@ -117,7 +118,7 @@ class SceneEdit:
     agent_box: np.ndarray
     agent_future: np.ndarray
     agent_label: int
-    removed_index: Optional[int]
+    removed_index: int | None
     qa: list[tuple[str, str]]
 
 
@@ -144,11 +145,10 @@ class Lane:
 def line_crossings(polylines: np.ndarray, labels: np.ndarray, x: float) -> list[tuple[float, int, float]]:
     """Where divider/boundary polylines cross the line ``x``: (y, class, heading folded forward) per crossing."""
     out = []
-    for line, label in zip(polylines, labels):
+    for line, label in zip(polylines, labels, strict=True):
         if int(label) not in _LANE_LINE_CLASSES:
             continue
-        p, q = line[:-1], line[1:]
-        for (x0, y0), (x1, y1) in zip(p, q):
+        for (x0, y0), (x1, y1) in pairwise(line):
             if x0 == x1 or (x0 - x) * (x1 - x) > 0:
                 continue
             y = y0 + (x - x0) * (y1 - y0) / (x1 - x0)
@@ -159,7 +159,7 @@ def line_crossings(polylines: np.ndarray, labels: np.ndarray, x: float) -> list[
 
 def lane_at(
     polylines: np.ndarray, labels: np.ndarray, x: float, y_ref: float, width_range: tuple[float, float]
-) -> Optional[Lane]:
+) -> Lane | None:
     """The lane containing lateral position ``y_ref`` at ``x``: the nearest line crossing on each side, if the gap
     between them is a plausible lane width; None otherwise."""
     crossings = line_crossings(polylines, labels, x)
@@ -255,7 +255,7 @@ def ego_collides(ego_future: np.ndarray, boxes: np.ndarray, futures: np.ndarray,
     """Whether the ego footprint (heading kept at 0, as the planning metric does) overlaps any agent at any step."""
     for t in range(ego_future.shape[0]):
         ego = ego_footprint(float(ego_future[t, 0]), float(ego_future[t, 1]), 0.0)
-        for box, fut, m in zip(boxes, futures, masks):
+        for box, fut, m in zip(boxes, futures, masks, strict=True):
             if m[t] and boxes_overlap(ego, agent_corners(box, fut[t], float(box[6]))):
                 return True
     return False
@@ -273,7 +273,7 @@ def _follow(scene: EditableScene, agent_s: np.ndarray, agent_length: float, gap:
     return point_at(pts, arc, s), changed
 
 
-def _free_left_lane(scene: EditableScene, lane: Lane, cfg: SceneEditConfig) -> Optional[Lane]:
+def _free_left_lane(scene: EditableScene, lane: Lane, cfg: SceneEditConfig) -> Lane | None:
     """The lane left of ``lane`` across a divider, when no agent is in it between the ego and past the car."""
     if lane.left_label != _DIVIDER:
         return None
@@ -293,7 +293,7 @@ def _free_left_lane(scene: EditableScene, lane: Lane, cfg: SceneEditConfig) -> O
 
 def _overtake(
     scene: EditableScene, lane: Lane, left: Lane, box: np.ndarray, future: np.ndarray, cfg: SceneEditConfig
-) -> Optional[np.ndarray]:
+) -> np.ndarray | None:
     """GT progress kept, lateral shift (smoothstep) into the left lane completed before the car's rear; None when
     there is no room for it or the result collides with anything."""
     if scene.ego_speed < cfg.overtake_min_speed_mps:
@@ -332,7 +332,7 @@ def _add_qa(rule: EgoRule, distance: float, speed: float, collides_before: bool)
     return [(q1, answers[rule]), (q2, a2)]
 
 
-def add_agent(scene: EditableScene, cfg: SceneEditConfig, rng: np.random.Generator) -> Optional[SceneEdit]:
+def add_agent(scene: EditableScene, cfg: SceneEditConfig, rng: np.random.Generator) -> SceneEdit | None:
     """Add a car in the ego lane ahead (see the module docstring); None when no distance admits one."""
     distances = [cfg.add_distances_m[i] for i in rng.permutation(len(cfg.add_distances_m))]
     speed = float(cfg.added_speed_choices_mps[int(rng.integers(len(cfg.added_speed_choices_mps)))])
@@ -394,7 +394,7 @@ def _in_ego_path(scene: EditableScene, i: int, half_width: float) -> bool:
     return False
 
 
-def remove_agent(scene: EditableScene, cfg: SceneEditConfig, rng: np.random.Generator) -> Optional[SceneEdit]:
+def remove_agent(scene: EditableScene, cfg: SceneEditConfig, rng: np.random.Generator) -> SceneEdit | None:
     """Delete one removable vehicle that is not in the ego's path; None when there is none."""
     allowed = {DETECTION_CLASSES.index(c) for c in cfg.removable_classes}
     half_lane = cfg.lane_width_range_m[1] / 2
@@ -426,7 +426,7 @@ def remove_agent(scene: EditableScene, cfg: SceneEditConfig, rng: np.random.Gene
                      int(scene.agent_labels[i]), i, qa)
 
 
-def edit_scene(scene: EditableScene, cfg: SceneEditConfig, seed: int) -> Optional[SceneEdit]:
+def edit_scene(scene: EditableScene, cfg: SceneEditConfig, seed: int) -> SceneEdit | None:
     """Add (probability ``add_probability``) or remove an agent, falling back to the other edit when the first is
     impossible. Deterministic in ``seed``; None when neither edit applies."""
     rng = np.random.default_rng(seed)

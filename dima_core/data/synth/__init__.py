@@ -5,7 +5,15 @@ Entry points: :class:`SynthConfig`, :meth:`SynthWorld.generate`, :func:`render_f
 """
 
 from dima_core.data.synth.config import LONG_TAIL_SCENARIOS, SCENARIOS, SynthConfig
-from dima_core.data.synth.world import META_FILE, QA_FILE, SynthScene, SynthWorld, generate_dataset, lane_token, render_frame
+from dima_core.data.synth.world import (
+    META_FILE,
+    QA_FILE,
+    SynthScene,
+    SynthWorld,
+    generate_dataset,
+    lane_token,
+    render_frame,
+)
 
 __all__ = [
     "LONG_TAIL_SCENARIOS",

@@ -90,7 +90,9 @@ def write_can_bus(
                 "front_right_wheel_speed": 0,
             }
         )
-    route = [[_r(px, 3), _r(py, 3)] for px, py in zip(x[:: max(1, int(rate_hz))], y[:: max(1, int(rate_hz))])]
+    route = [
+        [_r(px, 3), _r(py, 3)] for px, py in zip(x[:: max(1, int(rate_hz))], y[:: max(1, int(rate_hz))], strict=True)
+    ]
     messages = {"pose": pose, "ms_imu": imu, "steeranglefeedback": steer, "vehicle_monitor": monitor, "route": route}
     meta = {
         name: {"message_count": len(msgs), "message_freq": rate_hz if name != "vehicle_monitor" else 2.0}

@@ -24,7 +24,12 @@ SCENARIOS: tuple[str, ...] = (
 )
 LONG_TAIL_SCENARIOS: tuple[str, ...] = ("overtake", "three_point_turn", "resume_from_stop")
 
-LOCATIONS: tuple[str, ...] = ("boston-seaport", "singapore-onenorth", "singapore-hollandvillage", "singapore-queenstown")
+LOCATIONS: tuple[str, ...] = (
+    "boston-seaport",
+    "singapore-onenorth",
+    "singapore-hollandvillage",
+    "singapore-queenstown",
+)
 
 Location = Literal["boston-seaport", "singapore-onenorth", "singapore-hollandvillage", "singapore-queenstown"]
 

@@ -31,7 +31,9 @@ def _ego(segments: list[Segment], s0: float, v0: float) -> Driver:
     )
 
 
-def lane_following(route_xy: np.ndarray, s0: float, v0: float, v_max: float, stops: list[tuple[float, float]] = ()) -> Driver:
+def lane_following(
+    route_xy: np.ndarray, s0: float, v0: float, v_max: float, stops: list[tuple[float, float]] = ()
+) -> Driver:
     """Follow ``route_xy`` (N, 2) from arc length ``s0``; ``stops`` = [(s, dwell seconds)] full stops (stop signs)."""
     path = Path(route_xy)
     d = _ego([Segment(path, v_max, stop_at_end=True)], s0, v0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -159,8 +160,12 @@ class MapBuilder:
                         "token": lt,
                         "polygon_token": self.polygon(f"{k}/lane/{lid}", poly),
                         "lane_type": "CAR",
-                        "from_edge_line_token": self.line(f"{k}/lane/{lid}/from", np.array([lane.left[0], lane.right[0]])),
-                        "to_edge_line_token": self.line(f"{k}/lane/{lid}/to", np.array([lane.left[-1], lane.right[-1]])),
+                        "from_edge_line_token": self.line(
+                            f"{k}/lane/{lid}/from", np.array([lane.left[0], lane.right[0]])
+                        ),
+                        "to_edge_line_token": self.line(
+                            f"{k}/lane/{lid}/to", np.array([lane.left[-1], lane.right[-1]])
+                        ),
                         "left_lane_divider_segments": [
                             {"node_token": n, "segment_type": lane.left_type} for n in self.nodes(lane.left)
                         ],
@@ -172,7 +177,10 @@ class MapBuilder:
             else:
                 poly = np.concatenate([lane.left, lane.right[::-1]])
                 self.layers["lane_connector"].append(
-                    {"token": lt, "polygon_token": self.polygon(f"{k}/connector/{lid}", Polygon(poly).buffer(0).simplify(0.01))}
+                    {
+                        "token": lt,
+                        "polygon_token": self.polygon(f"{k}/connector/{lid}", Polygon(poly).buffer(0).simplify(0.01)),
+                    }
                 )
             self.arcline_path_3[lt] = _arclines(lane.centerline)
             self.connectivity[lt] = {
@@ -185,7 +193,11 @@ class MapBuilder:
             ct = token("ped_crossing", self.location, k, cw.id)
             cw_tokens[cw.id] = ct
             self.layers["ped_crossing"].append(
-                {"token": ct, "polygon_token": self.polygon(f"{k}/cw{cw.id}", cw.polygon), "road_segment_token": seg_tokens[cw.road]}
+                {
+                    "token": ct,
+                    "polygon_token": self.polygon(f"{k}/cw{cw.id}", cw.polygon),
+                    "road_segment_token": seg_tokens[cw.road],
+                }
             )
         for sl in net.stop_lines:
             self.layers["stop_line"].append(
@@ -200,14 +212,21 @@ class MapBuilder:
             )
         for i, ww in enumerate(net.walkways()):
             self.layers["walkway"].append(
-                {"token": token("walkway", self.location, k, i), "polygon_token": self.polygon(f"{k}/ww{i}", Polygon(ww).simplify(0.01))}
+                {
+                    "token": token("walkway", self.location, k, i),
+                    "polygon_token": self.polygon(f"{k}/ww{i}", Polygon(ww).simplify(0.01)),
+                }
             )
         for i, (kind, pts) in enumerate(net.divider_lines()):
             lt = self.line(f"{k}/div{i}", pts)
             if kind == "road_divider":
                 road_id = _closest_road(net, pts)
                 self.layers["road_divider"].append(
-                    {"token": token("road_divider", self.location, k, i), "line_token": lt, "road_segment_token": seg_tokens[road_id]}
+                    {
+                        "token": token("road_divider", self.location, k, i),
+                        "line_token": lt,
+                        "road_segment_token": seg_tokens[road_id],
+                    }
                 )
             else:
                 self.layers["lane_divider"].append(
@@ -266,7 +285,7 @@ def _arclines(centerline: np.ndarray) -> list[dict]:
     """Arcline paths of a lane: one straight ("LSL" with zero-length arcs) piece per 2 m of centerline."""
     pts = resample(centerline, 2.0)
     out = []
-    for a, b in zip(pts[:-1], pts[1:]):
+    for a, b in pairwise(pts):
         yaw = math.atan2(b[1] - a[1], b[0] - a[0])
         length = float(np.linalg.norm(b - a))
         out.append(

@@ -34,7 +34,10 @@ CATEGORIES = (
     ("vehicle.emergency.police", "All types of police vehicles."),
     ("vehicle.motorcycle", "Gasoline or electric powered 2-wheeled vehicle designed to move rapidly."),
     ("vehicle.trailer", "Any vehicle trailer, both for trucks, cars and motorcycles."),
-    ("vehicle.truck", "Vehicles primarily designed to haul cargo including pick-ups, lorrys, trucks and semi-tractors."),
+    (
+        "vehicle.truck",
+        "Vehicles primarily designed to haul cargo including pick-ups, lorrys, trucks and semi-tractors.",
+    ),
 )
 ATTRIBUTES = (
     ("vehicle.moving", "Vehicle is moving."),

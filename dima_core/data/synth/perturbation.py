@@ -10,7 +10,6 @@ are drawn from their own generator, so the rest of the world is unchanged.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from dima_core.data.synth.config import EgoPerturbationConfig

@@ -42,7 +42,7 @@ class Lighting:
     diffuse: float
 
     @staticmethod
-    def random(rng: np.random.Generator) -> "Lighting":
+    def random(rng: np.random.Generator) -> Lighting:
         gain = float(rng.uniform(0.7, 1.15))  # exposure
         tint = rng.uniform(0.95, 1.05, size=3)  # white balance
         dusk = rng.random() < 0.2
@@ -175,7 +175,9 @@ class SceneRenderer:
         haze = np.exp(-t_g * 12.0)  # (h, 1): the ground fades into the horizon colour far away
         ground = self.light.ground * (0.85 + 0.25 * t_g) * (1 - 0.5 * haze) + self.light.sky_horizon * 0.5 * haze
         img = np.where(v < cy, sky, ground)
-        return np.ascontiguousarray(np.repeat(img[:, None, :], w, axis=1).reshape(h, w, 3).clip(0, 255).astype(np.uint8))
+        return np.ascontiguousarray(
+            np.repeat(img[:, None, :], w, axis=1).reshape(h, w, 3).clip(0, 255).astype(np.uint8)
+        )
 
     # ---- one frame ----------------------------------------------------------------------------------------------
     def render(
@@ -208,7 +210,7 @@ class SceneRenderer:
             quad_pix, quad_layer = self._project(self.ground_quads, world_to_cam, cam, self.ground_quad_layer)
             other = {i: self._project(p, world_to_cam, cam)[0] for i, p in self.ground_other}
             for li, (colour, _) in enumerate(self.ground_layers):
-                polys = [pix for pix, lay in zip(quad_pix, quad_layer) if lay == li] + other.get(li, [])
+                polys = [pix for pix, lay in zip(quad_pix, quad_layer, strict=True) if lay == li] + other.get(li, [])
                 _fill(img, None, polys, colour, 0)
             if len(shadows):
                 dark = self.light.road * 0.45

@@ -220,7 +220,9 @@ class RoadNetwork:
                 self.add_stop_line(road_id, -1, s + width / 2 + 1.5, "PED_CROSSING", cw.id)
         return cw
 
-    def add_stop_line(self, road_id: int, direction: int, s: float, kind: str, crosswalk: int | None = None) -> StopLine:
+    def add_stop_line(
+        self, road_id: int, direction: int, s: float, kind: str, crosswalk: int | None = None
+    ) -> StopLine:
         """A 0.5 m deep stop line across the lanes of one direction at arc length ``s``."""
         road = self.roads[road_id]
         lo, hi = (-road.lanes_fwd * road.lane_width, 0.0) if direction > 0 else (0.0, road.lanes_bwd * road.lane_width)
@@ -278,8 +280,14 @@ class RoadNetwork:
         arms = []
         for road_id, starts_here in junction.arms:
             road = self.roads[road_id]
-            into = [self.lanes[f"r{road_id}_{'b' if starts_here else 'f'}{k}"] for k in range(road.lanes_bwd if starts_here else road.lanes_fwd)]
-            out = [self.lanes[f"r{road_id}_{'f' if starts_here else 'b'}{k}"] for k in range(road.lanes_fwd if starts_here else road.lanes_bwd)]
+            into = [
+                self.lanes[f"r{road_id}_{'b' if starts_here else 'f'}{k}"]
+                for k in range(road.lanes_bwd if starts_here else road.lanes_fwd)
+            ]
+            out = [
+                self.lanes[f"r{road_id}_{'f' if starts_here else 'b'}{k}"]
+                for k in range(road.lanes_fwd if starts_here else road.lanes_bwd)
+            ]
             h_out = math.atan2(road.cl[1, 1] - road.cl[0, 1], road.cl[1, 0] - road.cl[0, 0])
             if not starts_here:
                 h_out = math.atan2(road.cl[-2, 1] - road.cl[-1, 1], road.cl[-2, 0] - road.cl[-1, 0])
@@ -428,7 +436,12 @@ def place_buildings(net: RoadNetwork, rng: np.random.Generator, per_100m: float)
                 fp = Polygon(
                     [
                         (box.x + c * dx - s_ * dy, box.y + s_ * dx + c * dy)
-                        for dx, dy in ((length / 2, depth / 2), (-length / 2, depth / 2), (-length / 2, -depth / 2), (length / 2, -depth / 2))
+                        for dx, dy in (
+                            (length / 2, depth / 2),
+                            (-length / 2, depth / 2),
+                            (-length / 2, -depth / 2),
+                            (length / 2, -depth / 2),
+                        )
                     ]
                 )
                 if fp.intersects(keepout) or any(fp.intersects(_footprint(b)) for b in net.buildings):
@@ -442,7 +455,11 @@ def place_buildings(net: RoadNetwork, rng: np.random.Generator, per_100m: float)
             yaw = math.atan2(d[1], d[0])
             width = road.left_edge_offset - road.right_edge_offset + 2 * WALKWAY_WIDTH + 4
             centre_off = (road.left_edge_offset + road.right_edge_offset) / 2
-            p = end + np.array([math.cos(yaw), math.sin(yaw)]) * 3.0 + np.array([-math.sin(yaw), math.cos(yaw)]) * centre_off
+            p = (
+                end
+                + np.array([math.cos(yaw), math.sin(yaw)]) * 3.0
+                + np.array([-math.sin(yaw), math.cos(yaw)]) * centre_off
+            )
             net.buildings.append(StaticBox(float(p[0]), float(p[1]), yaw, 1.0, width, 2.5, (60, 70, 150)))
 
 
@@ -451,7 +468,12 @@ def _footprint(b: StaticBox) -> Polygon:
     return Polygon(
         [
             (b.x + c * dx - s * dy, b.y + s * dx + c * dy)
-            for dx, dy in ((b.length / 2, b.width / 2), (-b.length / 2, b.width / 2), (-b.length / 2, -b.width / 2), (b.length / 2, -b.width / 2))
+            for dx, dy in (
+                (b.length / 2, b.width / 2),
+                (-b.length / 2, b.width / 2),
+                (-b.length / 2, -b.width / 2),
+                (b.length / 2, -b.width / 2),
+            )
         ]
     )
 

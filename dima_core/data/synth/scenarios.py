@@ -104,7 +104,9 @@ class _Builder:
         if not self.free(p, l / 2 + 5.0):
             return None
         v0 = v_des * float(self.rng.uniform(0.7, 1.0))
-        idm = IDMParams(a_max=1.2 if cat != "vehicle.car" else 1.6, b_comf=2.0, headway=float(self.rng.uniform(1.2, 1.8)))
+        idm = IDMParams(
+            a_max=1.2 if cat != "vehicle.car" else 1.6, b_comf=2.0, headway=float(self.rng.uniform(1.2, 1.8))
+        )
         d = Driver([Segment(path, v_des)], l, w, l / 2, idm, s=s, v=v0, start_time=start_time)
         actor = Actor(len(self.actors), cat, l, w, h, colour, driver=d)
         self.actors.append(actor)
@@ -156,7 +158,11 @@ class _Builder:
         return actor
 
     def populate_road(
-        self, road_id: int, ego_lane: str | None, avoid_s: tuple[float, float] | None = None, oncoming: int | None = None
+        self,
+        road_id: int,
+        ego_lane: str | None,
+        avoid_s: tuple[float, float] | None = None,
+        oncoming: int | None = None,
     ) -> None:
         """Background life on one road: traffic both ways, parked cars, walkers, cyclists, buildings."""
         tc = self.cfg.traffic
@@ -255,7 +261,9 @@ def _corridor_scene(b: _Builder, scenario: str) -> ScenePlan:
         opp = b.net.lane(rid, -1, 0)
         opp_path = Path(opp.centerline)
         s_meet, _ = opp_path.project(np.array([[x, y]]))
-        b.add_driver(opp.centerline, float(s_meet[0]) - float(rng.uniform(60, 90)), float(rng.uniform(9, 12)), "vehicle.car")
+        b.add_driver(
+            opp.centerline, float(s_meet[0]) - float(rng.uniform(60, 90)), float(rng.uniform(9, 12)), "vehicle.car"
+        )
         # Oncoming traffic beyond that comes with a gap the ego can use: far ahead, or already past.
         for far in (float(rng.uniform(230, 280)), float(rng.uniform(-60, -30))):
             b.add_driver(opp.centerline, float(s_meet[0]) - far, float(rng.uniform(9, 12)), "vehicle.car")
@@ -298,7 +306,9 @@ def _junction_scene(b: _Builder, scenario: str) -> ScenePlan:
         if name == turn or rng.random() < 0.75 or (not keep_straight and len(arms) < 3):
             dead = name != turn and rng.random() < 0.4
             length = float(rng.uniform(40, 70)) if dead else float(rng.uniform(110, 170))
-            pieces = [] if dead or rng.random() < 0.5 else [(40.0, float(rng.choice([-1, 1])) / float(rng.uniform(60, 150)))]
+            pieces = (
+                [] if dead or rng.random() < 0.5 else [(40.0, float(rng.choice([-1, 1])) / float(rng.uniform(60, 150)))]
+            )
             arms.append((side, length, pieces, lanes, lanes, dead))
     j = b.net.add_junction(b.origin, b.heading, arms)
     for road_id, _ in j.arms:
@@ -331,10 +341,12 @@ def _junction_scene(b: _Builder, scenario: str) -> ScenePlan:
     # Cross traffic through the junction from every other arm, and pedestrians on some crosswalks.
     for road_id, _ in j.arms[1:]:
         road = b.net.roads[road_id]
-        for k in range(int(rng.integers(1, 3))):
+        for _ in range(int(rng.integers(1, 3))):
             lane = b.net.lane(road_id, -1, int(rng.integers(road.lanes_bwd)))
             r = b.route_from(lane.id)
-            b.add_driver(r, float(rng.uniform(5, max(6.0, Path(lane.centerline).length - 15))), float(rng.uniform(7, 11)))
+            b.add_driver(
+                r, float(rng.uniform(5, max(6.0, Path(lane.centerline).length - 15))), float(rng.uniform(7, 11))
+            )
     for cw in b.net.crosswalks:
         if rng.random() < 0.5:
             path_xy = cw.walk_path if rng.random() < 0.5 else cw.walk_path[::-1]

@@ -189,7 +189,9 @@ class Simulation:
         self.crosswalk_polys = crosswalks
         self.holders: dict[int, set[int]] = {j: set() for j in junctions}
         self._portion_cache: dict[tuple[int, int, int, int], bool] = {}
-        self.drivers: list[tuple[int, Driver]] = [(-1, ego)] + [(a.id, a.driver) for a in actors if a.driver is not None]
+        self.drivers: list[tuple[int, Driver]] = [(-1, ego)] + [
+            (a.id, a.driver) for a in actors if a.driver is not None
+        ]
         for _, d in self.drivers:
             d.junction_spans = [self._spans(seg.path) for seg in d.segments]
             d.crosswalk_entries = [self._cw_entries(seg.path) if not seg.path.reverse else [] for seg in d.segments]
@@ -385,7 +387,7 @@ class Simulation:
                 commands.append(0.0)
                 continue
             commands.append(self._drive(key, d, obstacles))
-        for (key, d), acc in zip(self.drivers, commands):
+        for (_, d), acc in zip(self.drivers, commands, strict=True):
             if d.finished:
                 continue
             seg = d.segments[d.seg]

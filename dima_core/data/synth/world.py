@@ -27,8 +27,8 @@ from dima_core.config import config_to_dict
 from dima_core.constants import CAMERA_NAMES, EGO_FOOTPRINT_FORWARD_OFFSET_M, LIDAR_NAME
 from dima_core.data.geometry import yaw_quaternion
 from dima_core.data.synth import lidar as lidar_mod
-from dima_core.data.synth.can_bus import write_can_bus
 from dima_core.data.synth.cameras import Camera, camera_rig, lidar_to_ego
+from dima_core.data.synth.can_bus import write_can_bus
 from dima_core.data.synth.config import LONG_TAIL_SCENARIOS, SCENARIOS, SynthConfig
 from dima_core.data.synth.geometry import token
 from dima_core.data.synth.map_writer import MapBuilder
@@ -171,7 +171,7 @@ def render_frame(scene: SynthScene, frame_index: int, include_agents: bool = Tru
     JPEG) to what ``write`` stored when ``include_agents``; without agents it shows the same frame, same noise,
     with the agents (and their shadows) removed."""
     images, _, _ = scene.render(frame_index, include_agents)
-    return dict(zip(CAMERA_NAMES, images))
+    return dict(zip(CAMERA_NAMES, images, strict=True))
 
 
 def _allocate(n: int, mix: dict[str, float], rng: np.random.Generator) -> list[str]:
@@ -183,7 +183,7 @@ def _allocate(n: int, mix: dict[str, float], rng: np.random.Generator) -> list[s
     counts = np.floor(quota).astype(int)
     for i in np.argsort(-(quota - counts), kind="stable")[: n - counts.sum()]:
         counts[i] += 1
-    out = [s for s, c in zip(names, counts) for _ in range(c)]
+    out = [s for s, c in zip(names, counts, strict=True) for _ in range(c)]
     return [out[i] for i in rng.permutation(len(out))]
 
 
@@ -198,7 +198,7 @@ class SynthWorld:
     @classmethod
     def generate(
         cls, cfg: SynthConfig, seed: int, num_scenes: int, scenarios: list[str] | None = None
-    ) -> "SynthWorld":
+    ) -> SynthWorld:
         """Build and simulate ``num_scenes`` scenes; ``scenarios`` (optional) cycles through the given names instead
         of sampling the config's mix."""
         rng = np.random.default_rng([seed, 7919])
@@ -211,7 +211,10 @@ class SynthWorld:
             chosen = _allocate(num_scenes, cfg.scenario_mix, rng)
         names = scene_names(num_scenes)
         per_loc: dict[str, int] = {}
-        count_loc = {loc: sum(1 for i in range(num_scenes) if cfg.locations[i % len(cfg.locations)] == loc) for loc in cfg.locations}
+        count_loc = {
+            loc: sum(1 for i in range(num_scenes) if cfg.locations[i % len(cfg.locations)] == loc)
+            for loc in cfg.locations
+        }
         cams = camera_rig(cfg.camera.width, cfg.camera.height)
         scenes = []
         for i in range(num_scenes):
@@ -282,9 +285,14 @@ class SynthWorld:
             builder.write(out_dir)
             map_tok = token(self.seed, "map", loc)
             filename = f"maps/{map_tok}.png"
-            res = builder.write_basemap(os.path.join(out_dir, filename), cfg.basemap_resolution_m, cfg.basemap_max_pixels)
+            res = builder.write_basemap(
+                os.path.join(out_dir, filename), cfg.basemap_resolution_m, cfg.basemap_max_pixels
+            )
             map_resolutions[loc] = res
-            tables.add("map", {"token": map_tok, "log_tokens": log_tokens[loc], "category": "semantic_prior", "filename": filename})
+            tables.add(
+                "map",
+                {"token": map_tok, "log_tokens": log_tokens[loc], "category": "semantic_prior", "filename": filename},
+            )
         tables.write(out_dir, cfg.version)
         meta = {
             "version": cfg.version,
@@ -310,7 +318,16 @@ class SynthWorld:
     def _write_scene(self, scene: SynthScene, out: str, tables: TableWriter, log_token: str, ground: np.ndarray) -> int:
         cfg, seed = self.cfg, self.seed
         logfile = f"synth-{seed}-{scene.name}"
-        tables.add("log", {"token": log_token, "logfile": logfile, "vehicle": "synth-zoe", "date_captured": "2018-08-01", "location": scene.location})
+        tables.add(
+            "log",
+            {
+                "token": log_token,
+                "logfile": logfile,
+                "vehicle": "synth-zoe",
+                "date_captured": "2018-08-01",
+                "location": scene.location,
+            },
+        )
         calib = {}
         for cam in scene.cameras:
             calib[cam.name] = tables.add(
@@ -339,7 +356,14 @@ class SynthWorld:
         radius = cfg.traffic.annotation_radius_m
         for k in range(scene.num_keyframes):
             ts = scene.keyframe_timestamp(k)
-            sample = tables.add("sample", {"token": token(seed, "sample", scene.name, k), "timestamp": ts, "scene_token": token(seed, "scene", scene.name)})
+            sample = tables.add(
+                "sample",
+                {
+                    "token": token(seed, "sample", scene.name, k),
+                    "timestamp": ts,
+                    "scene_token": token(seed, "scene", scene.name),
+                },
+            )
             samples.append(sample)
             ego = scene.ego_pose(k)
             images, idbufs, areas = scene.render(k, include_agents=True, want_ids=True)
@@ -347,16 +371,27 @@ class SynthWorld:
             for buf in idbufs:
                 vis_px += np.bincount(buf.ravel(), minlength=65536)
             agents = [
-                (a, x, y, yaw, v) for a, x, y, yaw, v in scene.agents_at(k) if math.hypot(x - ego[0], y - ego[1]) <= radius
+                (a, x, y, yaw, v)
+                for a, x, y, yaw, v in scene.agents_at(k)
+                if math.hypot(x - ego[0], y - ego[1]) <= radius
             ]
-            vis_frac = {a.id: min(1.0, vis_px[a.id + 1] / areas[a.id + 1]) if areas.get(a.id + 1, 0.0) > 0 else 0.0 for a, *_ in agents}
+            vis_frac = {
+                a.id: min(1.0, vis_px[a.id + 1] / areas[a.id + 1]) if areas.get(a.id + 1, 0.0) > 0 else 0.0
+                for a, *_ in agents
+            }
             boxes = [(a.id, x, y, yaw, a.length, a.width, a.height, vis_frac[a.id]) for a, x, y, yaw, _ in agents]
-            points, counts = lidar_mod.sweep(ego, boxes, ground, cfg.lidar_box_density, np.random.default_rng([seed, scene.index, k, 3]))
+            points, counts = lidar_mod.sweep(
+                ego, boxes, ground, cfg.lidar_box_density, np.random.default_rng([seed, scene.index, k, 3])
+            )
             for ch in CAMERA_NAMES + (LIDAR_NAME,):
                 ep = tables.add(
                     "ego_pose",
-                    {"token": token(seed, "ego_pose", scene.name, k, ch), "timestamp": ts,
-                     "rotation": [round(v, 9) for v in yaw_quaternion(ego[2])], "translation": [round(ego[0], 4), round(ego[1], 4), 0.0]},
+                    {
+                        "token": token(seed, "ego_pose", scene.name, k, ch),
+                        "timestamp": ts,
+                        "rotation": [round(v, 9) for v in yaw_quaternion(ego[2])],
+                        "translation": [round(ego[0], 4), round(ego[1], 4), 0.0],
+                    },
                 )
                 is_cam = ch != LIDAR_NAME
                 ext = "jpg" if is_cam else "pcd.bin"
@@ -436,7 +471,9 @@ class SynthWorld:
                 "description": f"synthetic {scene.scenario}; tags: {', '.join(scene.tags)}",
             },
         )
-        write_can_bus(os.path.join(out, "can_bus"), scene.name, scene.t0_us, scene.record.times, scene.record.ego, cfg.can_bus_hz)
+        write_can_bus(
+            os.path.join(out, "can_bus"), scene.name, scene.t0_us, scene.record.times, scene.record.ego, cfg.can_bus_hz
+        )
         return n
 
 
@@ -479,4 +516,15 @@ def generate_dataset(
     return summary
 
 
-__all__ = ["QA_FILE", "SynthWorld", "SynthScene", "SimRecord", "generate_dataset", "render_frame", "simulate", "lane_token", "scene_names", "BUILDING_ID"]
+__all__ = [
+    "QA_FILE",
+    "SynthWorld",
+    "SynthScene",
+    "SimRecord",
+    "generate_dataset",
+    "render_frame",
+    "simulate",
+    "lane_token",
+    "scene_names",
+    "BUILDING_ID",
+]

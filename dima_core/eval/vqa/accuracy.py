@@ -22,7 +22,7 @@ def accuracy(predicted: Sequence[str], ground_truth: Sequence[str]) -> float | N
         raise ValueError(f"accuracy needs aligned lists, got {len(predicted)} predictions, {len(ground_truth)} answers")
     if not predicted:
         return None
-    return sum(exact_match(p, g) for p, g in zip(predicted, ground_truth)) / len(predicted)
+    return sum(exact_match(p, g) for p, g in zip(predicted, ground_truth, strict=True)) / len(predicted)
 
 
 __all__ = ["accuracy", "exact_match"]

@@ -226,12 +226,12 @@ def evaluate_vqa(
 
     acc_values = [exact_match(answer_for(i), i.answer) for i in acc_items]
     report.accuracy = _mean(acc_values)
-    for item, value in zip(acc_items, acc_values):
+    for item, value in zip(acc_items, acc_values, strict=True):
         per_question[item.qa_id]["accuracy"] = value
 
     f1_values = [match_answer(answer_for(i), i.answer).f1 * 100.0 for i in match_items]
     report.match_f1 = _mean(f1_values)
-    for item, value in zip(match_items, f1_values):
+    for item, value in zip(match_items, f1_values, strict=True):
         per_question[item.qa_id]["match_f1"] = value
 
     lang = language_scores([answer_for(i) for i in lang_items], [i.answer for i in lang_items], tokenizer)
@@ -239,7 +239,7 @@ def evaluate_vqa(
         report.language = lang.corpus
         report.language_score = language_aggregate(lang.corpus)
         report.settings["tokenizer"] = lang.tokenizer
-        for item, values in zip(lang_items, lang.per_pair):
+        for item, values in zip(lang_items, lang.per_pair, strict=True):
             per_question[item.qa_id]["language"] = values
 
     if judge is None:
@@ -250,9 +250,9 @@ def evaluate_vqa(
         match_gpt_values = _judge_all(judge, [(answer_for(i), i.answer) for i in match_items], "match", counts)
         report.chatgpt = _mean(gpt_values)
         report.match_gpt = _mean(match_gpt_values)
-        for item, value in zip(gpt_items, gpt_values):
+        for item, value in zip(gpt_items, gpt_values, strict=True):
             per_question[item.qa_id]["judge"] = value
-        for item, value in zip(match_items, match_gpt_values):
+        for item, value in zip(match_items, match_gpt_values, strict=True):
             per_question[item.qa_id]["match_judge"] = value
         if report.match_f1 is not None and report.match_gpt is not None:
             report.match = (report.match_f1 + report.match_gpt) / 2.0

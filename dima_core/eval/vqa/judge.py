@@ -93,7 +93,7 @@ class HFCausalLMJudge:
     @classmethod
     def from_pretrained(
         cls, path: str | Path, device: str | None = None, max_new_tokens: int = 8, temperature: float = 0.0
-    ) -> "HFCausalLMJudge":
+    ) -> HFCausalLMJudge:
         """Load from a local model directory, or a ``.gguf`` file (its folder must hold the file); never downloads."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

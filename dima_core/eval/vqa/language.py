@@ -47,7 +47,7 @@ def language_scores(
     chosen = resolve_tokenizer(tokenizer)
     # One tokenizer call for both sides: the Java tokenizer costs a JVM start per call.
     raw: dict[object, list[str]] = {}
-    for i, (p, g) in enumerate(zip(predicted, ground_truth)):
+    for i, (p, g) in enumerate(zip(predicted, ground_truth, strict=True)):
         raw[("gt", i)] = [g.replace(_UNK_TOKEN, "_UNKNOWN")]
         raw[("res", i)] = [p]
     tokens = tokenize_captions(raw, chosen)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dima_core.data.drivelm import TAG_ACCURACY, TAG_GPT, TAG_LANGUAGE, TAG_MATCH, DriveLMFrame, QA_CATEGORIES
+from dima_core.data.drivelm import QA_CATEGORIES, TAG_ACCURACY, TAG_GPT, TAG_LANGUAGE, TAG_MATCH, DriveLMFrame
 
 _MOVING_STATUS = "what is the moving status of object"
 _PLANNING_PATTERNS: tuple[str, ...] = ("what actions could the ego vehicle take", "lead to a collision", "safe actions")

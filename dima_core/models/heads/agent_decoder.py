@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
 
-from dima_core.models.attention import CrossAttentionLayer, DeformableDecoderLayer, MLP, inverse_sigmoid
+from dima_core.models.attention import MLP, CrossAttentionLayer, DeformableDecoderLayer, inverse_sigmoid
 from dima_core.models.bev_geometry import fraction_to_metric
 from dima_core.models.config import AgentHeadConfig
 
@@ -77,8 +76,8 @@ class AgentDecoder(nn.Module):
         nn.init.uniform_(self.reference.weight, -0.1, 0.1)
         nn.init.zeros_(self.reference.bias)
 
-    def forward(self, bev: torch.Tensor, map_tokens: Optional[torch.Tensor] = None,
-                map_centres: Optional[torch.Tensor] = None) -> AgentOutputs:
+    def forward(self, bev: torch.Tensor, map_tokens: torch.Tensor | None = None,
+                map_centres: torch.Tensor | None = None) -> AgentOutputs:
         b, c = bev.shape[:2]
         cfg = self.config
         na, k, t = cfg.num_queries, cfg.num_modes, cfg.future_steps

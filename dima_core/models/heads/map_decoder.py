@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dima_core.models.attention import DeformableDecoderLayer, MLP, inverse_sigmoid
+from dima_core.models.attention import MLP, DeformableDecoderLayer, inverse_sigmoid
 from dima_core.models.bev_geometry import fraction_to_metric
 from dima_core.models.config import MapHeadConfig
 

@@ -70,7 +70,7 @@ def detection_loss(logits: torch.Tensor, boxes: torch.Tensor, velocities: torch.
     num_classes = logits.shape[-1]
     targets = torch.zeros_like(logits)
     pred_parts, gt_parts, vel_pred, vel_gt = [], [], [], []
-    for b, (q, g) in enumerate(zip(matches.query, matches.gt)):
+    for b, (q, g) in enumerate(zip(matches.query, matches.gt, strict=True)):
         if q.numel():
             targets[b, q] = F.one_hot(gt_labels[b, g].long(), num_classes).to(logits.dtype)
         pred_parts.append(encode_boxes(boxes[b, q]))
@@ -98,7 +98,7 @@ def motion_loss(trajectories: torch.Tensor, mode_logits: torch.Tensor, boxes: to
     ``gt_futures (B, Ng, T, 2)`` positions, ``gt_future_mask (B, Ng, T)``.
     """
     disp_pred, disp_gt, masks, logits = [], [], [], []
-    for b, (q, g) in enumerate(zip(matches.query, matches.gt)):
+    for b, (q, g) in enumerate(zip(matches.query, matches.gt, strict=True)):
         disp_pred.append(trajectories[b, q] - boxes[b, q, None, None, :2])  # (M, K, T, 2)
         disp_gt.append(gt_futures[b, g] - gt_boxes[b, g, None, :2])  # (M, T, 2)
         masks.append(gt_future_mask[b, g].to(trajectories.dtype))  # (M, T)

@@ -89,7 +89,7 @@ def map_loss(logits: torch.Tensor, polylines: torch.Tensor, gt_labels: torch.Ten
     num_classes = logits.shape[-1]
     targets = torch.zeros_like(logits)
     preds, gts = [], []
-    for b, (q, g) in enumerate(zip(matches.query, matches.gt)):
+    for b, (q, g) in enumerate(zip(matches.query, matches.gt, strict=True)):
         if q.numel():
             targets[b, q] = F.one_hot(gt_labels[b, g].long(), num_classes).to(logits.dtype)
         preds.append(polylines[b, q])

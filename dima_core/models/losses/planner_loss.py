@@ -26,7 +26,7 @@ Returned keys (already multiplied by their :class:`~dima_core.models.config.Loss
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn

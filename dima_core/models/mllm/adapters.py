@@ -8,8 +8,6 @@ transformers' ``Blip2QFormerModel`` (BLIP-2's Q-former, cross-attention in every
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -59,7 +57,7 @@ class QFormerAdapter(nn.Module):
             self.memory_proj = nn.Linear(scene_dim, cfg.hidden_size)
         self.out_proj = nn.Linear(cfg.hidden_size, llm_dim)
 
-    def forward(self, tokens: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
             tokens: (B, N, C_scene) one BEAM token set.
             valid: (B, N) bool, False for tokens to ignore (removed agents, padding); None = all valid.
@@ -95,7 +93,7 @@ class BeamAdapters(nn.Module):
         return self.adapters[name].num_queries
 
     def forward(
-        self, tokens: dict[str, torch.Tensor], valid: Optional[dict[str, torch.Tensor]] = None
+        self, tokens: dict[str, torch.Tensor], valid: dict[str, torch.Tensor] | None = None
     ) -> dict[str, torch.Tensor]:
         """Args:
             tokens: ``{"bev": (B, H*W, C), "ego": (B, 1, C), "agent": (B, Na, C), "map": (B, Nm, C)}``.

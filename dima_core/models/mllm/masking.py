@@ -8,7 +8,6 @@ learned mask token (as in MAE / BERT), not zeros, so the adapter can tell "maske
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -34,7 +33,7 @@ def num_masked(num_tokens: int, ratio: float) -> int:
 
 
 def random_mask_positions(
-    batch: int, num_tokens: int, ratio: float, generator: Optional[torch.Generator] = None, device=None
+    batch: int, num_tokens: int, ratio: float, generator: torch.Generator | None = None, device=None
 ) -> torch.Tensor:
     """(B, K) sorted random positions, distinct within each row (drawn on the CPU so a CPU generator is enough)."""
     k = num_masked(num_tokens, ratio)
@@ -54,8 +53,8 @@ class BevMasker(nn.Module):
     def forward(
         self,
         bev: torch.Tensor,
-        generator: Optional[torch.Generator] = None,
-        positions: Optional[torch.Tensor] = None,
+        generator: torch.Generator | None = None,
+        positions: torch.Tensor | None = None,
     ) -> BevMask:
         """Args:
             bev: (B, N, C) BEV tokens.

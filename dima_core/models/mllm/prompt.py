@@ -16,8 +16,9 @@ Labels are -100 everywhere except the answer tokens and the end-of-turn token af
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 import torch
 
@@ -47,7 +48,7 @@ class PromptBatch:
     labels: torch.Tensor
     positions: dict[str, torch.Tensor]
 
-    def to(self, device: torch.device | str) -> "PromptBatch":
+    def to(self, device: torch.device | str) -> PromptBatch:
         return PromptBatch(
             self.input_ids.to(device),
             self.attention_mask.to(device),
@@ -71,7 +72,7 @@ class PromptBuilder:
         self,
         tokenizer,
         query_counts: dict[str, int],
-        system_prompt: Optional[str] = None,
+        system_prompt: str | None = None,
         max_answer_tokens: int = 128,
         use_chat_template: bool = True,
     ):
@@ -125,7 +126,7 @@ class PromptBuilder:
     def encode(
         self,
         questions: Sequence[str],
-        answers: Optional[Sequence[str]] = None,
+        answers: Sequence[str] | None = None,
         padding_side: Literal["right", "left"] = "right",
     ) -> PromptBatch:
         """Tokenize, label and pad a batch.
@@ -151,7 +152,7 @@ class PromptBuilder:
         input_ids = torch.full((b, length), self.pad_id, dtype=torch.long)
         attention = torch.zeros((b, length), dtype=torch.long)
         labels = torch.full((b, length), IGNORE_INDEX, dtype=torch.long)
-        for i, (s, lab) in enumerate(zip(seqs, labs)):
+        for i, (s, lab) in enumerate(zip(seqs, labs, strict=True)):
             start = 0 if padding_side == "right" else length - len(s)
             input_ids[i, start : start + len(s)] = torch.tensor(s)
             attention[i, start : start + len(s)] = 1

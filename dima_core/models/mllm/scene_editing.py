@@ -9,7 +9,7 @@ layer on its box and trajectory (:class:`AddedAgentEncoder`); a removed agent's 
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -44,11 +44,11 @@ class AddedAgentEncoder(nn.Module):
 
 def apply_edits_to_tokens(
     agents: torch.Tensor,
-    edits: Sequence[Optional[SceneEdit]],
+    edits: Sequence[SceneEdit | None],
     encoder: AddedAgentEncoder,
-    agent_boxes: Optional[torch.Tensor] = None,
+    agent_boxes: torch.Tensor | None = None,
     match_radius: float = 2.0,
-    valid: Optional[torch.Tensor] = None,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Edit a batch of agent tokens.
 
@@ -90,7 +90,7 @@ def apply_edits_to_tokens(
 
 
 def edited_plan_targets(
-    edits: Sequence[Optional[SceneEdit]], device: torch.device | str = "cpu"
+    edits: Sequence[SceneEdit | None], device: torch.device | str = "cpu"
 ) -> dict[str, torch.Tensor]:
     """Batch the edit labels for the scene-editing loss.
 
