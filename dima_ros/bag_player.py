@@ -30,9 +30,10 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import rclpy
 from rclpy.duration import Duration
@@ -55,7 +56,7 @@ DEFAULT_QOS_DEPTH = 10
 # ----------------------------------------------------------------------------------------------------- conversions
 
 
-def qos_profile_from_bag(qos: Optional[Qos]) -> QoSProfile:
+def qos_profile_from_bag(qos: Qos | None) -> QoSProfile:
     """The rclpy QoS for a recorded offered profile (rosbags tuple); reliable/volatile/keep-last 10 when None.
 
     SYSTEM_DEFAULT / UNKNOWN / BEST_AVAILABLE entries fall back to the same defaults, as rosbag2 does for profiles
@@ -88,7 +89,7 @@ def qos_profile_from_bag(qos: Optional[Qos]) -> QoSProfile:
         liveliness=liveliness,
     )
 
-    def duration(t: Any) -> Optional[Duration]:
+    def duration(t: Any) -> Duration | None:
         ns = int(t.sec) * NS_PER_S + int(t.nsec)
         # 0 means "unset"; rosbag2 also records 0x7fffffff s (infinite) for unset values: keep the default for both.
         return Duration(nanoseconds=ns) if 0 < ns < 0x7FFFFFFF * NS_PER_S else None
@@ -144,13 +145,13 @@ class BagPlayer(Node):
     """
 
     def __init__(
-        self, bag: str | Path, options: Optional[PlayOptions] = None, node_name: str = "dima_bag_player"
+        self, bag: str | Path, options: PlayOptions | None = None, node_name: str = "dima_bag_player"
     ) -> None:
         options = options if options is not None else PlayOptions()
         options.validate()
         # Open the bag before the node exists: a missing / corrupt bag (BagError, a ValueError) leaves nothing
         # behind in the rclpy context.
-        self._reader: Optional[Any] = None
+        self._reader: Any | None = None
         reader = open_bag(bag)
         super().__init__(node_name)
         self._reader = reader
@@ -164,7 +165,7 @@ class BagPlayer(Node):
         # Pacing anchor: bag time ``_anchor_bag_ns`` corresponds to wall (monotonic) time ``_anchor_wall``.
         self._anchor_bag_ns = 0
         self._anchor_wall = time.monotonic()
-        self._last_clock_ns: Optional[int] = None
+        self._last_clock_ns: int | None = None
         self._next_clock_wall = 0.0
         try:
             self._connections, self._publishers_by_id = self._create_publishers()
@@ -220,7 +221,7 @@ class BagPlayer(Node):
 
     # ------------------------------------------------------------------ pause control
 
-    def _set_paused(self, paused: Optional[bool], response: Any) -> Any:
+    def _set_paused(self, paused: bool | None, response: Any) -> Any:
         with self._lock:
             new = (not self._paused) if paused is None else paused
             if new != self._paused:
@@ -333,8 +334,8 @@ class BagPlayer(Node):
         Raises:
             TimeoutError: a ``--wait-for`` topic got no subscriber in time.
         """
-        executor: Optional[SingleThreadedExecutor] = None
-        spinner: Optional[threading.Thread] = None
+        executor: SingleThreadedExecutor | None = None
+        spinner: threading.Thread | None = None
         if spin_services:
             executor = SingleThreadedExecutor(context=self.context)
             executor.add_node(self)
@@ -399,7 +400,7 @@ def run(args: argparse.Namespace) -> int:
     if owned:
         use_large_data_profile()  # before init: full-size camera frames need the larger segment
         rclpy.init()
-    player: Optional[BagPlayer] = None
+    player: BagPlayer | None = None
     try:
         player = BagPlayer(args.bag, options)
         if player.stats.skipped_topics:
@@ -429,7 +430,7 @@ def run(args: argparse.Namespace) -> int:
             rclpy.try_shutdown()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dima_ros.bag_player", description=__doc__.split("\n\n")[0])
     add_play_arguments(parser)
     args = parser.parse_args(argv)

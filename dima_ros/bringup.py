@@ -35,8 +35,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
@@ -94,7 +95,7 @@ class TrajectoryLog:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _monitor_node(echo: bool, record: TrajectoryLog, dual_record: Optional[TrajectoryLog] = None) -> Any:
+def _monitor_node(echo: bool, record: TrajectoryLog, dual_record: TrajectoryLog | None = None) -> Any:
     """A small node that watches the planner's trajectories (for the latency summary and ``--echo``) and, given
     ``dual_record``, the MLLM node's DiMA-Dual trajectories."""
     import rclpy
@@ -211,7 +212,7 @@ def play_bag(bag: str, rate: float) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=os.environ.copy())
 
 
-def run(config: BringupConfig, bag: Optional[str] = None, report: Optional[str] = None, echo: bool = False,
+def run(config: BringupConfig, bag: str | None = None, report: str | None = None, echo: bool = False,
         linger_s: float = 0.0) -> int:
     """Start the nodes; with ``bag`` replay it and print/write the online metrics. Returns an exit status."""
     import rclpy
@@ -231,8 +232,8 @@ def run(config: BringupConfig, bag: Optional[str] = None, report: Optional[str] 
         config.use_sim_time = True  # the simulator publishes /clock
     use_large_data_profile()  # before init; the bag player child process inherits it
     rclpy.init(args=None)
-    bringup: Optional[Bringup] = None
-    player: Optional[subprocess.Popen] = None
+    bringup: Bringup | None = None
+    player: subprocess.Popen | None = None
     status = 0
     try:
         bringup = Bringup(config, echo=echo)
@@ -324,12 +325,12 @@ def parse_set(values: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_bringup_config(path: Optional[str], overrides: dict[str, dict[str, Any]]) -> BringupConfig:
+def load_bringup_config(path: str | None, overrides: dict[str, dict[str, Any]]) -> BringupConfig:
     from dima_core.config import load_config
 
     config = load_config(path, BringupConfig, section="bringup") if path else BringupConfig()
     known = {spec.key for spec in NODES}
-    for node, params in {**config.parameters, **overrides}.items():
+    for node in {**config.parameters, **overrides}:
         if node not in known:
             raise ValueError(f"parameters for unknown node '{node}' (known: {sorted(known)})")
     for node, params in overrides.items():
@@ -337,7 +338,7 @@ def load_bringup_config(path: Optional[str], overrides: dict[str, dict[str, Any]
     return config
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dima_ros.bringup`` = ``dima ros bringup``."""
     # Through the dima CLI, not dima_ros.commands.ros: that module imports this one (no import cycle).
     from dima_core.cli import main as cli_main

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import MutableMapping, Optional
 
 from dima_ros.launch_spec import repository_root
 
@@ -23,8 +23,8 @@ PROFILE_FILE_NAME = "fastdds_large_data.xml"
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # current, deprecated
 
 
-def profile_environment(config_dir: Optional[str] = None,
-                        environ: Optional[MutableMapping[str, str]] = None) -> dict[str, str]:
+def profile_environment(config_dir: str | None = None,
+                        environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """``{FASTDDS_DEFAULT_PROFILES_FILE: <config_dir>/fastdds_large_data.xml}``, or ``{}`` when not ours to set.
 
     Empty when the user already points Fast DDS at a profile, when another RMW than rmw_fastrtps_cpp is selected,
@@ -39,7 +39,7 @@ def profile_environment(config_dir: Optional[str] = None,
     return {PROFILE_VARIABLES[0]: str(path.resolve())} if path.is_file() else {}
 
 
-def use_large_data_profile(environ: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
+def use_large_data_profile(environ: MutableMapping[str, str] | None = None) -> str | None:
     """Put the shipped profile into this process's environment (call before ``rclpy.init``); the path or None."""
     env = os.environ if environ is None else environ
     chosen = profile_environment(environ=env)

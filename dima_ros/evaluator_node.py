@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from rclpy.node import Node
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 class EvaluatorNode(Node):
     """Pairs trajectories with GT frames by stamp and keeps the running planning metrics."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, parameter_overrides: Optional[list[Any]] = None,
+    def __init__(self, node_name: str = NODE_NAME, *, parameter_overrides: list[Any] | None = None,
                  **node_kwargs: Any) -> None:
         super().__init__(node_name, parameter_overrides=parameter_overrides, **node_kwargs)
         self._params = ConfigParameters(self, EvaluatorNodeConfig)
@@ -115,7 +116,7 @@ class EvaluatorNode(Node):
         super().destroy_node()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dima_ros.evaluator_node --ros-args --params-file config/evaluator_node.yaml``."""
     from rclpy.executors import SingleThreadedExecutor
 

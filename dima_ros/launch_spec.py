@@ -17,9 +17,10 @@ the evaluator (a simulation has no replayed ground truth; the simulator scores i
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Optional
+from typing import Any, Literal
 
 from dima_core.bag.topics import COMMAND_TOPIC, GROUND_TRUTH_TOPIC, ODOM_TOPIC, camera_info_topic, image_topic
 from dima_core.constants import CAMERA_NAMES
@@ -64,7 +65,7 @@ class NodeSpec:
     executable: str
     params_file: str
     remappings: tuple[tuple[str, str], ...] = ()
-    enabled_by: Optional[str] = None
+    enabled_by: str | None = None
     launch_overrides: tuple[tuple[str, str], ...] = ()
     launch_override_types: tuple[tuple[str, Literal["int", "float", "list"]], ...] = ()
     ends_launch: bool = False
@@ -151,7 +152,7 @@ def node_spec(key: str) -> NodeSpec:
     raise KeyError(f"no node '{key}' in the DiMA graph (known: {[s.key for s in NODES]})")
 
 
-def params_path(spec: NodeSpec, config_dir: Optional[str | Path] = None, root: Optional[str | Path] = None) -> Path:
+def params_path(spec: NodeSpec, config_dir: str | Path | None = None, root: str | Path | None = None) -> Path:
     """The node's parameter file: ``config_dir/<file name>`` when given, else ``root/<params_file>``."""
     if config_dir:
         return Path(config_dir) / Path(spec.params_file).name
@@ -163,7 +164,7 @@ def repository_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def _launch_value(text: str, kind: Optional[str], argument: str) -> Any:
+def _launch_value(text: str, kind: str | None, argument: str) -> Any:
     """A launch argument's text as the parameter type (ROS parameters are typed: 8 is not a double)."""
     if kind == "list":
         return [item for item in text.replace(",", " ").split() if item]

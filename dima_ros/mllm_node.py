@@ -28,7 +28,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from nav_msgs.msg import Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -67,7 +68,7 @@ def resolve_device(device: str) -> str:
 class MllmNode(Node):
     """The AskScene server. ``config`` overrides the declared parameters (bringup and tests pass it directly)."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, parameter_overrides: Optional[list[Any]] = None,
+    def __init__(self, node_name: str = NODE_NAME, *, parameter_overrides: list[Any] | None = None,
                  **node_kwargs: Any) -> None:
         super().__init__(node_name, parameter_overrides=parameter_overrides, **node_kwargs)
         # Parameters that change the loaded model are read once; the rest are re-read on each request.
@@ -82,7 +83,7 @@ class MllmNode(Node):
         self._model_lock = threading.Lock()  # questions and dual planning take turns on the one model
         self._tokens = TokenBuffer(cfg.token_buffer_size)
         self._worker = QuestionWorker(self._answer, self._tokens, cfg.queue_size, check=self._check_question)
-        self._dual: Optional[LatestFrameWorker] = None
+        self._dual: LatestFrameWorker | None = None
         self.dual_skipped = 0  # frames without a usable plan_feature
         if cfg.publish_dual_trajectory:
             self.pub_dual = self.create_publisher(Trajectory, "~/output/dual_trajectory", OUTPUT_QOS)
@@ -188,7 +189,7 @@ class MllmNode(Node):
         super().destroy_node()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the node alone on a MultiThreadedExecutor (threads: the queue's waiters + token subscription)."""
     from rclpy.executors import MultiThreadedExecutor
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException
@@ -16,12 +16,12 @@ from dima_ros.dds_profile import use_large_data_profile
 
 
 def run_node(name: str, make_node: Callable[[], Node], make_executor: Callable[[Node], Executor],
-             argv: Optional[Sequence[str]] = None) -> int:
+             argv: Sequence[str] | None = None) -> int:
     """Spin ``make_node()`` on ``make_executor(node)`` until Ctrl-C or ROS shutdown; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     use_large_data_profile()  # before init: Fast DDS reads it when the participant is created
     rclpy.init(args=list(argv) if argv is not None else sys.argv)
-    node: Optional[Node] = None
+    node: Node | None = None
     try:
         try:
             node = make_node()

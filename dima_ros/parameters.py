@@ -34,9 +34,10 @@ import sys
 import threading
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generic, Literal, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -201,7 +202,7 @@ class ConfigParameters(Generic[C]):
         check_unknown: refuse overrides (from the YAML / command line) that name no declared parameter.
     """
 
-    def __init__(self, node: Node, cls: type[C], prefix: str = "", on_change: Optional[Callable[[C], None]] = None,
+    def __init__(self, node: Node, cls: type[C], prefix: str = "", on_change: Callable[[C], None] | None = None,
                  check_unknown: bool = True) -> None:
         self.node = node
         self.cls = cls
@@ -308,7 +309,7 @@ def load_parameter_file(path: str | Path, node_name: str, namespace: str = "/") 
 
 
 def parameter_overrides_from_yaml(path: str | Path, node_name: str, namespace: str = "/",
-                                  extra: Optional[dict[str, Any]] = None) -> list[Parameter]:
+                                  extra: dict[str, Any] | None = None) -> list[Parameter]:
     """``parameter_overrides=`` for an in-process node (bringup): the YAML's values, then ``extra`` on top."""
     values = load_parameter_file(path, node_name, namespace)
     values.update(flatten_parameters(extra or {}))

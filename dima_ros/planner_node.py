@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -150,7 +150,7 @@ class PlannerNode(Node):
         self.pub_latency = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", OUTPUT_QOS)
 
         # Worker: one frame set at a time.
-        self._job: Optional[FrameSet] = None  # the mailbox: the newest complete set not taken by the worker yet
+        self._job: FrameSet | None = None  # the mailbox: the newest complete set not taken by the worker yet
         self._stop = False
         self._cv = threading.Condition()
         self._worker = threading.Thread(target=self._work, name="dima-planner-infer", daemon=True)
@@ -388,7 +388,7 @@ class PlannerNode(Node):
         super().destroy_node()
 
 
-def main(args: Optional[list[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """``python -m dima_ros.planner_node --ros-args --params-file config/planner_node.yaml``."""
     return run_node("planner_node", PlannerNode, lambda node: SingleThreadedExecutor(), args)
 

@@ -13,7 +13,8 @@ message type does not import here (``tf2_msgs`` in the pip-only environment) is 
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from rclpy.node import Node
@@ -31,8 +32,8 @@ from dima_core.bag.topics import (
     COMMAND_TYPE,
     COMPRESSED_IMAGE_TYPE,
     MAP_FRAME,
-    ODOMETRY_TYPE,
     ODOM_TOPIC,
+    ODOMETRY_TYPE,
     SENSOR_QOS,
     STATE_QOS,
     TF_QOS,
@@ -50,7 +51,6 @@ from dima_core.data.synth.geometry import yaw_quaternion
 from dima_core.sim.runner import jsonable
 from dima_ros.bag_player import import_message_class, qos_profile_from_bag
 from dima_ros.converters.stamps import split_ns
-
 
 # ----------------------------------------------------------------------------------------------------- vehicle topics
 

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -111,7 +111,7 @@ class Reply:
     """A trajectory for a published frame: its (N, 2) waypoints (unchecked) or why it was refused."""
 
     stamp_ns: int
-    xy: Optional[np.ndarray]
+    xy: np.ndarray | None
     arrival_wall: float
     refused: str = ""
 
@@ -166,8 +166,8 @@ class SimNode(Node):
         self._old_stamps: set[int] = set()  # frames of earlier episodes
         self._probe_stamps: set[int] = set()
         self._probe_answered = False
-        self._pending: Optional[int] = None  # lockstep: the frame being waited for
-        self._reply: Optional[Reply] = None  # lockstep: its answer; realtime: the newest unapplied plan
+        self._pending: int | None = None  # lockstep: the frame being waited for
+        self._reply: Reply | None = None  # lockstep: its answer; realtime: the newest unapplied plan
         self._last_applied_ns = -1
         self._answered: set[int] = set()  # frames of this episode a trajectory arrived for
         self._stats = EpisodeStats()
@@ -338,7 +338,7 @@ class SimNode(Node):
 
     def _run_episode(self, scenario: str, seed: int) -> None:
         episode = ClosedLoopEpisode(self.setup.world_cfg, self.setup.sim_cfg, scenario, seed)
-        reference: Optional[EpisodeMetrics] = None
+        reference: EpisodeMetrics | None = None
         baseline_metrics = {}
         for policy in self.baselines:  # the expert first (validated in SimNodeConfig, sorted at start)
             self._check_stop()
@@ -463,7 +463,7 @@ class SimNode(Node):
             self._apply(episode, reply, frame, planned_at=(frame.time, frame.state))
 
     def _apply(self, episode: ClosedLoopEpisode, reply: Reply, frame: Frame,
-               planned_at: Optional[tuple[float, VehicleState]] = None) -> None:
+               planned_at: tuple[float, VehicleState] | None = None) -> None:
         latency_ms = (reply.arrival_wall - frame.published_wall) * 1000.0
         accepted = episode.apply_plan(reply.xy, frame.command, latency_ms, planned_at=planned_at)
         with self._cv:
@@ -519,7 +519,7 @@ class SimNode(Node):
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         return status
 
-    def _report(self, name: str, level: int, message: str, values: Optional[dict[str, str]] = None) -> None:
+    def _report(self, name: str, level: int, message: str, values: dict[str, str] | None = None) -> None:
         """Remember the latest status of ``name``; publish problems (and changes) at once."""
         with self._lock:
             changed = self._status.get(name) != (level, message)
@@ -578,7 +578,7 @@ class _UntilFinished(SingleThreadedExecutor):
             self.spin_once(timeout_sec=STOP_POLL_S)
 
 
-def main(args: Optional[list[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """``python -m dima_ros.sim_node --ros-args --params-file config/sim_node.yaml -r ~/input/trajectory:=...``;
     exit status 1 when the simulation stopped before its last episode (e.g. no planner answered)."""
     executors: list[_UntilFinished] = []

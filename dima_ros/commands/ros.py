@@ -1,7 +1,7 @@
 """``dima ros``: run the DiMA ROS 2 nodes pip-only and talk to them.
 
-    dima ros bringup --config config/bringup.yaml [--with-mllm] [--with-evaluator] [--bag BAG [--rate R]] [--report R.json]
-                     [--set NODE.PARAM=VALUE ...] [--echo] [--linger S]
+    dima ros bringup --config config/bringup.yaml [--with-mllm] [--with-evaluator] [--bag BAG [--rate R]]
+                     [--report R.json] [--set NODE.PARAM=VALUE ...] [--echo] [--linger S]
     dima ros bringup --sim [--scenarios ...] [--episodes N] [--seed S] [--seconds T] [--timing lockstep|realtime]
                      [--sim-config F] [--sim-out DIR] [--with-mllm] --set planner.model.onnx_path=planner.onnx
     dima ros ask "What should the ego vehicle do next?" [--service /dima_mllm/ask] [--stamp-ns NS] [--timeout S]

@@ -13,8 +13,9 @@ result, not an exception.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class BeamFrame:
     stamp_ns: int  # the frame's camera stamp (= its trajectory's stamp)
     frame_id: str  # base_link
     tokens: Mapping[str, np.ndarray]  # SCENE_TOKEN_FIELDS -> (N, C) float32: bev (H*W, C), ego (1, C), agents, map
-    plan_feature: Optional[np.ndarray]  # (1, C_plan) float32 planning-head ego feature; None: backend has none
+    plan_feature: np.ndarray | None  # (1, C_plan) float32 planning-head ego feature; None: backend has none
     ego_status: np.ndarray  # (4,) float32 speed, accel x, accel y, yaw rate the encoding was conditioned on
     command: int  # the driving command of the frame
 
@@ -43,7 +44,7 @@ class ReceivedBeamTokens:
     stamp_ns: int
     frame_id: str
     scene: Any  # dima_core.models.beam.BeamTokens, batch 1 (bev (1, H*W, C), ego (1, 1, C), agents, map)
-    plan_feature: Optional[Any]  # (1, C_plan) float32 torch tensor; None when unusable (see plan_feature_error)
+    plan_feature: Any | None  # (1, C_plan) float32 torch tensor; None when unusable (see plan_feature_error)
     plan_feature_error: str  # why plan_feature is None ("" when it is set)
     ego_status: np.ndarray  # (4,) float32 (empty when the publisher sent none)
     command: int

@@ -9,7 +9,6 @@ node reports on /diagnostics: ``decode`` / ``encoding`` for an image, ``calibrat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from geometry_msgs.msg import AccelWithCovarianceStamped
@@ -66,7 +65,7 @@ class EgoInputs:
     pose: np.ndarray  # (4, 4) float64: base_link -> odometry frame, finite
 
 
-def ego_inputs(odometry: Odometry, acceleration: Optional[AccelWithCovarianceStamped]) -> EgoInputs:
+def ego_inputs(odometry: Odometry, acceleration: AccelWithCovarianceStamped | None) -> EgoInputs:
     """Speed and yaw rate from the odometry twist (base_link), acceleration from the acceleration message (0, 0 when
     the planner does not use one), and the odometry pose.
 

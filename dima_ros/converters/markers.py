@@ -10,8 +10,8 @@ dimension at least 0.1 m so a degenerate box stays visible.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point, Quaternion
@@ -103,7 +103,7 @@ class MarkerScene:
     agents: list[tuple[int, float, float, float, float, float, str]]  # id, centre x, y, yaw, length, width, category
     route: np.ndarray  # (R, 2) route centreline
     driven: np.ndarray  # (D, 2) rear-axle positions so far
-    plan: Optional[np.ndarray]  # (T, 2) the plan being tracked, or None before the first
+    plan: np.ndarray | None  # (T, 2) the plan being tracked, or None before the first
 
 
 def scene_markers(scene: MarkerScene, stamp: object) -> MarkerArray:

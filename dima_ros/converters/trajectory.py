@@ -11,7 +11,7 @@ The readers take a received message apart for the simulator (which executes a pl
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -29,7 +29,7 @@ TIME_TOLERANCE_S = 1e-3
 
 
 def trajectory_messages(stamp: Time, frame_id: str, command: int, mode: str, selected: np.ndarray,
-                        candidates: Optional[np.ndarray], processing_ms: float) -> tuple[Trajectory, Path]:
+                        candidates: np.ndarray | None, processing_ms: float) -> tuple[Trajectory, Path]:
     """The Trajectory (and the same poses as a Path) of one planned frame.
 
     Args:
@@ -80,7 +80,7 @@ def waypoint_times(msg: Trajectory) -> np.ndarray:
     return np.array([duration_to_seconds(p.time_from_start) for p in msg.points], np.float64)
 
 
-def candidates_from_msg(msg: Trajectory) -> Optional[np.ndarray]:
+def candidates_from_msg(msg: Trajectory) -> np.ndarray | None:
     """(M, T, 2) float32 candidate positions, or None when the message carries none.
 
     Raises:
