@@ -45,7 +45,7 @@ class _GlobalOnly:
 
     parents = ("Global",)
 
-    def __enter__(self) -> "_GlobalOnly":
+    def __enter__(self) -> _GlobalOnly:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -68,7 +68,7 @@ class FlopSampler:
         self.steps: dict[str, int] = {}
         self.samples: dict[str, int] = {}
 
-    def attach(self, trainer: Any) -> "FlopSampler":
+    def attach(self, trainer: Any) -> FlopSampler:
         from torch.utils.flop_counter import FlopCounterMode
 
         original = trainer.train_step

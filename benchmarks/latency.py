@@ -45,9 +45,10 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from benchmarks import precision as precision_bench
 from benchmarks.precision import AccuracyData, accuracy_of
@@ -68,14 +69,14 @@ class BenchCase:
     device: str
     threads: int
     warmup: int
-    onnx_path: Optional[Path]
+    onnx_path: Path | None
     precision: str
-    engine_dir: Optional[str]
+    engine_dir: str | None
     seed: int = 0
     notes: list[str] = field(default_factory=list)
-    checkpoint: Optional[str] = None  # trained weights instead of model_yaml's random ones
-    accuracy: Optional[AccuracyData] = None  # frames + fp32 reference: the vision pipeline measures its cost
-    accuracy_cost: Optional[Any] = None  # set by the vision pipeline (dima_core.export.accuracy.AccuracyCost)
+    checkpoint: str | None = None  # trained weights instead of model_yaml's random ones
+    accuracy: AccuracyData | None = None  # frames + fp32 reference: the vision pipeline measures its cost
+    accuracy_cost: Any | None = None  # set by the vision pipeline (dima_core.export.accuracy.AccuracyCost)
 
     def torch_weights(self) -> dict[str, Any]:
         """The torch backend options of this cell's weights."""
@@ -169,8 +170,12 @@ def _teacher_mode_pipeline(mode: str) -> Callable[[BenchCase], tuple[Callable[[]
 # (the reason DiMA exists: the LLM is optional at inference). The node-level measurement is ROS_PIPELINE, below.
 PIPELINES: list[Pipeline] = [
     Pipeline("vision", "vision-only planner: cameras + calibration + command -> trajectory", _vision_pipeline),
-    Pipeline("mllm", "MLLM-only: planner encoder + LLM planning head on the BEAM tokens", _teacher_mode_pipeline("mllm")),
-    Pipeline("dual", "DiMA-Dual: planner + LLM, max-pooled ego features -> planner head", _teacher_mode_pipeline("dual")),
+    Pipeline(
+        "mllm", "MLLM-only: planner encoder + LLM planning head on the BEAM tokens", _teacher_mode_pipeline("mllm")
+    ),
+    Pipeline(
+        "dual", "DiMA-Dual: planner + LLM, max-pooled ego features -> planner head", _teacher_mode_pipeline("dual")
+    ),
 ]
 
 
@@ -217,12 +222,23 @@ def _run_ros(case: BenchCase, args: argparse.Namespace) -> RosRow:
         return row
     torch_backend = case.backend_name == "torch"
     settings = RosBenchSettings(
-        backend=case.backend_name, model_config=case.model_yaml if torch_backend and not case.checkpoint else None,
-        checkpoint=Path(case.checkpoint) if torch_backend and case.checkpoint else None, onnx_path=case.onnx_path if case.backend_name != "torch" else None, device=device, threads=case.threads,
-        precision=case.precision, engine_dir=case.engine_dir, frames=args.iters, warmup=case.warmup,
-        rate_hz=args.ros_rate, image_size=args.ros_image_size, jpeg_quality=args.ros_jpeg_quality,
-        dds_profile=DEFAULT_DDS_PROFILE if args.ros_dds_profile is None else (
-            Path(args.ros_dds_profile) if args.ros_dds_profile else None))
+        backend=case.backend_name,
+        model_config=case.model_yaml if torch_backend and not case.checkpoint else None,
+        checkpoint=Path(case.checkpoint) if torch_backend and case.checkpoint else None,
+        onnx_path=case.onnx_path if case.backend_name != "torch" else None,
+        device=device,
+        threads=case.threads,
+        precision=case.precision,
+        engine_dir=case.engine_dir,
+        frames=args.iters,
+        warmup=case.warmup,
+        rate_hz=args.ros_rate,
+        image_size=args.ros_image_size,
+        jpeg_quality=args.ros_jpeg_quality,
+        dds_profile=DEFAULT_DDS_PROFILE
+        if args.ros_dds_profile is None
+        else (Path(args.ros_dds_profile) if args.ros_dds_profile else None),
+    )
     row.result = run_ros_bench(settings)
     row.description = f"node: {row.result.node_backend or case.backend_name}"
     counters = row.result.node_counters
@@ -291,11 +307,11 @@ class Row:
     backend: str
     description: str
     precision: str = "fp32"
-    accuracy: Optional[Any] = None  # AccuracyCost against torch fp32 (vision rows with --accuracy-data)
-    p50: Optional[float] = None
-    p99: Optional[float] = None
-    mean: Optional[float] = None
-    cpu_p50: Optional[float] = None  # this thread's CPU time per frame (the model's compute with 1 thread)
+    accuracy: Any | None = None  # AccuracyCost against torch fp32 (vision rows with --accuracy-data)
+    p50: float | None = None
+    p99: float | None = None
+    mean: float | None = None
+    cpu_p50: float | None = None  # this thread's CPU time per frame (the model's compute with 1 thread)
     iters: int = 0
     note: str = ""
 
@@ -366,7 +382,7 @@ def _configs(args: argparse.Namespace) -> list[Path]:
     return [path]
 
 
-def _accuracy_data(args: argparse.Namespace, yaml_path: Path) -> Optional[precision_bench.AccuracyData]:
+def _accuracy_data(args: argparse.Namespace, yaml_path: Path) -> precision_bench.AccuracyData | None:
     from dima_core.models import load_model_config
 
     weights = {"checkpoint": args.checkpoint} if args.checkpoint else {"model_config": str(yaml_path), "seed": 0}
@@ -374,7 +390,7 @@ def _accuracy_data(args: argparse.Namespace, yaml_path: Path) -> Optional[precis
 
 
 def _cases(args: argparse.Namespace, yaml_path: Path, backend: str, onnx_paths: dict[str, Path],
-           accuracy: Optional[precision_bench.AccuracyData], tmp: Path) -> list[BenchCase]:
+           accuracy: precision_bench.AccuracyData | None, tmp: Path) -> list[BenchCase]:
     """One case per precision ``backend`` is measured at; int8 cells quantise the fp32 export on first use (a case
     whose model cannot be made is kept with ``onnx_path`` None and the reason in its notes)."""
     from dima_core.export.errors import BackendUnavailableError
@@ -461,7 +477,7 @@ def _measure_ros_cell(case: BenchCase, args: argparse.Namespace) -> RosRow:
 def _ros_table(args: argparse.Namespace, ros_rows: list[RosRow]) -> list[str]:
     from dima_core.constants import CAMERA_NAMES
 
-    def pair(values: dict[str, Optional[float]]) -> str:
+    def pair(values: dict[str, float | None]) -> str:
         return "-" if values["p50"] is None else f"{values['p50']:.1f} / {values['p99']:.1f}"
 
     w, h = args.ros_image_size
@@ -495,13 +511,13 @@ def _ros_table(args: argparse.Namespace, ros_rows: list[RosRow]) -> list[str]:
 
 
 def _report(args: argparse.Namespace, rows: list[Row], load_before: float,
-            ros_rows: Optional[list[RosRow]] = None) -> str:
+            ros_rows: list[RosRow] | None = None) -> str:
     import onnxruntime
     import torch
 
     from benchmarks.synth import machine
 
-    def ms(v: Optional[float]) -> str:
+    def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
 
     weights = (f"the weights of `{args.checkpoint}`" if args.checkpoint else

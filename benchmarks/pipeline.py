@@ -52,7 +52,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -77,22 +77,22 @@ class RosBenchSettings:
     """What to measure: the backend the node loads and how the frames are published."""
 
     backend: str  # torch | onnxruntime | tensorrt (model.backend of the node)
-    model_config: Optional[Path] = None  # torch: model YAML, random weights (model.model_config_path)
-    checkpoint: Optional[Path] = None  # torch: a training checkpoint instead
-    onnx_path: Optional[Path] = None  # onnxruntime / tensorrt
+    model_config: Path | None = None  # torch: model YAML, random weights (model.model_config_path)
+    checkpoint: Path | None = None  # torch: a training checkpoint instead
+    onnx_path: Path | None = None  # onnxruntime / tensorrt
     device: str = "auto"
     threads: int = 1
     precision: str = "fp16"
-    engine_dir: Optional[str] = None
+    engine_dir: str | None = None
     frames: int = 30  # timed trajectories wanted
     warmup: int = 3  # trajectories received before timing starts (after DDS discovery)
     rate_hz: float = 2.0
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE  # (width, height) of the published JPEGs
     jpeg_quality: int = 90
     node_name: str = NODE_NAME
-    dds_profile: Optional[Path] = DEFAULT_DDS_PROFILE  # FASTDDS_DEFAULT_PROFILES_FILE of both processes; None: defaults
+    dds_profile: Path | None = DEFAULT_DDS_PROFILE  # FASTDDS_DEFAULT_PROFILES_FILE of both processes; None: defaults
     start_timeout_s: float = 300.0
-    log_dir: Optional[Path] = None  # logs, parameter file, feeder files (default: a temporary directory)
+    log_dir: Path | None = None  # logs, parameter file, feeder files (default: a temporary directory)
 
     def node_parameters(self) -> dict[str, Any]:
         """The shipped node parameters with this model; nothing else changed (the node as deployed)."""
@@ -106,7 +106,7 @@ class RosBenchSettings:
         return flat
 
 
-def _percentiles(values: list[float]) -> dict[str, Optional[float]]:
+def _percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p99": None, "mean": None}
     a = np.asarray(values, np.float64)
@@ -138,7 +138,7 @@ class RosBenchResult:
     def frames_planned(self) -> int:
         return len(self.pipeline_ms)
 
-    def summary(self) -> dict[str, dict[str, Optional[float]]]:
+    def summary(self) -> dict[str, dict[str, float | None]]:
         """p50 / p99 / mean of each metric."""
         return {name: _percentiles(getattr(self, f"{name}_ms"))
                 for name in ("pipeline", "input", "node_latency", "processing", "model", "overhead")}
@@ -475,7 +475,7 @@ def _recorded(rig: _Rig, timed: list[int], jpegs: dict[str, list[bytes]]) -> dic
                 "jpeg_kib": float(np.mean([len(b) for v in jpegs.values() for b in v])) / 1024.0}
 
 
-def feeder_main(argv: Optional[list[str]] = None) -> int:
+def feeder_main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.pipeline FEEDER.json OUT.json`` (started by :func:`run_ros_bench`)."""
     ap = argparse.ArgumentParser(description="dima bench latency ros pipeline: the publisher/recorder process")
     ap.add_argument("config", type=Path)
@@ -520,7 +520,7 @@ def run_ros_bench(settings: RosBenchSettings) -> RosBenchResult:
         env = _process_environment(settings)
         node = _Process(["-m", node_spec("planner").module, "--ros-args", "--params-file", str(params),
                          "-r", f"__node:={settings.node_name}"], env, log_dir / f"{settings.node_name}.log")
-        feeder: Optional[_Process] = None
+        feeder: _Process | None = None
         try:
             feeder = _Process(["-m", __name__, str(feeder_cfg), str(feeder_out)], env, log_dir / "feeder.log")
             _wait_for_feeder(settings, feeder, node)

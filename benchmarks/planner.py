@@ -23,8 +23,9 @@ import platform
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 from benchmarks.command_line import bench_command
 from benchmarks.synth import machine
@@ -136,7 +137,7 @@ def predict_val(model: Any, dataset: Any, batch_size: int = 8) -> dict[str, Any]
 
 
 def time_frames(forward: Callable[[], Any], frames: int, warmup: int,
-                budget_s: Optional[float] = None) -> dict[str, float]:
+                budget_s: float | None = None) -> dict[str, float]:
     """Median / p90 / mean wall-clock ms of ``forward()`` over ``frames`` calls after ``warmup`` untimed ones.
 
     With ``budget_s``, timing stops early once that many seconds were spent (the count is reported).
@@ -172,7 +173,7 @@ def model_latency(model: Any, item: Mapping[str, Any], frames: int, warmup: int)
     return time_frames(forward, frames, warmup)
 
 
-def vad_tiny_latency(path: str, frames: int, max_first_s: float) -> Optional[dict[str, float]]:
+def vad_tiny_latency(path: str, frames: int, max_first_s: float) -> dict[str, float] | None:
     """Batch-1 latency of ``vad_tiny`` (random weights: latency does not depend on them), or None when its first
     frame takes longer than ``max_first_s`` (then only that first frame is reported by the caller's log)."""
     import torch
@@ -204,7 +205,7 @@ def vad_tiny_latency(path: str, frames: int, max_first_s: float) -> Optional[dic
 # ------------------------------------------------------------------------------------------------ report
 
 
-def _cell(value: Optional[float], digits: int) -> str:
+def _cell(value: float | None, digits: int) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
@@ -352,7 +353,9 @@ def prepare_world(args: argparse.Namespace, out: Path, width: int, height: int) 
         path = str(out / "world")
         summary = make_world(Path(path), args.scenes_train, args.scenes_val, args.seed, width, height,
                              args.scene_seconds)
-        note = f"generated: {summary['scenes']} scenes, {summary['keyframes']} keyframes, {time.perf_counter() - t0:.0f} s"
+        note = (
+            f"generated: {summary['scenes']} scenes, {summary['keyframes']} keyframes, {time.perf_counter() - t0:.0f} s"
+        )
     meta = json.loads((Path(path) / "synth_meta.json").read_text())
     # What the doc states about the world comes from the world itself (it may have been made elsewhere).
     camera = meta.get("config", {}).get("camera", {})
@@ -411,7 +414,7 @@ def score_on_val(args: argparse.Namespace, trained: TrainedPlanner, model_config
 
 
 def time_inference(args: argparse.Namespace, model: Any,
-                   item: Mapping[str, Any]) -> tuple[dict[str, float], Optional[dict[str, float]]]:
+                   item: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float] | None]:
     """Step 5: batch-1 latency of the trained model on one val frame, and of ``vad_tiny`` unless skipped."""
     latency = model_latency(model, item, args.latency_frames, args.latency_warmup)
     vad = None
@@ -421,7 +424,7 @@ def time_inference(args: argparse.Namespace, model: Any,
 
 
 def write_report(out: Path, world: World, trained: TrainedPlanner, scores: ValScores, latency: dict[str, float],
-                 vad: Optional[dict[str, float]]) -> dict[str, Any]:
+                 vad: dict[str, float] | None) -> dict[str, Any]:
     """``out/report.json``: everything measured (the doc section is written from it); returns it."""
     config, samples = trained.config, trained.samples_seen
     splits = world.meta.get("splits", {})
@@ -440,12 +443,14 @@ def write_report(out: Path, world: World, trained: TrainedPlanner, scores: ValSc
     return report
 
 
-def _vad_line(args: argparse.Namespace, vad: Optional[dict[str, float]]) -> str:
+def _vad_line(args: argparse.Namespace, vad: dict[str, float] | None) -> str:
     if vad is not None and vad.get("frames", 0) > 0:
         return (f"median {vad['median_ms']:.0f} ms, p90 {vad['p90_ms']:.0f} ms over {int(vad['frames'])} frames "
                 f"(random weights; ResNet-50, 640x360, BEV 100x100, 300 agents, 100 map vectors)")
     if vad is not None:
-        return f"first frame {vad['first_frame_ms'] / 1e3:.1f} s: over the {args.vad_tiny_max_seconds:g} s cap, not timed"
+        return (
+            f"first frame {vad['first_frame_ms'] / 1e3:.1f} s: over the {args.vad_tiny_max_seconds:g} s cap, not timed"
+        )
     return "skipped (`--vad-tiny-config ''`)"
 
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 from dima_core.export.precision import AUTO, PRECISIONS, backend_precisions, resolve_precision
 
@@ -77,7 +78,7 @@ class AccuracyData:
 
 
 def load_accuracy_data(args: argparse.Namespace, weights: Mapping[str, Any], model_config: Any
-                       ) -> Optional[AccuracyData]:
+                       ) -> AccuracyData | None:
     """The config's frames and fp32 reference (None without ``--accuracy-data``). ``weights`` are the torch
     backend options of the cell's weights (``checkpoint``, or ``model_config`` + ``seed``)."""
     if not args.accuracy_data:
@@ -99,7 +100,7 @@ def load_accuracy_data(args: argparse.Namespace, weights: Mapping[str, Any], mod
                         f"{len(held_out)} val frames of {args.accuracy_data} against torch fp32 on the cpu")
 
 
-def int8_model(fp32_onnx: Path, out_dir: Path, data: Optional[AccuracyData]) -> Path:
+def int8_model(fp32_onnx: Path, out_dir: Path, data: AccuracyData | None) -> Path:
     """The int8 quantisation of ``fp32_onnx`` (calibrated on ``data``'s train frames, gated on its val frames)."""
     from dima_core.export.errors import BackendUnavailableError
     from dima_core.export.quantize import quantize_onnx
@@ -110,7 +111,7 @@ def int8_model(fp32_onnx: Path, out_dir: Path, data: Optional[AccuracyData]) -> 
     return quantize_onnx(fp32_onnx, out_dir, data.calibration, data.frames).onnx_path
 
 
-def accuracy_of(backend: Any, data: Optional[AccuracyData]) -> Optional[Any]:
+def accuracy_of(backend: Any, data: AccuracyData | None) -> Any | None:
     """:class:`AccuracyCost` of ``backend``'s plans on ``data`` (None without data)."""
     if data is None:
         return None
@@ -119,7 +120,7 @@ def accuracy_of(backend: Any, data: Optional[AccuracyData]) -> Optional[Any]:
     return accuracy_cost(data.reference, predict(backend.infer, backend.input_specs, data.frames), data.frames)
 
 
-def accuracy_cells(cost: Optional[Any]) -> tuple[str, str]:
+def accuracy_cells(cost: Any | None) -> tuple[str, str]:
     """The table's two accuracy cells: max trajectory difference and open-loop L2 change, metres."""
     if cost is None:
         return "-", "-"

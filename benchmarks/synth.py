@@ -99,10 +99,15 @@ def doc_section(args: argparse.Namespace, timing: dict[str, Any], load_before: f
     total = t_sim + t_write
     kf = summary["keyframes"]
     rate = kf / total
-    command = "dima bench synth " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if sys.argv[1:3] == ["bench", "synth"] else "dima bench synth"
+    command = (
+        "dima bench synth " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+        if sys.argv[1:3] == ["bench", "synth"]
+        else "dima bench synth"
+    )
     return (
         f"{SECTION}\n\n"
-        f"- **{rate:.2f} keyframes/s** on one core ({kf} keyframes = {args.scenes} scenes x {args.seconds:g} s at 2 Hz; "
+        f"- **{rate:.2f} keyframes/s** on one core ({kf} keyframes = {args.scenes} scenes x {args.seconds:g} s "
+        f"at 2 Hz; "
         f"6 cameras at {args.width}x{args.height} + LIDAR_TOP + tables + map + CAN bus written)\n"
         f"- build + simulate {t_sim:.2f} s, render + write {t_write:.2f} s, total {total:.2f} s "
         f"({summary['annotations']} annotations); CPU time {cpu:.2f} s = {kf / cpu:.2f} keyframes per CPU-second\n"

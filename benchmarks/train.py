@@ -27,8 +27,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from benchmarks.command_line import bench_command
 
@@ -239,14 +240,16 @@ def _load() -> tuple[float, float, float]:
     return os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
 
 
-def _summary_lines(name: str, summary: Any, final_checkpoint_s: Optional[float] = None) -> list[str]:
+def _summary_lines(name: str, summary: Any, final_checkpoint_s: float | None = None) -> list[str]:
     from dima_core.training.profiling import SECTIONS
 
     lines = [f"{name}: {summary.samples_per_s:.2f} samples/s ({summary.steps} steps, "
              f"{1e3 * summary.wall_s / max(summary.steps, 1):.0f} ms/step; {summary.samples_per_cpu_s:.2f} samples "
              "per CPU-second)"]
     for section in (*SECTIONS, "other"):
-        lines.append(f"  {section:<10} {summary.ms_per_step(section):8.1f} ms/step  {100 * summary.fraction(section):5.1f} %")
+        lines.append(
+            f"  {section:<10} {summary.ms_per_step(section):8.1f} ms/step  {100 * summary.fraction(section):5.1f} %"
+        )
     if final_checkpoint_s is not None:
         lines.append(f"  final checkpoint after the loop: {1e3 * final_checkpoint_s:.0f} ms (once per run)")
     return lines
@@ -305,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def time_loop(trainer: Any, device: Any, warmup: int) -> tuple[Any, Any, Optional[float]]:
+def time_loop(trainer: Any, device: Any, warmup: int) -> tuple[Any, Any, float | None]:
     """Step 1: the whole training loop (``trainer.fit()``) under a StepTimer that skips ``warmup`` steps.
 
     Returns the fit result, the counted steps' TimingSummary and the final checkpoint's seconds (written after the
@@ -319,7 +322,7 @@ def time_loop(trainer: Any, device: Any, warmup: int) -> tuple[Any, Any, Optiona
     return result, timer.summary(), timer.pending().get("checkpoint")
 
 
-def summary_lines(report: Mapping[str, Any], loop: Any, bare: Any, final_checkpoint: Optional[float]) -> list[str]:
+def summary_lines(report: Mapping[str, Any], loop: Any, bare: Any, final_checkpoint: float | None) -> list[str]:
     """The console summary: the run's setup, both time splits, their ratio and the profiled operators."""
     load_start, load_end = report["load_average"]["start"], report["load_average"]["end"]
     lines = [f"{report['label']} ({report['machine']}; torch {report['torch']}, {report['threads']} threads, "
