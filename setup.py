@@ -15,7 +15,9 @@ setup(
     packages=find_packages(
         include=["dima_core", "dima_core.*", "dima_ros", "dima_ros.*", "benchmarks", "benchmarks.*"]
     ),
-    package_data={"dima_core": ["py.typed", "weights/*.safetensors"]},  # the shipped planner (docs/planner_model_card.md)
+    package_data={
+        "dima_core": ["py.typed", "weights/*.safetensors"]
+    },  # the shipped planner (docs/planner_model_card.md)
     install_requires=[
         "numpy<2",
         "pyyaml",

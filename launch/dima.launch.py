@@ -10,15 +10,21 @@ from __future__ import annotations
 
 
 def generate_launch_description():  # noqa: ANN201 - launch's own type, imported lazily
-    from launch import LaunchDescription
+    from ament_index_python.packages import get_package_share_directory
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
-    from ament_index_python.packages import get_package_share_directory
 
     from dima_ros.dds_profile import profile_environment
-    from dima_ros.launch_spec import LAUNCH_ARGUMENTS, NODES, PACKAGE, is_enabled, launch_parameter_overrides, \
-        params_path
+    from dima_ros.launch_spec import (
+        LAUNCH_ARGUMENTS,
+        NODES,
+        PACKAGE,
+        is_enabled,
+        launch_parameter_overrides,
+        params_path,
+    )
+    from launch import LaunchDescription
 
     def nodes(context):  # noqa: ANN001, ANN202 - resolved at launch time, when argument values are known
         values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in LAUNCH_ARGUMENTS}

@@ -13,15 +13,14 @@ from __future__ import annotations
 def generate_launch_description():  # noqa: ANN201 - launch's own type, imported lazily
     import os
 
-    from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, \
-        SetEnvironmentVariable
+    from ament_index_python.packages import get_package_share_directory
+    from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, SetEnvironmentVariable
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from launch.substitutions import LaunchConfiguration
-    from ament_index_python.packages import get_package_share_directory
 
     from dima_ros.dds_profile import profile_environment
     from dima_ros.launch_spec import LAUNCH_ARGUMENTS, PACKAGE, REPLAY_ARGUMENTS
+    from launch import LaunchDescription
 
     share = get_package_share_directory(PACKAGE)
     forwarded = {arg.name: LaunchConfiguration(arg.name) for arg in LAUNCH_ARGUMENTS}

@@ -22,16 +22,15 @@ from __future__ import annotations
 def generate_launch_description():  # noqa: ANN201 - launch's own type, imported lazily
     import os
 
-    from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription, LogInfo, \
-        RegisterEventHandler
+    from ament_index_python.packages import get_package_share_directory
+    from launch.actions import DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription, LogInfo, RegisterEventHandler
     from launch.event_handlers import OnProcessExit
     from launch.events import Shutdown
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from launch.substitutions import LaunchConfiguration
-    from ament_index_python.packages import get_package_share_directory
 
     from dima_ros.launch_spec import LAUNCH_ARGUMENTS, NODES, PACKAGE
+    from launch import LaunchDescription
 
     share = get_package_share_directory(PACKAGE)
     fixed = {"use_sim_time": "true", "with_sim": "true", "with_evaluator": "false", "report_path": ""}

@@ -13,7 +13,7 @@ Run the suite with ``make test`` (or ``source tools/env.sh && pytest``): rclpy a
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 

@@ -6,9 +6,9 @@ Everything is in the current ego frame (x forward, y left, metres), 6 future ste
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pytest
@@ -40,10 +40,10 @@ def occupy(occupancy: np.ndarray, step: int, x: float, y: float) -> None:
 def make_agents(
     boxes: Sequence[Sequence[float]],
     future: Sequence[np.ndarray],
-    future_yaw: Optional[Sequence[np.ndarray]] = None,
-    future_mask: Optional[Sequence[np.ndarray]] = None,
-    labels: Optional[Sequence[str]] = None,
-    num_lidar_points: Optional[Sequence[int]] = None,
+    future_yaw: Sequence[np.ndarray] | None = None,
+    future_mask: Sequence[np.ndarray] | None = None,
+    labels: Sequence[str] | None = None,
+    num_lidar_points: Sequence[int] | None = None,
 ) -> AgentAnnotations:
     """AgentAnnotations from per-agent boxes (x, y, z, w, l, h, yaw) and (6, 2) futures; defaults: cars, all
     future steps valid, future yaw = current yaw, 10 lidar points."""
@@ -78,11 +78,11 @@ def make_agents(
 def make_sample(
     token: str,
     ego_future: np.ndarray,
-    ego_future_mask: Optional[np.ndarray] = None,
-    agents: Optional[AgentAnnotations] = None,
+    ego_future_mask: np.ndarray | None = None,
+    agents: AgentAnnotations | None = None,
     speed: float = 5.0,
     yaw_rate: float = 0.0,
-    ego_past: Optional[np.ndarray] = None,
+    ego_past: np.ndarray | None = None,
     tags: Sequence[str] = (),
     split: str = "val",
 ) -> DrivingSample:

@@ -57,8 +57,14 @@ def clip_check(trainer: Any) -> dict[str, float]:
     reference = float(full_value(torch.nn.utils.get_total_norm([p.grad for p in params])))
     before = [local_tensor(p.grad).clone() for p in params]
     norm = float(clip_grad_norm(params, reference / 4.0, trainer.fsdp.mesh))
-    worst = max((float((local_tensor(p.grad) - b * 0.25).abs().max()) for p, b in zip(params, before) if b.numel()),
-                default=0.0)
+    worst = max(
+        (
+            float((local_tensor(p.grad) - b * 0.25).abs().max())
+            for p, b in zip(params, before, strict=True)
+            if b.numel()
+        ),
+        default=0.0,
+    )
     return {"torch_norm": reference, "our_norm": norm, "scaling_error": worst, "num_grads": len(params)}
 
 

@@ -28,10 +28,10 @@ def write_tiny_llm_dir(directory: Path) -> Path:
 
 def write_stage2_checkpoint(path: Path, model_yaml: Path, llm_dir: Path) -> Path:
     """A stage-2 checkpoint file (untrained weights) of the micro planner + a teacher on ``llm_dir``."""
+    from dima_core.io.checkpoint import save_checkpoint
     from dima_core.models import load_model_config
     from dima_core.models.dima import DimaJointModel, build_teacher, joint_model_config
     from dima_core.models.vision_planner import VisionPlanner
-    from dima_core.io.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model_config = load_model_config(model_yaml)

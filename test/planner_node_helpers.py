@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +82,7 @@ class NodeProcess:
         self._fh.flush()
         return self.log.read_text(errors="replace")
 
-    def wait(self, timeout: float) -> Optional[int]:
+    def wait(self, timeout: float) -> int | None:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -159,7 +159,9 @@ class FrameRig:
                                          else int(s.level), s.name, s.message))
 
     def connected(self) -> bool:
-        pubs = list(self.pub_img.values()) + list(self.pub_info.values()) + [self.pub_odom, self.pub_accel, self.pub_cmd]
+        pubs = (
+            list(self.pub_img.values()) + list(self.pub_info.values()) + [self.pub_odom, self.pub_accel, self.pub_cmd]
+        )
         return (all(p.get_subscription_count() >= 1 for p in pubs)
                 and self.node.count_publishers(self.traj_topic) >= 1)
 
@@ -173,7 +175,7 @@ class FrameRig:
 
     def publish_frame(self, t_ns: int, skip: tuple[str, ...] = (), corrupt: tuple[str, ...] = (),
                       speed: float = 5.0, encoding: str = "rgb8", command: int = 2,
-                      formats: Optional[dict[str, str]] = None) -> None:
+                      formats: dict[str, str] | None = None) -> None:
         """All inputs of one frame stamped ``t_ns`` (CAM_FRONT last, as a driver-agnostic worst case)."""
         self.publish_aux(t_ns, speed=speed, command=command)
         self.publish_cameras(t_ns, skip=skip, corrupt=corrupt, encoding=encoding, formats=formats)
@@ -199,7 +201,7 @@ class FrameRig:
         self.pub_cmd.publish(cmd)
 
     def publish_cameras(self, t_ns: int, skip: tuple[str, ...] = (), corrupt: tuple[str, ...] = (),
-                        encoding: str = "rgb8", formats: Optional[dict[str, str]] = None) -> None:
+                        encoding: str = "rgb8", formats: dict[str, str] | None = None) -> None:
         """CameraInfo and images of the six cameras stamped ``t_ns`` (CAM_FRONT last); ``formats`` overrides the
         CompressedImage format of some cameras (their bytes stay JPEG)."""
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image

@@ -8,9 +8,9 @@ a horizon so viz output can be checked for size and content.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -33,7 +33,7 @@ _NUSCENES_FOCAL_1600 = 1266.0
 _OPTICAL_TO_FORWARD = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 
-def make_camera(name: str, image_dir: Optional[Path] = None, width: int = IMAGE_W, height: int = IMAGE_H) -> CameraView:
+def make_camera(name: str, image_dir: Path | None = None, width: int = IMAGE_W, height: int = IMAGE_H) -> CameraView:
     """A calibrated camera of the nuScenes-like rig; writes a grey sky/road JPEG when ``image_dir`` is given."""
     yaw = math.radians(CAMERA_YAW_DEG[name])
     rot_z = np.array([[math.cos(yaw), -math.sin(yaw), 0.0], [math.sin(yaw), math.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
@@ -113,7 +113,7 @@ def make_sample(
     speed: float = 8.0,
     lateral_end: float = 0.0,
     accel: float = 0.0,
-    image_dir: Optional[Path] = None,
+    image_dir: Path | None = None,
     token: str = "sample0",
     scene_token: str = "scene0",
     command: int = COMMAND_STRAIGHT,
@@ -152,4 +152,13 @@ def make_sample(
     )
 
 
-__all__ = ["AgentSpec", "CAMERA_YAW_DEG", "IMAGE_H", "IMAGE_W", "make_agents", "make_camera", "make_sample", "straight_road_map"]
+__all__ = [
+    "AgentSpec",
+    "CAMERA_YAW_DEG",
+    "IMAGE_H",
+    "IMAGE_W",
+    "make_agents",
+    "make_camera",
+    "make_sample",
+    "straight_road_map",
+]

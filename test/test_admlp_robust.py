@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from eval_fixtures import make_sample, straight
-
 from dima_core.cli import main
 from dima_core.eval.baselines import (
     ADMLP_FEATURE_NAMES,
@@ -26,6 +24,7 @@ from dima_core.eval.baselines import (
     robust_statistics,
 )
 from dima_core.eval.results_file import write_results
+from eval_fixtures import make_sample, straight
 
 YAW = ADMLP_FEATURE_NAMES.index("yaw_rate")
 FAST = ADMLPConfig(hidden=32, layers=2, epochs=600, batch_size=64, lr=3e-3, seed=0)
@@ -38,7 +37,7 @@ def straight_only() -> ADMLPBaseline:
     speeds = np.linspace(4.0, 12.0, 64)
     noise = np.random.default_rng(0).normal(0.0, 1e-3, len(speeds))
     samples = [make_sample(f"s{i}", straight(v), speed=v, yaw_rate=w, split="train")
-               for i, (v, w) in enumerate(zip(speeds, noise))]
+               for i, (v, w) in enumerate(zip(speeds, noise, strict=True))]
     return ADMLPBaseline.fit_samples(samples, FAST)
 
 

@@ -89,7 +89,7 @@ def test_images_are_the_stored_jpegs(bag_messages, samples_in_bag, converted):
     for cam in CAMERAS:
         msgs = topics[f"/{cam}/image_rect_compressed"]
         assert len(msgs) == len(samples_in_bag), cam  # one per keyframe, nothing between keyframes
-        for (t, msg), sample in zip(msgs, samples_in_bag):
+        for (t, msg), sample in zip(msgs, samples_in_bag, strict=True):
             view = sample.camera(cam)
             expected_ns = view.timestamp_us * 1000 + _offset(converted, sample)
             assert t == expected_ns and _ns(msg.header.stamp) == expected_ns
@@ -103,7 +103,7 @@ def test_camera_info_matches_calibration(bag_messages, samples_in_bag):
     for cam in CAMERAS:
         msgs = topics[f"/{cam}/camera_info"]
         assert len(msgs) == len(samples_in_bag)
-        for (_, info), sample in zip(msgs, samples_in_bag):
+        for (_, info), sample in zip(msgs, samples_in_bag, strict=True):
             view = sample.camera(cam)
             k = np.asarray(view.intrinsic, np.float64)
             assert info.header.frame_id == cam
@@ -125,11 +125,11 @@ def test_tf_static_is_the_calibration_once_per_scene(bag_messages, bag_reader, c
     topics, connections = bag_messages
     static = topics["/tf_static"]
     assert len(static) == len(converted.scenes)
-    for (t, msg), scene in zip(static, converted.scenes):
+    for (t, msg), scene in zip(static, converted.scenes, strict=True):
         scene_rec = next(s for s in bag_reader.nusc.scene if s["name"] == scene)
         first = bag_reader.nusc.get("sample", scene_rec["first_sample_token"])
         assert [tf.child_frame_id for tf in msg.transforms] == list(CAMERAS)
-        for tf, cam in zip(msg.transforms, CAMERAS):
+        for tf, cam in zip(msg.transforms, CAMERAS, strict=True):
             sd = bag_reader.nusc.get("sample_data", first["data"][cam])
             assert tf.header.frame_id == "base_link" and _ns(tf.header.stamp) == t
             _assert_transform(tf.transform, bag_reader.nusc.get("calibrated_sensor", sd["calibrated_sensor_token"]))
@@ -148,7 +148,7 @@ def test_tf_and_odometry_match_ego_poses(bag_messages, bag_reader, samples_in_ba
         tf_by_stamp[t] = tf.transform
     odoms, accels = topics["/odom"], topics["/accel"]
     assert len(odoms) == len(accels) == len(samples_in_bag)
-    for (t, odom), (_, accel), sample in zip(odoms, accels, samples_in_bag):
+    for (t, odom), (_, accel), sample in zip(odoms, accels, samples_in_bag, strict=True):
         rec = bag_reader.nusc.get("sample", sample.token)
         ref_sd = bag_reader.reference_sample_data(rec)
         pose = bag_reader.nusc.get("ego_pose", ref_sd["ego_pose_token"])
@@ -179,7 +179,7 @@ def test_command_and_ground_truth_match_samples(bag_messages, samples_in_bag, co
     topics, _ = bag_messages
     commands, gts = topics["/planning/command"], topics["/evaluation/ground_truth"]
     assert len(commands) == len(gts) == len(samples_in_bag)
-    for (tc, cmd), (tg, msg), sample in zip(commands, gts, samples_in_bag):
+    for (tc, cmd), (tg, msg), sample in zip(commands, gts, samples_in_bag, strict=True):
         front_ns = sample.camera("CAM_FRONT").timestamp_us * 1000 + _offset(converted, sample)
         assert tc == tg == front_ns == _ns(cmd.header.stamp)
         assert cmd.command == sample.command

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -104,10 +105,11 @@ class _Recorder:
     """Subscriptions that record (wall arrival time, stamp ns[, extra]) per topic."""
 
     def __init__(self, node) -> None:
-        from dima.msg import GroundTruthFrame
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import CompressedImage
+
+        from dima.msg import GroundTruthFrame
 
         self.lock = threading.Lock()
         self.images: list[tuple[float, int, int]] = []  # (arrival, stamp, jpeg size)
@@ -165,7 +167,7 @@ def test_play_delivers_keyframes_clock_and_ground_truth(play_bag, player, ros_no
     assert clock[-1] == summary.end_ns  # the last message's time is published before it
     assert clock[0] >= summary.start_ns and images[0][1] >= clock[0]
     stamps = [s for s, _ in expected]
-    gaps_with_ticks = sum(any(a < c < b for c in clock) for a, b in zip(stamps, stamps[1:]))
+    gaps_with_ticks = sum(any(a < c < b for c in clock) for a, b in pairwise(stamps))
     assert gaps_with_ticks >= len(stamps) // 2, "no interpolated /clock between keyframes"
 
     # Wall time between the first and last image = bag time / rate.
@@ -264,7 +266,7 @@ def _same(a, b) -> bool:
     if isinstance(a, np.ndarray):
         return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
     if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 

@@ -48,7 +48,9 @@ def test_merge_refuses_different_protocols_and_repeated_seeds():
 
 def test_from_reports_replaces_only_its_section_of_the_doc(tmp_path):
     doc = tmp_path / "benchmarks.md"
-    doc.write_text("# Benchmarks\n\n## Other\n\nkeep me\n\n" + bench_distill.SECTION_TITLE + "\n\nold\n\n## Tail\n\nx\n")
+    doc.write_text(
+        "# Benchmarks\n\n## Other\n\nkeep me\n\n" + bench_distill.SECTION_TITLE + "\n\nold\n\n## Tail\n\nx\n"
+    )
     paths = []
     for seed, value in ((0, 1.0), (1, 3.0)):
         path = tmp_path / f"report{seed}.json"

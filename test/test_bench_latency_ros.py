@@ -37,7 +37,14 @@ def test_ros_pipeline_reports_sane_per_frame_timings(tmp_path: Path) -> None:
     assert len(res.model_ms) == len(res.processing_ms) == len(res.node_latency_ms) == len(res.overhead_ms) == n
     assert len(res.input_ms) == n
     for pipeline, inp, model, processing, node_latency, overhead in zip(
-            res.pipeline_ms, res.input_ms, res.model_ms, res.processing_ms, res.node_latency_ms, res.overhead_ms):
+        res.pipeline_ms,
+        res.input_ms,
+        res.model_ms,
+        res.processing_ms,
+        res.node_latency_ms,
+        res.overhead_ms,
+        strict=True,
+    ):
         # The trajectory is published after the model ran, and the model runs inside the node's processing, which
         # starts after the inputs arrived and ends when the node measures its own latency.
         assert pipeline >= model >= 0.0

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training_fixtures import write_micro_model_config
-
-from dima_core.cli import main
 from benchmarks.planner import SECTION
+from dima_core.cli import main
+from training_fixtures import write_micro_model_config
 
 
 def test_bench_planner_writes_its_section(tmp_path: Path) -> None:

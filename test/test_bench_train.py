@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dima_core.cli import main
 from benchmarks.train import SECTION, update_doc
+from dima_core.cli import main
 from dima_core.training.profiling import NULL_TIMER, SECTIONS, StepTimer
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -251,7 +251,7 @@ def test_leaving_drivable_area(world):
     # once straight again at y = -6 that is 6 + w/2 - 3.5, and the heading during the drift adds to it.
     centres = ego[:, :2] + EGO_FOOTPRINT_FORWARD_OFFSET_M * np.stack([np.cos(ego[:, 2]), np.sin(ego[:, 2])], 1)
     lowest = np.array([box_corners_2d(c[0], c[1], h, EGO_LENGTH_M, EGO_WIDTH_M)[:, 1].min()
-                       for c, h in zip(centres, ego[:, 2])])
+                       for c, h in zip(centres, ego[:, 2], strict=True)])
     assert m.max_outside_drivable_m == pytest.approx(float(-3.5 - lowest.min()), abs=1e-9)
     assert m.max_outside_drivable_m >= 6.0 + EGO_WIDTH_M / 2 - 3.5 - 1e-9
     assert m.dac == 0.0 and m.score == 0.0 and not m.success

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
@@ -22,7 +22,7 @@ class TrainConfig:
     epochs: int = ranged(10, lo=1)
     backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
     amp: bool = False
-    weights: Optional[str] = None
+    weights: str | None = None
     image_size: tuple[int, int] = ranged((256, 144), lo=16)
     losses: dict[str, float] = field(default_factory=lambda: {"plan": 1.0})
     milestones: list[int] = field(default_factory=list)

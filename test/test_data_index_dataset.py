@@ -38,7 +38,7 @@ def test_index_round_trip(sample_index, tmp_path, synth_world):
     assert not list(path.parent.glob(".*.tmp")), "atomic write leaves no temp file behind"
     loaded = SampleIndex.load(path, dataroot=synth_world.dataroot, version=synth_world.version)
     assert len(loaded) == len(sample_index)
-    for a, b in zip(sample_index, loaded):
+    for a, b in zip(sample_index, loaded, strict=True):
         assert_samples_equal(a, b)
     some = sample_index[len(sample_index) // 2]
     assert loaded.get(some.token).token == some.token and some.token in loaded

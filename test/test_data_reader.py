@@ -248,8 +248,12 @@ def test_vector_map_matches_map_layers(nusc, reader, samples, synth_world):
             seen[name] += len(vectors)
             # (1) reader -> map: each resampled point, back in map coordinates, lies on the true geometry.
             for vec in vectors:
-                assert (vec[:, 0] >= PERCEPTION_X_RANGE[0] - 1e-3).all() and (vec[:, 0] <= PERCEPTION_X_RANGE[1] + 1e-3).all()
-                assert (vec[:, 1] >= PERCEPTION_Y_RANGE[0] - 1e-3).all() and (vec[:, 1] <= PERCEPTION_Y_RANGE[1] + 1e-3).all()
+                assert (vec[:, 0] >= PERCEPTION_X_RANGE[0] - 1e-3).all() and (
+                    vec[:, 0] <= PERCEPTION_X_RANGE[1] + 1e-3
+                ).all()
+                assert (vec[:, 1] >= PERCEPTION_Y_RANGE[0] - 1e-3).all() and (
+                    vec[:, 1] <= PERCEPTION_Y_RANGE[1] + 1e-3
+                ).all()
                 dist = shapely.distance(truth[name], shapely.points(to_global_xy(pose, vec.astype(float))))
                 assert dist.max() < 2e-3, (name, dist.max())
             # (2) map -> reader: points of the true geometry well inside the range are on some vector, up to the

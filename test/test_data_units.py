@@ -79,7 +79,13 @@ def test_relative_trajectory_without_any_valid_step_is_the_origin():
 
 @pytest.mark.parametrize(
     "lateral, expected",
-    [(-2.0, COMMAND_RIGHT), (-5.0, COMMAND_RIGHT), (2.0, COMMAND_LEFT), (1.99, COMMAND_STRAIGHT), (-1.99, COMMAND_STRAIGHT)],
+    [
+        (-2.0, COMMAND_RIGHT),
+        (-5.0, COMMAND_RIGHT),
+        (2.0, COMMAND_LEFT),
+        (1.99, COMMAND_STRAIGHT),
+        (-1.99, COMMAND_STRAIGHT),
+    ],
 )
 def test_driving_command_threshold(lateral, expected):
     xy = np.zeros((6, 2))

@@ -6,11 +6,10 @@ import json
 
 import pytest
 
-from eval_fixtures import EvalWorld
 from dima_core.cli import main
 from dima_core.constants import COMMAND_STRAIGHT
 from dima_core.eval.results_file import write_results
-
+from eval_fixtures import EvalWorld
 
 
 def _run(argv: list[str]) -> int:

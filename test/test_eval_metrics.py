@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval_fixtures import empty_occupancy, make_agents, make_sample, occupy, straight
 from dima_core.eval.occupancy import OccupancyConfig, build_occupancy, world_to_grid
 from dima_core.eval.planning_metrics import (
     PlanningMetricAccumulator,
@@ -22,6 +21,7 @@ from dima_core.eval.planning_metrics import (
     score_batch,
     summarize,
 )
+from eval_fixtures import empty_occupancy, make_agents, make_sample, occupy, straight
 
 FULL = np.ones(6, bool)
 

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from eval_fixtures import TIMES, make_sample, straight
 from dima_core.eval.baselines import (
     ADMLP_INPUT_DIM,
     ADMLPBaseline,
@@ -23,6 +22,7 @@ from dima_core.eval.results_file import (
     match_tokens,
     write_results,
 )
+from eval_fixtures import TIMES, make_sample, straight
 
 # ------------------------------------------------------------------------------------------------------------ results
 

@@ -9,7 +9,6 @@ import time
 import pytest
 import torch
 
-from mllm_fixtures import LOAD_SECONDS, base_llm, make_beam
 from dima_core.models.mllm.config import LLMConfig, load_mllm_config
 from dima_core.models.mllm.llm import (
     LLMLoadError,
@@ -18,6 +17,7 @@ from dima_core.models.mllm.llm import (
     resolve_source,
     smollm2_gguf_path,
 )
+from mllm_fixtures import LOAD_SECONDS, base_llm, make_beam
 
 
 def test_smollm2_loads_offline_from_the_package_gguf_and_generates() -> None:

@@ -141,6 +141,7 @@ def test_mllm_node_publishes_the_dual_trajectory(stage2_checkpoint: Path, ros_no
     """publish_dual_trajectory: each BeamTokens frame with a plan_feature gets a DiMA-Dual Trajectory (+ Path) with
     the frame's stamp and command, equal to planning the same message in-process; frames without a feature or with
     an impossible command are skipped with a reason, and the node keeps answering questions."""
+    from nav_msgs.msg import Path as PathMsg
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -149,7 +150,6 @@ def test_mllm_node_publishes_the_dual_trajectory(stage2_checkpoint: Path, ros_no
     from dima_core.runtime.dual_planner import plan_dual, plan_feature_from_flat
     from dima_core.runtime.mllm_service import SCENE_TOKEN_FIELDS, scene_tokens_from_flat
     from dima_ros.mllm_node import MllmNode
-    from nav_msgs.msg import Path as PathMsg
 
     node = MllmNode("dima_mllm_dual", parameter_overrides=[
         Parameter("checkpoint", value=str(stage2_checkpoint)), Parameter("device", value="cpu"),

@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 import torch
 
-from mllm_fixtures import SCENE_DIM, make_beam
 from dima_core.models.mllm.adapters import BeamAdapters
 from dima_core.models.mllm.config import AdapterConfig
 from dima_core.models.mllm.prompt import IGNORE_INDEX, SLOTS, splice_embeddings
+from mllm_fixtures import SCENE_DIM, make_beam
 
 
 def test_placeholders_and_answer_only_labels(teacher) -> None:

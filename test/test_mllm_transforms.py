@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from mllm_fixtures import straight_scene
 from dima_core.constants import EGO_FOOTPRINT_FORWARD_OFFSET_M, EGO_LENGTH_M, FUTURE_STEPS
 from dima_core.data.geometry import boxes_overlap
 from dima_core.data.qa.scene_edits import add_agent, agent_corners, edit_scene, ego_collides, lane_at, remove_agent
@@ -20,6 +19,7 @@ from dima_core.models.mllm.scene_editing import (
     apply_edits_to_tokens,
     edited_plan_targets,
 )
+from mllm_fixtures import straight_scene
 
 EGO_FRONT = EGO_FOOTPRINT_FORWARD_OFFSET_M + EGO_LENGTH_M / 2
 
@@ -206,9 +206,8 @@ def test_edits_on_agent_tokens() -> None:
 
 
 def test_edit_from_a_driving_sample() -> None:
-    from qa_fixtures import AgentSpec, make_sample
-
     from dima_core.data.qa.scene_edits import EditableScene
+    from qa_fixtures import AgentSpec, make_sample
 
     cfg = _cfg(add_distances_m=[20.0], added_speed_choices_mps=[0.0])
     free = EditableScene.from_sample(make_sample(speed=8.0))  # two-lane road, left lane free

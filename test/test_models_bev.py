@@ -27,7 +27,9 @@ def test_fraction_roundtrip_and_cell_order():
     assert torch.allclose(frac, torch.tensor([[1 / 3, 2 / 3], [1.0, 0.0]]))
     assert torch.allclose(fraction_to_metric(frac, XR, YR), xy)
     centres = bev_cell_centres((4, 2), XR, YR)  # row-major: rows along x
-    assert torch.allclose(centres[0], torch.tensor([-22.5, -7.5])) and torch.allclose(centres[1], torch.tensor([-22.5, 7.5]))
+    assert torch.allclose(centres[0], torch.tensor([-22.5, -7.5])) and torch.allclose(
+        centres[1], torch.tensor([-22.5, 7.5])
+    )
 
 
 def test_rigid_inverse():

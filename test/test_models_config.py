@@ -1,7 +1,8 @@
 """Model configs: the three shipped YAML files load; bad values fail with the key; parameter counts are sane."""
 
-import pytest
 from pathlib import Path
+
+import pytest
 
 from dima_core.config import ConfigError
 from dima_core.models import ModelConfig, load_model_config

@@ -41,12 +41,12 @@ def test_dima_tiny_onnx_matches_torch(tmp_path):
     # inputs the graph does not read are pruned by the exporter: ego_status when use_ego_status is off
     assert graph_inputs == [n for n in names if n != "ego_status"]
     feeds = {n: inputs[n].numpy() for n in graph_inputs}
-    results = dict(zip(EXPORT_OUTPUT_NAMES, session.run(None, feeds)))
+    results = dict(zip(EXPORT_OUTPUT_NAMES, session.run(None, feeds), strict=True))
     assert results["trajectory"].shape == (1, 6, 2)
     assert np.abs(results["trajectory"] - expected[0].numpy()).max() < 1e-4
     assert np.abs(results["trajectories"] - expected[1].numpy()).max() < 1e-4
     assert np.abs(results["bev"] - expected[EXPORT_OUTPUT_NAMES.index("bev")].numpy()).max() < 1e-3
     # the command input is live in the graph: another command selects another mode
     feeds["command"] = np.array([0], dtype=np.int64)
-    other = dict(zip(EXPORT_OUTPUT_NAMES, session.run(None, feeds)))
+    other = dict(zip(EXPORT_OUTPUT_NAMES, session.run(None, feeds), strict=True))
     assert np.allclose(other["trajectory"], results["trajectories"][:, 0], atol=1e-5)

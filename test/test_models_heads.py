@@ -46,7 +46,9 @@ def test_ego_encoder_status_switch():
     assert torch.allclose(off(torch.zeros(2, 4), cmd), off(torch.randn(2, 4), cmd))  # status ignored
     on = EgoEncoder(EgoConfig(use_ego_status=True), 16)
     assert not torch.allclose(on(torch.zeros(2, 4), cmd), on(torch.ones(2, 4), cmd))
-    assert not torch.allclose(off(torch.zeros(2, 4), torch.tensor([0, 0])), off(torch.zeros(2, 4), torch.tensor([1, 1])))
+    assert not torch.allclose(
+        off(torch.zeros(2, 4), torch.tensor([0, 0])), off(torch.zeros(2, 4), torch.tensor([1, 1]))
+    )
 
 
 def test_command_selects_mode():

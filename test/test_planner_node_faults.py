@@ -1,9 +1,9 @@
 """The planner node in its own process (onnxruntime backend, micro model exported with `dima export`), fed over real
 DDS from this process: a trajectory for every complete frame with the CAM_FRONT stamp; a missing camera, a corrupt
 JPEG, a wrong encoding, JPEG bytes declared 'h264' or 'mono16; png', NaN odometry and a backwards timestamp each give
-a diagnostic with the reason and no trajectory, and a later good frame still gives one; auxiliary inputs that are late (wall time beyond max_wait) but
-still publishing complete their frame, while a frame whose auxiliary streams went quiet is reported; bad parameters
-are refused at start and on set_parameters.
+a diagnostic with the reason and no trajectory, and a later good frame still gives one; auxiliary inputs that are
+late (wall time beyond max_wait) but still publishing complete their frame, while a frame whose auxiliary streams
+went quiet is reported; bad parameters are refused at start and on set_parameters.
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ def test_trajectories_faults_and_recovery(onnx_model, start_node, ros_node, spin
 
     def good(t: float) -> None:
         rig.publish_frame(seconds(t))
-        assert wait_trajectory(rig, seconds(t)), f"no trajectory for good frame {t}: {rig.messages()[-6:]}\n{proc.output()}"
+        assert wait_trajectory(rig, seconds(t)), (
+            f"no trajectory for good frame {t}: {rig.messages()[-6:]}\n{proc.output()}"
+        )
 
     good(10.0)
     good(10.5)

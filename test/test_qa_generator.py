@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qa_fixtures import AgentSpec, make_camera, make_sample
 
 from dima_core.config import ConfigError, load_config
 from dima_core.data.drivelm import find_ctags, load_drivelm, parse_ctag
@@ -17,6 +16,7 @@ from dima_core.data.qa.behavior import Q_BEHAVIOR
 from dima_core.data.qa.perception import Q_IMPORTANT
 from dima_core.data.qa.planning import Q_DANGEROUS, Q_SAFE
 from dima_core.data.qa.projection import point_in_polygon
+from qa_fixtures import AgentSpec, make_camera, make_sample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,12 @@ def test_box_straddling_the_camera_is_clipped_at_the_near_plane() -> None:
         (10.0, 0.0, 0.0, "The ego vehicle is going straight. The ego vehicle is driving fast."),
         (0.0, 0.0, 0.0, "The ego vehicle is going straight. The ego vehicle is not moving."),
         (3.0, 3.0, 0.0, "The ego vehicle is steering to the left. The ego vehicle is driving slowly."),
-        (6.0, -1.0, 0.0, "The ego vehicle is slightly steering to the right. The ego vehicle is driving with normal speed."),
+        (
+            6.0,
+            -1.0,
+            0.0,
+            "The ego vehicle is slightly steering to the right. The ego vehicle is driving with normal speed.",
+        ),
         (16.0, 0.0, 0.0, "The ego vehicle is going straight. The ego vehicle is driving very fast."),
     ],
 )
@@ -97,7 +102,9 @@ def test_stationary_car_in_lane_makes_keeping_speed_dangerous() -> None:
     assert answer(frame, "prediction", f"What is the future state of {tag}?") == "Stationary."
     hitting = answer(frame, "planning", f"What actions taken by the ego vehicle can lead to a collision with {tag}?")
     assert "Keep going at the same speed" in hitting
-    prob = f"What is the probability of colliding with {tag} after the ego vehicle goes straight and keeps the same speed?"
+    prob = (
+        f"What is the probability of colliding with {tag} after the ego vehicle goes straight and keeps the same speed?"
+    )
     assert answer(frame, "planning", prob) == "High."
     reason = answer(
         frame, "planning",
@@ -183,7 +190,7 @@ def test_config_file_and_errors(tmp_path: Path) -> None:
 
 def test_tag_pixels_parse_back() -> None:
     frame, facts = generate_frame(make_sample([AgentSpec(9.0, 1.0, vx=2.0), AgentSpec(-9.0, -0.5, vx=7.0)]))
-    for obj, fact in zip(frame.key_objects, facts.key_objects):
+    for obj, fact in zip(frame.key_objects, facts.key_objects, strict=True):
         assert parse_ctag(str(obj.tag)) == obj.tag == fact.tag
         cam = next(c for c in make_sample().cameras if c.name == obj.tag.camera)
         assert 0 <= obj.tag.x < cam.width and 0 <= obj.tag.y < cam.height

@@ -8,9 +8,8 @@ import cv2
 import numpy as np
 
 from dima_core.data.drivelm import load_drivelm
-from dima_core.data.qa import project_box, write_qa_for_dataset
+from dima_core.data.qa import QAConfig, project_box, write_qa_for_dataset
 from dima_core.data.qa.facts import analyse
-from dima_core.data.qa import QAConfig
 from dima_core.data.qa.projection import point_in_polygon
 from dima_core.viz import RenderOptions, figure_size
 
@@ -38,7 +37,7 @@ def test_qa_tags_point_inside_their_objects_projected_box(reader, samples, tmp_p
             assert (out.parent / frame.image_paths[cam.name]).resolve() == Path(cam.image_path).resolve()
         facts = analyse(sample, cfg)
         assert [f.tag for f in facts.key_objects] == [o.tag for o in frame.key_objects]
-        for fact, obj in zip(facts.key_objects, frame.key_objects):
+        for fact, obj in zip(facts.key_objects, frame.key_objects, strict=True):
             camera = sample.camera(obj.tag.camera)
             proj = project_box(sample.agents.boxes[fact.agent_index], camera)
             assert proj is not None

@@ -49,6 +49,7 @@ def _unique(prefix: str) -> str:
 
 def _make_trajectory():
     from builtin_interfaces.msg import Duration
+
     from dima.msg import Trajectory, TrajectoryPoint
 
     msg = Trajectory()
@@ -103,7 +104,16 @@ def _round_trip_via_subprocess(msg, type_name: str, ros_node, ros_subprocess, tm
     out = tmp_path / "received.json"
     sub = ros_subprocess(
         "echo_once.py",
-        ["--type", type_name, "--topic", topic, "--out", str(out), "--timeout", str(MATCH_TIMEOUT_S + DELIVERY_TIMEOUT_S)],
+        [
+            "--type",
+            type_name,
+            "--topic",
+            topic,
+            "--out",
+            str(out),
+            "--timeout",
+            str(MATCH_TIMEOUT_S + DELIVERY_TIMEOUT_S),
+        ],
     )
     node = ros_node("pub")
     pub = node.create_publisher(type(msg), topic, _reliable_latched_qos())
@@ -172,6 +182,7 @@ def test_beam_tokens_round_trip_between_processes(ros_node, ros_subprocess, tmp_
 
 def test_ask_scene_service_served_by_another_process(ros_node, ros_subprocess, spin_in_background):
     from builtin_interfaces.msg import Time
+
     from dima.srv import AskScene
 
     service = _unique("ask_scene")

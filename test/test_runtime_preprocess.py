@@ -6,6 +6,7 @@ trajectory."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import cv2
 import numpy as np
@@ -14,8 +15,8 @@ import pytest
 from dima_core.data.config import DataConfig
 from dima_core.data.dataset import load_image, prepare_image, scale_intrinsic
 from dima_core.export.io_spec import TensorSpec
-from dima_core.runtime.postprocess import decode_agents, select_trajectory, trajectory_points
 from dima_core.runtime.image_format import jpeg_reduction, parse_format
+from dima_core.runtime.postprocess import decode_agents, select_trajectory, trajectory_points
 from dima_core.runtime.preprocess import (
     CameraModel,
     CameraPipeline,
@@ -275,8 +276,8 @@ def test_jpeg_bytes_under_another_format_are_never_decoded():
     data = _jpeg_bytes(np.random.default_rng(3).integers(0, 255, (90, 160, 3), dtype=np.uint8))
     settings = PreprocessSettings((64, 32), "area", jpeg_max_reduction=8)
     for fmt in ("h264", "mono16; png", "16UC1; compressedDepth png"):
-        for decode in (lambda: decode_compressed(data, fmt, "CAM_FRONT"),
-                       lambda: decode_for_network(data, fmt, settings, "CAM_FRONT")):
+        for decode in (partial(decode_compressed, data, fmt, "CAM_FRONT"),
+                       partial(decode_for_network, data, fmt, settings, "CAM_FRONT")):
             with pytest.raises(InputError) as err:
                 decode()
             assert err.value.kind == "encoding" and fmt.split(";")[0] in str(err.value)
@@ -337,7 +338,7 @@ def test_channel_order_follows_the_transport_convention():
 
 def test_camera_pipeline_threads_give_the_serial_result_and_the_first_error(world_jpegs):
     names = [f"CAM{i}" for i in range(6)]
-    jpegs = dict(zip(names, world_jpegs[(400, 225)]))
+    jpegs = dict(zip(names, world_jpegs[(400, 225)], strict=True))
     settings = PreprocessSettings((128, 72), "area", jpeg_max_reduction=8)
     cam = CameraModel(np.eye(3) * 300, 400, 225, np.eye(4) * 2)
 
@@ -348,7 +349,7 @@ def test_camera_pipeline_threads_give_the_serial_result_and_the_first_error(worl
     serial = CameraPipeline(settings, 1).tensors(names, source)
     pipe = CameraPipeline(settings, 3)
     try:
-        for a, b in zip(serial, pipe.tensors(names, source)):
+        for a, b in zip(serial, pipe.tensors(names, source), strict=True):
             np.testing.assert_array_equal(a, b)
         assert serial[0].shape == (6, 3, 72, 128) and serial[2].shape == (6, 4, 4)
         fmts.update({"CAM4": "h264", "CAM2": "mono8; jpeg compressed "})

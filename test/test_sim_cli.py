@@ -7,10 +7,10 @@ import json
 
 import pytest
 import yaml
-from planner_node_helpers import export_micro_onnx
 
 from dima_core.cli import main as dima_main
 from dima_core.viz.compose import count_video_frames
+from planner_node_helpers import export_micro_onnx
 
 
 @pytest.fixture(scope="module")

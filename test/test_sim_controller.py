@@ -99,7 +99,9 @@ def _ramp(rate: float, limit: float):
 
 def _cycloid(t0: float, duration: float, dist: float):
     """Signed speed that drives ``dist`` metres in ``duration`` s from rest to rest (zero speed at both ends)."""
-    return lambda t: dist / duration * (1.0 - math.cos(2.0 * math.pi * (t - t0) / duration)) if t0 <= t < t0 + duration else 0.0
+    return lambda t: (
+        dist / duration * (1.0 - math.cos(2.0 * math.pi * (t - t0) / duration)) if t0 <= t < t0 + duration else 0.0
+    )
 
 
 def _lane_change_curvature(t: float) -> float:
@@ -113,8 +115,13 @@ def three_point_turn() -> tuple[Reference, float]:
     spacing): forward-left, stop, reverse-right, stop, forward-left, each arc from rest to rest, 1.5 s stops."""
     radius, lane = 5.0, 3.5
     t1 = math.acos((2.0 - lane / radius) / 4.0)
-    legs = [(1, 1 / radius, radius * t1, 5.0), (0, -1 / radius, 0.0, 1.5), (-1, -1 / radius, radius * (math.pi - 2 * t1), 3.5),
-            (0, 1 / radius, 0.0, 1.5), (1, 1 / radius, radius * t1, 5.0)]
+    legs = [
+        (1, 1 / radius, radius * t1, 5.0),
+        (0, -1 / radius, 0.0, 1.5),
+        (-1, -1 / radius, radius * (math.pi - 2 * t1), 3.5),
+        (0, 1 / radius, 0.0, 1.5),
+        (1, 1 / radius, radius * t1, 5.0),
+    ]
 
     def leg_at(t):
         start = 0.0
@@ -414,7 +421,9 @@ def test_plan_with_a_cusp_stops_then_reverses(cusp_time):
     gap = np.hypot(*(ego[rest_at_cusp, :2] - cusp))
     lateral = ref.lateral_error(ego[:, :2])
     end_gap = np.hypot(*(ego[-1, :2] - np.array(ref.pose(3.0)[:2])))
-    print(f"\ncusp at {cusp_time} s: stopped {gap:.3f} m from it, max lateral {lateral.max():.3f} m, end {end_gap:.3f} m")
+    print(
+        f"\ncusp at {cusp_time} s: stopped {gap:.3f} m from it, max lateral {lateral.max():.3f} m, end {end_gap:.3f} m"
+    )
     assert v.max() > 1.0 and v.min() < -1.0 and not np.any(v[:-1] * v[1:] < 0.0)
     assert np.all(v[:rest_at_cusp] >= 0.0) and np.all(v[rest_at_cusp:] <= 0.0)
     # Measured: stopped 0.167 m (cusp on a waypoint) / 0.041 m from the cusp, lateral 0.000, end 0.000 m.

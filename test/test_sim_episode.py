@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from synth_fixtures import small_config
 
 from dima_core.constants import COMMAND_LATERAL_THRESHOLD_M, COMMAND_LEFT, COMMAND_RIGHT, COMMAND_STRAIGHT
 from dima_core.data.synth import SynthWorld
@@ -18,6 +17,7 @@ from dima_core.sim.policies import PolicyLoadError, make_policy
 from dima_core.sim.route import route_of_driver
 from dima_core.sim.scene import UnknownScenarioError, episode_scene
 from dima_core.sim.traffic import ReactiveTraffic
+from synth_fixtures import small_config
 
 
 def _world(seconds: float = 8.0, **kw):
@@ -54,10 +54,10 @@ def test_first_observation_equals_the_written_keyframe(tmp_path):
     ep = ClosedLoopEpisode(cfg, SimConfig(), "cruise", 2)
     ep.start("probe")
     obs = ep.observe()
-    for cam, data in zip(sample.cameras, obs.images_jpeg):
+    for cam, data in zip(sample.cameras, obs.images_jpeg, strict=True):
         with open(cam.image_path, "rb") as f:
             assert f.read() == data, f"{cam.name}: the simulator's frame differs from the dataset's"
-    for cam, model in zip(sample.cameras, obs.cameras):
+    for cam, model in zip(sample.cameras, obs.cameras, strict=True):
         np.testing.assert_allclose(model.intrinsics, cam.intrinsic, atol=1e-5)
         np.testing.assert_allclose(model.cam_to_ego, cam.cam_to_ego, atol=1e-6)
     assert obs.ego_status.speed == pytest.approx(sample.ego_status.speed, abs=0.05)

@@ -19,8 +19,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def assert_same(got: Any, want: Any, where: str = "metrics") -> None:
             assert_same(got[key], want[key], f"{where}.{key}")
     elif isinstance(want, list):
         assert isinstance(got, list) and len(got) == len(want), f"{where}: {got} != {want}"
-        for i, (g, w) in enumerate(zip(got, want)):
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
             assert_same(g, w, f"{where}[{i}]")
     elif isinstance(want, float) and not isinstance(got, bool):
         assert got == pytest.approx(want, rel=1e-9, abs=1e-12), f"{where}: {got} != {want}"
@@ -163,8 +164,8 @@ class StandInPlanner:
     """
 
     def __init__(self, node: Any, answer: Callable[[int, int], list], delay_s: float = 0.0) -> None:
-        from nav_msgs.msg import Odometry
         from diagnostic_msgs.msg import DiagnosticArray
+        from nav_msgs.msg import Odometry
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CompressedImage
         from std_msgs.msg import String
@@ -261,7 +262,7 @@ def _run_with_stand_in(tmp_path: Path, ros_node, spin_in_background, timing: str
     spin_in_background(planner.node)
     proc, log_path = _sim_node(tmp_path, _sim_config(tmp_path, seconds), timing)
     try:
-        rc: Optional[int] = proc.wait(180)  # shutdown_when_done: the node ends itself after the episode
+        rc: int | None = proc.wait(180)  # shutdown_when_done: the node ends itself after the episode
     except subprocess.TimeoutExpired:
         rc = None
     finally:

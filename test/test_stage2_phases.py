@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from dima_core.config import ConfigError, config_from_dict
+from dima_core.models.mllm.config import DistillConfig
 from dima_core.training.config import ScheduleConfig
 from dima_core.training.schedule import lr_factor
 from dima_core.training.stage2 import (
@@ -27,7 +28,6 @@ from dima_core.training.stage2 import (
     gradient_statistics,
     planner_lr_factor,
 )
-from dima_core.models.mllm.config import DistillConfig
 from dima_core.training.stage2.lr import check_planner_lr
 
 

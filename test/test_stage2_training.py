@@ -1,7 +1,7 @@
 """Stage 2 (DiMA joint training) on the session's synthetic world with the micro planner and SmolLM2:
 
-- a 2-step run initialised from a stage-1 checkpoint (``--init``) changes the encoder, the adapters and the LoRA weights, leaves
-  the frozen LLM base unchanged, logs every loss term, and checkpoints everything but the LLM base;
+- a 2-step run initialised from a stage-1 checkpoint (``--init``) changes the encoder, the adapters and the LoRA
+  weights, leaves the frozen LLM base unchanged, logs every loss term, and checkpoints everything but the LLM base;
 - vision-mode loading of that checkpoint never constructs the LLM;
 - dual mode equals the max-pool of both penultimate features through the planner's final head, end to end;
 - ``answer_question`` / ``dima ask`` answer on a synthetic sample; an over-long question is a clear error.

@@ -10,7 +10,6 @@ import numpy as np
 from dima_core.constants import CAMERA_NAMES, LIDAR_NAME
 
 
-
 def test_tables_load_and_link(synth_written, synth_nusc):
     nusc = synth_nusc
     cfg = synth_written.world.cfg
@@ -68,7 +67,9 @@ def test_map_expansion_loads(synth_written, synth_nusc):
     for log in synth_nusc.log:
         nmap = NuScenesMap(dataroot=str(synth_written.dataroot), map_name=log["location"])
         assert nmap.lane and nmap.road_segment and nmap.drivable_area and nmap.road_divider
-        sample = synth_nusc.get("sample", [s for s in synth_nusc.scene if s["log_token"] == log["token"]][0]["first_sample_token"])
+        sample = synth_nusc.get(
+            "sample", [s for s in synth_nusc.scene if s["log_token"] == log["token"]][0]["first_sample_token"]
+        )
         pose = synth_nusc.get("ego_pose", synth_nusc.get("sample_data", sample["data"][LIDAR_NAME])["ego_pose_token"])
         x, y = pose["translation"][:2]
         layers = nmap.layers_on_point(x, y)
@@ -92,7 +93,9 @@ def test_prediction_helper_and_lidar(synth_nusc):
     helper = PredictHelper(nusc)
     sample = nusc.sample[2]
     movers = [
-        a for a in (nusc.get("sample_annotation", t) for t in sample["anns"]) if a["next"] and a["category_name"] == "vehicle.car"
+        a
+        for a in (nusc.get("sample_annotation", t) for t in sample["anns"])
+        if a["next"] and a["category_name"] == "vehicle.car"
     ]
     assert movers
     fut = helper.get_future_for_agent(movers[0]["instance_token"], sample["token"], 1.0, in_agent_frame=False)

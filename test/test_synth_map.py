@@ -7,12 +7,12 @@ from shapely.geometry import LineString, Polygon
 from shapely.ops import unary_union
 
 
-
 def _maps(synth_written):
     from nuscenes.map_expansion.map_api import NuScenesMap
 
     return {
-        s.location: NuScenesMap(dataroot=str(synth_written.dataroot), map_name=s.location) for s in synth_written.world.scenes
+        s.location: NuScenesMap(dataroot=str(synth_written.dataroot), map_name=s.location)
+        for s in synth_written.world.scenes
     }
 
 
@@ -44,7 +44,9 @@ def test_dividers_crossings_and_boundaries_match_generator(synth_written):
         nmap = maps[scene.location]
         net = scene.plan.net
         box = net.surface().buffer(5).bounds
-        recs = nmap.get_records_in_patch(box, ["road_divider", "lane_divider", "ped_crossing", "road_segment", "lane"], mode="intersect")
+        recs = nmap.get_records_in_patch(
+            box, ["road_divider", "lane_divider", "ped_crossing", "road_segment", "lane"], mode="intersect"
+        )
         road_div = [nmap.extract_line(nmap.get("road_divider", t)["line_token"]) for t in recs["road_divider"]]
         lane_div = [nmap.extract_line(nmap.get("lane_divider", t)["line_token"]) for t in recs["lane_divider"]]
         ours = net.divider_lines()
@@ -76,7 +78,12 @@ def test_regions_of_scenes_are_disjoint(synth_written):
     from dima_core.data.synth import SynthWorld
     from synth_fixtures import small_config
 
-    many = SynthWorld.generate(small_config(scene_seconds=2.0, locations=["boston-seaport"]), 1, 3, ["cruise", "turn_right", "three_point_turn"])
+    many = SynthWorld.generate(
+        small_config(scene_seconds=2.0, locations=["boston-seaport"]),
+        1,
+        3,
+        ["cruise", "turn_right", "three_point_turn"],
+    )
     areas = [s.plan.net.surface().buffer(30) for s in many.scenes]
     for i in range(len(areas)):
         assert min(areas[i].bounds) > 0  # positive map coordinates

@@ -47,7 +47,7 @@ def test_no_events_when_slow_or_reversing():
 def test_perturbed_drive_is_consistent():
     world = SynthWorld.generate(_cfg(1.0), seed=3, num_scenes=2, scenarios=["cruise"])
     plain = SynthWorld.generate(_cfg(0.0), seed=3, num_scenes=2, scenarios=["cruise"])
-    for scene, ref in zip(world.scenes, plain.scenes):
+    for scene, ref in zip(world.scenes, plain.scenes, strict=True):
         assert "ego_drift" in scene.tags and "ego_drift" not in ref.tags
         a, b = scene.record.ego, ref.record.ego
         lateral = np.hypot(a[:, 0] - b[:, 0], a[:, 1] - b[:, 1])
@@ -66,7 +66,7 @@ def test_perturbed_drive_is_consistent():
 def test_deterministic_and_off_by_default():
     a = SynthWorld.generate(_cfg(0.5), seed=5, num_scenes=4)
     b = SynthWorld.generate(_cfg(0.5), seed=5, num_scenes=4)
-    for x, y in zip(a.scenes, b.scenes):
+    for x, y in zip(a.scenes, b.scenes, strict=True):
         np.testing.assert_array_equal(x.record.ego, y.record.ego)
     assert SynthConfig().ego_perturbation.scene_fraction == 0.0
     ego, events = perturb_ego_record(a.scenes[0].record.times, a.scenes[0].record.ego,

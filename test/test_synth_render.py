@@ -9,7 +9,6 @@ import numpy as np
 from dima_core.constants import CAMERA_NAMES
 
 
-
 def _scene(world, nusc, sample):
     name = nusc.get("scene", sample["scene_token"])["name"]
     return next(s for s in world.scenes if s.name == name)
@@ -59,7 +58,9 @@ def test_visible_boxes_project_into_image_and_differ_from_background(synth_writt
             if frame % 2 == 0:
                 with_agents = render_frame(scene, frame, include_agents=True)
                 without = render_frame(scene, frame, include_agents=False)
-                visible = {a for a in sample["anns"] if nusc.get("sample_annotation", a)["visibility_token"] in ("3", "4")}
+                visible = {
+                    a for a in sample["anns"] if nusc.get("sample_annotation", a)["visibility_token"] in ("3", "4")
+                }
                 seen = set()
                 for cam in CAMERA_NAMES:
                     sd = nusc.get("sample_data", sample["data"][cam])

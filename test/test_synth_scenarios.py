@@ -7,7 +7,6 @@ import math
 import numpy as np
 
 
-
 def _keyframe_poses(scene) -> np.ndarray:
     return np.array([scene.ego_pose(k) for k in range(scene.num_keyframes)])
 

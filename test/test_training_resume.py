@@ -22,7 +22,7 @@ def assert_same_run(straight, first, second, stop: int) -> None:
     assert second.step == straight.step == TOTAL_STEPS
     resumed_history = first.history + second.history
     assert [h["step"] for h in resumed_history] == [float(s) for s in range(1, TOTAL_STEPS + 1)]
-    for a, b in zip(straight.history, resumed_history):
+    for a, b in zip(straight.history, resumed_history, strict=True):
         assert a == b, f"step {a['step']}: straight {a} vs resumed {b} (stopped at {stop})"
 
 
@@ -41,11 +41,11 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, stop: int) -> N
 
     assert_same_run(straight, first, second, stop)
     for (name, a), (_, b) in zip(straight_trainer.model.state_dict().items(),
-                                 resumed_trainer.model.state_dict().items()):
+                                 resumed_trainer.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), f"parameter {name} differs after resuming at step {stop}"
     assert straight.replica_digest == second.replica_digest
     # The optimiser state matches too, so training could go on identically.
-    for a, b in zip(straight_trainer.optimizer.state.values(), resumed_trainer.optimizer.state.values()):
+    for a, b in zip(straight_trainer.optimizer.state.values(), resumed_trainer.optimizer.state.values(), strict=True):
         assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
 
 

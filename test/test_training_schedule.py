@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 import torch
@@ -37,8 +38,8 @@ def test_factor_at_warmup_start_end_and_training_end() -> None:
 def test_factor_is_monotonic_in_warmup_and_after() -> None:
     total = 2000
     values = [lr_factor(s, total, VAD) for s in range(total + 1)]
-    assert all(b > a for a, b in zip(values[:500], values[1:501]))
-    assert all(b <= a for a, b in zip(values[500:], values[501:]))
+    assert all(b > a for a, b in pairwise(values[:501]))
+    assert all(b <= a for a, b in pairwise(values[500:]))
 
 
 def test_lambda_lr_applies_the_factor_per_optimizer_step() -> None:

@@ -76,7 +76,9 @@ def test_stage1_resume_equality_with_the_real_planner(synth_world, micro_model, 
 
     assert len(straight.history) == 2
     assert straight.history == first.history + second.history
-    for (name, a), b in zip(straight_trainer.model.state_dict().items(), resumed_trainer.model.state_dict().values()):
+    for (name, a), b in zip(
+        straight_trainer.model.state_dict().items(), resumed_trainer.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 

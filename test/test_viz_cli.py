@@ -3,7 +3,6 @@ that cv2 reads back), and an external results file drawn without a model."""
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest

@@ -7,11 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from qa_fixtures import IMAGE_H, IMAGE_W, AgentSpec, make_sample
 
 from dima_core.data.qa import project_box
 from dima_core.viz import BevView, PredictionLayer, RenderOptions, bev_panel, figure_size, render_sample, save_png
 from dima_core.viz.camera import box_edges_px
+from qa_fixtures import IMAGE_H, IMAGE_W, AgentSpec, make_sample
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import torch
 
 from dima_core.cli import main as dima_main
 from dima_core.config import config_to_dict
+from dima_core.io.checkpoint import CheckpointError, save_checkpoint
 from dima_core.models import VisionPlanner, load_model_config
 from dima_core.models.dima import load_dima
 from dima_core.models.dummy_inputs import dummy_inputs
@@ -22,7 +23,6 @@ from dima_core.models.weights_file import (
     read_planner_weights,
     save_planner_weights,
 )
-from dima_core.io.checkpoint import CheckpointError, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_YAML = REPO / "config" / "model" / "dima_cpu_fast.yaml"

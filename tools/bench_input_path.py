@@ -30,8 +30,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -103,8 +104,9 @@ def measure(frames: list[list[bytes]], iters: int) -> dict[str, Any]:
             for name, settings in paths.items():  # interleaved: load changes hit both paths alike
                 t_frame = 0.0
                 for data in jpegs:
-                    t_dec = _time(lambda: decode_for_network(data, "jpeg", settings))
-                    t = _time(lambda: camera_tensor(decode_for_network(data, "jpeg", settings), cam, settings))
+                    # _time calls the lambda before it returns, in this iteration: late binding cannot bite.
+                    t_dec = _time(lambda: decode_for_network(data, "jpeg", settings))  # noqa: B023
+                    t = _time(lambda: camera_tensor(decode_for_network(data, "jpeg", settings), cam, settings))  # noqa: B023
                     decode_only[name].append(t_dec)
                     per_cam[name].append(t)
                     t_frame += t
@@ -132,13 +134,13 @@ def measure_threads(frames: list[list[bytes]], iters: int, threads: tuple[int, .
             pipes = {n: CameraPipeline(settings, n) for n in threads}
             times: dict[int, list[float]] = {n: [] for n in threads}
             for it in range(iters):
-                jpegs = dict(zip(CAMERA_NAMES, frames[it % len(frames)]))
+                jpegs = dict(zip(CAMERA_NAMES, frames[it % len(frames)], strict=True))
 
                 def source(name: str, jpegs=jpegs, settings=settings):
                     return decode_for_network(jpegs[name], "jpeg", settings, name), cam
 
                 for n, pipe in pipes.items():
-                    times[n].append(_time(lambda: pipe.tensors(CAMERA_NAMES, source)))
+                    times[n].append(_time(lambda: pipe.tensors(CAMERA_NAMES, source)))  # noqa: B023 (called at once)
             for pipe in pipes.values():
                 pipe.close()
             out[f"{model}/{path}"] = {str(n): _stats(v) for n, v in times.items()}
@@ -184,8 +186,13 @@ def jpeg_error(frames: list[list[bytes]], raw: list[np.ndarray]) -> dict[str, fl
     jpegs = [data for f in frames for data in f]
     out = {}
     for model, (w, h) in TARGETS.items():
-        d = [np.abs(prepare_image(decode_compressed(data), (h, w), (0, 0, 0), (1, 1, 1))[0]
-                    - prepare_image(image, (h, w), (0, 0, 0), (1, 1, 1))[0]).mean() for data, image in zip(jpegs, raw)]
+        d = [
+            np.abs(
+                prepare_image(decode_compressed(data), (h, w), (0, 0, 0), (1, 1, 1))[0]
+                - prepare_image(image, (h, w), (0, 0, 0), (1, 1, 1))[0]
+            ).mean()
+            for data, image in zip(jpegs, raw, strict=True)
+        ]
         out[model] = float(np.mean(d))
     return out
 
@@ -208,8 +215,11 @@ def markdown(report: dict[str, Any]) -> str:
     for key, r in report["accuracy"].items():
         lines.append(f"| {key} | 1/{r['reduction']} | {r['max']:.4f} ({r['max'] * 255:.0f}/255) | "
                      f"{r['p999']:.4f} | {r['mean']:.5f} ({r['mean'] * 255:.2f}/255) | {r['images']} |")
-    lines += ["", "JPEG quality 90 itself (training path of the JPEG vs the rendered image before compression), mean abs "
-              "diff: " + ", ".join(f"{m} {v:.5f}" for m, v in report["jpeg_q90_mean_error"].items())]
+    lines += [
+        "",
+        "JPEG quality 90 itself (training path of the JPEG vs the rendered image before compression), mean abs "
+        "diff: " + ", ".join(f"{m} {v:.5f}" for m, v in report["jpeg_q90_mean_error"].items()),
+    ]
     return "\n".join(lines)
 
 
@@ -233,11 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, set(cpus[:2]))
     threads = measure_threads(full, args.iters)
     os.sched_setaffinity(0, set(cpus))
-    report = {"one_core": one_core, "threads": threads,
-              "accuracy": accuracy({f"{FULL_SIZE[0]}x{FULL_SIZE[1]}": full, f"{SYNTH_SIZE[0]}x{SYNTH_SIZE[1]}": synth}),
-              "jpeg_q90_mean_error": jpeg_error(full, raw), "jpeg_kib": kib, "frames": len(full), "iters": args.iters, "cpus": len(cpus),
-              "load_1min_at_start": load, "load_1min_at_end": os.getloadavg()[0],
-              "machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"}
+    report = {
+        "one_core": one_core,
+        "threads": threads,
+        "accuracy": accuracy({f"{FULL_SIZE[0]}x{FULL_SIZE[1]}": full, f"{SYNTH_SIZE[0]}x{SYNTH_SIZE[1]}": synth}),
+        "jpeg_q90_mean_error": jpeg_error(full, raw),
+        "jpeg_kib": kib,
+        "frames": len(full),
+        "iters": args.iters,
+        "cpus": len(cpus),
+        "load_1min_at_start": load,
+        "load_1min_at_end": os.getloadavg()[0],
+        "machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}",
+    }
     import cv2
 
     report["opencv"] = cv2.__version__

@@ -50,8 +50,8 @@ def python_include_dir() -> Path:
     inc = Path(sysconfig.get_paths()["include"])
     if not (inc / "Python.h").is_file():
         raise SystemExit(
-            f"fix_ros_cmake_paths: Python headers not found at {inc} (Python.h missing). Install the Python development "
-            "headers (e.g. apt-get install python3.11-dev, or a pyenv/python.org build, which ship them)."
+            f"fix_ros_cmake_paths: Python headers not found at {inc} (Python.h missing). Install the Python "
+            "development headers (e.g. apt-get install python3.11-dev, or a pyenv/python.org build, which ship them)."
         )
     return inc
 
@@ -107,7 +107,11 @@ def candidate_files(venv: Path):
         if not root.is_dir():
             continue
         for path in root.rglob("*"):
-            if path.is_file() and not path.is_symlink() and (path.suffix == ".cmake" or path.name.endswith(".cmake.in")):
+            if (
+                path.is_file()
+                and not path.is_symlink()
+                and (path.suffix == ".cmake" or path.name.endswith(".cmake.in"))
+            ):
                 yield path
 
 

@@ -77,7 +77,7 @@ class Flood:
         self.pub_accel = node.create_publisher(AccelWithCovarianceStamped, f"{base}/input/acceleration", aux_qos)
         self.pub_cmd = node.create_publisher(DrivingCommand, f"{base}/input/command", aux_qos)
         self.images, self.infos = {}, {}
-        for cam, data in zip(CAMERA_NAMES, jpegs):
+        for cam, data in zip(CAMERA_NAMES, jpegs, strict=True):
             msg = CompressedImage(format="jpeg")
             msg.header.frame_id, msg.data = cam, data
             self.images[cam] = msg

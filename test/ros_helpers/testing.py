@@ -11,8 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -30,6 +30,7 @@ def require_ros() -> None:
     """Fail (in CI) or skip (locally) with a clear hint when rclpy / dima.msg / dima.srv do not import."""
     try:
         import rclpy  # noqa: F401
+
         import dima.msg  # noqa: F401
         import dima.srv  # noqa: F401
     except ImportError as exc:
