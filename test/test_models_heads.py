@@ -117,3 +117,21 @@ def test_beam_tokens_dict_roundtrip_and_helpers():
         BeamTokens.from_dict({"bev": d["bev"]})
     with pytest.raises(ValueError):
         BeamTokens(**{**d, "ego": d["agents"]}).validate()
+
+
+def test_ego_status_channels_that_are_off_do_not_reach_the_token():
+    from dima_core.models.config import EgoConfig
+    from dima_core.models.heads.ego import EgoEncoder
+
+    torch.manual_seed(0)
+    enc = EgoEncoder(EgoConfig(use_ego_status=True, ego_status_channels=(True, False, False, True)), 16).eval()
+    status = torch.tensor([[8.0, -2.0, 0.5, 0.1]])
+    command = torch.tensor([2])
+    other_accel = status.clone()
+    other_accel[0, 1:3] = torch.tensor([1.5, -0.7])
+    other_speed = status.clone()
+    other_speed[0, 0] = 2.0
+    with torch.no_grad():
+        token = enc(status, command)
+        assert torch.equal(token, enc(other_accel, command))  # ax, ay are not read
+        assert not torch.allclose(token, enc(other_speed, command))  # speed is

@@ -122,6 +122,10 @@ class EgoConfig:
     use_ego_status: bool = False  # VAD's default: the planner sees no ego status (speed, ax, ay, yaw rate)
     use_command: bool = True  # add a driving-command embedding to the ego token
     ego_status_scale: tuple[float, float, float, float] = ranged((10.0, 3.0, 3.0, 0.5), lo=1e-6)
+    # Which of (speed, ax, ay, yaw rate) the planner reads; a channel that is off is zeroed before the MLP, so the
+    # input keeps its 4 columns. Why: in closed loop the planner's own braking comes back through ax, and a planner
+    # that trusts ax brakes itself to a stop (docs/planner_model_card.md, "Failure analysis").
+    ego_status_channels: tuple[bool, bool, bool, bool] = (True, True, True, True)
 
 
 @dataclass
