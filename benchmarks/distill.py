@@ -45,7 +45,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from benchmarks.distill_report import SECTION_TITLE, merge_reports, replace_section, section
 
@@ -237,7 +237,7 @@ def _command_line(args: argparse.Namespace) -> str:
     return text
 
 
-def _publish(text: str, doc: Optional[str]) -> None:
+def _publish(text: str, doc: str | None) -> None:
     print(text)
     if doc:
         replace_section(doc, text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 # Per-arm summary keys kept in the report (:func:`dima_core.eval.closed_loop.summarize_episodes`).
 SUMMARY_KEYS = ("num_episodes", "score", "success_rate", "at_fault_collision_rate", "num_at_fault_collisions",
@@ -27,14 +27,14 @@ class ClosedLoopSpec:
     sim_config: str = "config/sim.yaml"
     scenarios: tuple[str, ...] = ("all",)
     threads: int = 1
-    seconds: Optional[float] = None  # episode length (None: the world's scene length)
+    seconds: float | None = None  # episode length (None: the world's scene length)
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"closed-loop episodes must be >= 1, got {self.episodes}")
 
 
-def closed_loop_scores(checkpoint: str | Path, spec: ClosedLoopSpec, out_dir: Optional[Path] = None
+def closed_loop_scores(checkpoint: str | Path, spec: ClosedLoopSpec, out_dir: Path | None = None
                        ) -> dict[str, Any]:
     """``{"overall": summary, "groups": {scenario: summary}}`` of ``checkpoint``'s planner (a stage-1 or stage-2
     checkpoint or a weights file; the LLM is never built) over the episodes of ``spec``; one PNG per episode in

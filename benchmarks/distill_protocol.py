@@ -24,7 +24,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from benchmarks.distill_closed_loop import ClosedLoopSpec, closed_loop_scores
 from benchmarks.distill_costs import FlopSampler, RunCost, arm_cost, timed
@@ -38,7 +38,7 @@ def rung_name(name: str) -> str:
     return f"(B) DiMA: {name}"
 
 
-def build_config(path: str, cls: Any, overrides: dict[str, Any], joint: Optional[dict[str, Any]] = None) -> Any:
+def build_config(path: str, cls: Any, overrides: dict[str, Any], joint: dict[str, Any] | None = None) -> Any:
     """``path`` (a training YAML) loaded as ``cls`` with top-level, ``data``/``data.dataset`` and ``joint`` overrides
     (None values keep the file's). ``joint`` entries replace whole keys, except mappings, which are merged one level
     deep (``{"teacher_warmup": {"steps": 100}}`` keeps the file's ``terms``)."""
@@ -96,21 +96,21 @@ class Protocol:
     vqa_frames: int = 8
     vqa_max_new_tokens: int = 48
     flop_steps: int = 2
-    shared_llm: Optional[SharedLLM] = None
+    shared_llm: SharedLLM | None = None
     index: Any = None  # the evaluation index (set after the first stage-1 run)
     vqa_gt: Any = None  # the VQA ground truth (set with the index)
     references: dict[str, Any] = field(default_factory=dict)
-    init: Optional[str] = None  # a trained planner both arms start from instead of a stage-1 run per seed
-    stage2_max_steps: Optional[int] = None  # stage 2 (both arms) stops here; its schedules still span E2 epochs
+    init: str | None = None  # a trained planner both arms start from instead of a stage-1 run per seed
+    stage2_max_steps: int | None = None  # stage 2 (both arms) stops here; its schedules still span E2 epochs
     teacher_plan_frames: int = 0  # MLLM-only planning on this many spaced val frames (0: the whole split)
-    closed_loop: Optional[ClosedLoopSpec] = None  # closed-loop episodes every arm drives (None: open loop only)
+    closed_loop: ClosedLoopSpec | None = None  # closed-loop episodes every arm drives (None: open loop only)
 
 
 def _llm(protocol: Protocol) -> tuple[Any, Any]:
     return protocol.shared_llm.copy() if protocol.shared_llm is not None else (None, None)
 
 
-def _fit(build: Any, phase_of: Any, sampler: Optional[FlopSampler], samples_per_phase: int) -> tuple[Any, Any, float]:
+def _fit(build: Any, phase_of: Any, sampler: FlopSampler | None, samples_per_phase: int) -> tuple[Any, Any, float]:
     """Build a trainer, count its FLOPs, fit it: ``(result, sampler, seconds)``."""
     def run() -> tuple[Any, Any]:
         trainer = build()
@@ -137,8 +137,8 @@ def train_stage1(protocol: Protocol, seed: int, out: Path) -> tuple[Path, RunCos
     return Path(result.checkpoint), sampler.cost(seconds)
 
 
-def stage2_config(protocol: Protocol, seed: int, init: Path, out: Path, tokens: Optional[list[str]] = None,
-                  tasks: Optional[dict[str, bool]] = None) -> Any:
+def stage2_config(protocol: Protocol, seed: int, init: Path, out: Path, tokens: list[str] | None = None,
+                  tasks: dict[str, bool] | None = None) -> Any:
     """The stage-2 config of one rung (or, without ``tokens``/``tasks``, the file's switches)."""
     from dima_core.training.stage2 import Stage2TrainConfig
 
@@ -183,7 +183,7 @@ def train_rung(protocol: Protocol, seed: int, init: Path, out: Path, tokens: lis
     handover = cfg.joint.teacher_warmup.steps
     cap = cfg.max_steps
     teacher: dict[str, Any] = {}
-    sampler: Optional[FlopSampler] = None
+    sampler: FlopSampler | None = None
     seconds = 0.0
     if evaluate_teacher and handover > 0 and (cap is None or handover < cap):
         first = dataclasses.replace(cfg, max_steps=handover)
@@ -271,5 +271,5 @@ def run_seed(protocol: Protocol, seed: int, seed_dir: Path, rungs: list[tuple[st
     return out
 
 
-__all__ = ["ARM_A", "ClosedLoopSpec", "Protocol", "SharedLLM", "build_config", "prepare_evaluation", "run_seed", "rung_name",
-           "stage2_config", "train_control", "train_rung", "train_stage1"]
+__all__ = ["ARM_A", "ClosedLoopSpec", "Protocol", "SharedLLM", "build_config", "prepare_evaluation", "run_seed",
+           "rung_name", "stage2_config", "train_control", "train_rung", "train_stage1"]

@@ -16,7 +16,7 @@ protocol arguments differ).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from benchmarks.distill_protocol import ARM_A
 from benchmarks.distill_stats import format_mean_std, mean_std, paired
@@ -59,14 +59,14 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _split_groups(results: dict[str, list[Optional[dict]]]) -> list[str]:
+def _split_groups(results: dict[str, list[dict | None]]) -> list[str]:
     # Splits without a single val sample (a tag the val scenes happen not to carry) would only add empty columns.
     runs = [r for rs in results.values() for r in rs if r]
     return sorted(g for g in {k.split("/")[0] for r in runs for k in r} - {"overall"}
                   if any((r.get(f"{g}/n") or 0) > 0 for r in runs))
 
 
-def metrics_table(results: dict[str, list[Optional[dict]]]) -> str:
+def metrics_table(results: dict[str, list[dict | None]]) -> str:
     """Mean ± std over seeds of every arm: overall in both conventions, and L2 / collision (VAD) per split."""
     groups = _split_groups(results)
     header = ["method", "L2 VAD (m)", "Col VAD (%)", "L2 UniAD (m)", "Col UniAD (%)"]
@@ -83,7 +83,7 @@ def metrics_table(results: dict[str, list[Optional[dict]]]) -> str:
     return "\n".join(lines)
 
 
-def paired_table(results: dict[str, list[Optional[dict]]], seeds: list[int], baseline: str = ARM_A) -> str:
+def paired_table(results: dict[str, list[dict | None]], seeds: list[int], baseline: str = ARM_A) -> str:
     """Every other arm minus ``baseline``, seed by seed (:func:`distill_stats.paired`); empty without the baseline."""
     if baseline not in results:
         return ""
@@ -102,7 +102,7 @@ def paired_table(results: dict[str, list[Optional[dict]]], seeds: list[int], bas
     return "\n".join(lines)
 
 
-def cost_table(costs: dict[str, list[Optional[dict]]]) -> str:
+def cost_table(costs: dict[str, list[dict | None]]) -> str:
     """Mean over seeds of each arm's cost (wall time ± std)."""
     header = ["method", "wall (min)", "planner updates", "planner samples", "all steps", "FLOPs (estimate)"]
     lines = [_row(header), "|" + "---|" * len(header)]
@@ -111,7 +111,7 @@ def cost_table(costs: dict[str, list[Optional[dict]]]) -> str:
         if not entries:
             continue
 
-        def mean(key: str) -> Optional[float]:
+        def mean(key: str, entries: list[dict] = entries) -> float | None:
             return mean_std([e.get(key) for e in entries])[0]
 
         flops = mean("flops")
@@ -121,7 +121,7 @@ def cost_table(costs: dict[str, list[Optional[dict]]]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def teacher_table(teacher: dict[str, list[Optional[dict]]], references: dict[str, Any]) -> str:
+def teacher_table(teacher: dict[str, list[dict | None]], references: dict[str, Any]) -> str:
     """The teacher's MLLM-only planning and VQA at the handover and the end (mean ± std), with the scene-blind
     references."""
     header = ["teacher of", "when", "MLLM L2 VAD (m)", "MLLM Col VAD (%)", "VQA accuracy", "VQA Lang", "VQA match",
@@ -157,7 +157,7 @@ _CLOSED_LOOP = (("score", "score", 1.0), ("success (%)", "success_rate", 100.0),
                 ("progress ratio", "progress_ratio", 1.0), ("stuck (%)", "stuck_rate", 100.0))
 
 
-def closed_loop_table(closed: dict[str, list[Optional[dict]]], seeds: list[int], baseline: str = ARM_A) -> str:
+def closed_loop_table(closed: dict[str, list[dict | None]], seeds: list[int], baseline: str = ARM_A) -> str:
     """Mean ± std over seeds of each arm's closed-loop summary, its per-scenario scores, and the paired score
     difference to ``baseline`` (empty when no arm was driven)."""
     closed = {name: entries for name, entries in closed.items() if any(entries)}
@@ -271,5 +271,5 @@ def replace_section(path: str, text: str) -> None:
     doc.write_text(new if new.endswith("\n") else new + "\n")
 
 
-__all__ = ["PROTOCOL_ARGS", "SECTION_TITLE", "closed_loop_table", "cost_table", "merge_reports", "metrics_table", "paired_table",
-           "replace_section", "section", "teacher_table"]
+__all__ = ["PROTOCOL_ARGS", "SECTION_TITLE", "closed_loop_table", "cost_table", "merge_reports", "metrics_table",
+           "paired_table", "replace_section", "section", "teacher_table"]

@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
 
-def mean_std(values: Sequence[Optional[float]]) -> tuple[Optional[float], Optional[float], int]:
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
     """``(mean, sample std (ddof 1, None for one value), n)`` of the values that are not None."""
     vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     if not vals:
@@ -24,7 +23,7 @@ def mean_std(values: Sequence[Optional[float]]) -> tuple[Optional[float], Option
     return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None), len(vals)
 
 
-def format_mean_std(values: Sequence[Optional[float]], digits: int = 3) -> str:
+def format_mean_std(values: Sequence[float | None], digits: int = 3) -> str:
     """``"m ± s"`` (``"m"`` for one value, ``"-"`` for none)."""
     mean, std, _ = mean_std(values)
     if mean is None:
@@ -38,8 +37,8 @@ class Paired:
 
     seeds: list[int]
     differences: list[float]  # method - baseline, per seed, in ``seeds`` order
-    mean: Optional[float]
-    std: Optional[float]
+    mean: float | None
+    std: float | None
     better: int  # seeds where the method beat the baseline (lower is better unless ``higher_is_better``)
     worse: int  # seeds where it lost
 
@@ -55,7 +54,7 @@ class Paired:
         return f"{self.mean:+.{digits}f}{spread} ({self.better}/{self.n} better; {per_seed})"
 
 
-def paired(method: Sequence[Optional[float]], baseline: Sequence[Optional[float]], seeds: Sequence[int],
+def paired(method: Sequence[float | None], baseline: Sequence[float | None], seeds: Sequence[int],
            higher_is_better: bool = False) -> Paired:
     """Paired differences of two per-seed series (same seeds, same order); seeds missing either value are left out.
     ``higher_is_better`` is for scores (closed-loop score), where a positive difference is a win.
@@ -66,7 +65,8 @@ def paired(method: Sequence[Optional[float]], baseline: Sequence[Optional[float]
     if not len(method) == len(baseline) == len(seeds):
         raise ValueError(f"paired comparison needs one value per seed in both series: {len(method)} method, "
                          f"{len(baseline)} baseline values for {len(seeds)} seeds")
-    kept = [(s, float(m) - float(b)) for s, m, b in zip(seeds, method, baseline) if m is not None and b is not None]
+    kept = [(s, float(m) - float(b)) for s, m, b in zip(seeds, method, baseline, strict=True)
+            if m is not None and b is not None]
     diffs = [d for _, d in kept]
     mean, std, _ = mean_std(diffs)
     wins, losses = sum(d < 0 for d in diffs), sum(d > 0 for d in diffs)

@@ -22,16 +22,16 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 VQA_KEYS = ("accuracy", "language_score", "match", "final_score_without_gpt")
 
 
-def planning_metrics(report: dict) -> dict[str, Optional[float]]:
+def planning_metrics(report: dict) -> dict[str, float | None]:
     """Flat ``{group/convention/metric: value}`` of one planning report (overall and every split) + sample counts."""
-    out: dict[str, Optional[float]] = {}
+    out: dict[str, float | None] = {}
     groups = {"overall": report, **report.get("splits", {})}
     for group, rep in groups.items():
         for conv in ("vad", "uniad"):
@@ -42,7 +42,7 @@ def planning_metrics(report: dict) -> dict[str, Optional[float]]:
 
 
 def evaluate_mode(checkpoint: str | Path, index: Any, split: str, device: str, mode: str = "vision",
-                  llm: Any = None, tokenizer: Any = None) -> dict[str, Optional[float]]:
+                  llm: Any = None, tokenizer: Any = None) -> dict[str, float | None]:
     """Open-loop planning metrics of ``checkpoint`` in ``mode`` on ``split`` (the ``dima eval --mode`` path)."""
     from dima_core.eval.dima_modes import load_planner_for_mode
     from dima_core.eval.evaluate import evaluate_planners
@@ -55,7 +55,7 @@ def evaluate_mode(checkpoint: str | Path, index: Any, split: str, device: str, m
     return planning_metrics(evaluate_planners(samples, {"model": lambda s: plans[s.token]})["model"])
 
 
-def constant_velocity_planning(index: Any, split: str) -> dict[str, Optional[float]]:
+def constant_velocity_planning(index: Any, split: str) -> dict[str, float | None]:
     """The constant-velocity baseline's planning metrics on ``split`` (a plan that reads no camera)."""
     from dima_core.eval.baselines import ConstantVelocityBaseline
     from dima_core.eval.evaluate import evaluate_planners
@@ -81,18 +81,18 @@ def vqa_ground_truth(samples: Sequence[Any], path: Path) -> Any:
     return load_ground_truth(path, tags="rule")
 
 
-def _vqa_scores(gt: Any, answers: dict[str, str], source: str) -> dict[str, Optional[float]]:
+def _vqa_scores(gt: Any, answers: dict[str, str], source: str) -> dict[str, float | None]:
     from dima_core.eval.vqa import Prediction, evaluate_vqa
 
     predictions = {qa_id: Prediction(qa_id, answer) for qa_id, answer in answers.items()}
     report = evaluate_vqa(gt, predictions, pred_source=source, tokenizer="python")
-    out: dict[str, Optional[float]] = {key: getattr(report, key) for key in VQA_KEYS}
+    out: dict[str, float | None] = {key: getattr(report, key) for key in VQA_KEYS}
     out["n_questions"] = float(len(gt.items()))
     out["n_frames"] = float(len(gt.frames))
     return out
 
 
-def teacher_vqa(joint: Any, dataset: Any, gt: Any, device: str, max_new_tokens: int) -> dict[str, Optional[float]]:
+def teacher_vqa(joint: Any, dataset: Any, gt: Any, device: str, max_new_tokens: int) -> dict[str, float | None]:
     """The teacher's answers to every ground-truth question, scored (module docstring).
 
     Args:
@@ -104,8 +104,8 @@ def teacher_vqa(joint: Any, dataset: Any, gt: Any, device: str, max_new_tokens: 
 
     from dima_core.data.dataset import collate
     from dima_core.data.drivelm import split_qa_id
-    from dima_core.models.dima import answer_question
     from dima_core.io.batch import move_to_device
+    from dima_core.models.dima import answer_question
 
     position = {token: i for i, token in enumerate(dataset.tokens)}
     joint.to(device).eval()
@@ -122,7 +122,7 @@ def teacher_vqa(joint: Any, dataset: Any, gt: Any, device: str, max_new_tokens: 
     return _vqa_scores(gt, answers, "teacher answers")
 
 
-def blind_vqa(gt: Any, train_samples: Sequence[Any]) -> dict[str, Optional[float]]:
+def blind_vqa(gt: Any, train_samples: Sequence[Any]) -> dict[str, float | None]:
     """The scene-blind reference answerer (module docstring), scored on ``gt``."""
     from dima_core.data.qa.generator import generate_qa
 

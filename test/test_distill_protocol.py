@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks import distill as bench_distill
-from benchmarks.distill_protocol import ARM_A, Protocol, rung_name, run_seed
+from benchmarks.distill_protocol import ARM_A, Protocol, run_seed, rung_name
 from distill_helpers import stage2_config as helper_stage2_config
 from distill_helpers import tiny_llm, tiny_tokenizer
 

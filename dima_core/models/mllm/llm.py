@@ -19,9 +19,9 @@ import importlib.util
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ class LLMSource:
     """Where the weights and tokenizer are: a directory and, for GGUF, the file name inside it."""
 
     directory: Path
-    gguf_file: Optional[str]
+    gguf_file: str | None
 
     def describe(self) -> str:
         return str(self.directory / self.gguf_file) if self.gguf_file else str(self.directory)
@@ -112,7 +112,7 @@ def shared_gguf_parsing() -> Iterator[None]:
         gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_name_map
 
 
-def load_tokenizer(cfg: LLMConfig, source: Optional[LLMSource] = None):
+def load_tokenizer(cfg: LLMConfig, source: LLMSource | None = None):
     """The tokenizer of the configured LLM, offline. Returns a ``transformers`` tokenizer."""
     from transformers import AutoTokenizer
 
@@ -161,7 +161,7 @@ def _llava_language_model(directory: Path, kwargs: dict) -> nn.Module:
     return LlamaForCausalLM.from_pretrained(str(directory), config=config, **kwargs)
 
 
-def load_base_model(cfg: LLMConfig, source: Optional[LLMSource] = None) -> nn.Module:
+def load_base_model(cfg: LLMConfig, source: LLMSource | None = None) -> nn.Module:
     """The configured causal LM with every parameter frozen (requires_grad False), offline.
 
     GGUF and plain Hugging Face directories load through ``AutoModelForCausalLM``; LLaVA checkpoints (model_type

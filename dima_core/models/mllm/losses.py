@@ -11,7 +11,7 @@ Every term returns a finite scalar, 0 (with a graph) when it has nothing to supe
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +98,7 @@ def reconstruction_loss(pred: torch.Tensor, target_masked: torch.Tensor, detach_
 def future_loss(
     preds: dict[int, torch.Tensor],
     targets: dict[int, torch.Tensor],
-    valid: Optional[dict[int, torch.Tensor]] = None,
+    valid: dict[int, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """(d) Sum over future offsets of the L2 to the encoder's tokens of those frames, always detached.
 
@@ -186,12 +186,12 @@ def attention_distill_loss(
 
 
 def total_loss(
-    terms: dict[str, torch.Tensor], weights: LossWeights, extra_weights: Optional[Mapping[str, float]] = None
+    terms: dict[str, torch.Tensor], weights: LossWeights, extra_weights: Mapping[str, float] | None = None
 ) -> torch.Tensor:
     """Weighted sum of the present terms; keys are :class:`LossWeights` field names or keys of ``extra_weights``
     (the multi-teacher terms ``distill_<name>``, :meth:`MllmConfig.extra_term_weights`)."""
     extra = extra_weights or {}
-    out: Optional[torch.Tensor] = None
+    out: torch.Tensor | None = None
     for name, value in terms.items():
         weighted = (extra[name] if name in extra else getattr(weights, name)) * value
         out = weighted if out is None else out + weighted

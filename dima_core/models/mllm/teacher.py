@@ -16,10 +16,10 @@ the weighted loss terms; :meth:`generate` answers questions; :meth:`plan` is the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional, Protocol, Sequence
-
 import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -73,18 +73,18 @@ class TeacherOutput:
     y left, metres).
     """
 
-    lm_loss: Optional[torch.Tensor]  # () VQA cross-entropy on the answer tokens; None when no prompt has an answer
+    lm_loss: torch.Tensor | None  # () VQA cross-entropy on the answer tokens; None when no prompt has an answer
     hidden: torch.Tensor  # (B, L, D_llm) the LLM's last hidden states
     plan_trajectories: torch.Tensor  # (B, M, T, 2) the planning head's command-conditioned trajectories
     plan_feature: torch.Tensor  # (B, F) the planning head's penultimate feature (KL distillation, DiMA-Dual)
-    bev_mask: Optional[BevMask] = None  # the BEV masking applied (surrogate (c)); None when unmasked
-    recon: Optional[torch.Tensor] = None  # (B, K, C) reconstructed BEV tokens at bev_mask.positions
-    recon_target: Optional[torch.Tensor] = None  # (B, K, C) the unmasked BEV tokens at those positions
+    bev_mask: BevMask | None = None  # the BEV masking applied (surrogate (c)); None when unmasked
+    recon: torch.Tensor | None = None  # (B, K, C) reconstructed BEV tokens at bev_mask.positions
+    recon_target: torch.Tensor | None = None  # (B, K, C) the unmasked BEV tokens at those positions
     future: dict[int, torch.Tensor] = field(default_factory=dict)  # {k: (B, K', C)} BEV tokens of keyframe t+k
-    future_positions: Optional[torch.Tensor] = None  # (B, K') long, the H*W grid positions ``future`` predicts
-    attentions: Optional[tuple[torch.Tensor, ...]] = None  # per layer (B, H, L, L), when requested
-    hidden_states: Optional[tuple[torch.Tensor, ...]] = None  # per layer (B, L, D_llm), index 0 = the embeddings
-    inputs_embeds: Optional[torch.Tensor] = None  # (B, L, D_llm) the spliced prompt the LLM read
+    future_positions: torch.Tensor | None = None  # (B, K') long, the H*W grid positions ``future`` predicts
+    attentions: tuple[torch.Tensor, ...] | None = None  # per layer (B, H, L, L), when requested
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # per layer (B, L, D_llm), index 0 = the embeddings
+    inputs_embeds: torch.Tensor | None = None  # (B, L, D_llm) the spliced prompt the LLM read
 
 
 def _gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -102,7 +102,7 @@ class DimaTeacher(nn.Module):
         tokenizer: its tokenizer (required with ``llm``).
     """
 
-    def __init__(self, cfg: MllmConfig, llm: Optional[nn.Module] = None, tokenizer=None):
+    def __init__(self, cfg: MllmConfig, llm: nn.Module | None = None, tokenizer=None):
         super().__init__()
         cfg.validate()  # configs built in code (tests, benchmarks) get the YAML loader's cross-field checks too
         self.cfg = cfg
@@ -142,7 +142,7 @@ class DimaTeacher(nn.Module):
         self.agent_encoder = AddedAgentEncoder(cfg.scene_dim, h.num_steps)
         self.distiller = FeatureDistiller(cfg.planner_feature_dim, h.plan_feature_dim, cfg.distill)
         # Drive-KD multi-teacher option: None when off, so checkpoints of the default config keep their keys.
-        self.multi_teacher: Optional[MultiTeacherDistiller] = None
+        self.multi_teacher: MultiTeacherDistiller | None = None
         if cfg.multi_teacher.enabled:
             layers = getattr(getattr(llm, "config", None), "num_hidden_layers", None)
             self.multi_teacher = MultiTeacherDistiller(
@@ -159,7 +159,7 @@ class DimaTeacher(nn.Module):
         return self.plan_query.device
 
     def encode_prompts(
-        self, questions: Sequence[str], answers: Optional[Sequence[str]] = None, padding_side: str = "right"
+        self, questions: Sequence[str], answers: Sequence[str] | None = None, padding_side: str = "right"
     ) -> PromptBatch:
         """Tokenized, labelled, padded prompts on the teacher's device (see :class:`PromptBuilder`)."""
         return self.prompts.encode(questions, answers, padding_side=padding_side).to(self.device)
@@ -168,10 +168,10 @@ class DimaTeacher(nn.Module):
         self,
         beam: BeamLike,
         mask_bev: bool = False,
-        agents: Optional[torch.Tensor] = None,
-        agent_valid: Optional[torch.Tensor] = None,
-        generator: Optional[torch.Generator] = None,
-    ) -> tuple[dict[str, torch.Tensor], Optional[BevMask]]:
+        agents: torch.Tensor | None = None,
+        agent_valid: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[dict[str, torch.Tensor], BevMask | None]:
         """Adapter outputs ``{name: (B, Q_name, D_llm)}`` (+ ``plan`` (B, 1, D_llm)) and the BEV mask applied.
 
         Args:
@@ -198,10 +198,10 @@ class DimaTeacher(nn.Module):
         prompts: PromptBatch,
         mask_bev: bool = False,
         predict_future: bool = False,
-        agents: Optional[torch.Tensor] = None,
-        agent_valid: Optional[torch.Tensor] = None,
+        agents: torch.Tensor | None = None,
+        agent_valid: torch.Tensor | None = None,
         output_attentions: bool = False,
-        generator: Optional[torch.Generator] = None,
+        generator: torch.Generator | None = None,
     ) -> TeacherOutput:
         """Run adapters, LLM and heads.
 
@@ -255,7 +255,7 @@ class DimaTeacher(nn.Module):
         if beam.bev.shape[1] != n:
             raise ValueError(f"BeamTokens.bev holds {beam.bev.shape[1]} tokens; heads.bev_tokens is {n}")
 
-    def future_positions(self, batch: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def future_positions(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, K) BEV positions the future heads predict: all, or a random subset (``future_query_subsample``)."""
         n = self.cfg.heads.bev_tokens
         k = self.cfg.heads.future_query_subsample
@@ -272,13 +272,13 @@ class DimaTeacher(nn.Module):
         command: torch.Tensor,
         plan_gt: torch.Tensor,
         plan_mask: torch.Tensor,
-        planner_feature: Optional[torch.Tensor] = None,
-        future_bev: Optional[dict[int, torch.Tensor]] = None,
-        future_valid: Optional[dict[int, torch.Tensor]] = None,
-        edits: Optional[Sequence[Optional[SceneEdit]]] = None,
-        edit_prompts: Optional[PromptBatch] = None,
-        reference_attentions: Optional[Sequence[torch.Tensor]] = None,
-        generator: Optional[torch.Generator] = None,
+        planner_feature: torch.Tensor | None = None,
+        future_bev: dict[int, torch.Tensor] | None = None,
+        future_valid: dict[int, torch.Tensor] | None = None,
+        edits: Sequence[SceneEdit | None] | None = None,
+        edit_prompts: PromptBatch | None = None,
+        reference_attentions: Sequence[torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], TeacherOutput]:
         """All enabled DiMA loss terms and their weighted sum.
 
@@ -336,7 +336,7 @@ class DimaTeacher(nn.Module):
 
     def reference_attention_maps(
         self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int]
-    ) -> list[Optional[torch.Tensor]]:
+    ) -> list[torch.Tensor | None]:
         """The attention distillation's reference: per decoder layer (B, H, L, L) attention maps of the frozen base
         LLM (LoRA disabled) on the same spliced prompt, without gradients; None at layers not in ``layers``.
 
@@ -388,7 +388,7 @@ class DimaTeacher(nn.Module):
     def scene_edit_terms(
         self,
         beam: BeamLike,
-        edits: Sequence[Optional[SceneEdit]],
+        edits: Sequence[SceneEdit | None],
         edit_prompts: PromptBatch,
         command: torch.Tensor,
     ) -> torch.Tensor:
@@ -409,7 +409,7 @@ class DimaTeacher(nn.Module):
         loss = scene_edit_loss(out.plan_trajectories, command, targets, self.cfg.scene_edit.collision_margin_m)
         return loss + out.lm_loss if out.lm_loss is not None else loss
 
-    def edit_qa_prompts(self, edits: Sequence[Optional[SceneEdit]], seed: int = 0) -> PromptBatch:
+    def edit_qa_prompts(self, edits: Sequence[SceneEdit | None], seed: int = 0) -> PromptBatch:
         """One QA pair per sample for :meth:`scene_edit_terms`: a seeded choice among each edit's pairs (an empty,
         unsupervised prompt for unedited samples)."""
         rng = np.random.default_rng(seed)
@@ -513,7 +513,7 @@ def _language_model(llm: nn.Module) -> nn.Module:
     return llm.get_base_model() if isinstance(llm, PeftModel) else llm
 
 
-def attn_implementation(llm: nn.Module) -> Optional[str]:
+def attn_implementation(llm: nn.Module) -> str | None:
     """The attention kernel the (possibly peft-wrapped) LLM runs: 'eager', 'sdpa', ..."""
     return getattr(_language_model(llm).config, "_attn_implementation", None)
 

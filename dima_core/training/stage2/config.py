@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from dima_core.config import ranged
 from dima_core.data.general_qa import GeneralQAConfig
@@ -127,7 +127,7 @@ class JointConfig:
         "auto", help="auto: drivelm_path, else <dataroot>/drivelm_synth.json, else rule-based; rule-based always "
         "fills frames a file does not cover"
     )
-    drivelm_path: Optional[str] = ranged(None, help="DriveLM v1.1 JSON (train) whose keyframes are sample tokens")
+    drivelm_path: str | None = ranged(None, help="DriveLM v1.1 JSON (train) whose keyframes are sample tokens")
     scene_edit_probability: float = ranged(0.5, lo=0.0, hi=1.0, help="chance each sample of a step is edited")
     max_question_tokens: int = ranged(256, lo=1, hi=8192, help="`dima ask` / answer_question question budget")
     general_qa: GeneralQAConfig = field(default_factory=GeneralQAConfig)
@@ -137,7 +137,7 @@ class JointConfig:
         "linearly over this many steps: 1/N of the configured weight at the handover step, the full weight from "
         "step handover + N - 1 on (0: the full weight at once)"
     )
-    distill_loss: Optional[DistillLossKind] = ranged(
+    distill_loss: DistillLossKind | None = ranged(
         None, help="distillation distance of (f): kl (DiMA), l1, l2 or cosine on the features (Orion-Lite); None "
         "keeps the MLLM config's distill.kind"
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,9 +29,9 @@ class Stage2Dataset(DrivingDataset):
         self.future_offsets = tuple(future_offsets)
         self.with_scene = with_scene
 
-    def future_sample(self, sample: DrivingSample, offset: int) -> Optional[DrivingSample]:
+    def future_sample(self, sample: DrivingSample, offset: int) -> DrivingSample | None:
         """Keyframe t+offset of the same scene (through ``next_token``), None past the scene end / the index."""
-        current: Optional[DrivingSample] = sample
+        current: DrivingSample | None = sample
         for _ in range(offset):
             nxt = current.next_token if current is not None else ""
             current = self.index.get(nxt) if nxt and nxt in self.index else None

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,14 +44,14 @@ class FeatureTap:
 
     def __init__(self, plan_head: nn.Module) -> None:
         self.plan_head = plan_head
-        self.feature: Optional[torch.Tensor] = None
+        self.feature: torch.Tensor | None = None
         self._handle: Any = None
 
     def _hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if self.feature is None:
             self.feature = output[1].detach()  # PlanningHead returns (trajectories, penultimate feature)
 
-    def __enter__(self) -> "FeatureTap":
+    def __enter__(self) -> FeatureTap:
         self.feature = None
         self._handle = self.plan_head.register_forward_hook(self._hook)
         return self
@@ -79,7 +79,7 @@ def feature_distances(planner_feature: torch.Tensor, teacher_feature: torch.Tens
     return {"feature_l2": l2, "feature_cosine": cosine, "feature_distill": dist}
 
 
-def gradient_statistics(groups: Mapping[str, Optional[torch.Tensor]],
+def gradient_statistics(groups: Mapping[str, torch.Tensor | None],
                         params: Sequence[nn.Parameter]) -> dict[str, float]:
     """Norms and pairwise cosines of the groups' gradients on ``params`` (module docstring for the names).
 
@@ -98,7 +98,7 @@ def gradient_statistics(groups: Mapping[str, Optional[torch.Tensor]],
         if all(g is None for g in got):
             continue
         grads[name] = [g.float() if g is not None else torch.zeros_like(p, dtype=torch.float32)
-                       for g, p in zip(got, params)]
+                       for g, p in zip(got, params, strict=True)]
     out: dict[str, float] = {}
     norms = {}
     for name, g in grads.items():
@@ -107,7 +107,7 @@ def gradient_statistics(groups: Mapping[str, Optional[torch.Tensor]],
     names = [n for n in GRAD_GROUPS if n in grads]
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            dot = float(sum((x * y).sum() for x, y in zip(grads[a], grads[b])))
+            dot = float(sum((x * y).sum() for x, y in zip(grads[a], grads[b], strict=True)))
             denom = norms[a] * norms[b]
             out[f"grad_cosine/{a}__{b}"] = dot / denom if denom > 0 else 0.0
     return out

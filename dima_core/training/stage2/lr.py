@@ -14,7 +14,8 @@ both (``diag/lr_planner``, ``diag/lr_teacher``).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

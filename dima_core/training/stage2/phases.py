@@ -90,7 +90,7 @@ class PlannerFreeze:
                 p.requires_grad_(False)
         else:
             if self.frozen:
-                for p, flag in zip(self.planner.parameters(), self._trainable):
+                for p, flag in zip(self.planner.parameters(), self._trainable, strict=True):
                     p.requires_grad_(flag)
             self.planner.train()
         self.frozen = frozen

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Optional
 
 from dima_core.data.sample import DrivingSample
 from dima_core.training.stage2.config import JointConfig
@@ -20,13 +19,13 @@ def stable_hash(text: str) -> int:
 class QATable:
     """Per-keyframe (question, answer) pairs: from a DriveLM file when it covers the frame, else rule-based."""
 
-    def __init__(self, pairs: Optional[dict[str, list[tuple[str, str]]]] = None, source: str = "rule_based") -> None:
+    def __init__(self, pairs: dict[str, list[tuple[str, str]]] | None = None, source: str = "rule_based") -> None:
         self.pairs = pairs or {}
         self.source = source
         self._generated: dict[str, list[tuple[str, str]]] = {}
 
     @classmethod
-    def from_drivelm(cls, path: str | Path) -> "QATable":
+    def from_drivelm(cls, path: str | Path) -> QATable:
         from dima_core.data.drivelm import load_drivelm
 
         data = load_drivelm(path)
@@ -34,7 +33,7 @@ class QATable:
         return cls({k: v for k, v in pairs.items() if v}, source=str(path))
 
     @classmethod
-    def from_config(cls, joint: JointConfig, dataroot: str) -> "QATable":
+    def from_config(cls, joint: JointConfig, dataroot: str) -> QATable:
         from dima_core.training.stage1 import resolve_repo_path
 
         if joint.qa_source == "rule_based":

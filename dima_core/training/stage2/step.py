@@ -23,9 +23,9 @@ trainer to log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ class Stage2Step:
 
     def __init__(self, loss: nn.Module, joint: JointConfig, temporal: bool, seed: int,
                  future_offsets: Sequence[int], mllm_cfg: Any = None,
-                 general_qa: Optional[GeneralQAMix] = None) -> None:
+                 general_qa: GeneralQAMix | None = None) -> None:
         from dima_core.training.gradient_projection import GradientProjector
 
         self.loss = loss
@@ -74,13 +74,13 @@ class Stage2Step:
         # joint.diagnostics.grad_cosine, unless the trainer turns it off (FSDP-sharded parameters).
         self.grad_cosine = joint.diagnostics.grad_cosine
         self.projection = mllm_cfg.gradient_projection if mllm_cfg is not None else None
-        self.projector: Optional[GradientProjector] = None
+        self.projector: GradientProjector | None = None
         if self.projection is not None and self.projection.enabled:
             self.projector = GradientProjector(self.projection.terms, self.projection.anchor,
                                                self.projection.sync_ranks)
         self.trainer: Any = None  # set by build_stage2_trainer: the step index seeds QA and edits
         # Diagnostics measured by the last recorded training step ({name: float}); the trainer takes them.
-        self.pending: Optional[dict[str, float]] = None
+        self.pending: dict[str, float] | None = None
 
     @property
     def step_index(self) -> int:
@@ -98,7 +98,7 @@ class Stage2Step:
         """One (question, answer) per sample: a general pair with probability ``joint.general_qa.ratio`` (when
         ``mix_general``), else one of the sample's driving pairs."""
         questions, answers = [], []
-        for token, pairs in zip(batch["token"], batch["qa"]):
+        for token, pairs in zip(batch["token"], batch["qa"], strict=True):
             general = self.general_qa.draw(self.seed, self.step_index, token) if (
                 mix_general and self.general_qa is not None) else None
             if general is not None:
@@ -113,7 +113,7 @@ class Stage2Step:
         from dima_core.data.qa.scene_edits import edit_scene
 
         edits = []
-        for token, scene in zip(batch["token"], batch["edit_scene"]):
+        for token, scene in zip(batch["token"], batch["edit_scene"], strict=True):
             rng = self._rng(token, 1)
             edit = None
             if rng.random() < self.joint.scene_edit_probability:
@@ -187,7 +187,7 @@ class Stage2Step:
         for name in self.terms:  # absent this step (no edit, no answer tokens): a logged zero keeps keys aligned
             losses[f"mllm_{name}"] = out.teacher_terms.get(name, zero).float()
         contributions = self.contributions(teacher.cfg, out.teacher_terms, phase)
-        teacher_total: Optional[torch.Tensor] = None
+        teacher_total: torch.Tensor | None = None
         for value in contributions.values():  # the terms' order: the same sum as the teacher's total_loss
             teacher_total = value if teacher_total is None else teacher_total + value
         if teacher_total is None:
@@ -247,7 +247,7 @@ class Stage2Step:
         losses["gradproj_min_cosine"] = zero + (1.0 if stats.skipped else stats.min_cosine)
         losses["gradproj_skipped"] = zero + float(stats.skipped)
 
-    def diagnose(self, joint_model: nn.Module, out: Any, teacher_feature: Optional[torch.Tensor], phase: Phase,
+    def diagnose(self, joint_model: nn.Module, out: Any, teacher_feature: torch.Tensor | None, phase: Phase,
                  planner_part: torch.Tensor, contributions: Mapping[str, torch.Tensor],
                  losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """The diagnostics of a recorded step (:mod:`~dima_core.training.stage2.diagnostics`), as floats."""
@@ -277,7 +277,7 @@ class Stage2Step:
             record.update(gradient_statistics(groups, params))
         return record
 
-    def take_diagnostics(self) -> Optional[dict[str, float]]:
+    def take_diagnostics(self) -> dict[str, float] | None:
         """The diagnostics of the last recorded step, once (None when the last step recorded none)."""
         pending, self.pending = self.pending, None
         return pending

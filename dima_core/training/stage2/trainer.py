@@ -9,7 +9,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from torch import nn
 
@@ -125,7 +125,7 @@ def check_warmup_terms(config: Stage2TrainConfig) -> None:
 
 
 def build_stage2_trainer(config: TrainConfig, ctx: DistContext, record_history: bool = False,
-                         llm: Optional[nn.Module] = None, tokenizer: Any = None) -> Stage2Trainer:
+                         llm: nn.Module | None = None, tokenizer: Any = None) -> Stage2Trainer:
     """Joint model, losses, datasets, validation hook and the Trainer of a stage-2 run.
 
     ``llm``/``tokenizer``: an already loaded base LLM to use instead of loading ``mllm.llm`` (tests, benchmarks);
