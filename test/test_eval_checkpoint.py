@@ -115,3 +115,20 @@ def test_eval_checkpoint_rejects_a_non_checkpoint(synth_world, tmp_path, capsys)
     assert dima_main(["eval", "--checkpoint", str(bogus), "--dataroot", str(synth_world.dataroot),
                       "--version", synth_world.version]) == 2
     assert "not a DiMA training checkpoint" in capsys.readouterr().err
+
+
+def test_eval_keeps_the_training_image_cache_only_for_its_own_dataset(tmp_path) -> None:
+    """A checkpoint trained from an image cache, evaluated on another world, decodes that world's JPEGs instead of
+    refusing the training cache as stale."""
+    import types
+
+    from dima_core.data.config import DataConfig
+    from dima_core.eval.planner_inference import eval_data_config
+
+    own = DataConfig(dataroot=str(tmp_path / "train_world"), version="v1.0-synth",
+                     image_cache=str(tmp_path / "cache"))
+    loaded = types.SimpleNamespace(data_config=own)
+    assert eval_data_config(loaded, tmp_path / "train_world", "v1.0-synth", "val").image_cache == own.image_cache
+    other = eval_data_config(loaded, tmp_path / "eval_world", "v1.0-synth", None)
+    assert other.image_cache is None and other.dataroot == str(tmp_path / "eval_world")
+    assert eval_data_config(loaded, tmp_path / "train_world", "v1.0-other", None).image_cache is None

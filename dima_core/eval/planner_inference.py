@@ -182,9 +182,15 @@ def loaded_planner_view(loaded: LoadedDima, model: torch.nn.Module | None = None
 
 
 def eval_data_config(loaded: LoadedPlanner, dataroot: str, version: str, split: str | None) -> DataConfig:
-    """The checkpoint's data config pointed at another dataset/split (no cached index: callers pass one)."""
+    """The checkpoint's data config pointed at another dataset/split (no cached index: callers pass one).
+
+    The training run's pre-decoded image cache is kept only for the dataset it was built from: on any other
+    dataroot or version the images are decoded from their files."""
+    own = loaded.data_config
+    same_data = os.path.abspath(str(own.dataroot)) == os.path.abspath(str(dataroot)) and own.version == version
     return dataclasses.replace(
-        loaded.data_config, dataroot=str(dataroot), version=version, split=split, index_path=None
+        own, dataroot=str(dataroot), version=version, split=split, index_path=None,
+        image_cache=own.image_cache if same_data else None,
     )
 
 
