@@ -151,13 +151,13 @@ def fixed_batch(dataset: Any, collate_fn: Any, batch_size: int) -> Any:
 
 def bare_steps(trainer: Any, batch: Any, steps: int, warmup: int) -> Any:
     """Time ``warmup + steps`` ``train_step`` calls on ``batch``; returns the counted steps' TimingSummary."""
+    from dima_core.io.batch import batch_size_of
     from dima_core.training.profiling import StepTimer
-    from dima_core.training.trainer import _batch_size_of
 
     timer = StepTimer(trainer.ctx.device, warmup_steps=warmup)
     trainer.set_timer(timer)
     trainer.model.train()
-    size = _batch_size_of(batch)
+    size = batch_size_of(batch)
     timer.restart()
     for _ in range(warmup + steps):
         trainer.train_step(batch)

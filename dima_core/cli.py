@@ -19,8 +19,8 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
 
 from dima_core.config import ConfigError
 
@@ -48,11 +48,11 @@ class Command:
     parent: str
     name: str
     target: str
-    lazy_help: Optional[str] = None
+    lazy_help: str | None = None
 
 
 # The whole command line, in the order of `dima --help` and of each group's help.
-COMMANDS: tuple[Union[Group, Command], ...] = (
+COMMANDS: tuple[Group | Command, ...] = (
     Group("data", "datasets: synthesize, index, inspect, generate QA"),
     Command("data", "synth", "dima_core.commands.data_synth:add_parser"),
     Command("data", "index", "dima_core.commands.data_index:add_parser"),
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as exc:
         # Imported here, on the error path only: the checkpoint module pulls in torch.
-        from dima_core.training.checkpoint import CheckpointError
+        from dima_core.io.checkpoint import CheckpointError
 
         if isinstance(exc, CheckpointError):
             print(f"dima: checkpoint error: {exc}", file=sys.stderr)

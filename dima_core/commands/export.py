@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     from dima_core.export.errors import BackendUnavailableError, EngineBuildError
     from dima_core.export.onnx_export import ExportError
     from dima_core.export.sidecar import SidecarError
-    from dima_core.training.checkpoint import CheckpointError
+    from dima_core.io.checkpoint import CheckpointError
 
     try:
         return _export_onnx(args) if args.format == "onnx" else _export_tensorrt(args)

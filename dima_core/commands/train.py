@@ -136,7 +136,7 @@ def _fit(stage: int, config: TrainConfig, ctx: DistContext) -> TrainResult:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dima_core.training.checkpoint import CheckpointError
+    from dima_core.io.checkpoint import CheckpointError
     from dima_core.training.distributed import cleanup_distributed, configure_rank_logging, init_distributed
 
     config = resolve_config(args)

@@ -16,9 +16,6 @@ import numpy as np
 
 from dima_core.constants import STEP_SECONDS
 
-# yaw_to_quaternion is defined in the geometry module; the ROS converters (dima_ros/converters) import it from here.
-from dima_core.data.geometry import yaw_to_quaternion
-
 
 @dataclass(frozen=True)
 class PlanPoint:
@@ -129,5 +126,4 @@ __all__ = [
     "plan_feature_array",
     "select_trajectory",
     "trajectory_points",
-    "yaw_to_quaternion",
 ]

@@ -134,11 +134,6 @@ class TrainResult:
     stopped_by_signal: bool = False  # SIGTERM/SIGUSR1 arrived: checkpointed early, resume to continue
 
 
-# The old private name, still imported by benchmarks/train.py (not this module's to edit); new code imports
-# dima_core.io.batch.batch_size_of.
-_batch_size_of = batch_size_of
-
-
 def loss_values(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """``{name: float}`` of a step's loss tensors, read back in one device-to-host copy.
 

@@ -20,7 +20,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from dima_core.bag.topics import MAP_FRAME
 from dima_core.constants import DETECTION_CLASSES, EGO_FOOTPRINT_FORWARD_OFFSET_M
-from dima_core.runtime.postprocess import AgentDetection, MapElement, yaw_to_quaternion
+from dima_core.data.geometry import yaw_to_quaternion
+from dima_core.runtime.postprocess import AgentDetection, MapElement
 
 Rgba = tuple[float, float, float, float]
 MIN_SCALE_M = 0.1

@@ -21,7 +21,8 @@ from nav_msgs.msg import Path
 from dima.msg import Trajectory, TrajectoryPoint
 from dima_core.bag.topics import BASE_FRAME
 from dima_core.constants import FUTURE_STEPS, STEP_SECONDS
-from dima_core.runtime.postprocess import trajectory_points, yaw_to_quaternion
+from dima_core.data.geometry import yaw_to_quaternion
+from dima_core.runtime.postprocess import trajectory_points
 from dima_ros.converters.stamps import duration_to_seconds, seconds_to_duration
 
 # A waypoint's time_from_start may differ from (i + 1) * STEP_SECONDS by this much (the builder's nanosecond rounding).

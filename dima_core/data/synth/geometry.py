@@ -12,8 +12,7 @@ import math
 
 import numpy as np
 
-# yaw_quaternion is not used here: dima_ros/sim_messages.py still imports it by this path.
-from dima_core.data.geometry import wrap_angle, yaw_quaternion  # noqa: F401
+from dima_core.data.geometry import wrap_angle
 
 
 def token(*parts: object) -> str:
