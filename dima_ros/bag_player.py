@@ -39,66 +39,18 @@ import rclpy
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile, ReliabilityPolicy
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability
 
 from dima_core.bag.play_options import PlayOptions, add_play_arguments, options_from_args
 from dima_core.bag.reading import BagError, open_bag
 from dima_core.bag.topics import CLOCK_QOS, CLOCK_TOPIC
+from dima_ros.converters.qos import qos_profile_from_bag
 from dima_ros.converters.stamps import NS_PER_S, set_stamp
 from dima_ros.dds_profile import use_large_data_profile
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_QOS_DEPTH = 10
 
-
-# ----------------------------------------------------------------------------------------------------- conversions
-
-
-def qos_profile_from_bag(qos: Qos | None) -> QoSProfile:
-    """The rclpy QoS for a recorded offered profile (rosbags tuple); reliable/volatile/keep-last 10 when None.
-
-    SYSTEM_DEFAULT / UNKNOWN / BEST_AVAILABLE entries fall back to the same defaults, as rosbag2 does for profiles
-    it cannot reproduce.
-    """
-    if qos is None:
-        return QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=DEFAULT_QOS_DEPTH,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.VOLATILE,
-        )
-    history = HistoryPolicy.KEEP_ALL if qos.history == QosHistory.KEEP_ALL else HistoryPolicy.KEEP_LAST
-    reliability = (
-        ReliabilityPolicy.BEST_EFFORT if qos.reliability == QosReliability.BEST_EFFORT else ReliabilityPolicy.RELIABLE
-    )
-    durability = (
-        DurabilityPolicy.TRANSIENT_LOCAL
-        if qos.durability == QosDurability.TRANSIENT_LOCAL
-        else DurabilityPolicy.VOLATILE
-    )
-    liveliness = {
-        QosLiveliness.MANUAL_BY_TOPIC: LivelinessPolicy.MANUAL_BY_TOPIC,
-    }.get(qos.liveliness, LivelinessPolicy.AUTOMATIC)
-    profile = QoSProfile(
-        history=history,
-        depth=max(1, int(qos.depth)) if history == HistoryPolicy.KEEP_LAST else DEFAULT_QOS_DEPTH,
-        reliability=reliability,
-        durability=durability,
-        liveliness=liveliness,
-    )
-
-    def duration(t: Any) -> Duration | None:
-        ns = int(t.sec) * NS_PER_S + int(t.nsec)
-        # 0 means "unset"; rosbag2 also records 0x7fffffff s (infinite) for unset values: keep the default for both.
-        return Duration(nanoseconds=ns) if 0 < ns < 0x7FFFFFFF * NS_PER_S else None
-
-    for name in ("deadline", "lifespan", "liveliness_lease_duration"):
-        value = duration(getattr(qos, name))
-        if value is not None:
-            setattr(profile, name, value)
-    return profile
+# --------------------------------------------------------------------------------------------------- message types
 
 
 def import_message_class(msgtype: str) -> type:
@@ -452,6 +404,5 @@ __all__ = [
     "PlayStats",
     "import_message_class",
     "main",
-    "qos_profile_from_bag",
     "run",
 ]

@@ -46,10 +46,11 @@ from dima_core.bag.topics import (
 )
 from dima_core.bag.typestore import dima_typestore
 from dima_core.constants import CAMERA_NAMES
+from dima_core.data.geometry import yaw_quaternion
 from dima_core.data.sample import CameraView, EgoStatus
-from dima_core.data.synth.geometry import yaw_quaternion
 from dima_core.sim.runner import jsonable
-from dima_ros.bag_player import import_message_class, qos_profile_from_bag
+from dima_ros.bag_player import import_message_class
+from dima_ros.converters.qos import qos_profile_from_bag
 from dima_ros.converters.stamps import split_ns
 
 # ----------------------------------------------------------------------------------------------------- vehicle topics

@@ -229,24 +229,10 @@ def test_missing_corrupt_and_bad_arguments_fail_clearly(play_bag, player, tmp_pa
         assert "Traceback" not in out, out
 
 
-def test_qos_from_bag_profiles():
-    """The recorded profiles map onto rclpy QoS: transient-local /tf_static, reliable sensors, defaults for none."""
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
-
-    from dima_core.bag.topics import SENSOR_QOS, TF_STATIC_QOS
-    from dima_ros.bag_player import import_message_class, qos_profile_from_bag
-
-    static = qos_profile_from_bag(TF_STATIC_QOS)
-    assert (static.durability, static.reliability, static.history, static.depth) == (
-        DurabilityPolicy.TRANSIENT_LOCAL, ReliabilityPolicy.RELIABLE, HistoryPolicy.KEEP_LAST, 1,
-    )
-    sensor = qos_profile_from_bag(SENSOR_QOS)
-    assert (sensor.durability, sensor.reliability, sensor.depth) == (
-        DurabilityPolicy.VOLATILE, ReliabilityPolicy.RELIABLE, 10,
-    )
-    default = qos_profile_from_bag(None)
-    assert (default.reliability, default.depth) == (ReliabilityPolicy.RELIABLE, 10)
+def test_import_message_class():
+    """A recorded type name -> its rclpy class; a type that is not installed is an ImportError saying so."""
     from dima.msg import GroundTruthFrame
+    from dima_ros.bag_player import import_message_class
 
     assert import_message_class("dima/msg/GroundTruthFrame") is GroundTruthFrame
     with pytest.raises(ImportError, match="not importable"):

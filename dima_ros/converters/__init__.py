@@ -8,4 +8,5 @@ are unit-tested on their own (test/test_converters_*.py):
 - :mod:`.beam_tokens`: the planner's BEAM scene tokens <-> ``dima/msg/BeamTokens``.
 - :mod:`.trajectory`: planned positions <-> ``dima/msg/Trajectory`` (and the ``nav_msgs/Path`` for RViz).
 - :mod:`.markers`: RViz ``MarkerArray`` builders (the planner's perception, the simulator's scene).
+- :mod:`.qos`: a rosbag2 recorded QoS profile -> the rclpy ``QoSProfile`` a replay offers.
 """
