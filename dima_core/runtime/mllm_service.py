@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -189,8 +190,7 @@ class QuestionWorker:
                 continue  # timed out while queued: its caller has already been answered
             try:
                 stamp, beam = self._tokens.get(job.stamp_ns)
-                answer, latency_ms = self._answer(  # the stop callback runs within this call, for this job
-                    beam, job.question, lambda: self._closing.is_set() or time.monotonic() > job.deadline)  # noqa: B023
+                answer, latency_ms = self._answer(beam, job.question, partial(self._should_stop, job.deadline))
                 if time.monotonic() > job.deadline or self._closing.is_set():
                     result = AskResult(False, error="generation was stopped (timed out or shutting down)")
                 else:
@@ -202,6 +202,10 @@ class QuestionWorker:
                 log.exception("answering %r failed", job.question)
                 result = AskResult(False, error=f"the model failed: {type(exc).__name__}: {exc}")
             job.future.set_result(result)
+
+    def _should_stop(self, deadline: float) -> bool:
+        """The generation's stop callback: the service is closing, or the job's ``deadline`` (monotonic) passed."""
+        return self._closing.is_set() or time.monotonic() > deadline
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the worker: queued jobs are cancelled, a running generation stops after its current token."""
