@@ -13,7 +13,7 @@ The YAML files are found by glob, so a new architecture is covered without editi
   planner (different random weights before loading) gives back every tensor and the same outputs; ``load_dima``
   reads the same file into the same tensors and the same config.
 
-Cost, one thread on the 2-core machine: the whole file (seven configs) took 64-79 s of CPU (93-149 s of wall time
+Cost, one thread on the 2-core machine: the whole file (seven configs) took 64-79 s of user CPU (93-149 s of wall
 under a load of 2.5-5); an ONNX export is ~3 s of CPU even for the smallest planner. Two configs are too big for
 real arithmetic in ``make test`` (``HEAVY`` below, with what was measured): for them the forward shapes are checked
 on the ``meta`` device (the same code, shape propagation only, no arithmetic) and the state-dict round trip tensor
