@@ -8,7 +8,11 @@ cd "$ROOT"
 source tools/env.sh
 # Headless everywhere (matplotlib in the data viewers); no stdin in CI.
 export MPLBACKEND="${MPLBACKEND:-Agg}"
-# Static check first (seconds): a name left undefined by a refactor, or a ROS import in dima_core, fails here, not
-# 10 minutes into pytest.
+# Static checks first (seconds): a name left undefined by a refactor, a likely bug (bugbear), an unsorted import, a
+# ROS import in dima_core (ruff.toml) or a file that is not `ruff format`ted fails here, not 10 minutes into pytest.
 python -m ruff check --quiet .
+python -m ruff format --check --output-format concise . || {
+    echo "run_tests.sh: the files listed above are not formatted: run 'python -m ruff format .'" >&2
+    exit 1
+}
 exec python -m pytest "$@" </dev/null
