@@ -22,8 +22,13 @@ SECTION = "## Closed loop (`dima bench closed-loop`)"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("closed-loop", help="planner(s) vs baselines in the closed-loop simulator -> docs")
-    p.add_argument("--policy", action="append", default=[], metavar="SPEC",
-                   help="checkpoint:PATH | onnx:PATH (repeatable); the baselines run beside them")
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="checkpoint:PATH | onnx:PATH (repeatable); the baselines run beside them",
+    )
     add_common_arguments(p)
     p.set_defaults(seed=1000, episodes=2)
     p.add_argument("--out", default="runs/bench_closed_loop", help="folder for report.json, table.md, episodes/")
@@ -44,27 +49,47 @@ def run(args: argparse.Namespace) -> int:
     scenarios, world_cfg, sim_cfg, policies = prepared
     seeds = list(range(args.seed, args.seed + args.episodes))
     machine_at_start = machine_line()
-    report = run_closed_loop(world_cfg, sim_cfg, scenarios, seeds, policies,
-                             RunOptions(out_dir=args.out, video=args.video, progress=print))
+    report = run_closed_loop(
+        world_cfg, sim_cfg, scenarios, seeds, policies, RunOptions(out_dir=args.out, video=args.video, progress=print)
+    )
     command = "dima bench closed-loop " + " ".join(shlex.quote(a) for a in _bench_argv(args))
-    write_report(report, os.path.join(args.out, "report.json"), command=command, machine=machine_at_start,
-                 seeds=seeds, scenarios=scenarios, config=config_record(world_cfg, sim_cfg))
+    write_report(
+        report,
+        os.path.join(args.out, "report.json"),
+        command=command,
+        machine=machine_at_start,
+        seeds=seeds,
+        scenarios=scenarios,
+        config=config_record(world_cfg, sim_cfg),
+    )
     table = report.table()
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table + "\n")
     print(table)
     if args.doc:
-        update_doc(args.doc, doc_section(args, report, table, command, machine_at_start, scenarios, seeds, sim_cfg),
-                   title=SECTION)
+        update_doc(
+            args.doc,
+            doc_section(args, report, table, command, machine_at_start, scenarios, seeds, sim_cfg),
+            title=SECTION,
+        )
         print(f"updated {args.doc}")
     return 0
 
 
-def doc_section(args: argparse.Namespace, report: Any, table: str, command: str, machine_at_start: str,
-                scenarios: list[str], seeds: list[int], sim_cfg: Any) -> str:
+def doc_section(
+    args: argparse.Namespace,
+    report: Any,
+    table: str,
+    command: str,
+    machine_at_start: str,
+    scenarios: list[str],
+    seeds: list[int],
+    sim_cfg: Any,
+) -> str:
     """The docs/benchmarks.md section: how it was run, the score formula and success rule, the table, the note."""
     lines = [
-        SECTION, "",
+        SECTION,
+        "",
         f"- command: `{command}`",
         f"- machine at start: {machine_at_start}; whole run {report.wall_s / 60:.1f} min",
         f"- world: `{args.world_config or sim_cfg.world_config}`, scenarios {', '.join(scenarios)}, seeds "
@@ -73,7 +98,9 @@ def doc_section(args: argparse.Namespace, report: Any, table: str, command: str,
         f"`{os.path.join(args.out, 'report.json')}`",
         f"- {report.to_dict()['formula']}",
         f"- {report.to_dict()['success_rule']}",
-        "", table, "",
+        "",
+        table,
+        "",
     ]
     if args.note:
         lines += [args.note, ""]
@@ -82,7 +109,7 @@ def doc_section(args: argparse.Namespace, report: Any, table: str, command: str,
 
 def _bench_argv(args: argparse.Namespace) -> list[str]:
     argv = getattr(args, "argv", sys.argv[1:])
-    return argv[argv.index("closed-loop") + 1:] if "closed-loop" in argv else argv
+    return argv[argv.index("closed-loop") + 1 :] if "closed-loop" in argv else argv
 
 
 __all__ = ["SECTION", "add_parser", "run"]

@@ -66,10 +66,13 @@ LADDER: tuple[tuple[str, list[str], dict[str, bool]], ...] = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("distill", help="compute-matched stage 1 vs DiMA stage 2 (and the ablation ladder) "
-                              "over seeds, paired; costs and the teacher's own scores -> docs/benchmarks.md",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "distill",
+        help="compute-matched stage 1 vs DiMA stage 2 (and the ablation ladder) "
+        "over seeds, paired; costs and the teacher's own scores -> docs/benchmarks.md",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--dataroot", help="synthetic world (long-tail scenarios held out to val)")
     p.add_argument("--version", default="v1.0-synth")
     p.add_argument("--index", default=None, help="cached index at the model's map resolution (default: built once)")
@@ -78,12 +81,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--model-config", default=None, help="planner YAML for both arms (default: the configs')")
     p.add_argument("--epochs", type=int, default=8, help="total epochs E of each arm")
     p.add_argument("--stage2-epochs", type=int, default=2, help="epochs E2 of stage 2 inside arm B")
-    p.add_argument("--init", default=None, metavar="PLANNER",
-                   help="a trained planner (stage-1 checkpoint or weights file) both arms of every seed start from, "
-                        "instead of a stage-1 run of E - E2 epochs per seed (--epochs is then not used)")
-    p.add_argument("--stage2-steps", type=int, default=None, metavar="STEPS",
-                   help="stop stage 2 of both arms after this many steps (warm-up included); the lr schedules "
-                        "still span --stage2-epochs")
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="PLANNER",
+        help="a trained planner (stage-1 checkpoint or weights file) both arms of every seed start from, "
+        "instead of a stage-1 run of E - E2 epochs per seed (--epochs is then not used)",
+    )
+    p.add_argument(
+        "--stage2-steps",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="stop stage 2 of both arms after this many steps (warm-up included); the lr schedules "
+        "still span --stage2-epochs",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rungs", choices=("ladder", "full"), default="ladder", help="every ladder rung or full DiMA only")
     p.add_argument("--train-split", default="train")
@@ -91,37 +103,88 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--batch-size", type=int, default=None, help="per-stage batch size override")
     p.add_argument("--max-steps", type=int, default=None, help="cap every stage (smoke runs)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
-    p.add_argument("--teacher-warmup", type=int, default=None, metavar="STEPS",
-                   help="stage-2 steps in which only the teacher trains, the planner frozen (default: the config's)")
-    p.add_argument("--warmup-terms", nargs="+", default=None,
-                   choices=("vqa", "plan", "recon", "future", "scene_edit", "attention_distill"),
-                   help="teacher terms of the warm-up (default: the config's)")
-    p.add_argument("--distill-ramp", type=int, default=None, metavar="STEPS",
-                   help="steps over which the distillation weight ramps up after the warm-up (default: the config's)")
-    p.add_argument("--distill-loss", choices=("kl", "l1", "l2", "cosine"), default=None,
-                   help="distillation distance (default: the config's)")
-    p.add_argument("--planner-lr", choices=("shared", "constant", "cosine"), default=None,
-                   help="the planner's stage-2 lr schedule (default: the config's)")
-    p.add_argument("--planner-lr-multiplier", type=float, default=None,
-                   help="planner peak lr = optimizer.lr x this (default: the config's)")
-    p.add_argument("--teacher-eval", choices=("none", "last", "all"), default="last",
-                   help="score the teacher of the last rung, of every rung, or none, at the handover and the end")
+    p.add_argument(
+        "--teacher-warmup",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="stage-2 steps in which only the teacher trains, the planner frozen (default: the config's)",
+    )
+    p.add_argument(
+        "--warmup-terms",
+        nargs="+",
+        default=None,
+        choices=("vqa", "plan", "recon", "future", "scene_edit", "attention_distill"),
+        help="teacher terms of the warm-up (default: the config's)",
+    )
+    p.add_argument(
+        "--distill-ramp",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="steps over which the distillation weight ramps up after the warm-up (default: the config's)",
+    )
+    p.add_argument(
+        "--distill-loss",
+        choices=("kl", "l1", "l2", "cosine"),
+        default=None,
+        help="distillation distance (default: the config's)",
+    )
+    p.add_argument(
+        "--planner-lr",
+        choices=("shared", "constant", "cosine"),
+        default=None,
+        help="the planner's stage-2 lr schedule (default: the config's)",
+    )
+    p.add_argument(
+        "--planner-lr-multiplier",
+        type=float,
+        default=None,
+        help="planner peak lr = optimizer.lr x this (default: the config's)",
+    )
+    p.add_argument(
+        "--teacher-eval",
+        choices=("none", "last", "all"),
+        default="last",
+        help="score the teacher of the last rung, of every rung, or none, at the handover and the end",
+    )
     p.add_argument("--vqa-frames", type=int, default=8, help="val frames whose DriveLM questions the teacher answers")
     p.add_argument("--vqa-max-new-tokens", type=int, default=48, help="answer length of the teacher's VQA")
-    p.add_argument("--teacher-plan-frames", type=int, default=0,
-                   help="val frames of the teacher's MLLM-only planning score (0: the whole split)")
-    p.add_argument("--closed-loop-episodes", type=int, default=0,
-                   help="closed-loop episodes per scenario every arm drives (0: open loop only)")
+    p.add_argument(
+        "--teacher-plan-frames",
+        type=int,
+        default=0,
+        help="val frames of the teacher's MLLM-only planning score (0: the whole split)",
+    )
+    p.add_argument(
+        "--closed-loop-episodes",
+        type=int,
+        default=0,
+        help="closed-loop episodes per scenario every arm drives (0: open loop only)",
+    )
     p.add_argument("--closed-loop-seed", type=int, default=1000, help="first scene seed of the closed-loop episodes")
     p.add_argument("--sim-config", default="config/sim.yaml", help="simulator config of the closed-loop episodes")
-    p.add_argument("--closed-loop-scenarios", nargs="+", default=["all"],
-                   help="scenarios of the closed-loop episodes ('all': every one)")
-    p.add_argument("--flop-steps", type=int, default=2,
-                   help="steps per phase counted by torch's FLOP counter (the estimate extrapolates them)")
+    p.add_argument(
+        "--closed-loop-scenarios",
+        nargs="+",
+        default=["all"],
+        help="scenarios of the closed-loop episodes ('all': every one)",
+    )
+    p.add_argument(
+        "--flop-steps",
+        type=int,
+        default=2,
+        help="steps per phase counted by torch's FLOP counter (the estimate extrapolates them)",
+    )
     p.add_argument("--work", default="runs/bench_distill", help="run directories and the JSON report")
     p.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
-    p.add_argument("--from-reports", nargs="+", default=None, metavar="REPORT",
-                   help="merge the report.json files of earlier runs (e.g. one per seed) instead of training")
+    p.add_argument(
+        "--from-reports",
+        nargs="+",
+        default=None,
+        metavar="REPORT",
+        help="merge the report.json files of earlier runs (e.g. one per seed) instead of training",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -182,16 +245,31 @@ def run(args: argparse.Namespace) -> int:
     joint = joint_overrides(args)
     # The teacher's base LLM is loaded once and copied into every stage-2 run and evaluation.
     probe = build_config(args.stage2_config, Stage2TrainConfig, {**common, "output_dir": str(work)}, joint=joint)
-    protocol = Protocol(stage1_config=args.stage1_config, stage2_config=args.stage2_config, common=common,
-                        stage1_epochs=args.epochs - args.stage2_epochs, stage2_epochs=args.stage2_epochs,
-                        joint=joint, val_split=args.val_split, device=device, teacher_eval=args.teacher_eval,
-                        vqa_frames=args.vqa_frames, vqa_max_new_tokens=args.vqa_max_new_tokens,
-                        flop_steps=args.flop_steps, shared_llm=SharedLLM(teacher_config(probe.joint).llm),
-                        init=args.init, stage2_max_steps=args.stage2_steps,
-                        teacher_plan_frames=args.teacher_plan_frames,
-                        closed_loop=(ClosedLoopSpec(args.closed_loop_episodes, args.closed_loop_seed, args.sim_config,
-                                                    tuple(args.closed_loop_scenarios))
-                                     if args.closed_loop_episodes else None))
+    protocol = Protocol(
+        stage1_config=args.stage1_config,
+        stage2_config=args.stage2_config,
+        common=common,
+        stage1_epochs=args.epochs - args.stage2_epochs,
+        stage2_epochs=args.stage2_epochs,
+        joint=joint,
+        val_split=args.val_split,
+        device=device,
+        teacher_eval=args.teacher_eval,
+        vqa_frames=args.vqa_frames,
+        vqa_max_new_tokens=args.vqa_max_new_tokens,
+        flop_steps=args.flop_steps,
+        shared_llm=SharedLLM(teacher_config(probe.joint).llm),
+        init=args.init,
+        stage2_max_steps=args.stage2_steps,
+        teacher_plan_frames=args.teacher_plan_frames,
+        closed_loop=(
+            ClosedLoopSpec(
+                args.closed_loop_episodes, args.closed_loop_seed, args.sim_config, tuple(args.closed_loop_scenarios)
+            )
+            if args.closed_loop_episodes
+            else None
+        ),
+    )
     rungs = list(LADDER if args.rungs == "ladder" else LADDER[-1:])
     results: dict[str, list[Any]] = {}
     costs: dict[str, list[Any]] = {}
@@ -206,10 +284,18 @@ def run(args: argparse.Namespace) -> int:
             teacher.setdefault(name, []).append(arm["teacher"])
             closed_loop.setdefault(name, []).append(arm["closed_loop"])
         log.info("seed %d done after %.0f s", seed, time.time() - start)
-    report = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "results": results, "costs": costs,
-              "teacher": teacher, "closed_loop": closed_loop, "references": protocol.references,
-              "flop_method": FLOP_METHOD.format(k=args.flop_steps), "elapsed_s": time.time() - start,
-              "command": _command_line(args), "machine": f"{_machine()}, device {device}"}
+    report = {
+        "args": {k: v for k, v in vars(args).items() if k != "func"},
+        "results": results,
+        "costs": costs,
+        "teacher": teacher,
+        "closed_loop": closed_loop,
+        "references": protocol.references,
+        "flop_method": FLOP_METHOD.format(k=args.flop_steps),
+        "elapsed_s": time.time() - start,
+        "command": _command_line(args),
+        "machine": f"{_machine()}, device {device}",
+    }
     (work / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     _publish(section([report]), args.doc)
     return 0
@@ -217,20 +303,43 @@ def run(args: argparse.Namespace) -> int:
 
 def _common_overrides(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """The overrides both stages of both arms share (data, device, step cap; no validation, no TensorBoard)."""
-    return {"device": device, "max_steps": args.max_steps, "model_config": args.model_config,
-            "tensorboard": False, "progress_bar": False, "validate_every_epochs": 0,
-            "data": {"train_split": args.train_split, "val_split": None, "batch_size": args.batch_size,
-                     "dataset": {"dataroot": args.dataroot, "version": args.version, "index_path": args.index}}}
+    return {
+        "device": device,
+        "max_steps": args.max_steps,
+        "model_config": args.model_config,
+        "tensorboard": False,
+        "progress_bar": False,
+        "validate_every_epochs": 0,
+        "data": {
+            "train_split": args.train_split,
+            "val_split": None,
+            "batch_size": args.batch_size,
+            "dataset": {"dataroot": args.dataroot, "version": args.version, "index_path": args.index},
+        },
+    }
 
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command as typed when run from the ``dima`` CLI, else the equivalent one built from ``args``."""
     if sys.argv and sys.argv[0].endswith(("dima", "cli.py")):
         return "dima " + " ".join(sys.argv[1:])
-    text = (f"dima bench distill --dataroot {args.dataroot} --epochs {args.epochs} --stage2-epochs "
-            f"{args.stage2_epochs} --seeds {' '.join(map(str, args.seeds))} --rungs {args.rungs}")
-    for flag in ("init", "stage2_steps", "max_steps", "teacher_warmup", "warmup_terms", "distill_ramp", "distill_loss",
-                 "planner_lr", "planner_lr_multiplier", "teacher_plan_frames", "closed_loop_episodes"):
+    text = (
+        f"dima bench distill --dataroot {args.dataroot} --epochs {args.epochs} --stage2-epochs "
+        f"{args.stage2_epochs} --seeds {' '.join(map(str, args.seeds))} --rungs {args.rungs}"
+    )
+    for flag in (
+        "init",
+        "stage2_steps",
+        "max_steps",
+        "teacher_warmup",
+        "warmup_terms",
+        "distill_ramp",
+        "distill_loss",
+        "planner_lr",
+        "planner_lr_multiplier",
+        "teacher_plan_frames",
+        "closed_loop_episodes",
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             text += f" --{flag.replace('_', '-')} {' '.join(map(str, value)) if isinstance(value, list) else value}"

@@ -14,8 +14,16 @@ from pathlib import Path
 from typing import Any
 
 # Per-arm summary keys kept in the report (:func:`dima_core.eval.closed_loop.summarize_episodes`).
-SUMMARY_KEYS = ("num_episodes", "score", "success_rate", "at_fault_collision_rate", "num_at_fault_collisions",
-                "dac", "progress_ratio", "stuck_rate")
+SUMMARY_KEYS = (
+    "num_episodes",
+    "score",
+    "success_rate",
+    "at_fault_collision_rate",
+    "num_at_fault_collisions",
+    "dac",
+    "progress_ratio",
+    "stuck_rate",
+)
 
 
 @dataclass(frozen=True)
@@ -34,8 +42,7 @@ class ClosedLoopSpec:
             raise ValueError(f"closed-loop episodes must be >= 1, got {self.episodes}")
 
 
-def closed_loop_scores(checkpoint: str | Path, spec: ClosedLoopSpec, out_dir: Path | None = None
-                       ) -> dict[str, Any]:
+def closed_loop_scores(checkpoint: str | Path, spec: ClosedLoopSpec, out_dir: Path | None = None) -> dict[str, Any]:
     """``{"overall": summary, "groups": {scenario: summary}}`` of ``checkpoint``'s planner (a stage-1 or stage-2
     checkpoint or a weights file; the LLM is never built) over the episodes of ``spec``; one PNG per episode in
     ``out_dir`` when given."""
@@ -46,19 +53,30 @@ def closed_loop_scores(checkpoint: str | Path, spec: ClosedLoopSpec, out_dir: Pa
     from dima_core.sim.runner import RunOptions, run_closed_loop
 
     # The same world and sim configs `dima sim run --sim-config ...` would drive.
-    world_cfg, sim_cfg = load_configs(argparse.Namespace(sim_config=spec.sim_config, seconds=spec.seconds,
-                                                         world_config=None))
+    world_cfg, sim_cfg = load_configs(
+        argparse.Namespace(sim_config=spec.sim_config, seconds=spec.seconds, world_config=None)
+    )
     policy = make_policy(f"checkpoint:{checkpoint}", threads=spec.threads)
     seeds = list(range(spec.seed, spec.seed + spec.episodes))
-    report = run_closed_loop(world_cfg, sim_cfg, resolve_scenarios(list(spec.scenarios)), seeds, [policy],
-                             RunOptions(out_dir=str(out_dir) if out_dir is not None else None, video=False))
+    report = run_closed_loop(
+        world_cfg,
+        sim_cfg,
+        resolve_scenarios(list(spec.scenarios)),
+        seeds,
+        [policy],
+        RunOptions(out_dir=str(out_dir) if out_dir is not None else None, video=False),
+    )
     summary = report.aggregates()["policies"][policy.name]
 
     def keep(entry: dict[str, Any]) -> dict[str, Any]:
         return {k: entry[k] for k in SUMMARY_KEYS}
 
-    return {"overall": keep(summary["overall"]), "groups": {g: keep(s) for g, s in summary["groups"].items()},
-            "seeds": seeds, "wall_s": report.wall_s}
+    return {
+        "overall": keep(summary["overall"]),
+        "groups": {g: keep(s) for g, s in summary["groups"].items()},
+        "seeds": seeds,
+        "wall_s": report.wall_s,
+    }
 
 
 __all__ = ["SUMMARY_KEYS", "ClosedLoopSpec", "closed_loop_scores"]

@@ -16,8 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FLOP_METHOD = ("torch.utils.flop_counter.FlopCounterMode over the first {k} steps of each phase (forward + backward "
-               "+ optimiser; matmul/conv/attention operators only) x the steps of that phase")
+FLOP_METHOD = (
+    "torch.utils.flop_counter.FlopCounterMode over the first {k} steps of each phase (forward + backward "
+    "+ optimiser; matmul/conv/attention operators only) x the steps of that phase"
+)
 
 
 @dataclass

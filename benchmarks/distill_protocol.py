@@ -112,6 +112,7 @@ def _llm(protocol: Protocol) -> tuple[Any, Any]:
 
 def _fit(build: Any, phase_of: Any, sampler: FlopSampler | None, samples_per_phase: int) -> tuple[Any, Any, float]:
     """Build a trainer, count its FLOPs, fit it: ``(result, sampler, seconds)``."""
+
     def run() -> tuple[Any, Any]:
         trainer = build()
         counted = sampler if sampler is not None else FlopSampler(phase_of, samples_per_phase)
@@ -130,15 +131,25 @@ def train_stage1(protocol: Protocol, seed: int, out: Path) -> tuple[Path, RunCos
     from dima_core.training.distributed import DistContext
     from dima_core.training.stage1 import build_stage1_trainer
 
-    cfg = build_config(protocol.stage1_config, TrainConfig, {**protocol.common, "seed": seed,
-                                                             "epochs": protocol.stage1_epochs, "output_dir": str(out)})
-    result, sampler, seconds = _fit(lambda: build_stage1_trainer(cfg, DistContext()), lambda t: "train", None,
-                                    protocol.flop_steps)
+    cfg = build_config(
+        protocol.stage1_config,
+        TrainConfig,
+        {**protocol.common, "seed": seed, "epochs": protocol.stage1_epochs, "output_dir": str(out)},
+    )
+    result, sampler, seconds = _fit(
+        lambda: build_stage1_trainer(cfg, DistContext()), lambda t: "train", None, protocol.flop_steps
+    )
     return Path(result.checkpoint), sampler.cost(seconds)
 
 
-def stage2_config(protocol: Protocol, seed: int, init: Path, out: Path, tokens: list[str] | None = None,
-                  tasks: dict[str, bool] | None = None) -> Any:
+def stage2_config(
+    protocol: Protocol,
+    seed: int,
+    init: Path,
+    out: Path,
+    tokens: list[str] | None = None,
+    tasks: dict[str, bool] | None = None,
+) -> Any:
     """The stage-2 config of one rung (or, without ``tokens``/``tasks``, the file's switches)."""
     from dima_core.training.stage2 import Stage2TrainConfig
 
@@ -147,8 +158,13 @@ def stage2_config(protocol: Protocol, seed: int, init: Path, out: Path, tokens: 
         joint["beam_tokens"] = tokens
     if tasks is not None:
         joint["tasks"] = tasks
-    overrides = {**protocol.common, "seed": seed, "epochs": protocol.stage2_epochs, "output_dir": str(out),
-                 "init": str(init)}
+    overrides = {
+        **protocol.common,
+        "seed": seed,
+        "epochs": protocol.stage2_epochs,
+        "output_dir": str(out),
+        "init": str(init),
+    }
     if protocol.stage2_max_steps is not None:
         overrides["max_steps"] = protocol.stage2_max_steps
     return build_config(protocol.stage2_config, Stage2TrainConfig, overrides, joint=joint)
@@ -160,13 +176,21 @@ def train_control(protocol: Protocol, seed: int, init: Path, out: Path) -> tuple
     from dima_core.training.stage2 import build_planner_only_trainer
 
     cfg = stage2_config(protocol, seed, init, out)
-    result, sampler, seconds = _fit(lambda: build_planner_only_trainer(cfg, DistContext()), lambda t: "train", None,
-                                    protocol.flop_steps)
+    result, sampler, seconds = _fit(
+        lambda: build_planner_only_trainer(cfg, DistContext()), lambda t: "train", None, protocol.flop_steps
+    )
     return Path(result.checkpoint), sampler.cost(seconds)
 
 
-def train_rung(protocol: Protocol, seed: int, init: Path, out: Path, tokens: list[str], tasks: dict[str, bool],
-               evaluate_teacher: bool) -> tuple[Path, RunCost, dict[str, Any]]:
+def train_rung(
+    protocol: Protocol,
+    seed: int,
+    init: Path,
+    out: Path,
+    tokens: list[str],
+    tasks: dict[str, bool],
+    evaluate_teacher: bool,
+) -> tuple[Path, RunCost, dict[str, Any]]:
     """Arm B's stage 2 for one rung: checkpoint, cost, and the teacher's quality at the handover and the end."""
     from dima_core.training.distributed import DistContext
     from dima_core.training.stage2 import build_stage2_trainer
@@ -203,9 +227,17 @@ def evaluate_teacher_at(protocol: Protocol, checkpoint: Path, out: Path) -> dict
     from benchmarks.teacher_quality import teacher_quality
 
     llm, tokenizer = _llm(protocol)
-    quality = teacher_quality(checkpoint, protocol.index, protocol.val_split, protocol.device, protocol.vqa_gt,
-                              protocol.vqa_max_new_tokens, llm=llm, tokenizer=tokenizer,
-                              plan_frames=protocol.teacher_plan_frames)
+    quality = teacher_quality(
+        checkpoint,
+        protocol.index,
+        protocol.val_split,
+        protocol.device,
+        protocol.vqa_gt,
+        protocol.vqa_max_new_tokens,
+        llm=llm,
+        tokenizer=tokenizer,
+        plan_frames=protocol.teacher_plan_frames,
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "teacher_quality.json").write_text(json.dumps(quality, indent=2) + "\n")
     return quality
@@ -235,8 +267,9 @@ def prepare_evaluation(protocol: Protocol, stage1_dir: Path, work: Path) -> None
     protocol.references["blind_vqa"] = blind_vqa(protocol.vqa_gt, spaced(train, 200))
 
 
-def run_seed(protocol: Protocol, seed: int, seed_dir: Path, rungs: list[tuple[str, list[str], dict[str, bool]]],
-             work: Path) -> dict[str, dict[str, Any]]:
+def run_seed(
+    protocol: Protocol, seed: int, seed_dir: Path, rungs: list[tuple[str, list[str], dict[str, bool]]], work: Path
+) -> dict[str, dict[str, Any]]:
     """Both arms of one seed: ``{arm name: {"metrics", "cost", "teacher", "closed_loop"}}`` (module docstring).
 
     With ``protocol.init`` the given planner replaces the seed's stage-1 run (its cost is not counted); the seed
@@ -252,10 +285,13 @@ def run_seed(protocol: Protocol, seed: int, seed_dir: Path, rungs: list[tuple[st
         prepare_evaluation(protocol, seed_dir / "stage1", work)
     out: dict[str, dict[str, Any]] = {}
 
-    def scored(name: str, checkpoint: Path, costs: dict[str, RunCost], teacher: dict[str, Any],
-               arm_dir: Path) -> None:
-        entry = {"metrics": evaluate_mode(checkpoint, protocol.index, protocol.val_split, protocol.device),
-                 "cost": arm_cost({**first, **costs}), "teacher": teacher, "closed_loop": None}
+    def scored(name: str, checkpoint: Path, costs: dict[str, RunCost], teacher: dict[str, Any], arm_dir: Path) -> None:
+        entry = {
+            "metrics": evaluate_mode(checkpoint, protocol.index, protocol.val_split, protocol.device),
+            "cost": arm_cost({**first, **costs}),
+            "teacher": teacher,
+            "closed_loop": None,
+        }
         if protocol.closed_loop is not None:
             entry["closed_loop"] = closed_loop_scores(checkpoint, protocol.closed_loop, arm_dir / "closed_loop")
             log.info("%s seed %d: closed-loop score %.3f", name, seed, entry["closed_loop"]["overall"]["score"])
@@ -271,5 +307,17 @@ def run_seed(protocol: Protocol, seed: int, seed_dir: Path, rungs: list[tuple[st
     return out
 
 
-__all__ = ["ARM_A", "ClosedLoopSpec", "Protocol", "SharedLLM", "build_config", "prepare_evaluation", "run_seed",
-           "rung_name", "stage2_config", "train_control", "train_rung", "train_stage1"]
+__all__ = [
+    "ARM_A",
+    "ClosedLoopSpec",
+    "Protocol",
+    "SharedLLM",
+    "build_config",
+    "prepare_evaluation",
+    "run_seed",
+    "rung_name",
+    "stage2_config",
+    "train_control",
+    "train_rung",
+    "train_stage1",
+]

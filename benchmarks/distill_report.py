@@ -23,11 +23,34 @@ from benchmarks.distill_stats import format_mean_std, mean_std, paired
 
 SECTION_TITLE = "## Distillation (dima bench distill)"
 # Arguments that define the protocol: reports that differ in any of them cannot share a table.
-PROTOCOL_ARGS = ("dataroot", "version", "stage1_config", "stage2_config", "model_config", "epochs", "stage2_epochs",
-                 "rungs", "train_split", "val_split", "batch_size", "max_steps", "teacher_warmup", "warmup_terms",
-                 "distill_ramp", "distill_loss", "planner_lr", "planner_lr_multiplier", "vqa_frames", "init",
-                 "stage2_steps", "teacher_plan_frames", "closed_loop_episodes", "closed_loop_seed", "sim_config",
-                 "closed_loop_scenarios")
+PROTOCOL_ARGS = (
+    "dataroot",
+    "version",
+    "stage1_config",
+    "stage2_config",
+    "model_config",
+    "epochs",
+    "stage2_epochs",
+    "rungs",
+    "train_split",
+    "val_split",
+    "batch_size",
+    "max_steps",
+    "teacher_warmup",
+    "warmup_terms",
+    "distill_ramp",
+    "distill_loss",
+    "planner_lr",
+    "planner_lr_multiplier",
+    "vqa_frames",
+    "init",
+    "stage2_steps",
+    "teacher_plan_frames",
+    "closed_loop_episodes",
+    "closed_loop_seed",
+    "sim_config",
+    "closed_loop_scenarios",
+)
 _OVERALL = (("vad", "l2"), ("vad", "collision"), ("uniad", "l2"), ("uniad", "collision"))
 
 
@@ -42,8 +65,10 @@ def merge_reports(reports: list[dict], key: str = "results") -> dict[str, list[A
     for i, rep in enumerate(reports):
         diff = [k for k in PROTOCOL_ARGS if rep["args"].get(k) != first.get(k)]
         if diff:
-            raise ValueError(f"report {i} ran a different protocol than report 0: "
-                             + ", ".join(f"{k} {rep['args'].get(k)!r} != {first.get(k)!r}" for k in diff))
+            raise ValueError(
+                f"report {i} ran a different protocol than report 0: "
+                + ", ".join(f"{k} {rep['args'].get(k)!r} != {first.get(k)!r}" for k in diff)
+            )
         dup = seen & set(rep["args"]["seeds"])
         if dup:
             raise ValueError(f"report {i} repeats seeds {sorted(dup)}")
@@ -62,8 +87,11 @@ def _row(cells: list[str]) -> str:
 def _split_groups(results: dict[str, list[dict | None]]) -> list[str]:
     # Splits without a single val sample (a tag the val scenes happen not to carry) would only add empty columns.
     runs = [r for rs in results.values() for r in rs if r]
-    return sorted(g for g in {k.split("/")[0] for r in runs for k in r} - {"overall"}
-                  if any((r.get(f"{g}/n") or 0) > 0 for r in runs))
+    return sorted(
+        g
+        for g in {k.split("/")[0] for r in runs for k in r} - {"overall"}
+        if any((r.get(f"{g}/n") or 0) > 0 for r in runs)
+    )
 
 
 def metrics_table(results: dict[str, list[dict | None]]) -> str:
@@ -77,8 +105,10 @@ def metrics_table(results: dict[str, list[dict | None]]) -> str:
         cells = [name] + [format_mean_std([r.get(f"overall/{c}/{m}") for r in runs]) for c, m in _OVERALL]
         for g in groups:
             n = runs[0].get(f"{g}/n") if runs else None
-            cells.append(f"{format_mean_std([r.get(f'{g}/vad/l2') for r in runs])} / "
-                         f"{format_mean_std([r.get(f'{g}/vad/collision') for r in runs])} (n={int(n or 0)})")
+            cells.append(
+                f"{format_mean_std([r.get(f'{g}/vad/l2') for r in runs])} / "
+                f"{format_mean_std([r.get(f'{g}/vad/collision') for r in runs])} (n={int(n or 0)})"
+            )
         lines.append(_row(cells))
     return "\n".join(lines)
 
@@ -88,8 +118,13 @@ def paired_table(results: dict[str, list[dict | None]], seeds: list[int], baseli
     if baseline not in results:
         return ""
     groups = _split_groups(results)
-    header = ["method − " + baseline.split(")")[0] + ")", "Δ L2 VAD (m)", "Δ Col VAD (%)", "Δ L2 UniAD (m)",
-              "Δ Col UniAD (%)"] + [f"Δ {g} L2 VAD" for g in groups]
+    header = [
+        "method − " + baseline.split(")")[0] + ")",
+        "Δ L2 VAD (m)",
+        "Δ Col VAD (%)",
+        "Δ L2 UniAD (m)",
+        "Δ Col UniAD (%)",
+    ] + [f"Δ {g} L2 VAD" for g in groups]
     base = [r or {} for r in results[baseline]]
     lines = [_row(header), "|" + "---|" * len(header)]
     keys = [f"overall/{c}/{m}" for c, m in _OVERALL] + [f"{g}/vad/l2" for g in groups]
@@ -115,17 +150,34 @@ def cost_table(costs: dict[str, list[dict | None]]) -> str:
             return mean_std([e.get(key) for e in entries])[0]
 
         flops = mean("flops")
-        lines.append(_row([name, format_mean_std([e["wall_s"] / 60 for e in entries], 1),
-                           f"{mean('planner_steps'):.0f}", f"{mean('planner_samples'):.0f}", f"{mean('steps'):.0f}",
-                           f"{flops:.3g}" if flops else "-"]))
+        lines.append(
+            _row(
+                [
+                    name,
+                    format_mean_std([e["wall_s"] / 60 for e in entries], 1),
+                    f"{mean('planner_steps'):.0f}",
+                    f"{mean('planner_samples'):.0f}",
+                    f"{mean('steps'):.0f}",
+                    f"{flops:.3g}" if flops else "-",
+                ]
+            )
+        )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def teacher_table(teacher: dict[str, list[dict | None]], references: dict[str, Any]) -> str:
     """The teacher's MLLM-only planning and VQA at the handover and the end (mean ± std), with the scene-blind
     references."""
-    header = ["teacher of", "when", "MLLM L2 VAD (m)", "MLLM Col VAD (%)", "VQA accuracy", "VQA Lang", "VQA match",
-              "VQA final (no GPT)"]
+    header = [
+        "teacher of",
+        "when",
+        "MLLM L2 VAD (m)",
+        "MLLM Col VAD (%)",
+        "VQA accuracy",
+        "VQA Lang",
+        "VQA match",
+        "VQA final (no GPT)",
+    ]
     lines = [_row(header), "|" + "---|" * len(header)]
     for name, entries in teacher.items():
         for when in ("handover", "end"):
@@ -133,28 +185,43 @@ def teacher_table(teacher: dict[str, list[dict | None]], references: dict[str, A
             if not found:
                 continue
             steps = sorted({int(f.get("step", 0)) for f in found})
-            cells = [name, f"{when} (step {'/'.join(map(str, steps))})",
-                     format_mean_std([f["planning"].get("overall/vad/l2") for f in found]),
-                     format_mean_std([f["planning"].get("overall/vad/collision") for f in found])]
-            cells += [format_mean_std([f["vqa"].get(k) for f in found]) for k in
-                      ("accuracy", "language_score", "match", "final_score_without_gpt")]
+            cells = [
+                name,
+                f"{when} (step {'/'.join(map(str, steps))})",
+                format_mean_std([f["planning"].get("overall/vad/l2") for f in found]),
+                format_mean_std([f["planning"].get("overall/vad/collision") for f in found]),
+            ]
+            cells += [
+                format_mean_std([f["vqa"].get(k) for f in found])
+                for k in ("accuracy", "language_score", "match", "final_score_without_gpt")
+            ]
             lines.append(_row(cells))
     if len(lines) == 2:
         return ""
     cv, blind = references.get("constant_velocity"), references.get("blind_vqa")
     if cv or blind:
-        cells = ["reference: constant velocity / blind answers", "-",
-                 format_mean_std([cv.get("overall/vad/l2")]) if cv else "-",
-                 format_mean_std([cv.get("overall/vad/collision")]) if cv else "-"]
-        cells += [format_mean_std([blind.get(k)]) if blind else "-" for k in
-                  ("accuracy", "language_score", "match", "final_score_without_gpt")]
+        cells = [
+            "reference: constant velocity / blind answers",
+            "-",
+            format_mean_std([cv.get("overall/vad/l2")]) if cv else "-",
+            format_mean_std([cv.get("overall/vad/collision")]) if cv else "-",
+        ]
+        cells += [
+            format_mean_std([blind.get(k)]) if blind else "-"
+            for k in ("accuracy", "language_score", "match", "final_score_without_gpt")
+        ]
         lines.append(_row(cells))
     return "\n".join(lines)
 
 
-_CLOSED_LOOP = (("score", "score", 1.0), ("success (%)", "success_rate", 100.0),
-                ("at-fault col. (%)", "at_fault_collision_rate", 100.0), ("DAC", "dac", 1.0),
-                ("progress ratio", "progress_ratio", 1.0), ("stuck (%)", "stuck_rate", 100.0))
+_CLOSED_LOOP = (
+    ("score", "score", 1.0),
+    ("success (%)", "success_rate", 100.0),
+    ("at-fault col. (%)", "at_fault_collision_rate", 100.0),
+    ("DAC", "dac", 1.0),
+    ("progress ratio", "progress_ratio", 1.0),
+    ("stuck (%)", "stuck_rate", 100.0),
+)
 
 
 def closed_loop_table(closed: dict[str, list[dict | None]], seeds: list[int], baseline: str = ARM_A) -> str:
@@ -171,14 +238,19 @@ def closed_loop_table(closed: dict[str, list[dict | None]], seeds: list[int], ba
     base = [(e or {}).get("overall", {}).get("score") for e in closed.get(baseline, [])]
     for name, entries in closed.items():
         overall = [(e or {}).get("overall", {}) for e in entries]
-        cells = [name] + [format_mean_std([None if o.get(key) is None else o[key] * scale for o in overall])
-                          for _, key, scale in _CLOSED_LOOP]
-        cells += [format_mean_std([(e or {}).get("groups", {}).get(g, {}).get("score") for e in entries])
-                  for g in scenarios]
+        cells = [name] + [
+            format_mean_std([None if o.get(key) is None else o[key] * scale for o in overall])
+            for _, key, scale in _CLOSED_LOOP
+        ]
+        cells += [
+            format_mean_std([(e or {}).get("groups", {}).get(g, {}).get("score") for e in entries]) for g in scenarios
+        ]
         if baseline in closed:
-            cells.append("-" if name == baseline else
-                         paired([o.get("score") for o in overall], base, seeds,
-                                                                higher_is_better=True).format())
+            cells.append(
+                "-"
+                if name == baseline
+                else paired([o.get("score") for o in overall], base, seeds, higher_is_better=True).format()
+            )
         lines.append(_row(cells))
     return "\n".join(lines)
 
@@ -191,18 +263,27 @@ def _protocol_text(args: dict[str, Any]) -> str:
         v = args.get(key)
         return "the config's" if v is None else f"{' '.join(map(str, v)) if isinstance(v, list) else v}{unit}"
 
-    start = (f"Protocol: both arms start from the trained planner `{args['init']}` (no stage-1 run; its cost is not "
-             "in the table)." if args.get("init") else "Protocol: both arms share one stage-1 run of E − E2 epochs "
-             "per seed.")
-    capped = (f" Stage 2 stops after {args['stage2_steps']} steps (warm-up included) of both arms; its lr schedules "
-              f"span E2 epochs." if args.get("stage2_steps") else "")
-    return (f"{start} (A) then trains the planner alone "
-            "on stage 2's step grid: the same planner updates, on the same batches in the same order, at the same "
-            "planner lr as each (B) arm's planner, which is frozen during the teacher warm-up. (B) trains stage 2 "
-            f"for E2 epochs. Teacher warm-up: {value('teacher_warmup', ' steps')} (terms "
-            f"{value('warmup_terms')}); distillation ramp: {value('distill_ramp', ' steps')}; distillation loss: "
-            f"{value('distill_loss')}; planner lr: {value('planner_lr')} x {value('planner_lr_multiplier')}."
-            f"{capped}  \n")
+    start = (
+        f"Protocol: both arms start from the trained planner `{args['init']}` (no stage-1 run; its cost is not "
+        "in the table)."
+        if args.get("init")
+        else "Protocol: both arms share one stage-1 run of E − E2 epochs per seed."
+    )
+    capped = (
+        f" Stage 2 stops after {args['stage2_steps']} steps (warm-up included) of both arms; its lr schedules "
+        f"span E2 epochs."
+        if args.get("stage2_steps")
+        else ""
+    )
+    return (
+        f"{start} (A) then trains the planner alone "
+        "on stage 2's step grid: the same planner updates, on the same batches in the same order, at the same "
+        "planner lr as each (B) arm's planner, which is frozen during the teacher warm-up. (B) trains stage 2 "
+        f"for E2 epochs. Teacher warm-up: {value('teacher_warmup', ' steps')} (terms "
+        f"{value('warmup_terms')}); distillation ramp: {value('distill_ramp', ' steps')}; distillation loss: "
+        f"{value('distill_loss')}; planner lr: {value('planner_lr')} x {value('planner_lr_multiplier')}."
+        f"{capped}  \n"
+    )
 
 
 def section(reports: list[dict]) -> str:
@@ -210,16 +291,27 @@ def section(reports: list[dict]) -> str:
     args = reports[0]["args"]
     seeds = [s for rep in reports for s in rep["args"]["seeds"]]
     wall = [rep.get("elapsed_s") for rep in reports]
-    wall_text = (" + ".join(f"{w / 60:.1f}" for w in wall if w is not None) + " min"
-                 if all(w is not None for w in wall) else "not recorded")
-    runs_text = ("\n".join(f"Command: `{rep.get('command', '?')}`  \nMachine: {rep.get('machine', '?')}  "
-                           for rep in reports))
+    wall_text = (
+        " + ".join(f"{w / 60:.1f}" for w in wall if w is not None) + " min"
+        if all(w is not None for w in wall)
+        else "not recorded"
+    )
+    runs_text = "\n".join(
+        f"Command: `{rep.get('command', '?')}`  \nMachine: {rep.get('machine', '?')}  " for rep in reports
+    )
     if len(reports) > 1:
         runs_text += "\nMerged with `dima bench distill --from-reports ...` (one run per seed, run side by side).  "
-    smoke = (f"\n**Smoke run** (every stage capped at {args['max_steps']} steps): these numbers only show the "
-             "pipeline runs; they say nothing about whether distillation helps.\n" if args.get("max_steps") else "")
-    few = (f"\nOnly {len(seeds)} seed(s): the spread and the sign counts below cannot support a claim.\n"
-           if len(seeds) < 3 else "")
+    smoke = (
+        f"\n**Smoke run** (every stage capped at {args['max_steps']} steps): these numbers only show the "
+        "pipeline runs; they say nothing about whether distillation helps.\n"
+        if args.get("max_steps")
+        else ""
+    )
+    few = (
+        f"\nOnly {len(seeds)} seed(s): the spread and the sign counts below cannot support a claim.\n"
+        if len(seeds) < 3
+        else ""
+    )
     results = merge_reports(reports)
     out = (
         f"{SECTION_TITLE}\n\n{runs_text}\n"
@@ -232,8 +324,10 @@ def section(reports: list[dict]) -> str:
     )
     pairs = paired_table(results, seeds)
     if pairs:
-        out += ("\nPaired over seeds (each arm minus (A) on the same seed; negative is better): mean ± std of the "
-                "differences (seeds better / compared; per seed).\n\n" + pairs + "\n")
+        out += (
+            "\nPaired over seeds (each arm minus (A) on the same seed; negative is better): mean ± std of the "
+            "differences (seeds better / compared; per seed).\n\n" + pairs + "\n"
+        )
     costs = cost_table(merge_reports(reports, "costs"))
     if costs:
         method = next((rep.get("flop_method") for rep in reports if rep.get("flop_method")), "")
@@ -241,19 +335,24 @@ def section(reports: list[dict]) -> str:
         out += f"\nCost per arm (mean over seeds; {included}). FLOPs: {method}.\n\n{costs}\n"
     closed = closed_loop_table(merge_reports(reports, "closed_loop"), seeds)
     if closed:
-        out += (f"\nClosed loop (`dima bench closed-loop`'s simulator and score, docs/closed_loop_metrics.md): every "
-                f"arm drives {args.get('closed_loop_episodes')} episode(s) per scenario from scene seed "
-                f"{args.get('closed_loop_seed')} (scenes no arm trained on), the same episodes for every arm; mean "
-                "± std over seeds; the paired column is each arm's score minus (A)'s on the same seed (positive is "
-                "better).\n\n" + closed + "\n")
+        out += (
+            f"\nClosed loop (`dima bench closed-loop`'s simulator and score, docs/closed_loop_metrics.md): every "
+            f"arm drives {args.get('closed_loop_episodes')} episode(s) per scenario from scene seed "
+            f"{args.get('closed_loop_seed')} (scenes no arm trained on), the same episodes for every arm; mean "
+            "± std over seeds; the paired column is each arm's score minus (A)'s on the same seed (positive is "
+            "better).\n\n" + closed + "\n"
+        )
     references = next((rep.get("references") for rep in reports if rep.get("references")), {})
     teacher = teacher_table(merge_reports(reports, "teacher"), references)
     if teacher:
-        out += ("\nThe teacher's own quality: MLLM-only planning (`dima eval --mode mllm` path) and DriveLM-style VQA "
-                f"(`dima eval-vqa` path, rule tags, no GPT judge) on {args.get('vqa_frames')} frames of "
-                f"`{args['val_split']}`, at the handover from the warm-up and at the end of stage 2. Reference row: "
-                "constant-velocity plan, and the most frequent training answer to each question (no scene).\n\n"
-                + teacher + "\n")
+        out += (
+            "\nThe teacher's own quality: MLLM-only planning (`dima eval --mode mllm` path) and DriveLM-style VQA "
+            f"(`dima eval-vqa` path, rule tags, no GPT judge) on {args.get('vqa_frames')} frames of "
+            f"`{args['val_split']}`, at the handover from the warm-up and at the end of stage 2. Reference row: "
+            "constant-velocity plan, and the most frequent training answer to each question (no scene).\n\n"
+            + teacher
+            + "\n"
+        )
     return out
 
 
@@ -264,12 +363,22 @@ def replace_section(path: str, text: str) -> None:
     start = old.find(SECTION_TITLE)
     if start >= 0:
         end = old.find("\n## ", start + len(SECTION_TITLE))
-        new = old[:start] + text + (old[end + 1:] if end >= 0 else "")
+        new = old[:start] + text + (old[end + 1 :] if end >= 0 else "")
     else:
         new = old.rstrip("\n") + "\n\n" + text
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(new if new.endswith("\n") else new + "\n")
 
 
-__all__ = ["PROTOCOL_ARGS", "SECTION_TITLE", "closed_loop_table", "cost_table", "merge_reports", "metrics_table",
-           "paired_table", "replace_section", "section", "teacher_table"]
+__all__ = [
+    "PROTOCOL_ARGS",
+    "SECTION_TITLE",
+    "closed_loop_table",
+    "cost_table",
+    "merge_reports",
+    "metrics_table",
+    "paired_table",
+    "replace_section",
+    "section",
+    "teacher_table",
+]

@@ -54,8 +54,12 @@ class Paired:
         return f"{self.mean:+.{digits}f}{spread} ({self.better}/{self.n} better; {per_seed})"
 
 
-def paired(method: Sequence[float | None], baseline: Sequence[float | None], seeds: Sequence[int],
-           higher_is_better: bool = False) -> Paired:
+def paired(
+    method: Sequence[float | None],
+    baseline: Sequence[float | None],
+    seeds: Sequence[int],
+    higher_is_better: bool = False,
+) -> Paired:
     """Paired differences of two per-seed series (same seeds, same order); seeds missing either value are left out.
     ``higher_is_better`` is for scores (closed-loop score), where a positive difference is a win.
 
@@ -63,10 +67,15 @@ def paired(method: Sequence[float | None], baseline: Sequence[float | None], see
         ValueError: the series and the seed list differ in length.
     """
     if not len(method) == len(baseline) == len(seeds):
-        raise ValueError(f"paired comparison needs one value per seed in both series: {len(method)} method, "
-                         f"{len(baseline)} baseline values for {len(seeds)} seeds")
-    kept = [(s, float(m) - float(b)) for s, m, b in zip(seeds, method, baseline, strict=True)
-            if m is not None and b is not None]
+        raise ValueError(
+            f"paired comparison needs one value per seed in both series: {len(method)} method, "
+            f"{len(baseline)} baseline values for {len(seeds)} seeds"
+        )
+    kept = [
+        (s, float(m) - float(b))
+        for s, m, b in zip(seeds, method, baseline, strict=True)
+        if m is not None and b is not None
+    ]
     diffs = [d for _, d in kept]
     mean, std, _ = mean_std(diffs)
     wins, losses = sum(d < 0 for d in diffs), sum(d > 0 for d in diffs)

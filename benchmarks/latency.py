@@ -99,8 +99,12 @@ def _vision_pipeline(case: BenchCase) -> tuple[Callable[[], Any], str]:
     from dima_core.export.backends import create_backend
     from dima_core.export.io_spec import example_inputs
 
-    options: dict[str, Any] = {"backend": case.backend_name, "threads": case.threads, "warmup_iters": case.warmup,
-                               "precision": case.precision}
+    options: dict[str, Any] = {
+        "backend": case.backend_name,
+        "threads": case.threads,
+        "warmup_iters": case.warmup,
+        "precision": case.precision,
+    }
     if case.backend_name == "torch":
         options.update(device=case.device, **case.torch_weights())
     elif case.backend_name == "onnxruntime":
@@ -217,8 +221,10 @@ def _run_ros(case: BenchCase, args: argparse.Namespace) -> RosRow:
     try:
         from benchmarks.pipeline import DEFAULT_DDS_PROFILE, RosBenchSettings, run_ros_bench
     except ImportError as exc:
-        row.note = (f"not available: rclpy or the dima interfaces do not import ({exc}); run in the ROS environment "
-                    "(source tools/env.sh)")
+        row.note = (
+            f"not available: rclpy or the dima interfaces do not import ({exc}); run in the ROS environment "
+            "(source tools/env.sh)"
+        )
         return row
     torch_backend = case.backend_name == "torch"
     settings = RosBenchSettings(
@@ -244,9 +250,13 @@ def _run_ros(case: BenchCase, args: argparse.Namespace) -> RosRow:
     counters = row.result.node_counters
     notes = [f"{row.result.frames_sent - row.result.frames_planned} timed frames without trajectory"]
     if counters:
-        notes.append("node totals incl. warm-up: " + ", ".join(
-            f"{key} {counters.get(key, '?')}" for key in ("frames_in", "trajectories", "dropped_busy", "incomplete",
-                                                           "late_completed")))
+        notes.append(
+            "node totals incl. warm-up: "
+            + ", ".join(
+                f"{key} {counters.get(key, '?')}"
+                for key in ("frames_in", "trajectories", "dropped_busy", "incomplete", "late_completed")
+            )
+        )
     notes.append(row.result.middleware)
     row.note = "; ".join(notes)
     return row
@@ -259,33 +269,72 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--configs", nargs="+", default=["dima_tiny", "vad_tiny"],
-                   help="model configs: names under config/model/ or YAML paths (default dima_tiny vad_tiny)")
-    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "tensorrt"],
-                   choices=("torch", "onnxruntime", "tensorrt"), help="backends to measure (default all)")
-    p.add_argument("--pipelines", nargs="+", default=[pl.name for pl in PIPELINES] + [ROS_PIPELINE],
-                   choices=[pl.name for pl in PIPELINES] + [ROS_PIPELINE],
-                   help="pipelines to measure (default all registered; 'ros' = the planner node over DDS)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="device of the torch and onnxruntime backends (tensorrt is always cuda)")
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        default=["dima_tiny", "vad_tiny"],
+        help="model configs: names under config/model/ or YAML paths (default dima_tiny vad_tiny)",
+    )
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["torch", "onnxruntime", "tensorrt"],
+        choices=("torch", "onnxruntime", "tensorrt"),
+        help="backends to measure (default all)",
+    )
+    p.add_argument(
+        "--pipelines",
+        nargs="+",
+        default=[pl.name for pl in PIPELINES] + [ROS_PIPELINE],
+        choices=[pl.name for pl in PIPELINES] + [ROS_PIPELINE],
+        help="pipelines to measure (default all registered; 'ros' = the planner node over DDS)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="device of the torch and onnxruntime backends (tensorrt is always cuda)",
+    )
     precision_bench.add_arguments(p)
     p.add_argument("--engine-dir", default=None, help="tensorrt engine cache (default: the usual cache)")
     p.add_argument("--iters", type=int, default=30, help="timed frames per cell (default 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up frames per cell (default 3)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch/onnxruntime (default 1: comparable on a shared machine; 0 = library "
-                        "default)")
-    p.add_argument("--ros-rate", type=float, default=2.0,
-                   help="ros pipeline: frames per second published to the node (default 2.0, the nuScenes keyframe "
-                        "rate); frames arriving while the node is busy are dropped by it and counted")
-    p.add_argument("--ros-image-size", type=_image_size, default=(1600, 900), metavar="WxH",
-                   help="ros pipeline: size of the published JPEGs (default 1600x900, a nuScenes camera)")
-    p.add_argument("--ros-jpeg-quality", type=int, default=90, choices=range(10, 101), metavar="Q",
-                   help="ros pipeline: JPEG quality 10..100 (default 90)")
-    p.add_argument("--ros-dds-profile", default=None, metavar="XML",
-                   help="ros pipeline: Fast DDS profile of the node and the publisher (default "
-                        "config/fastdds_large_data.xml, a shared-memory segment that holds six full-size JPEGs; "
-                        "'' = the middleware defaults)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch/onnxruntime (default 1: comparable on a shared machine; 0 = library default)",
+    )
+    p.add_argument(
+        "--ros-rate",
+        type=float,
+        default=2.0,
+        help="ros pipeline: frames per second published to the node (default 2.0, the nuScenes keyframe "
+        "rate); frames arriving while the node is busy are dropped by it and counted",
+    )
+    p.add_argument(
+        "--ros-image-size",
+        type=_image_size,
+        default=(1600, 900),
+        metavar="WxH",
+        help="ros pipeline: size of the published JPEGs (default 1600x900, a nuScenes camera)",
+    )
+    p.add_argument(
+        "--ros-jpeg-quality",
+        type=int,
+        default=90,
+        choices=range(10, 101),
+        metavar="Q",
+        help="ros pipeline: JPEG quality 10..100 (default 90)",
+    )
+    p.add_argument(
+        "--ros-dds-profile",
+        default=None,
+        metavar="XML",
+        help="ros pipeline: Fast DDS profile of the node and the publisher (default "
+        "config/fastdds_large_data.xml, a shared-memory segment that holds six full-size JPEGs; "
+        "'' = the middleware defaults)",
+    )
     p.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
     p.set_defaults(func=run)
 
@@ -351,8 +400,9 @@ def run(args: argparse.Namespace) -> int:
                     for case in _cases(args, yaml_path, backend, onnx_paths, accuracy, Path(tmp)):
                         if pipeline.name != "vision" and case.precision != "fp32":
                             continue  # the teacher modes run the torch planner + LLM in fp32 only
-                        rows.append(_measure_cell(pipeline, case, export_note if backend != "torch" else "",
-                                                  args.iters))
+                        rows.append(
+                            _measure_cell(pipeline, case, export_note if backend != "torch" else "", args.iters)
+                        )
             if ROS_PIPELINE in args.pipelines:
                 for backend in args.backends:
                     for case in _cases(args, yaml_path, backend, onnx_paths, accuracy, Path(tmp)):
@@ -389,8 +439,14 @@ def _accuracy_data(args: argparse.Namespace, yaml_path: Path) -> precision_bench
     return precision_bench.load_accuracy_data(args, weights, load_model_config(yaml_path))
 
 
-def _cases(args: argparse.Namespace, yaml_path: Path, backend: str, onnx_paths: dict[str, Path],
-           accuracy: precision_bench.AccuracyData | None, tmp: Path) -> list[BenchCase]:
+def _cases(
+    args: argparse.Namespace,
+    yaml_path: Path,
+    backend: str,
+    onnx_paths: dict[str, Path],
+    accuracy: precision_bench.AccuracyData | None,
+    tmp: Path,
+) -> list[BenchCase]:
     """One case per precision ``backend`` is measured at; int8 cells quantise the fp32 export on first use (a case
     whose model cannot be made is kept with ``onnx_path`` None and the reason in its notes)."""
     from dima_core.export.errors import BackendUnavailableError
@@ -398,14 +454,23 @@ def _cases(args: argparse.Namespace, yaml_path: Path, backend: str, onnx_paths: 
     device = "cuda" if backend == "tensorrt" else args.device
     cases = []
     for precision in precision_bench.cell_precisions(backend, args.precisions, device):
-        case = BenchCase(yaml_path.stem, yaml_path, backend, args.device, args.threads, args.warmup,
-                         onnx_paths.get("fp32"), precision, args.engine_dir, checkpoint=args.checkpoint,
-                         accuracy=accuracy)
+        case = BenchCase(
+            yaml_path.stem,
+            yaml_path,
+            backend,
+            args.device,
+            args.threads,
+            args.warmup,
+            onnx_paths.get("fp32"),
+            precision,
+            args.engine_dir,
+            checkpoint=args.checkpoint,
+            accuracy=accuracy,
+        )
         if backend == "onnxruntime" and precision == "int8":
             if "int8" not in onnx_paths:
                 try:
-                    onnx_paths["int8"] = precision_bench.int8_model(onnx_paths["fp32"], tmp / yaml_path.stem,
-                                                                    accuracy)
+                    onnx_paths["int8"] = precision_bench.int8_model(onnx_paths["fp32"], tmp / yaml_path.stem, accuracy)
                 except BackendUnavailableError as exc:
                     case.notes.append(f"not available: {exc}")
             case.onnx_path = onnx_paths.get("int8")
@@ -453,8 +518,10 @@ def _measure_cell(pipeline: Pipeline, case: BenchCase, note: str, iters: int) ->
     row.mean, row.iters = float(times.mean()), len(times)
     row.cpu_p50 = float(np.percentile(cpu, 50))
     accuracy = "" if row.accuracy is None else f"; {row.accuracy.summary()}"
-    print(f"{case.config_name} {pipeline.name} {row.description}: p50 {row.p50:.1f} ms, "
-          f"p99 {row.p99:.1f} ms, CPU p50 {row.cpu_p50:.1f} ms ({row.iters} frames){accuracy}")
+    print(
+        f"{case.config_name} {pipeline.name} {row.description}: p50 {row.p50:.1f} ms, "
+        f"p99 {row.p99:.1f} ms, CPU p50 {row.cpu_p50:.1f} ms ({row.iters} frames){accuracy}"
+    )
     return row  # the frame (and its model) is released here, before the next cell loads its own
 
 
@@ -467,10 +534,12 @@ def _measure_ros_cell(case: BenchCase, args: argparse.Namespace) -> RosRow:
         print(f"{case.config_name} ros {case.backend_name}: {ros_row.note}")
         return ros_row
     summary = ros_row.result.summary()
-    print(f"{case.config_name} ros {ros_row.description}: pipeline p50 {summary['pipeline']['p50']:.1f} ms, "
-          f"model p50 {summary['model']['p50']:.1f} ms, ROS overhead p50 "
-          f"{summary['overhead']['p50']:.1f} ms / p99 {summary['overhead']['p99']:.1f} ms "
-          f"({ros_row.result.frames_planned} frames)")
+    print(
+        f"{case.config_name} ros {ros_row.description}: pipeline p50 {summary['pipeline']['p50']:.1f} ms, "
+        f"model p50 {summary['model']['p50']:.1f} ms, ROS overhead p50 "
+        f"{summary['overhead']['p50']:.1f} ms / p99 {summary['overhead']['p99']:.1f} ms "
+        f"({ros_row.result.frames_planned} frames)"
+    )
     return ros_row
 
 
@@ -482,7 +551,9 @@ def _ros_table(args: argparse.Namespace, ros_rows: list[RosRow]) -> list[str]:
 
     w, h = args.ros_image_size
     lines = [
-        "", "### ROS overhead (`ros` pipeline: the planner node over DDS)", "",
+        "",
+        "### ROS overhead (`ros` pipeline: the planner node over DDS)",
+        "",
         f"The real planner node in its own process (shipped `config/planner_node.yaml`, only the model changed), fed "
         f"by a separate publisher node at {args.ros_rate:g} Hz: {len(CAMERA_NAMES)} `CompressedImage` JPEG cameras "
         f"({w}x{h}, quality {args.ros_jpeg_quality}) + CameraInfo, odometry, acceleration, command, all stamped "
@@ -494,7 +565,8 @@ def _ros_table(args: argparse.Namespace, ros_rows: list[RosRow]) -> list[str]:
         "preprocess + model + publish); **model** = the backend call alone; **ROS overhead** = pipeline - model of "
         "the same frame (JPEG transport and decoding, preprocessing, synchronisation, output publishing and "
         "transport). Frames without a trajectory (dropped by the node because it was still busy, or incomplete) are "
-        "counted, not timed; the note gives the node's own counters and the middleware.", "",
+        "counted, not timed; the note gives the node's own counters and the middleware.",
+        "",
         "| config | backend | JPEG KiB | frames planned / sent | pipeline | input | node latency | processing | "
         "model | ROS overhead | note |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -504,14 +576,15 @@ def _ros_table(args: argparse.Namespace, ros_rows: list[RosRow]) -> list[str]:
             lines.append(f"| {r.config} | {r.backend} | - | - | - | - | - | - | - | - | {r.note} |")
             continue
         res, sm = r.result, r.result.summary()
-        lines.append(f"| {r.config} | {r.description} | {res.jpeg_kib:.0f} | {res.frames_planned} / "
-                     f"{res.frames_sent} | {pair(sm['pipeline'])} | {pair(sm['input'])} | {pair(sm['node_latency'])} | "
-                     f"{pair(sm['processing'])} | {pair(sm['model'])} | **{pair(sm['overhead'])}** | {r.note} |")
+        lines.append(
+            f"| {r.config} | {r.description} | {res.jpeg_kib:.0f} | {res.frames_planned} / "
+            f"{res.frames_sent} | {pair(sm['pipeline'])} | {pair(sm['input'])} | {pair(sm['node_latency'])} | "
+            f"{pair(sm['processing'])} | {pair(sm['model'])} | **{pair(sm['overhead'])}** | {r.note} |"
+        )
     return lines
 
 
-def _report(args: argparse.Namespace, rows: list[Row], load_before: float,
-            ros_rows: list[RosRow] | None = None) -> str:
+def _report(args: argparse.Namespace, rows: list[Row], load_before: float, ros_rows: list[RosRow] | None = None) -> str:
     import onnxruntime
     import torch
 
@@ -520,31 +593,43 @@ def _report(args: argparse.Namespace, rows: list[Row], load_before: float,
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    weights = (f"the weights of `{args.checkpoint}`" if args.checkpoint else
-               "random weights; latency does not depend on them")
-    intro = (f"Per-frame latency at batch 1 ({weights}). A frame = `backend.infer(inputs)`: input validation, copies, "
-             "the model; image decoding not included. p99 over few frames is close to the maximum. **CPU ms** = the "
-             "calling thread's CPU time per frame (p50): with one backend thread, the model's compute, which other "
-             "jobs on a shared machine do not inflate (wall time includes waiting for a core).")
+    weights = (
+        f"the weights of `{args.checkpoint}`" if args.checkpoint else "random weights; latency does not depend on them"
+    )
+    intro = (
+        f"Per-frame latency at batch 1 ({weights}). A frame = `backend.infer(inputs)`: input validation, copies, "
+        "the model; image decoding not included. p99 over few frames is close to the maximum. **CPU ms** = the "
+        "calling thread's CPU time per frame (p50): with one backend thread, the model's compute, which other "
+        "jobs on a shared machine do not inflate (wall time includes waiting for a core)."
+    )
     if args.accuracy_data:
-        intro += (" **max traj diff** = the largest waypoint distance (m) of the planned trajectory from torch fp32's "
-                  "on the same frames, **L2 change** = open-loop L2 (VAD average, m) minus torch fp32's: "
-                  f"{args.accuracy_frames} val frames of `{args.accuracy_data}`, torch fp32 on the cpu as the "
-                  f"reference; int8 calibrated on {args.calibration_frames} train frames.")
+        intro += (
+            " **max traj diff** = the largest waypoint distance (m) of the planned trajectory from torch fp32's "
+            "on the same frames, **L2 change** = open-loop L2 (VAD average, m) minus torch fp32's: "
+            f"{args.accuracy_frames} val frames of `{args.accuracy_data}`, torch fp32 on the cpu as the "
+            f"reference; int8 calibrated on {args.calibration_frames} train frames."
+        )
     lines = [SECTION, "", intro, ""]
     if rows:
-        lines += ["| config | pipeline | backend | precision | p50 ms | p99 ms | mean ms | CPU ms | frames | "
-                  "max traj diff m | L2 change m | note |",
-                  "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [
+            "| config | pipeline | backend | precision | p50 ms | p99 ms | mean ms | CPU ms | frames | "
+            "max traj diff m | L2 change m | note |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
     for r in rows:
         diff, change = precision_bench.accuracy_cells(r.accuracy)
-        lines.append(f"| {r.config} | {r.pipeline} | {r.description or r.backend} | {r.precision} | {ms(r.p50)} | "
-                     f"{ms(r.p99)} | {ms(r.mean)} | {ms(r.cpu_p50)} | {r.iters} | {diff} | {change} | {r.note} |")
+        lines.append(
+            f"| {r.config} | {r.pipeline} | {r.description or r.backend} | {r.precision} | {ms(r.p50)} | "
+            f"{ms(r.p99)} | {ms(r.mean)} | {ms(r.cpu_p50)} | {r.iters} | {diff} | {change} | {r.note} |"
+        )
     if ros_rows:
         lines += _ros_table(args, ros_rows)
     argv = sys.argv[1:]
-    shown = ("dima " + " ".join(shlex.quote(a) for a in argv)) if argv[:2] == ["bench", "latency"] else (
-        "dima bench latency")
+    shown = (
+        ("dima " + " ".join(shlex.quote(a) for a in argv))
+        if argv[:2] == ["bench", "latency"]
+        else ("dima bench latency")
+    )
     has_gpu = torch.cuda.is_available()
     gpu = torch.cuda.get_device_name(0) if has_gpu else "none"
     lines += [
@@ -557,8 +642,11 @@ def _report(args: argparse.Namespace, rows: list[Row], load_before: float,
         "- teacher modes (mllm, dual): the planner plus the LLM forward on its BEAM tokens; the teacher only fits "
         "configs whose sizes match config/mllm/smollm2_135m.yaml (dima_tiny)",
         "- not measured yet: torch.compile / CUDA graphs"
-        + ("" if any(r.result is not None for r in ros_rows or []) else
-           "; ROS overhead (run with `--pipelines ... ros` in the ROS environment)")
+        + (
+            ""
+            if any(r.result is not None for r in ros_rows or [])
+            else "; ROS overhead (run with `--pipelines ... ros` in the ROS environment)"
+        )
         + ("" if has_gpu else "; no GPU on this machine, so no CUDA or TensorRT figures"),
         "",
     ]
@@ -571,7 +659,7 @@ def _update_doc(path: str, section: str) -> None:
     start = text.find(SECTION)
     if start >= 0:
         end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

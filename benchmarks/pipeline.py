@@ -99,10 +99,18 @@ class RosBenchSettings:
         from dima_ros.parameters import load_parameter_file
 
         flat = load_parameter_file(params_path(node_spec("planner")), self.node_name)
-        flat.update({"model.backend": self.backend, "model.device": self.device, "model.threads": int(self.threads),
-                     "model.precision": self.precision, "model.engine_dir": self.engine_dir or "",
-                     "model.onnx_path": str(self.onnx_path or ""), "model.checkpoint_path": str(self.checkpoint or ""),
-                     "model.model_config_path": str(self.model_config or "")})
+        flat.update(
+            {
+                "model.backend": self.backend,
+                "model.device": self.device,
+                "model.threads": int(self.threads),
+                "model.precision": self.precision,
+                "model.engine_dir": self.engine_dir or "",
+                "model.onnx_path": str(self.onnx_path or ""),
+                "model.checkpoint_path": str(self.checkpoint or ""),
+                "model.model_config_path": str(self.model_config or ""),
+            }
+        )
         return flat
 
 
@@ -140,8 +148,10 @@ class RosBenchResult:
 
     def summary(self) -> dict[str, dict[str, float | None]]:
         """p50 / p99 / mean of each metric."""
-        return {name: _percentiles(getattr(self, f"{name}_ms"))
-                for name in ("pipeline", "input", "node_latency", "processing", "model", "overhead")}
+        return {
+            name: _percentiles(getattr(self, f"{name}_ms"))
+            for name in ("pipeline", "input", "node_latency", "processing", "model", "overhead")
+        }
 
 
 def synthetic_jpegs(size: tuple[int, int], quality: int, variants: int = 2) -> dict[str, list[bytes]]:
@@ -186,8 +196,14 @@ class _Process:
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._fh = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-u", *argv], stdin=subprocess.DEVNULL, stdout=self._fh,
-                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
     def output(self, tail: int = 3000) -> str:
         self._fh.flush()
@@ -215,8 +231,13 @@ class _Process:
 class _Rig:
     """The publisher + recorder node (the feeder process): inputs of the planner node out, its outputs in."""
 
-    def __init__(self, target: str, jpegs: dict[str, list[bytes]], size: tuple[int, int],
-                 intrinsics: dict[str, tuple[list[float], int, int]]) -> None:
+    def __init__(
+        self,
+        target: str,
+        jpegs: dict[str, list[bytes]],
+        size: tuple[int, int],
+        intrinsics: dict[str, tuple[list[float], int, int]],
+    ) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import AccelWithCovarianceStamped
@@ -233,10 +254,14 @@ class _Rig:
         # camera readers); depth 1 like a driver that only ever has its newest frame.
         cam_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
         aux_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_img = {c: self.node.create_publisher(CompressedImage, f"{base}/input/camera/{c}/image", cam_qos)
-                        for c in CAMERA_NAMES}
-        self.pub_info = {c: self.node.create_publisher(CameraInfo, f"{base}/input/camera/{c}/camera_info", aux_qos)
-                         for c in CAMERA_NAMES}
+        self.pub_img = {
+            c: self.node.create_publisher(CompressedImage, f"{base}/input/camera/{c}/image", cam_qos)
+            for c in CAMERA_NAMES
+        }
+        self.pub_info = {
+            c: self.node.create_publisher(CameraInfo, f"{base}/input/camera/{c}/camera_info", aux_qos)
+            for c in CAMERA_NAMES
+        }
         self.pub_odom = self.node.create_publisher(Odometry, f"{base}/input/odometry", aux_qos)
         self.pub_accel = self.node.create_publisher(AccelWithCovarianceStamped, f"{base}/input/acceleration", aux_qos)
         self.pub_cmd = self.node.create_publisher(DrivingCommand, f"{base}/input/command", aux_qos)
@@ -297,8 +322,9 @@ class _Rig:
                 with self.lock:
                     if "stamp_ns" in values:
                         self.node_values[int(values["stamp_ns"])] = {
-                            k: float(values[k]) for k in ("input_latency_ms", "processing_time_ms", "model_time_ms",
-                                                          "pipeline_latency_ms")}
+                            k: float(values[k])
+                            for k in ("input_latency_ms", "processing_time_ms", "model_time_ms", "pipeline_latency_ms")
+                        }
                     if "dropped_busy" in values:
                         self.counters = values
             elif status.name == f"{self.target}: synchronisation" and status.message.startswith("no trajectory"):
@@ -309,8 +335,10 @@ class _Rig:
 
     def connected(self) -> bool:
         publishers = [*self.pub_img.values(), *self.pub_info.values(), self.pub_odom, self.pub_accel, self.pub_cmd]
-        return (all(p.get_subscription_count() >= 1 for p in publishers)
-                and self.node.count_publishers(self.traj_topic) >= 1)
+        return (
+            all(p.get_subscription_count() >= 1 for p in publishers)
+            and self.node.count_publishers(self.traj_topic) >= 1
+        )
 
     def publish_frame(self, index: int) -> int:
         """All inputs of one frame, stamped with the wall time publishing starts; returns the stamp."""
@@ -351,8 +379,10 @@ def _intrinsics(flat: dict[str, Any]) -> dict[str, tuple[list[float], int, int]]
         k = [float(v) for v in flat.get(f"calibration.{cam}.intrinsics") or []]
         w, h = int(flat.get(f"calibration.{cam}.width") or 0), int(flat.get(f"calibration.{cam}.height") or 0)
         if len(k) != 9 or w <= 0 or h <= 0:
-            raise RosBenchError(f"config/planner_node.yaml has no full calibration for {cam} (intrinsics, width, "
-                                "height): the bench publishes CameraInfo from it")
+            raise RosBenchError(
+                f"config/planner_node.yaml has no full calibration for {cam} (intrinsics, width, "
+                "height): the bench publishes CameraInfo from it"
+            )
         out[cam] = (k, w, h)
     return out
 
@@ -430,8 +460,9 @@ def _warm_up(rig: _Rig, pacer: _Pacer, warmup: int) -> None:
     budget = max(1, warmup) + 40
     while rig.trajectory_count() < max(1, warmup):
         if budget == 0:
-            raise RosBenchError(f"no trajectory after {max(1, warmup) + 40} warm-up frames; the node reported: "
-                                f"{rig.sync_issues[-2:]}")
+            raise RosBenchError(
+                f"no trajectory after {max(1, warmup) + 40} warm-up frames; the node reported: {rig.sync_issues[-2:]}"
+            )
         pacer.send()
         budget -= 1
     time.sleep(min(5.0, 2 * pacer.period))  # the last warm-up frame's processing must not delay the first timed one
@@ -468,11 +499,18 @@ def _wait_until_settled(rig: _Rig, timed: list[int], period: float) -> None:
 def _recorded(rig: _Rig, timed: list[int], jpegs: dict[str, list[bytes]]) -> dict[str, Any]:
     """The feeder's JSON result: one row per timed frame with both its trajectory and the node's timings."""
     with rig.lock:
-        rows = [{"stamp_ns": s, "pipeline_ms": (rig.received[s] - s) / 1e6, **rig.node_values[s]}
-                for s in timed if s in rig.received and s in rig.node_values]
-        return {"frames_sent": len(timed), "frames": rows, "counters": dict(rig.counters),
-                "sync_issues": list(rig.sync_issues),
-                "jpeg_kib": float(np.mean([len(b) for v in jpegs.values() for b in v])) / 1024.0}
+        rows = [
+            {"stamp_ns": s, "pipeline_ms": (rig.received[s] - s) / 1e6, **rig.node_values[s]}
+            for s in timed
+            if s in rig.received and s in rig.node_values
+        ]
+        return {
+            "frames_sent": len(timed),
+            "frames": rows,
+            "counters": dict(rig.counters),
+            "sync_issues": list(rig.sync_issues),
+            "jpeg_kib": float(np.mean([len(b) for v in jpegs.values() for b in v])) / 1024.0,
+        }
 
 
 def feeder_main(argv: list[str] | None = None) -> int:
@@ -518,8 +556,19 @@ def run_ros_bench(settings: RosBenchSettings) -> RosBenchResult:
         feeder_out = log_dir / "feeder_result.json"
         feeder_out.unlink(missing_ok=True)
         env = _process_environment(settings)
-        node = _Process(["-m", node_spec("planner").module, "--ros-args", "--params-file", str(params),
-                         "-r", f"__node:={settings.node_name}"], env, log_dir / f"{settings.node_name}.log")
+        node = _Process(
+            [
+                "-m",
+                node_spec("planner").module,
+                "--ros-args",
+                "--params-file",
+                str(params),
+                "-r",
+                f"__node:={settings.node_name}",
+            ],
+            env,
+            log_dir / f"{settings.node_name}.log",
+        )
         feeder: _Process | None = None
         try:
             feeder = _Process(["-m", __name__, str(feeder_cfg), str(feeder_out)], env, log_dir / "feeder.log")
@@ -533,11 +582,20 @@ def run_ros_bench(settings: RosBenchSettings) -> RosBenchResult:
 
 def _write_feeder_config(settings: RosBenchSettings, flat: dict[str, Any], path: Path) -> Path:
     """The feeder process's settings (``feeder_main``'s FEEDER.json)."""
-    path.write_text(json.dumps({
-        "target": settings.node_name, "frames": settings.frames, "warmup": settings.warmup,
-        "rate_hz": settings.rate_hz, "image_size": list(settings.image_size),
-        "jpeg_quality": settings.jpeg_quality, "intrinsics": _intrinsics(flat),
-        "start_timeout_s": settings.start_timeout_s}))
+    path.write_text(
+        json.dumps(
+            {
+                "target": settings.node_name,
+                "frames": settings.frames,
+                "warmup": settings.warmup,
+                "rate_hz": settings.rate_hz,
+                "image_size": list(settings.image_size),
+                "jpeg_quality": settings.jpeg_quality,
+                "intrinsics": _intrinsics(flat),
+                "start_timeout_s": settings.start_timeout_s,
+            }
+        )
+    )
     return path
 
 
@@ -565,23 +623,33 @@ def _wait_for_feeder(settings: RosBenchSettings, feeder: _Process, node: _Proces
         if not node.alive():
             raise RosBenchError(f"the planner node exited (status {node.proc.returncode}):\n{node.output()}")
         if time.monotonic() > deadline:
-            raise RosBenchError(f"the bench did not finish in {limit:.0f} s; feeder:\n{feeder.output()}\n"
-                                f"node:\n{node.output()}")
+            raise RosBenchError(
+                f"the bench did not finish in {limit:.0f} s; feeder:\n{feeder.output()}\nnode:\n{node.output()}"
+            )
         time.sleep(0.2)
 
 
-def _collect_result(settings: RosBenchSettings, feeder_out: Path, feeder: _Process, node: _Process,
-                    env: dict[str, str]) -> RosBenchResult:
+def _collect_result(
+    settings: RosBenchSettings, feeder_out: Path, feeder: _Process, node: _Process, env: dict[str, str]
+) -> RosBenchResult:
     """The feeder's per-frame rows as a :class:`RosBenchResult` (RosBenchError when it failed or timed nothing)."""
     if not feeder_out.is_file():
         raise RosBenchError(f"the feeder wrote no result (status {feeder.proc.returncode}):\n{feeder.output()}")
     data = json.loads(feeder_out.read_text())
     if "error" in data:
         raise RosBenchError(f"{data['error']}\nnode log:\n{node.output()}")
-    result = RosBenchResult(settings.backend, len(CAMERA_NAMES), settings.image_size, data["jpeg_kib"],
-                            settings.rate_hz, data["frames_sent"], node_counters=data["counters"],
-                            sync_issues=data["sync_issues"], node_backend=_node_backend(node.output(10**6)),
-                            middleware=_middleware(env))
+    result = RosBenchResult(
+        settings.backend,
+        len(CAMERA_NAMES),
+        settings.image_size,
+        data["jpeg_kib"],
+        settings.rate_hz,
+        data["frames_sent"],
+        node_counters=data["counters"],
+        sync_issues=data["sync_issues"],
+        node_backend=_node_backend(node.output(10**6)),
+        middleware=_middleware(env),
+    )
     for row in data["frames"]:
         result.pipeline_ms.append(row["pipeline_ms"])
         result.input_ms.append(row["input_latency_ms"])
@@ -590,16 +658,26 @@ def _collect_result(settings: RosBenchSettings, feeder_out: Path, feeder: _Proce
         result.model_ms.append(row["model_time_ms"])
         result.overhead_ms.append(row["pipeline_ms"] - row["model_time_ms"])
     if result.sync_issues:
-        log.warning("the node reported %d unsynchronised frames, e.g. %s", len(result.sync_issues),
-                    result.sync_issues[-1])
+        log.warning(
+            "the node reported %d unsynchronised frames, e.g. %s", len(result.sync_issues), result.sync_issues[-1]
+        )
     if not result.pipeline_ms:
-        raise RosBenchError(f"none of the {result.frames_sent} timed frames got a trajectory; node log:\n"
-                            f"{node.output()}")
+        raise RosBenchError(
+            f"none of the {result.frames_sent} timed frames got a trajectory; node log:\n{node.output()}"
+        )
     return result
 
 
-__all__ = ["DEFAULT_DDS_PROFILE", "DEFAULT_IMAGE_SIZE", "RosBenchError", "RosBenchResult", "RosBenchSettings",
-           "feeder_main", "run_ros_bench", "synthetic_jpegs"]
+__all__ = [
+    "DEFAULT_DDS_PROFILE",
+    "DEFAULT_IMAGE_SIZE",
+    "RosBenchError",
+    "RosBenchResult",
+    "RosBenchSettings",
+    "feeder_main",
+    "run_ros_bench",
+    "synthetic_jpegs",
+]
 
 
 if __name__ == "__main__":

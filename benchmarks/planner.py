@@ -50,14 +50,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-config", default=None, help="model YAML (default: the training config's)")
     p.add_argument("--scene-seconds", type=float, default=20.0, help="length of each generated scene (default 20 s)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the config's); sets --steps")
-    p.add_argument("--steps", type=int, default=None,
-                   help="optimiser steps; the cosine schedule ends there (default: epochs x steps per epoch)")
-    p.add_argument("--train-minutes", type=float, default=None,
-                   help="wall-clock cap on training: stop (and checkpoint) after the step in flight once it is spent")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimiser steps; the cosine schedule ends there (default: epochs x steps per epoch)",
+    )
+    p.add_argument(
+        "--train-minutes",
+        type=float,
+        default=None,
+        help="wall-clock cap on training: stop (and checkpoint) after the step in flight once it is spent",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="training batch (default: the config's)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the config's)")
-    p.add_argument("--threads", type=int, default=2,
-                   help="torch intra-op threads (default 2; on a machine loaded by other jobs 1 is often faster)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch intra-op threads (default 2; on a machine loaded by other jobs 1 is often faster)",
+    )
     p.add_argument("--out", default="runs/bench_planner", help="world, checkpoints and report.json go here")
     p.add_argument("--world", default=None, help="reuse this synthetic dataroot instead of generating one")
     p.add_argument("--width", type=int, default=None, help="render width (default: the model's input width)")
@@ -66,8 +78,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-frames", type=int, default=50, help="timed batch-1 frames (default 50)")
     p.add_argument("--latency-warmup", type=int, default=5, help="untimed warm-up frames (default 5)")
     p.add_argument("--vad-tiny-config", default="config/model/vad_tiny.yaml", help="'' skips vad_tiny latency")
-    p.add_argument("--vad-tiny-max-seconds", type=float, default=5.0,
-                   help="time vad_tiny only when its first frame takes at most this long (default 5 s)")
+    p.add_argument(
+        "--vad-tiny-max-seconds",
+        type=float,
+        default=5.0,
+        help="time vad_tiny only when its first frame takes at most this long (default 5 s)",
+    )
     p.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
     p.set_defaults(func=run)
 
@@ -75,8 +91,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 # ------------------------------------------------------------------------------------------------ pieces
 
 
-def make_world(out: Path, scenes_train: int, scenes_val: int, seed: int, width: int, height: int,
-               scene_seconds: float = 20.0) -> dict[str, Any]:
+def make_world(
+    out: Path, scenes_train: int, scenes_val: int, seed: int, width: int, height: int, scene_seconds: float = 20.0
+) -> dict[str, Any]:
     """Generate the world: ``config/synth.yaml``'s scenario mix, split by scene into exactly the requested counts."""
     from dima_core.config import load_config
     from dima_core.data.synth import SynthConfig, generate_dataset
@@ -100,9 +117,20 @@ def train_config(args: argparse.Namespace, dataroot: str, out: Path) -> Any:
     data["data"]["dataset"]["dataroot"] = dataroot
     data["data"]["dataset"]["index_path"] = None
     data["data"]["train_split"], data["data"]["val_split"] = "train", "val"
-    data.update(output_dir=str(out / "train"), seed=args.seed, device="cpu", resume=None, init=None,
-                tensorboard=False, progress_bar=False, validate_every_epochs=0,  # the bench scores val itself
-                checkpoint_interval=0, checkpoint_every_epoch=False, keep_checkpoints=1, log_interval=10)
+    data.update(
+        output_dir=str(out / "train"),
+        seed=args.seed,
+        device="cpu",
+        resume=None,
+        init=None,
+        tensorboard=False,
+        progress_bar=False,
+        validate_every_epochs=0,  # the bench scores val itself
+        checkpoint_interval=0,
+        checkpoint_every_epoch=False,
+        keep_checkpoints=1,
+        log_interval=10,
+    )
     if args.batch_size is not None:
         data["data"]["batch_size"] = args.batch_size
     if args.lr is not None:
@@ -136,8 +164,9 @@ def predict_val(model: Any, dataset: Any, batch_size: int = 8) -> dict[str, Any]
     return predict_trajectories(model, dataset, batch_size=batch_size)
 
 
-def time_frames(forward: Callable[[], Any], frames: int, warmup: int,
-                budget_s: float | None = None) -> dict[str, float]:
+def time_frames(
+    forward: Callable[[], Any], frames: int, warmup: int, budget_s: float | None = None
+) -> dict[str, float]:
     """Median / p90 / mean wall-clock ms of ``forward()`` over ``frames`` calls after ``warmup`` untimed ones.
 
     With ``budget_s``, timing stops early once that many seconds were spent (the count is reported).
@@ -155,8 +184,12 @@ def time_frames(forward: Callable[[], Any], frames: int, warmup: int,
         if budget_s is not None and time.perf_counter() - start > budget_s:
             break
     arr = np.asarray(times)
-    return {"median_ms": float(np.median(arr)), "p90_ms": float(np.percentile(arr, 90)),
-            "mean_ms": float(arr.mean()), "frames": float(len(arr))}
+    return {
+        "median_ms": float(np.median(arr)),
+        "p90_ms": float(np.percentile(arr, 90)),
+        "mean_ms": float(arr.mean()),
+        "frames": float(len(arr)),
+    }
 
 
 def model_latency(model: Any, item: Mapping[str, Any], frames: int, warmup: int) -> dict[str, float]:
@@ -212,7 +245,7 @@ def _cell(value: float | None, digits: int) -> str:
 def markdown_table(reports: Mapping[str, Mapping[str, Any]]) -> str:
     """One markdown table: rows = (split, method, convention); L2 (m) and collision (%) at 1/2/3 s and avg."""
     cols = ("1s", "2s", "3s", "avg")
-    head = (["split", "N", "method", "conv"] + [f"L2 {c} (m)" for c in cols] + [f"Col {c} (%)" for c in cols])
+    head = ["split", "N", "method", "conv"] + [f"L2 {c} (m)" for c in cols] + [f"Col {c} (%)" for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 8) + "|"]
     any_report = next(iter(reports.values()))
     sections = [("overall", None)] + [(s, s) for s in SPLIT_ORDER if s in any_report.get("splits", {})]
@@ -320,8 +353,9 @@ def run(args: argparse.Namespace) -> int:
     cfg_probe = train_config(args, "unused", out)
     model_config = load_model_config(resolve_repo_path(cfg_probe.model_config))
 
-    world = prepare_world(args, out, args.width or model_config.image_size[0],
-                          args.height or model_config.image_size[1])  # 1.
+    world = prepare_world(
+        args, out, args.width or model_config.image_size[0], args.height or model_config.image_size[1]
+    )  # 1.
     trained = train_planner(args, world.path, out)  # 2.
     model = trained.trainer.model.eval()
     scores = score_on_val(args, trained, model_config)  # 3-4.
@@ -329,8 +363,17 @@ def run(args: argparse.Namespace) -> int:
     load_end = _load_average()
 
     report = write_report(out, world, trained, scores, latency, vad)
-    section = doc_section(args, report, world, trained, scores, model_config, cfg_probe.model_config,
-                          sum(p.numel() for p in model.parameters()), (load_start, load_end))
+    section = doc_section(
+        args,
+        report,
+        world,
+        trained,
+        scores,
+        model_config,
+        cfg_probe.model_config,
+        sum(p.numel() for p in model.parameters()),
+        (load_start, load_end),
+    )
     print(section)
     if args.doc:
         update_doc(args.doc, section)
@@ -351,8 +394,9 @@ def prepare_world(args: argparse.Namespace, out: Path, width: int, height: int) 
         log.info("reusing the synthetic world at %s", path)
     else:
         path = str(out / "world")
-        summary = make_world(Path(path), args.scenes_train, args.scenes_val, args.seed, width, height,
-                             args.scene_seconds)
+        summary = make_world(
+            Path(path), args.scenes_train, args.scenes_val, args.seed, width, height, args.scene_seconds
+        )
         note = (
             f"generated: {summary['scenes']} scenes, {summary['keyframes']} keyframes, {time.perf_counter() - t0:.0f} s"
         )
@@ -360,8 +404,14 @@ def prepare_world(args: argparse.Namespace, out: Path, width: int, height: int) 
     # What the doc states about the world comes from the world itself (it may have been made elsewhere).
     camera = meta.get("config", {}).get("camera", {})
     log.info("world: %s", note)
-    return World(path, note, meta, meta.get("seed", args.seed), int(camera.get("width", width)),
-                 int(camera.get("height", height)))
+    return World(
+        path,
+        note,
+        meta,
+        meta.get("seed", args.seed),
+        int(camera.get("width", width)),
+        int(camera.get("height", height)),
+    )
 
 
 def train_planner(args: argparse.Namespace, world: str, out: Path) -> TrainedPlanner:
@@ -385,8 +435,7 @@ def train_planner(args: argparse.Namespace, world: str, out: Path) -> TrainedPla
     finally:
         if timer is not None:
             timer.cancel()
-    return TrainedPlanner(trainer, config, result, steps, time.perf_counter() - t_train,
-                          time.process_time() - c_train)
+    return TrainedPlanner(trainer, config, result, steps, time.perf_counter() - t_train, time.process_time() - c_train)
 
 
 def score_on_val(args: argparse.Namespace, trained: TrainedPlanner, model_config: Any) -> ValScores:
@@ -413,8 +462,9 @@ def score_on_val(args: argparse.Namespace, trained: TrainedPlanner, model_config
     return ValScores(reports, val_set, predict_s, ok, why)
 
 
-def time_inference(args: argparse.Namespace, model: Any,
-                   item: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float] | None]:
+def time_inference(
+    args: argparse.Namespace, model: Any, item: Mapping[str, Any]
+) -> tuple[dict[str, float], dict[str, float] | None]:
     """Step 5: batch-1 latency of the trained model on one val frame, and of ``vad_tiny`` unless skipped."""
     latency = model_latency(model, item, args.latency_frames, args.latency_warmup)
     vad = None
@@ -423,21 +473,40 @@ def time_inference(args: argparse.Namespace, model: Any,
     return latency, vad
 
 
-def write_report(out: Path, world: World, trained: TrainedPlanner, scores: ValScores, latency: dict[str, float],
-                 vad: dict[str, float] | None) -> dict[str, Any]:
+def write_report(
+    out: Path,
+    world: World,
+    trained: TrainedPlanner,
+    scores: ValScores,
+    latency: dict[str, float],
+    vad: dict[str, float] | None,
+) -> dict[str, Any]:
     """``out/report.json``: everything measured (the doc section is written from it); returns it."""
     config, samples = trained.config, trained.samples_seen
     splits = world.meta.get("splits", {})
     report = {
-        "command": bench_command("planner"), "machine": machine(), "world": world.path, "world_note": world.note,
+        "command": bench_command("planner"),
+        "machine": machine(),
+        "world": world.path,
+        "world_note": world.note,
         "scenes": {"train": len(splits.get("train", [])), "val": len(splits.get("val", []))},
-        "train": {"steps": trained.result.step, "batch_size": config.data.batch_size, "samples": samples,
-                  "epochs": samples / max(len(trained.trainer.dataset), 1), "wall_s": trained.wall_s,
-                  "cpu_s": trained.cpu_s, "samples_per_s": samples / trained.wall_s, "lr": config.optimizer.lr,
-                  "first_losses": trained.mean_losses(slice(None, 10)),
-                  "last_losses": trained.mean_losses(slice(-10, None))},
-        "latency": latency, "vad_tiny_latency": vad, "beats_const_velocity": scores.beats_const_velocity,
-        "verdict": scores.verdict, "reports": scores.reports,
+        "train": {
+            "steps": trained.result.step,
+            "batch_size": config.data.batch_size,
+            "samples": samples,
+            "epochs": samples / max(len(trained.trainer.dataset), 1),
+            "wall_s": trained.wall_s,
+            "cpu_s": trained.cpu_s,
+            "samples_per_s": samples / trained.wall_s,
+            "lr": config.optimizer.lr,
+            "first_losses": trained.mean_losses(slice(None, 10)),
+            "last_losses": trained.mean_losses(slice(-10, None)),
+        },
+        "latency": latency,
+        "vad_tiny_latency": vad,
+        "beats_const_velocity": scores.beats_const_velocity,
+        "verdict": scores.verdict,
+        "reports": scores.reports,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
     return report
@@ -445,8 +514,10 @@ def write_report(out: Path, world: World, trained: TrainedPlanner, scores: ValSc
 
 def _vad_line(args: argparse.Namespace, vad: dict[str, float] | None) -> str:
     if vad is not None and vad.get("frames", 0) > 0:
-        return (f"median {vad['median_ms']:.0f} ms, p90 {vad['p90_ms']:.0f} ms over {int(vad['frames'])} frames "
-                f"(random weights; ResNet-50, 640x360, BEV 100x100, 300 agents, 100 map vectors)")
+        return (
+            f"median {vad['median_ms']:.0f} ms, p90 {vad['p90_ms']:.0f} ms over {int(vad['frames'])} frames "
+            f"(random weights; ResNet-50, 640x360, BEV 100x100, 300 agents, 100 map vectors)"
+        )
     if vad is not None:
         return (
             f"first frame {vad['first_frame_ms'] / 1e3:.1f} s: over the {args.vad_tiny_max_seconds:g} s cap, not timed"
@@ -454,9 +525,17 @@ def _vad_line(args: argparse.Namespace, vad: dict[str, float] | None) -> str:
     return "skipped (`--vad-tiny-config ''`)"
 
 
-def doc_section(args: argparse.Namespace, report: Mapping[str, Any], world: World, trained: TrainedPlanner,
-                scores: ValScores, model_config: Any, model_config_path: str, params: int,
-                load: tuple[tuple[float, float, float], tuple[float, float, float]]) -> str:
+def doc_section(
+    args: argparse.Namespace,
+    report: Mapping[str, Any],
+    world: World,
+    trained: TrainedPlanner,
+    scores: ValScores,
+    model_config: Any,
+    model_config_path: str,
+    params: int,
+    load: tuple[tuple[float, float, float], tuple[float, float, float]],
+) -> str:
     """The markdown section for docs/benchmarks.md: setup, throughput, latency, the verdict and the table."""
     import torch
 
@@ -465,8 +544,11 @@ def doc_section(args: argparse.Namespace, report: Mapping[str, Any], world: Worl
     latency, learned, train_s = report["latency"], model_config.name, trained.wall_s
     load_start, load_end = load
     ok, why = scores.beats_const_velocity, scores.verdict
-    stop_note = (f" (stopped at step {result.step} by the {args.train_minutes:g}-min training cap)"
-                 if result.stopped_by_signal else "")
+    stop_note = (
+        f" (stopped at step {result.step} by the {args.train_minutes:g}-min training cap)"
+        if result.stopped_by_signal
+        else ""
+    )
     return (
         f"{SECTION}\n\n"
         f"Stage-1 `{learned}` ({params / 1e6:.2f} M parameters, `{model_config_path}`, ego status "

@@ -31,15 +31,28 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precisions", nargs="+", default=[AUTO], choices=(AUTO, *PRECISIONS), metavar="P",
-                   help="precisions per backend where it has them: torch fp32/bf16 (fp16 on cuda), onnxruntime "
-                        "fp32/int8, tensorrt fp16/fp32; auto (default) = torch fp32, onnxruntime fp32, tensorrt fp16")
-    p.add_argument("--checkpoint", default=None,
-                   help="trained weights (checkpoint file or run directory) instead of --configs' random weights; "
-                        "its model config is the one measured")
-    p.add_argument("--accuracy-data", default=None, metavar="DATAROOT",
-                   help="dataset (the synthetic world) for the accuracy columns (val split) and int8 calibration "
-                        "(train split); without it rows have no accuracy cost and int8 is not measured")
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        default=[AUTO],
+        choices=(AUTO, *PRECISIONS),
+        metavar="P",
+        help="precisions per backend where it has them: torch fp32/bf16 (fp16 on cuda), onnxruntime "
+        "fp32/int8, tensorrt fp16/fp32; auto (default) = torch fp32, onnxruntime fp32, tensorrt fp16",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="trained weights (checkpoint file or run directory) instead of --configs' random weights; "
+        "its model config is the one measured",
+    )
+    p.add_argument(
+        "--accuracy-data",
+        default=None,
+        metavar="DATAROOT",
+        help="dataset (the synthetic world) for the accuracy columns (val split) and int8 calibration "
+        "(train split); without it rows have no accuracy cost and int8 is not measured",
+    )
     p.add_argument("--accuracy-index", default=None, metavar="PKL", help="a cached `dima data index` of that dataset")
     p.add_argument("--accuracy-frames", type=int, default=16, help="val frames of the accuracy columns (default 16)")
     p.add_argument("--calibration-frames", type=int, default=32, help="train frames calibrating int8 (default 32)")
@@ -59,11 +72,14 @@ def cell_precisions(backend: str, requested: Sequence[str], device: str) -> list
 def check_requested(backends: Sequence[str], requested: Sequence[str], device: str) -> None:
     """Raise ValueError for a requested precision none of ``backends`` has (it would silently measure nothing)."""
     for precision in requested:
-        if precision != AUTO and not any(precision in backend_precisions(b, "cuda" if b == "tensorrt" else device)
-                                         for b in backends):
-            raise ValueError(f"--precisions {precision}: none of the backends {list(backends)} has it on "
-                             f"{device} (torch: {list(backend_precisions('torch', device))}, onnxruntime: "
-                             f"{list(backend_precisions('onnxruntime', device))}, tensorrt: fp16, fp32)")
+        if precision != AUTO and not any(
+            precision in backend_precisions(b, "cuda" if b == "tensorrt" else device) for b in backends
+        ):
+            raise ValueError(
+                f"--precisions {precision}: none of the backends {list(backends)} has it on "
+                f"{device} (torch: {list(backend_precisions('torch', device))}, onnxruntime: "
+                f"{list(backend_precisions('onnxruntime', device))}, tensorrt: fp16, fp32)"
+            )
 
 
 @dataclass
@@ -77,8 +93,7 @@ class AccuracyData:
     description: str
 
 
-def load_accuracy_data(args: argparse.Namespace, weights: Mapping[str, Any], model_config: Any
-                       ) -> AccuracyData | None:
+def load_accuracy_data(args: argparse.Namespace, weights: Mapping[str, Any], model_config: Any) -> AccuracyData | None:
     """The config's frames and fp32 reference (None without ``--accuracy-data``). ``weights`` are the torch
     backend options of the cell's weights (``checkpoint``, or ``model_config`` + ``seed``)."""
     if not args.accuracy_data:
@@ -88,16 +103,26 @@ def load_accuracy_data(args: argparse.Namespace, weights: Mapping[str, Any], mod
     from dima_core.export.dataset_frames import FrameSource, load_frames, training_data_config
 
     data_config = training_data_config(weights["checkpoint"]) if weights.get("checkpoint") else None
-    held_out = load_frames(model_config, FrameSource(args.accuracy_data, "val", index_path=args.accuracy_index),
-                           args.accuracy_frames, data_config)
-    calibration = load_frames(model_config, FrameSource(args.accuracy_data, "train",
-                                                        index_path=args.accuracy_index),
-                              args.calibration_frames, data_config)
-    reference_backend = create_backend(backend="torch", device="cpu", threads=args.threads, warmup_iters=0,
-                                       **weights)
+    held_out = load_frames(
+        model_config,
+        FrameSource(args.accuracy_data, "val", index_path=args.accuracy_index),
+        args.accuracy_frames,
+        data_config,
+    )
+    calibration = load_frames(
+        model_config,
+        FrameSource(args.accuracy_data, "train", index_path=args.accuracy_index),
+        args.calibration_frames,
+        data_config,
+    )
+    reference_backend = create_backend(backend="torch", device="cpu", threads=args.threads, warmup_iters=0, **weights)
     reference = predict(reference_backend.infer, reference_backend.input_specs, held_out)
-    return AccuracyData(held_out, reference, calibration,
-                        f"{len(held_out)} val frames of {args.accuracy_data} against torch fp32 on the cpu")
+    return AccuracyData(
+        held_out,
+        reference,
+        calibration,
+        f"{len(held_out)} val frames of {args.accuracy_data} against torch fp32 on the cpu",
+    )
 
 
 def int8_model(fp32_onnx: Path, out_dir: Path, data: AccuracyData | None) -> Path:
@@ -106,8 +131,10 @@ def int8_model(fp32_onnx: Path, out_dir: Path, data: AccuracyData | None) -> Pat
     from dima_core.export.quantize import quantize_onnx
 
     if data is None:
-        raise BackendUnavailableError("int8 needs calibration frames: give --accuracy-data DATAROOT (the synthetic "
-                                      "world) so the model can be quantised")
+        raise BackendUnavailableError(
+            "int8 needs calibration frames: give --accuracy-data DATAROOT (the synthetic "
+            "world) so the model can be quantised"
+        )
     return quantize_onnx(fp32_onnx, out_dir, data.calibration, data.frames).onnx_path
 
 
@@ -128,5 +155,13 @@ def accuracy_cells(cost: Any | None) -> tuple[str, str]:
     return f"{cost.max_trajectory_diff_m:.4f}", change
 
 
-__all__ = ["AccuracyData", "accuracy_cells", "accuracy_of", "add_arguments", "cell_precisions", "check_requested",
-           "int8_model", "load_accuracy_data"]
+__all__ = [
+    "AccuracyData",
+    "accuracy_cells",
+    "accuracy_of",
+    "add_arguments",
+    "cell_precisions",
+    "check_requested",
+    "int8_model",
+    "load_accuracy_data",
+]

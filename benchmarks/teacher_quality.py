@@ -41,8 +41,15 @@ def planning_metrics(report: dict) -> dict[str, float | None]:
     return out
 
 
-def evaluate_mode(checkpoint: str | Path, index: Any, split: str, device: str, mode: str = "vision",
-                  llm: Any = None, tokenizer: Any = None) -> dict[str, float | None]:
+def evaluate_mode(
+    checkpoint: str | Path,
+    index: Any,
+    split: str,
+    device: str,
+    mode: str = "vision",
+    llm: Any = None,
+    tokenizer: Any = None,
+) -> dict[str, float | None]:
     """Open-loop planning metrics of ``checkpoint`` in ``mode`` on ``split`` (the ``dima eval --mode`` path)."""
     from dima_core.eval.dima_modes import load_planner_for_mode
     from dima_core.eval.evaluate import evaluate_planners
@@ -114,11 +121,13 @@ def teacher_vqa(joint: Any, dataset: Any, gt: Any, device: str, max_new_tokens: 
         token = split_qa_id(frame[0].qa_id)[1]
         batch = move_to_device(collate([dataset[position[token]]]), torch.device(device))
         with torch.no_grad():
-            beam = joint.planner(batch["images"], batch["intrinsics"], batch["cam_to_ego"], batch["ego_status"],
-                                 batch["command"]).beam
+            beam = joint.planner(
+                batch["images"], batch["intrinsics"], batch["cam_to_ego"], batch["ego_status"], batch["command"]
+            ).beam
         for item in frame:
-            answers[item.qa_id], _ = answer_question(joint, beam, item.question, max_new_tokens,
-                                                     max_question_tokens=4096)
+            answers[item.qa_id], _ = answer_question(
+                joint, beam, item.question, max_new_tokens, max_question_tokens=4096
+            )
     return _vqa_scores(gt, answers, "teacher answers")
 
 
@@ -140,9 +149,17 @@ def blind_vqa(gt: Any, train_samples: Sequence[Any]) -> dict[str, float | None]:
     return _vqa_scores(gt, answers, "blind answers (most frequent training answer)")
 
 
-def teacher_quality(checkpoint: str | Path, index: Any, split: str, device: str, gt: Any,
-                    max_new_tokens: int = 48, llm: Any = None, tokenizer: Any = None,
-                    plan_frames: int = 0) -> dict[str, Any]:
+def teacher_quality(
+    checkpoint: str | Path,
+    index: Any,
+    split: str,
+    device: str,
+    gt: Any,
+    max_new_tokens: int = 48,
+    llm: Any = None,
+    tokenizer: Any = None,
+    plan_frames: int = 0,
+) -> dict[str, Any]:
     """``{"planning": MLLM-only planning metrics, "vqa": VQA scores}`` of a stage-2 checkpoint's teacher.
 
     ``plan_frames`` > 0 scores the MLLM-only planning on that many evenly spaced frames of ``split`` (an LLM pass per
@@ -162,10 +179,24 @@ def teacher_quality(checkpoint: str | Path, index: Any, split: str, device: str,
     samples = [index.get(t) for t in planned.tokens]
     planning = planning_metrics(evaluate_planners(samples, {"mllm": lambda s: plans[s.token]})["mllm"])
     vqa = teacher_vqa(loaded.model.joint, dataset, gt, device, max_new_tokens)
-    log.info("teacher of %s: MLLM-only L2 (VAD) %s m, VQA accuracy %s, final (no GPT) %s", checkpoint,
-             planning.get("overall/vad/l2"), vqa.get("accuracy"), vqa.get("final_score_without_gpt"))
+    log.info(
+        "teacher of %s: MLLM-only L2 (VAD) %s m, VQA accuracy %s, final (no GPT) %s",
+        checkpoint,
+        planning.get("overall/vad/l2"),
+        vqa.get("accuracy"),
+        vqa.get("final_score_without_gpt"),
+    )
     return {"planning": planning, "vqa": vqa}
 
 
-__all__ = ["VQA_KEYS", "blind_vqa", "constant_velocity_planning", "evaluate_mode", "planning_metrics", "spaced",
-           "teacher_quality", "teacher_vqa", "vqa_ground_truth"]
+__all__ = [
+    "VQA_KEYS",
+    "blind_vqa",
+    "constant_velocity_planning",
+    "evaluate_mode",
+    "planning_metrics",
+    "spaced",
+    "teacher_quality",
+    "teacher_vqa",
+    "vqa_ground_truth",
+]

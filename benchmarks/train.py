@@ -36,9 +36,23 @@ from benchmarks.command_line import bench_command
 log = logging.getLogger(__name__)
 
 SECTION = "## Training throughput (`dima bench train`)"
-TABLE_HEAD = ("label", "loop samples/s", "bare step samples/s", "loop / bare", "data", "forward", "loss + matching",
-              "backward", "optimizer", "logging + ckpt", "other", "threads", "load avg start / end", "command",
-              "machine")
+TABLE_HEAD = (
+    "label",
+    "loop samples/s",
+    "bare step samples/s",
+    "loop / bare",
+    "data",
+    "forward",
+    "loss + matching",
+    "backward",
+    "optimizer",
+    "logging + ckpt",
+    "other",
+    "threads",
+    "load avg start / end",
+    "command",
+    "machine",
+)
 INTRO = (
     "Measured with `dima bench train`: the real stage-1 training loop (`Trainer.fit`: DataLoader, dataset, step, "
     "logging, checkpoints) and the bare step (`Trainer.train_step` on one batch kept in memory: forward, PlannerLoss "
@@ -60,29 +74,49 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="config/train/stage1_dima_cpu.yaml", help="stage-1 training YAML")
     p.add_argument("--dataroot", default=None, help="dataset root (default: the config's)")
     p.add_argument("--version", default=None, help="table version (default: the config's)")
-    p.add_argument("--index", default=None, help="sample index from `dima data index` (default: the config's, else "
-                   "built into --out)")
+    p.add_argument(
+        "--index",
+        default=None,
+        help="sample index from `dima data index` (default: the config's, else built into --out)",
+    )
     cache = p.add_mutually_exclusive_group()
-    cache.add_argument("--image-cache", default=None, help="pre-decoded image cache (`dima data cache`); built "
-                       "there when missing")
+    cache.add_argument(
+        "--image-cache", default=None, help="pre-decoded image cache (`dima data cache`); built there when missing"
+    )
     cache.add_argument("--no-image-cache", action="store_true", help="read the JPEGs even if the config sets a cache")
     p.add_argument("--model-config", default=None, help="model YAML (default: the config's)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the config's")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the config's)")
     p.add_argument("--precision", choices=("off", "fp16", "bf16"), default=None, help="default: the config's")
-    p.add_argument("--cpu-bf16", action="store_true", help="let --precision bf16 autocast on the CPU (emulated, "
-                   "and slow, without AVX512-BF16/AMX)")
+    p.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        help="let --precision bf16 autocast on the CPU (emulated, and slow, without AVX512-BF16/AMX)",
+    )
     p.add_argument("--channels-last", action="store_true", help="NHWC convolution weights (config channels_last)")
-    p.add_argument("--optimizer-impl", choices=("auto", "for_loop", "foreach", "fused"), default=None,
-                   help="AdamW implementation (default: the config's)")
+    p.add_argument(
+        "--optimizer-impl",
+        choices=("auto", "for_loop", "foreach", "fused"),
+        default=None,
+        help="AdamW implementation (default: the config's)",
+    )
     p.add_argument("--steps", type=int, default=20, help="timed steps of each measurement (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before them (default 3)")
-    p.add_argument("--bare-steps", type=int, default=None,
-                   help="timed bare steps (default: --steps; fewer when only the loop's loss curve is wanted)")
+    p.add_argument(
+        "--bare-steps",
+        type=int,
+        default=None,
+        help="timed bare steps (default: --steps; fewer when only the loop's loss curve is wanted)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="default cpu")
-    p.add_argument("--profile-ops", type=int, default=0, metavar="K",
-                   help="also profile the bare step with torch.profiler and report its K costliest operators")
+    p.add_argument(
+        "--profile-ops",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also profile the bare step with torch.profiler and report its K costliest operators",
+    )
     p.add_argument("--label", default=None, help="row name in the doc table (default: derived from the options)")
     p.add_argument("--out", default="runs/bench_train", help="run directory (checkpoints, index, report.json)")
     p.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update ('' to skip)")
@@ -100,8 +134,12 @@ def bench_config(args: argparse.Namespace) -> Any:
 
     data = config_to_dict(load_config(resolve_repo_path(args.config), TrainConfig))
     dataset = data["data"]["dataset"]
-    for key, value in (("dataroot", args.dataroot), ("version", args.version), ("index_path", args.index),
-                       ("image_cache", args.image_cache)):
+    for key, value in (
+        ("dataroot", args.dataroot),
+        ("version", args.version),
+        ("index_path", args.index),
+        ("image_cache", args.image_cache),
+    ):
         if value is not None:
             dataset[key] = value
     if args.no_image_cache:
@@ -121,8 +159,15 @@ def bench_config(args: argparse.Namespace) -> Any:
         data["optimizer"]["implementation"] = args.optimizer_impl
     # Training steps only: no validation, no progress bar; logging and checkpoint settings stay the config's, they
     # are part of the loop being measured.
-    data.update(output_dir=str(Path(args.out) / "run"), device=args.device, resume=None, init=None,
-                validate_every_epochs=0, progress_bar=False, max_steps=args.warmup + args.steps)
+    data.update(
+        output_dir=str(Path(args.out) / "run"),
+        device=args.device,
+        resume=None,
+        init=None,
+        validate_every_epochs=0,
+        progress_bar=False,
+        max_steps=args.warmup + args.steps,
+    )
     return config_from_dict(data, TrainConfig, source=f"{args.config} + dima bench train")
 
 
@@ -178,8 +223,15 @@ def profile_ops(trainer: Any, batch: Any, steps: int, top: int) -> list[dict[str
             trainer.train_step(batch)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
-    return [{"op": e.key, "self_ms_per_step": e.self_cpu_time_total / 1e3 / steps, "calls_per_step": e.count / steps,
-             "share": e.self_cpu_time_total / total} for e in events[:top]]
+    return [
+        {
+            "op": e.key,
+            "self_ms_per_step": e.self_cpu_time_total / 1e3 / steps,
+            "calls_per_step": e.count / steps,
+            "share": e.self_cpu_time_total / total,
+        }
+        for e in events[:top]
+    ]
 
 
 def _pct(summary: Any, *names: str) -> str:
@@ -191,15 +243,27 @@ def table_row(report: Mapping[str, Any]) -> list[str]:
     """The doc table's cells for one run (:data:`TABLE_HEAD` order)."""
     from dima_core.training.profiling import TimingSummary
 
-    loop = TimingSummary(**{k: report["loop"][k] for k in ("steps", "samples", "wall_s", "cpu_s")},
-                         sections=report["loop"]["sections_s"])
+    loop = TimingSummary(
+        **{k: report["loop"][k] for k in ("steps", "samples", "wall_s", "cpu_s")}, sections=report["loop"]["sections_s"]
+    )
     bare = report["bare"]["samples_per_s"]
     load = report["load_average"]
     return [
-        report["label"], f"{loop.samples_per_s:.2f}", f"{bare:.2f}", f"{loop.samples_per_s / bare:.2f}",
-        _pct(loop, "data"), _pct(loop, "forward"), _pct(loop, "loss"), _pct(loop, "backward"),
-        _pct(loop, "optimizer"), _pct(loop, "logging", "checkpoint"), _pct(loop, "other"), str(report["threads"]),
-        f"{load['start'][0]:.2f} / {load['end'][0]:.2f}", f"`{report['command']}`", report["machine"],
+        report["label"],
+        f"{loop.samples_per_s:.2f}",
+        f"{bare:.2f}",
+        f"{loop.samples_per_s / bare:.2f}",
+        _pct(loop, "data"),
+        _pct(loop, "forward"),
+        _pct(loop, "loss"),
+        _pct(loop, "backward"),
+        _pct(loop, "optimizer"),
+        _pct(loop, "logging", "checkpoint"),
+        _pct(loop, "other"),
+        str(report["threads"]),
+        f"{load['start'][0]:.2f} / {load['end'][0]:.2f}",
+        f"`{report['command']}`",
+        report["machine"],
     ]
 
 
@@ -243,9 +307,11 @@ def _load() -> tuple[float, float, float]:
 def _summary_lines(name: str, summary: Any, final_checkpoint_s: float | None = None) -> list[str]:
     from dima_core.training.profiling import SECTIONS
 
-    lines = [f"{name}: {summary.samples_per_s:.2f} samples/s ({summary.steps} steps, "
-             f"{1e3 * summary.wall_s / max(summary.steps, 1):.0f} ms/step; {summary.samples_per_cpu_s:.2f} samples "
-             "per CPU-second)"]
+    lines = [
+        f"{name}: {summary.samples_per_s:.2f} samples/s ({summary.steps} steps, "
+        f"{1e3 * summary.wall_s / max(summary.steps, 1):.0f} ms/step; {summary.samples_per_cpu_s:.2f} samples "
+        "per CPU-second)"
+    ]
     for section in (*SECTIONS, "other"):
         lines.append(
             f"  {section:<10} {summary.ms_per_step(section):8.1f} ms/step  {100 * summary.fraction(section):5.1f} %"
@@ -288,14 +354,25 @@ def run(args: argparse.Namespace) -> int:
     load_end = _load()
 
     report = {
-        "label": label, "command": bench_command("train"), "machine": machine(), "threads": args.threads,
-        "torch": torch.__version__, "precision": trainer.precision.name, "config": args.config,
-        "model_config": config.model_config, "batch_size": config.data.batch_size,
-        "image_cache": config.data.dataset.image_cache, "num_workers": config.data.num_workers,
-        "channels_last": config.channels_last, "optimizer_implementation": config.optimizer.implementation,
+        "label": label,
+        "command": bench_command("train"),
+        "machine": machine(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "precision": trainer.precision.name,
+        "config": args.config,
+        "model_config": config.model_config,
+        "batch_size": config.data.batch_size,
+        "image_cache": config.data.dataset.image_cache,
+        "num_workers": config.data.num_workers,
+        "channels_last": config.channels_last,
+        "optimizer_implementation": config.optimizer.implementation,
         "load_average": {"start": list(load_start), "end": list(load_end)},
-        "loop": loop.as_dict(), "final_checkpoint_s": final_checkpoint, "bare": bare.as_dict(),
-        "loop_over_bare": loop.samples_per_s / bare.samples_per_s, "ops": ops,
+        "loop": loop.as_dict(),
+        "final_checkpoint_s": final_checkpoint,
+        "bare": bare.as_dict(),
+        "loop_over_bare": loop.samples_per_s / bare.samples_per_s,
+        "ops": ops,
         "history": result.history,
     }
     out = Path(args.out)
@@ -325,8 +402,10 @@ def time_loop(trainer: Any, device: Any, warmup: int) -> tuple[Any, Any, float |
 def summary_lines(report: Mapping[str, Any], loop: Any, bare: Any, final_checkpoint: float | None) -> list[str]:
     """The console summary: the run's setup, both time splits, their ratio and the profiled operators."""
     load_start, load_end = report["load_average"]["start"], report["load_average"]["end"]
-    lines = [f"{report['label']} ({report['machine']}; torch {report['torch']}, {report['threads']} threads, "
-             f"precision {report['precision']}; load average {load_start[0]:.2f} -> {load_end[0]:.2f})"]
+    lines = [
+        f"{report['label']} ({report['machine']}; torch {report['torch']}, {report['threads']} threads, "
+        f"precision {report['precision']}; load average {load_start[0]:.2f} -> {load_end[0]:.2f})"
+    ]
     lines += _summary_lines("loop", loop, final_checkpoint)
     lines += _summary_lines("bare step", bare)
     lines.append(f"loop / bare step: {report['loop_over_bare']:.2f}")

@@ -70,17 +70,28 @@ COMMANDS: tuple[Group | Command, ...] = (
     Command("", "eval", "dima_core.commands.eval:add_parser"),  # a single command, no sub-commands
     Command("", "eval-vqa", "dima_core.commands.eval_vqa:add_parser"),  # DriveLM-style VQA scores
     Command("", "train", "dima_core.commands.train:add_parser"),  # a single command, stages by flag
-    Group("bag", "replay bags: convert nuScenes scenes to rosbag2, play them with rclpy, inspect them",
-          doc_from="dima_core.commands.bag"),
+    Group(
+        "bag",
+        "replay bags: convert nuScenes scenes to rosbag2, play them with rclpy, inspect them",
+        doc_from="dima_core.commands.bag",
+    ),
     Command("bag", "convert", "dima_core.commands.bag:add_convert_parser"),
-    Command("bag", "play", "dima_ros.commands.bag:add_play_parser",
-            lazy_help="play a rosbag2 with rclpy (pip-only `ros2 bag play --clock`)"),
+    Command(
+        "bag",
+        "play",
+        "dima_ros.commands.bag:add_play_parser",
+        lazy_help="play a rosbag2 with rclpy (pip-only `ros2 bag play --clock`)",
+    ),
     Command("bag", "info", "dima_core.commands.bag:add_info_parser"),
     Command("", "export", "dima_core.commands.export:add_parser"),  # --format onnx|tensorrt
     Command("", "ask", "dima_core.commands.ask:add_parser"),  # the MLLM teacher answers a question
     Command("", "viz", "dima_core.commands.viz:add_parser"),  # --checkpoint CKPT | --results FILE
-    Command("", "ros", "dima_ros.commands.ros:add_parser",
-            lazy_help="ROS 2 nodes: bringup (pip-only launch), ask the MLLM node"),
+    Command(
+        "",
+        "ros",
+        "dima_ros.commands.ros:add_parser",
+        lazy_help="ROS 2 nodes: bringup (pip-only launch), ask the MLLM node",
+    ),
     Command("", "sim", "dima_core.commands.sim:add_parser"),  # run | fit-admlp: the closed-loop simulator
     Command("", "weights", "dima_core.commands.weights:add_parser"),  # export | show: planner weights (safetensors)
 )
@@ -145,8 +156,11 @@ class _CommandParsers(argparse._SubParsersAction):
             if not _is_missing_ros(exc):
                 raise
             # Like an argparse usage error: the message on stderr, status 2 (also for `--help`: it cannot be shown).
-            parser.exit(2, f"{placeholder.prog}: not available here, it needs ROS 2 ({exc}): run "
-                           "`source tools/env.sh` (pip-only ROS 2, see docs/setup.md) or source a ROS 2 installation\n")
+            parser.exit(
+                2,
+                f"{placeholder.prog}: not available here, it needs ROS 2 ({exc}): run "
+                "`source tools/env.sh` (pip-only ROS 2, see docs/setup.md) or source a ROS 2 installation\n",
+            )
         finally:
             del self._lazy[command.name]
         parsers = {name: self.choices[name] for name in order}
@@ -164,8 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(entry, Group):
             described = {}
             if entry.doc_from:
-                described = {"description": importlib.import_module(entry.doc_from).__doc__,
-                             "formatter_class": argparse.RawDescriptionHelpFormatter}
+                described = {
+                    "description": importlib.import_module(entry.doc_from).__doc__,
+                    "formatter_class": argparse.RawDescriptionHelpFormatter,
+                }
             group = top.add_parser(entry.name, help=entry.help, **described)
             groups[entry.name] = group.add_subparsers(dest="command", required=True, action=_CommandParsers)
         elif entry.lazy_help is not None:

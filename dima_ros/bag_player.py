@@ -96,9 +96,7 @@ class BagPlayer(Node):
     delays the replay.
     """
 
-    def __init__(
-        self, bag: str | Path, options: PlayOptions | None = None, node_name: str = "dima_bag_player"
-    ) -> None:
+    def __init__(self, bag: str | Path, options: PlayOptions | None = None, node_name: str = "dima_bag_player") -> None:
         options = options if options is not None else PlayOptions()
         options.validate()
         # Open the bag before the node exists: a missing / corrupt bag (BagError, a ValueError) leaves nothing

@@ -114,16 +114,21 @@ def _monitor_node(echo: bool, record: TrajectoryLog, dual_record: TrajectoryLog 
             if echo and msg.points:
                 end = msg.points[-1].pose.position
                 first = msg.points[0].pose.position
-                print(f"[{label} {count:3d}] stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} "
-                      f"mode {msg.mode} command {msg.command} first ({first.x:.2f}, {first.y:.2f}) "
-                      f"last ({end.x:.2f}, {end.y:.2f}) m, model {msg.processing_time_ms:.1f} ms", flush=True)
+                print(
+                    f"[{label} {count:3d}] stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} "
+                    f"mode {msg.mode} command {msg.command} first ({first.x:.2f}, {first.y:.2f}) "
+                    f"last ({end.x:.2f}, {end.y:.2f}) m, model {msg.processing_time_ms:.1f} ms",
+                    flush=True,
+                )
+
         return on_trajectory
 
     qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     node.create_subscription(Trajectory, f"/{PLANNER_NAME}/output/trajectory", recorder(record, "trajectory"), qos)
     if dual_record is not None:
-        node.create_subscription(Trajectory, f"/{MLLM_NAME}/output/dual_trajectory",
-                                 recorder(dual_record, "dual trajectory"), qos)
+        node.create_subscription(
+            Trajectory, f"/{MLLM_NAME}/output/dual_trajectory", recorder(dual_record, "dual trajectory"), qos
+        )
     return node
 
 
@@ -132,8 +137,10 @@ def latency_summary(record: TrajectoryLog, what: str = "trajectories") -> str:
         values = np.asarray(record.processing_ms, np.float64)
     if values.size == 0:
         return f"no {what} received"
-    return (f"{values.size} {what}; processing time p50 {np.percentile(values, 50):.1f} ms, "
-            f"p99 {np.percentile(values, 99):.1f} ms, max {values.max():.1f} ms")
+    return (
+        f"{values.size} {what}; processing time p50 {np.percentile(values, 50):.1f} ms, "
+        f"p99 {np.percentile(values, 99):.1f} ms, max {values.max():.1f} ms"
+    )
 
 
 class Bringup:
@@ -206,22 +213,37 @@ class Bringup:
 
 def play_bag(bag: str, rate: float) -> subprocess.Popen:
     """The pip-only player in a child process, waiting until the planner and the evaluator subscribe."""
-    cmd = [sys.executable, "-m", "dima_ros.bag_player", bag, "--rate", str(rate),
-           "--wait-for", image_topic("CAM_FRONT"), "--wait-for", GROUND_TRUTH_TOPIC, "--wait-timeout", "120"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dima_ros.bag_player",
+        bag,
+        "--rate",
+        str(rate),
+        "--wait-for",
+        image_topic("CAM_FRONT"),
+        "--wait-for",
+        GROUND_TRUTH_TOPIC,
+        "--wait-timeout",
+        "120",
+    ]
     log.info("replaying: %s", " ".join(cmd))
     return subprocess.Popen(cmd, env=os.environ.copy())
 
 
-def run(config: BringupConfig, bag: str | None = None, report: str | None = None, echo: bool = False,
-        linger_s: float = 0.0) -> int:
+def run(
+    config: BringupConfig, bag: str | None = None, report: str | None = None, echo: bool = False, linger_s: float = 0.0
+) -> int:
     """Start the nodes; with ``bag`` replay it and print/write the online metrics. Returns an exit status."""
     import rclpy
 
     from dima_core.eval.planning_metrics import format_table
 
     if config.with_sim and (bag or report or config.with_evaluator):
-        raise ValueError("--sim runs the closed-loop simulator, which scores its own episodes: it cannot be combined "
-                         "with --bag, --report or the evaluator (there is no replayed ground truth)")
+        raise ValueError(
+            "--sim runs the closed-loop simulator, which scores its own episodes: it cannot be combined "
+            "with --bag, --report or the evaluator (there is no replayed ground truth)"
+        )
     if bag:
         config.use_sim_time = True
         config.with_evaluator = True
@@ -237,8 +259,9 @@ def run(config: BringupConfig, bag: str | None = None, report: str | None = None
     status = 0
     try:
         bringup = Bringup(config, echo=echo)
-        print(f"[bringup] running: {', '.join(n.get_fully_qualified_name() for n in bringup.nodes.values())}",
-              flush=True)
+        print(
+            f"[bringup] running: {', '.join(n.get_fully_qualified_name() for n in bringup.nodes.values())}", flush=True
+        )
         if bag:
             player = play_bag(bag, config.replay_rate)
             while player.poll() is None and bringup.running:
@@ -251,8 +274,11 @@ def run(config: BringupConfig, bag: str | None = None, report: str | None = None
             print(f"[bringup] replay finished: {latency_summary(bringup.record)}", flush=True)
             mllm = bringup.nodes.get("mllm")
             if mllm is not None and mllm.config.publish_dual_trajectory:
-                print(f"[bringup] MLLM node: {latency_summary(bringup.dual_record, 'dual trajectories')} "
-                      f"({mllm.dual_summary()})", flush=True)
+                print(
+                    f"[bringup] MLLM node: {latency_summary(bringup.dual_record, 'dual trajectories')} "
+                    f"({mllm.dual_summary()})",
+                    flush=True,
+                )
             evaluator = bringup.nodes.get("evaluator")
             if evaluator is not None:
                 result = evaluator.write_report()
@@ -294,10 +320,13 @@ def _closed_loop(bringup: Bringup, linger_s: float) -> int:
         return 130  # interrupted
     print(f"[bringup] closed loop finished: {latency_summary(bringup.record)}", flush=True)
     for stats in sim.episode_stats:
-        print(f"[bringup] {stats['scenario']} seed {stats['seed']} ({stats['timing']}): {stats['applied']}/"
-              f"{stats['frames']} plans applied, {stats['missed']} missed, "
-              f"{stats['refused'] + stats['refused_frame'] + stats['refused_timing']} refused, {stats['stale']} late, "
-              f"latency p50 {stats['latency_ms_p50'] or 0.0:.0f} ms", flush=True)
+        print(
+            f"[bringup] {stats['scenario']} seed {stats['seed']} ({stats['timing']}): {stats['applied']}/"
+            f"{stats['frames']} plans applied, {stats['missed']} missed, "
+            f"{stats['refused'] + stats['refused_frame'] + stats['refused_timing']} refused, {stats['stale']} late, "
+            f"latency p50 {stats['latency_ms_p50'] or 0.0:.0f} ms",
+            flush=True,
+        )
     if sim.report.metrics:
         print(sim.report.table(), flush=True)
         print(f"\n{sim.report.to_dict()['formula']}", flush=True)
@@ -350,5 +379,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["Bringup", "enabled_nodes", "load_bringup_config", "main", "node_arguments", "parse_set", "ros_value",
-           "run"]
+__all__ = ["Bringup", "enabled_nodes", "load_bringup_config", "main", "node_arguments", "parse_set", "ros_value", "run"]

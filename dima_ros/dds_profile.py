@@ -23,8 +23,9 @@ PROFILE_FILE_NAME = "fastdds_large_data.xml"
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # current, deprecated
 
 
-def profile_environment(config_dir: str | None = None,
-                        environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+def profile_environment(
+    config_dir: str | None = None, environ: MutableMapping[str, str] | None = None
+) -> dict[str, str]:
     """``{FASTDDS_DEFAULT_PROFILES_FILE: <config_dir>/fastdds_large_data.xml}``, or ``{}`` when not ours to set.
 
     Empty when the user already points Fast DDS at a profile, when another RMW than rmw_fastrtps_cpp is selected,
@@ -45,8 +46,11 @@ def use_large_data_profile(environ: MutableMapping[str, str] | None = None) -> s
     chosen = profile_environment(environ=env)
     env.update(chosen)
     if chosen:
-        log.info("Fast DDS profile %s (large shared-memory segment for camera frames; export %s to choose another)",
-                 chosen[PROFILE_VARIABLES[0]], PROFILE_VARIABLES[0])
+        log.info(
+            "Fast DDS profile %s (large shared-memory segment for camera frames; export %s to choose another)",
+            chosen[PROFILE_VARIABLES[0]],
+            PROFILE_VARIABLES[0],
+        )
     return chosen.get(PROFILE_VARIABLES[0])
 
 

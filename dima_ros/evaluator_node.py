@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 class EvaluatorNode(Node):
     """Pairs trajectories with GT frames by stamp and keeps the running planning metrics."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, parameter_overrides: list[Any] | None = None,
-                 **node_kwargs: Any) -> None:
+    def __init__(
+        self, node_name: str = NODE_NAME, *, parameter_overrides: list[Any] | None = None, **node_kwargs: Any
+    ) -> None:
         super().__init__(node_name, parameter_overrides=parameter_overrides, **node_kwargs)
         self._params = ConfigParameters(self, EvaluatorNodeConfig)
         self.evaluator = OnlineEvaluator(self.config.max_pending)
@@ -84,8 +85,12 @@ class EvaluatorNode(Node):
         line = self.evaluator.summary_line()
         self.get_logger().info(line)
         report = self.evaluator.report()
-        summary = {"num_paired": report["online"]["num_paired"], "num_samples": report["num_samples"],
-                   "vad": report["vad"], "uniad": report["uniad"]}
+        summary = {
+            "num_paired": report["online"]["num_paired"],
+            "num_samples": report["num_samples"],
+            "vad": report["vad"],
+            "uniad": report["uniad"],
+        }
         self._summary_pub.publish(String(data=json.dumps(summary)))
 
     def write_report(self) -> dict[str, Any]:
@@ -121,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.executors import SingleThreadedExecutor
 
     return run_node("evaluator_node", EvaluatorNode, lambda node: SingleThreadedExecutor(), argv)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,8 +38,7 @@ def _planner_remappings() -> tuple[tuple[str, str], ...]:
     for cam in CAMERA_NAMES:
         pairs.append((f"~/input/camera/{cam}/image", image_topic(cam)))
         pairs.append((f"~/input/camera/{cam}/camera_info", camera_info_topic(cam)))
-    pairs += [("~/input/odometry", ODOM_TOPIC), ("~/input/command", COMMAND_TOPIC),
-              ("~/input/acceleration", "/accel")]
+    pairs += [("~/input/odometry", ODOM_TOPIC), ("~/input/command", COMMAND_TOPIC), ("~/input/acceleration", "/accel")]
     return tuple(pairs)
 
 
@@ -77,35 +76,70 @@ class NodeSpec:
 
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec(
-        key="planner", name=PLANNER_NAME, module="dima_ros.planner_node", class_name="PlannerNode",
-        executable="planner_node", params_file="config/planner_node.yaml", remappings=_planner_remappings(),
-        launch_overrides=(("model.backend", "backend"), ("model.onnx_path", "onnx_path"),
-                          ("model.checkpoint_path", "checkpoint"), ("model.engine_dir", "engine_dir")),
+        key="planner",
+        name=PLANNER_NAME,
+        module="dima_ros.planner_node",
+        class_name="PlannerNode",
+        executable="planner_node",
+        params_file="config/planner_node.yaml",
+        remappings=_planner_remappings(),
+        launch_overrides=(
+            ("model.backend", "backend"),
+            ("model.onnx_path", "onnx_path"),
+            ("model.checkpoint_path", "checkpoint"),
+            ("model.engine_dir", "engine_dir"),
+        ),
     ),
     NodeSpec(
-        key="mllm", name=MLLM_NAME, module="dima_ros.mllm_node", class_name="MllmNode",
-        executable="mllm_node", params_file="config/mllm_node.yaml",
+        key="mllm",
+        name=MLLM_NAME,
+        module="dima_ros.mllm_node",
+        class_name="MllmNode",
+        executable="mllm_node",
+        params_file="config/mllm_node.yaml",
         remappings=(("~/input/beam_tokens", f"/{PLANNER_NAME}/output/beam_tokens"),),
-        enabled_by="with_mllm", launch_overrides=(("checkpoint", "mllm_checkpoint"),),
+        enabled_by="with_mllm",
+        launch_overrides=(("checkpoint", "mllm_checkpoint"),),
     ),
     NodeSpec(
-        key="evaluator", name=EVALUATOR_NAME, module="dima_ros.evaluator_node", class_name="EvaluatorNode",
-        executable="evaluator_node", params_file="config/evaluator_node.yaml",
-        remappings=(("~/input/trajectory", f"/{PLANNER_NAME}/output/trajectory"),
-                    ("~/input/ground_truth", GROUND_TRUTH_TOPIC)),
-        enabled_by="with_evaluator", launch_overrides=(("report_path", "report_path"),),
+        key="evaluator",
+        name=EVALUATOR_NAME,
+        module="dima_ros.evaluator_node",
+        class_name="EvaluatorNode",
+        executable="evaluator_node",
+        params_file="config/evaluator_node.yaml",
+        remappings=(
+            ("~/input/trajectory", f"/{PLANNER_NAME}/output/trajectory"),
+            ("~/input/ground_truth", GROUND_TRUTH_TOPIC),
+        ),
+        enabled_by="with_evaluator",
+        launch_overrides=(("report_path", "report_path"),),
     ),
     # Last: in one process (dima ros bringup) the planner exists, subscribed, before the simulator starts.
     NodeSpec(
-        key="sim", name=SIM_NAME, module="dima_ros.sim_node", class_name="SimNode",
-        executable="sim_node", params_file="config/sim_node.yaml",
+        key="sim",
+        name=SIM_NAME,
+        module="dima_ros.sim_node",
+        class_name="SimNode",
+        executable="sim_node",
+        params_file="config/sim_node.yaml",
         remappings=(("~/input/trajectory", f"/{PLANNER_NAME}/output/trajectory"),),
         enabled_by="with_sim",
-        launch_overrides=(("scenarios", "scenarios"), ("episodes", "episodes"), ("seed", "seed"),
-                          ("episode_seconds", "seconds"), ("timing", "timing"), ("sim_config", "sim_config"),
-                          ("output_dir", "sim_output_dir")),
-        launch_override_types=(("scenarios", "list"), ("episodes", "int"), ("seed", "int"),
-                               ("episode_seconds", "float")),
+        launch_overrides=(
+            ("scenarios", "scenarios"),
+            ("episodes", "episodes"),
+            ("seed", "seed"),
+            ("episode_seconds", "seconds"),
+            ("timing", "timing"),
+            ("sim_config", "sim_config"),
+            ("output_dir", "sim_output_dir"),
+        ),
+        launch_override_types=(
+            ("scenarios", "list"),
+            ("episodes", "int"),
+            ("seed", "int"),
+            ("episode_seconds", "float"),
+        ),
         ends_launch=True,
     ),
 )
@@ -174,8 +208,9 @@ def _launch_value(text: str, kind: str | None, argument: str) -> Any:
         if kind == "float":
             return float(text)
     except ValueError:
-        raise ValueError(f"launch argument {argument}:={text!r} is not a{'n' if kind == 'int' else ''} {kind}") \
-            from None
+        raise ValueError(
+            f"launch argument {argument}:={text!r} is not a{'n' if kind == 'int' else ''} {kind}"
+        ) from None
     return text
 
 

@@ -68,8 +68,9 @@ def resolve_device(device: str) -> str:
 class MllmNode(Node):
     """The AskScene server. ``config`` overrides the declared parameters (bringup and tests pass it directly)."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, parameter_overrides: list[Any] | None = None,
-                 **node_kwargs: Any) -> None:
+    def __init__(
+        self, node_name: str = NODE_NAME, *, parameter_overrides: list[Any] | None = None, **node_kwargs: Any
+    ) -> None:
         super().__init__(node_name, parameter_overrides=parameter_overrides, **node_kwargs)
         # Parameters that change the loaded model are read once; the rest are re-read on each request.
         self._params = ConfigParameters(self, MllmNodeConfig)
@@ -91,13 +92,18 @@ class MllmNode(Node):
             self._dual = LatestFrameWorker(self._plan_dual, self._publish_dual, name="mllm-dual")
         self._token_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
-        self.create_subscription(BeamTokensMsg, "~/input/beam_tokens", self._on_tokens,
-                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
-                                 callback_group=self._token_group)
+        self.create_subscription(
+            BeamTokensMsg,
+            "~/input/beam_tokens",
+            self._on_tokens,
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+            callback_group=self._token_group,
+        )
         self.create_service(AskScene, "~/ask", self._on_ask, callback_group=self._service_group)
         self.get_logger().info(
             f"ready: teacher of {self._loaded.checkpoint} (step {self._loaded.step}) on {self._device}; "
-            f"questions up to {self._max_tokens} tokens, timeout {cfg.timeout_s:.1f} s, queue {cfg.queue_size}")
+            f"questions up to {self._max_tokens} tokens, timeout {cfg.timeout_s:.1f} s, queue {cfg.queue_size}"
+        )
 
     # ---------------------------------------------------------------------------------------------------- model
     def _load_model(self, cfg: MllmNodeConfig) -> None:
@@ -110,8 +116,7 @@ class MllmNode(Node):
         self._loaded = load_dima(cfg.checkpoint, mode="mllm", map_location="cpu")
         self._model = self._loaded.model.to(torch.device(self._device))
         joint = self._loaded.train_config.get("joint") or {}
-        self._max_tokens = cfg.max_question_tokens or int(joint.get("max_question_tokens",
-                                                                    DEFAULT_MAX_QUESTION_TOKENS))
+        self._max_tokens = cfg.max_question_tokens or int(joint.get("max_question_tokens", DEFAULT_MAX_QUESTION_TOKENS))
 
     @property
     def config(self) -> MllmNodeConfig:
@@ -123,16 +128,24 @@ class MllmNode(Node):
 
         limit = self.config.max_question_chars
         if len(question) > limit:
-            raise ValueError(f"the question has {len(question)} characters; at most {limit} are allowed "
-                             "(parameter max_question_chars)")
+            raise ValueError(
+                f"the question has {len(question)} characters; at most {limit} are allowed "
+                "(parameter max_question_chars)"
+            )
         check_question(self._model.teacher.tokenizer, question, self._max_tokens)
 
     def _answer(self, beam: Any, question: str, should_stop: Callable[[], bool]) -> tuple[str, float]:
         from dima_core.models.dima import answer_question
 
         with self._model_lock:
-            return answer_question(self._model, beam.to(self._device), question, self.config.max_new_tokens,
-                                   self._max_tokens, should_stop=should_stop)
+            return answer_question(
+                self._model,
+                beam.to(self._device),
+                question,
+                self.config.max_new_tokens,
+                self._max_tokens,
+                should_stop=should_stop,
+            )
 
     def _plan_dual(self, frame: tuple[int, str, Any, Any, int]) -> tuple[str, DualPlan]:
         stamp_ns, frame_id, beam, feature, command = frame
@@ -141,8 +154,15 @@ class MllmNode(Node):
 
     def _publish_dual(self, result: tuple[str, DualPlan]) -> None:
         frame_id, plan = result
-        traj, path = trajectory_messages(ns_to_stamp(plan.stamp_ns), frame_id, plan.command, Trajectory.MODE_DUAL,
-                                         plan.trajectory, plan.trajectories, plan.latency_ms)
+        traj, path = trajectory_messages(
+            ns_to_stamp(plan.stamp_ns),
+            frame_id,
+            plan.command,
+            Trajectory.MODE_DUAL,
+            plan.trajectory,
+            plan.trajectories,
+            plan.latency_ms,
+        )
         self.pub_dual.publish(traj)
         self.pub_dual_path.publish(path)
 
@@ -157,8 +177,10 @@ class MllmNode(Node):
         if self._dual is not None:
             if frame.plan_feature is None:
                 self.dual_skipped += 1
-                self.get_logger().warning(f"no dual trajectory for frame {frame.stamp_ns}: "
-                                          f"{frame.plan_feature_error}", throttle_duration_sec=5.0)
+                self.get_logger().warning(
+                    f"no dual trajectory for frame {frame.stamp_ns}: {frame.plan_feature_error}",
+                    throttle_duration_sec=5.0,
+                )
                 return
             self._dual.submit((frame.stamp_ns, frame.frame_id, frame.scene, frame.plan_feature, frame.command))
 
@@ -177,8 +199,10 @@ class MllmNode(Node):
         dual = self._dual
         if dual is None:
             return "dual trajectory off"
-        text = (f"{dual.done} dual plans published, {dual.replaced} frames replaced by newer ones, "
-                f"{self.dual_skipped} without plan_feature, {dual.failed} failed")
+        text = (
+            f"{dual.done} dual plans published, {dual.replaced} frames replaced by newer ones, "
+            f"{self.dual_skipped} without plan_feature, {dual.failed} failed"
+        )
         return text + (f" (last error: {dual.last_error})" if dual.last_error else "")
 
     def destroy_node(self) -> None:
@@ -193,8 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the node alone on a MultiThreadedExecutor (threads: the queue's waiters + token subscription)."""
     from rclpy.executors import MultiThreadedExecutor
 
-    return run_node("mllm_node", MllmNode,
-                    lambda node: MultiThreadedExecutor(num_threads=node.config.queue_size + 2), argv)
+    return run_node(
+        "mllm_node", MllmNode, lambda node: MultiThreadedExecutor(num_threads=node.config.queue_size + 2), argv
+    )
+
 
 if __name__ == "__main__":
     sys.exit(main())

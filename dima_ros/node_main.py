@@ -15,8 +15,12 @@ from rclpy.node import Node
 from dima_ros.dds_profile import use_large_data_profile
 
 
-def run_node(name: str, make_node: Callable[[], Node], make_executor: Callable[[Node], Executor],
-             argv: Sequence[str] | None = None) -> int:
+def run_node(
+    name: str,
+    make_node: Callable[[], Node],
+    make_executor: Callable[[Node], Executor],
+    argv: Sequence[str] | None = None,
+) -> int:
     """Spin ``make_node()`` on ``make_executor(node)`` until Ctrl-C or ROS shutdown; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     use_large_data_profile()  # before init: Fast DDS reads it when the participant is created

@@ -80,10 +80,18 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-_SCALAR = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
-           str: Parameter.Type.STRING}
-_ARRAY = {bool: Parameter.Type.BOOL_ARRAY, int: Parameter.Type.INTEGER_ARRAY, float: Parameter.Type.DOUBLE_ARRAY,
-          str: Parameter.Type.STRING_ARRAY}
+_SCALAR = {
+    bool: Parameter.Type.BOOL,
+    int: Parameter.Type.INTEGER,
+    float: Parameter.Type.DOUBLE,
+    str: Parameter.Type.STRING,
+}
+_ARRAY = {
+    bool: Parameter.Type.BOOL_ARRAY,
+    int: Parameter.Type.INTEGER_ARRAY,
+    float: Parameter.Type.DOUBLE_ARRAY,
+    str: Parameter.Type.STRING_ARRAY,
+}
 
 
 def _ros_type(tp: Any, where: str) -> Parameter.Type:
@@ -98,13 +106,19 @@ def _ros_type(tp: Any, where: str) -> Parameter.Type:
         args = [a for a in get_args(tp) if a is not Ellipsis]
         if args and len(set(args)) == 1 and args[0] in _ARRAY:
             return _ARRAY[args[0]]
-    raise TypeError(f"config field {where} of type {tp!r} cannot be a ROS parameter (scalars, Literal, Optional[str] "
-                    "and homogeneous lists/tuples of bool/int/float/str only)")
+    raise TypeError(
+        f"config field {where} of type {tp!r} cannot be a ROS parameter (scalars, Literal, Optional[str] "
+        "and homogeneous lists/tuples of bool/int/float/str only)"
+    )
 
 
 def _descriptor(name: str, ros_type: Parameter.Type, tp: Any, meta: typing.Mapping[str, Any]) -> ParameterDescriptor:
-    desc = ParameterDescriptor(name=name, type=ros_type.value, description=str(meta.get("help", "")),
-                               read_only=bool(meta.get("read_only", False)))
+    desc = ParameterDescriptor(
+        name=name,
+        type=ros_type.value,
+        description=str(meta.get("help", "")),
+        read_only=bool(meta.get("read_only", False)),
+    )
     if get_origin(tp) is Literal:
         choices = list(get_args(tp))
         desc.additional_constraints = f"one of {choices}"
@@ -112,15 +126,25 @@ def _descriptor(name: str, ros_type: Parameter.Type, tp: Any, meta: typing.Mappi
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None or hi is not None:
         if ros_type == Parameter.Type.INTEGER:
-            desc.integer_range = [IntegerRange(from_value=int(lo) if lo is not None else _INT64_MIN,
-                                               to_value=int(hi) if hi is not None else _INT64_MAX, step=0)]
+            desc.integer_range = [
+                IntegerRange(
+                    from_value=int(lo) if lo is not None else _INT64_MIN,
+                    to_value=int(hi) if hi is not None else _INT64_MAX,
+                    step=0,
+                )
+            ]
         elif ros_type == Parameter.Type.DOUBLE:
-            desc.floating_point_range = [FloatingPointRange(
-                from_value=float(lo) if lo is not None else -sys.float_info.max,
-                to_value=float(hi) if hi is not None else sys.float_info.max, step=0.0)]
+            desc.floating_point_range = [
+                FloatingPointRange(
+                    from_value=float(lo) if lo is not None else -sys.float_info.max,
+                    to_value=float(hi) if hi is not None else sys.float_info.max,
+                    step=0.0,
+                )
+            ]
         else:
-            desc.additional_constraints = (desc.additional_constraints + " " if desc.additional_constraints else "") \
-                + f"each value in [{lo}, {hi}]"
+            desc.additional_constraints = (
+                desc.additional_constraints + " " if desc.additional_constraints else ""
+            ) + f"each value in [{lo}, {hi}]"
     return desc
 
 
@@ -156,11 +180,20 @@ def parameter_specs(cls: type, prefix: str = "") -> list[ParameterSpec]:
             ros_type = _ros_type(tp, f"{obj_cls.__name__}.{f.name}")
             optional_str = optional and ros_type == Parameter.Type.STRING
             if optional and not optional_str:
-                raise TypeError(f"config field {obj_cls.__name__}.{f.name}: Optional is only supported for str "
-                                "(ROS parameters have no null)")
+                raise TypeError(
+                    f"config field {obj_cls.__name__}.{f.name}: Optional is only supported for str "
+                    "(ROS parameters have no null)"
+                )
             name = prefix + dotted
-            specs.append(ParameterSpec(dotted, ros_type, _ros_default(value, ros_type, optional_str), optional_str,
-                                       _descriptor(name, ros_type, tp, f.metadata)))
+            specs.append(
+                ParameterSpec(
+                    dotted,
+                    ros_type,
+                    _ros_default(value, ros_type, optional_str),
+                    optional_str,
+                    _descriptor(name, ros_type, tp, f.metadata),
+                )
+            )
 
     walk(cls, cls(), "")
     return specs
@@ -202,8 +235,14 @@ class ConfigParameters(Generic[C]):
         check_unknown: refuse overrides (from the YAML / command line) that name no declared parameter.
     """
 
-    def __init__(self, node: Node, cls: type[C], prefix: str = "", on_change: Callable[[C], None] | None = None,
-                 check_unknown: bool = True) -> None:
+    def __init__(
+        self,
+        node: Node,
+        cls: type[C],
+        prefix: str = "",
+        on_change: Callable[[C], None] | None = None,
+        check_unknown: bool = True,
+    ) -> None:
         self.node = node
         self.cls = cls
         self.prefix = prefix
@@ -239,13 +278,18 @@ class ConfigParameters(Generic[C]):
         overrides = getattr(self.node, "_parameter_overrides", {})  # rclpy keeps no public accessor for them
         known = {self.prefix + n for n in self.specs}
         unknown = sorted(
-            n for n in overrides
-            if n not in known and n not in ROS_BUILTIN_PARAMETERS and not n.startswith(ROS_BUILTIN_PREFIXES)
-            and (not self.prefix or n.startswith(self.prefix)))
+            n
+            for n in overrides
+            if n not in known
+            and n not in ROS_BUILTIN_PARAMETERS
+            and not n.startswith(ROS_BUILTIN_PREFIXES)
+            and (not self.prefix or n.startswith(self.prefix))
+        )
         if unknown:
             raise ParameterConfigError(
                 f"{self.node.get_fully_qualified_name()}: unknown parameter(s) {unknown} in the parameter file or "
-                f"command line (typo?); known parameters: {sorted(known)}")
+                f"command line (typo?); known parameters: {sorted(known)}"
+            )
 
     def _to_python(self, spec: ParameterSpec, value: Any) -> Any:
         if value is None:
@@ -268,7 +312,7 @@ class ConfigParameters(Generic[C]):
             for p in params:
                 if not p.name.startswith(self.prefix):
                     continue
-                name = p.name[len(self.prefix):]
+                name = p.name[len(self.prefix) :]
                 if name in self.specs:
                     candidate[name] = p.value
             try:
@@ -308,8 +352,9 @@ def load_parameter_file(path: str | Path, node_name: str, namespace: str = "/") 
     return out
 
 
-def parameter_overrides_from_yaml(path: str | Path, node_name: str, namespace: str = "/",
-                                  extra: dict[str, Any] | None = None) -> list[Parameter]:
+def parameter_overrides_from_yaml(
+    path: str | Path, node_name: str, namespace: str = "/", extra: dict[str, Any] | None = None
+) -> list[Parameter]:
     """``parameter_overrides=`` for an in-process node (bringup): the YAML's values, then ``extra`` on top."""
     values = load_parameter_file(path, node_name, namespace)
     values.update(flatten_parameters(extra or {}))
@@ -318,6 +363,7 @@ def parameter_overrides_from_yaml(path: str | Path, node_name: str, namespace: s
 
 def write_parameter_file(path: str | Path, parameters: dict[str, Any], node: str = "/**") -> Path:
     """Write nested ``parameters`` as a ``{node: {ros__parameters: ...}}`` YAML (tuples become lists)."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}

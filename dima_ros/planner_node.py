@@ -67,8 +67,12 @@ NODE_NAME = "dima_planner"
 # docs/design.md, ROS interfaces: cameras best-effort depth 1 (sensor data: the newest frame only),
 # odometry/command reliable, outputs reliable depth 1. A reliable publisher (drivers, the bag player) matches a
 # best-effort subscriber.
-CAMERA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
-                        durability=DurabilityPolicy.VOLATILE)
+CAMERA_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
 CAMERA_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -88,11 +92,15 @@ def input_topic(camera: str, what: str) -> str:
 
 def _sync_settings(cfg: PlannerNodeConfig) -> dict[str, Any]:
     s = cfg.sync
-    return dict(tolerance_ns=int(s.tolerance_ms * NS_PER_MS), max_wait_ns=int(s.max_wait_ms * NS_PER_MS),
-                max_delay_ns=int(s.max_delay_ms * NS_PER_MS),
-                odometry_max_age_ns=int(s.odometry_max_age_ms * NS_PER_MS), command_policy=s.command_policy,
-                command_max_age_ns=int(s.command_max_age_ms * NS_PER_MS),
-                reset_on_jump_back_ns=int(s.reset_on_jump_back_s * 1e9))
+    return dict(
+        tolerance_ns=int(s.tolerance_ms * NS_PER_MS),
+        max_wait_ns=int(s.max_wait_ms * NS_PER_MS),
+        max_delay_ns=int(s.max_delay_ms * NS_PER_MS),
+        odometry_max_age_ns=int(s.odometry_max_age_ms * NS_PER_MS),
+        command_policy=s.command_policy,
+        command_max_age_ns=int(s.command_max_age_ms * NS_PER_MS),
+        reset_on_jump_back_ns=int(s.reset_on_jump_back_s * 1e9),
+    )
 
 
 class PlannerNode(Node):
@@ -111,33 +119,53 @@ class PlannerNode(Node):
         self._spec_by_name = {s.name: s for s in self.specs}
         self.preprocess = PreprocessSettings(
             image_size_wh=tuple(self.backend.model_config.image_size),  # type: ignore[arg-type]
-            interpolation=cfg.preprocess.interpolation, image_mean=tuple(cfg.preprocess.image_mean),  # type: ignore
+            interpolation=cfg.preprocess.interpolation,
+            image_mean=tuple(cfg.preprocess.image_mean),  # type: ignore
             image_std=tuple(cfg.preprocess.image_std),  # type: ignore[arg-type]
-            jpeg_max_reduction=cfg.preprocess.jpeg_max_reduction)
+            jpeg_max_reduction=cfg.preprocess.jpeg_max_reduction,
+        )
         self.cameras_pipeline = CameraPipeline(self.preprocess, cfg.preprocess.decode_threads)
         self.temporal = TemporalState() if "prev_bev" in self._spec_by_name else None
-        self.get_logger().info(f"backend ready: {self.backend.describe()}, inputs {[s.name for s in self.specs]}, "
-                               f"outputs {list(self.backend.output_names)}")
+        self.get_logger().info(
+            f"backend ready: {self.backend.describe()}, inputs {[s.name for s in self.specs]}, "
+            f"outputs {list(self.backend.output_names)}"
+        )
 
-        self.sync = FrameSynchronizer(SyncSettings(
-            use_acceleration=cfg.inputs.use_acceleration, camera_queue_size=cfg.inputs.camera_queue_size,
-            odometry_queue_size=cfg.inputs.odometry_queue_size, **_sync_settings(cfg)))
+        self.sync = FrameSynchronizer(
+            SyncSettings(
+                use_acceleration=cfg.inputs.use_acceleration,
+                camera_queue_size=cfg.inputs.camera_queue_size,
+                odometry_queue_size=cfg.inputs.odometry_queue_size,
+                **_sync_settings(cfg),
+            )
+        )
         self._camera_info: dict[str, CameraInfo] = {}
         self._config_cameras: dict[str, CameraModel] = {}
         for cam in CAMERA_NAMES:
             c = cfg.calibration.camera(cam)
             if cfg.calibration.source == "config":
                 self._config_cameras[cam] = CameraModel.from_lists(c.intrinsics, c.width, c.height, c.cam_to_ego, cam)
-        self._cam_to_ego = {cam: np.asarray(cfg.calibration.camera(cam).cam_to_ego, np.float64).reshape(4, 4)
-                            for cam in CAMERA_NAMES}
+        self._cam_to_ego = {
+            cam: np.asarray(cfg.calibration.camera(cam).cam_to_ego, np.float64).reshape(4, 4) for cam in CAMERA_NAMES
+        }
 
         # Counters and diagnostic state (read by the diagnostics timer, written by callbacks and the worker).
         self._lock = threading.Lock()
-        self.counters = {"frames_in": 0, "trajectories": 0, "incomplete": 0, "rejected": 0, "dropped_busy": 0,
-                         "input_errors": 0, "backend_errors": 0, "over_budget": 0}
-        self._status: dict[str, tuple[int, str]] = {DIAG_SYNC: (OK, "waiting for inputs"),
-                                                    DIAG_INPUTS: (OK, "no frame processed yet"),
-                                                    DIAG_INFERENCE: (OK, f"backend {self.backend.describe()} ready")}
+        self.counters = {
+            "frames_in": 0,
+            "trajectories": 0,
+            "incomplete": 0,
+            "rejected": 0,
+            "dropped_busy": 0,
+            "input_errors": 0,
+            "backend_errors": 0,
+            "over_budget": 0,
+        }
+        self._status: dict[str, tuple[int, str]] = {
+            DIAG_SYNC: (OK, "waiting for inputs"),
+            DIAG_INPUTS: (OK, "no frame processed yet"),
+            DIAG_INFERENCE: (OK, f"backend {self.backend.describe()} ready"),
+        }
         self._last_processing_ms = 0.0
 
         # Outputs.
@@ -159,19 +187,26 @@ class PlannerNode(Node):
         # Inputs.
         image_type = CompressedImage if cfg.inputs.image_transport == "compressed" else Image
         for cam in CAMERA_NAMES:
-            self.create_subscription(image_type, input_topic(cam, "image"),
-                                     lambda msg, cam=cam: self._on_image(cam, msg), CAMERA_QOS)
+            self.create_subscription(
+                image_type, input_topic(cam, "image"), lambda msg, cam=cam: self._on_image(cam, msg), CAMERA_QOS
+            )
             if cfg.calibration.source == "camera_info":
-                self.create_subscription(CameraInfo, input_topic(cam, "camera_info"),
-                                         lambda msg, cam=cam: self._on_camera_info(cam, msg), CAMERA_INFO_QOS)
+                self.create_subscription(
+                    CameraInfo,
+                    input_topic(cam, "camera_info"),
+                    lambda msg, cam=cam: self._on_camera_info(cam, msg),
+                    CAMERA_INFO_QOS,
+                )
         self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, RELIABLE_QOS)
         if cfg.inputs.use_acceleration:
             self.create_subscription(AccelWithCovarianceStamped, "~/input/acceleration", self._on_accel, RELIABLE_QOS)
         self.create_subscription(DrivingCommand, "~/input/command", self._on_command, RELIABLE_QOS)
         self.create_timer(0.05, self._poll_sync)
         self.create_timer(cfg.output.diagnostics_period_s, self._publish_diagnostics)
-        self.get_logger().info(f"planner node ready: {cfg.inputs.image_transport} images, calibration from "
-                               f"{cfg.calibration.source}, sync tolerance {cfg.sync.tolerance_ms:.0f} ms")
+        self.get_logger().info(
+            f"planner node ready: {cfg.inputs.image_transport} images, calibration from "
+            f"{cfg.calibration.source}, sync tolerance {cfg.sync.tolerance_ms:.0f} ms"
+        )
 
     # -- parameters ---------------------------------------------------------------------------------------------
 
@@ -215,8 +250,12 @@ class PlannerNode(Node):
                     self.counters["incomplete" if event.kind == "incomplete" else "rejected"] += 1
                 if self.temporal is not None and event.kind in ("incomplete", "reset"):
                     self.temporal.reset()  # the BEV history has a gap now
-                self._report(DIAG_SYNC, level, f"no trajectory for frame {event.stamp_ns}: "
-                             + "; ".join(event.reasons), {"stamp_ns": str(event.stamp_ns), "kind": event.kind})
+                self._report(
+                    DIAG_SYNC,
+                    level,
+                    f"no trajectory for frame {event.stamp_ns}: " + "; ".join(event.reasons),
+                    {"stamp_ns": str(event.stamp_ns), "kind": event.kind},
+                )
                 continue
             # One-slot mailbox: the synchroniser emits complete sets in stamp order, so the set waiting here is
             # always the newest; an older one still waiting is superseded (dropped, counted), and the worker takes
@@ -227,9 +266,14 @@ class PlannerNode(Node):
             if superseded is not None:
                 with self._lock:
                     self.counters["dropped_busy"] += 1
-                self._report(DIAG_INFERENCE, WARN, f"frame {superseded.stamp_ns} dropped: superseded by the newer "
-                             f"complete frame {event.stamp_ns} while the worker was busy (inference slower than the "
-                             "camera rate)", {})
+                self._report(
+                    DIAG_INFERENCE,
+                    WARN,
+                    f"frame {superseded.stamp_ns} dropped: superseded by the newer "
+                    f"complete frame {event.stamp_ns} while the worker was busy (inference slower than the "
+                    "camera rate)",
+                    {},
+                )
 
     # -- worker -------------------------------------------------------------------------------------------------
 
@@ -266,8 +310,9 @@ class PlannerNode(Node):
         odom: Odometry = frame.odometry.value
         try:
             imgs, intr, c2e = self.cameras_pipeline.tensors(
-                CAMERA_NAMES, lambda cam: (decode_image(frame.images[cam].value, self.preprocess, cam),
-                                           self._camera_model(cam)))
+                CAMERA_NAMES,
+                lambda cam: (decode_image(frame.images[cam].value, self.preprocess, cam), self._camera_model(cam)),
+            )
             ego = ego_inputs(odom, frame.acceleration.value if frame.acceleration is not None else None)
             ego_status, pose = ego.status, ego.pose
             temporal = self.temporal.inputs(self._spec_by_name, pose) if self.temporal is not None else None
@@ -277,8 +322,12 @@ class PlannerNode(Node):
                 self.counters["input_errors"] += 1
             if self.temporal is not None:
                 self.temporal.reset()
-            self._report(DIAG_INPUTS, ERROR, f"no trajectory for frame {frame.stamp_ns}: {exc.kind} error: {exc}",
-                         {"stamp_ns": str(frame.stamp_ns), "kind": exc.kind})
+            self._report(
+                DIAG_INPUTS,
+                ERROR,
+                f"no trajectory for frame {frame.stamp_ns}: {exc.kind} error: {exc}",
+                {"stamp_ns": str(frame.stamp_ns), "kind": exc.kind},
+            )
             return
         try:
             t_model = time.perf_counter()
@@ -290,8 +339,12 @@ class PlannerNode(Node):
                 self.counters["backend_errors"] += 1
             if self.temporal is not None:
                 self.temporal.reset()
-            self._report(DIAG_INFERENCE, ERROR, f"no trajectory for frame {frame.stamp_ns}: backend failure: {exc}",
-                         {"stamp_ns": str(frame.stamp_ns)})
+            self._report(
+                DIAG_INFERENCE,
+                ERROR,
+                f"no trajectory for frame {frame.stamp_ns}: backend failure: {exc}",
+                {"stamp_ns": str(frame.stamp_ns)},
+            )
             return
         if self.temporal is not None:
             self.temporal.update(outputs.get("bev_map"), pose)
@@ -307,45 +360,81 @@ class PlannerNode(Node):
             self.counters["trajectories"] += 1
         # Keyed by the frame stamp (= the trajectory's stamp) so a tool can pair the model time of each frame with
         # its trajectory (dima bench latency's ros pipeline: ROS overhead = pipeline latency - model latency).
-        values = {"stamp_ns": str(frame.stamp_ns), "input_latency_ms": f"{input_latency_ms:.3f}",
-                  "processing_time_ms": f"{processing_ms:.3f}", "model_time_ms": f"{model_ms:.3f}",
-                  "pipeline_latency_ms": f"{latency_ms:.3f}"}
+        values = {
+            "stamp_ns": str(frame.stamp_ns),
+            "input_latency_ms": f"{input_latency_ms:.3f}",
+            "processing_time_ms": f"{processing_ms:.3f}",
+            "model_time_ms": f"{model_ms:.3f}",
+            "pipeline_latency_ms": f"{latency_ms:.3f}",
+        }
         if processing_ms > cfg.output.processing_time_budget_ms:
             with self._lock:
                 self.counters["over_budget"] += 1
-            self._report(DIAG_INFERENCE, WARN, f"frame {frame.stamp_ns}: processing time budget exceeded: "
-                         f"{processing_ms:.1f} ms > {cfg.output.processing_time_budget_ms:.1f} ms", values)
+            self._report(
+                DIAG_INFERENCE,
+                WARN,
+                f"frame {frame.stamp_ns}: processing time budget exceeded: "
+                f"{processing_ms:.1f} ms > {cfg.output.processing_time_budget_ms:.1f} ms",
+                values,
+            )
         else:
             # The stamp makes every frame's status a change, so it is published for every frame.
-            self._report(DIAG_INFERENCE, OK, f"frame {frame.stamp_ns}: trajectory published in {processing_ms:.1f} ms",
-                         values)
+            self._report(
+                DIAG_INFERENCE, OK, f"frame {frame.stamp_ns}: trajectory published in {processing_ms:.1f} ms", values
+            )
         self._report(DIAG_SYNC, OK, f"frame {frame.stamp_ns} synchronised", {})
 
     # -- outputs ------------------------------------------------------------------------------------------------
 
-    def _publish(self, frame: FrameSet, command: int, selected: np.ndarray, candidates: np.ndarray,
-                 outputs: dict[str, np.ndarray], ego_status: np.ndarray, processing_ms: float) -> None:
+    def _publish(
+        self,
+        frame: FrameSet,
+        command: int,
+        selected: np.ndarray,
+        candidates: np.ndarray,
+        outputs: dict[str, np.ndarray],
+        ego_status: np.ndarray,
+        processing_ms: float,
+    ) -> None:
         cfg = self.cfg
         stamp = ns_to_stamp(frame.stamp_ns)
         frame_id = cfg.output.frame_id
-        traj, path = trajectory_messages(stamp, frame_id, command, Trajectory.MODE_VISION, selected,
-                                         candidates if cfg.output.publish_candidates else None, processing_ms)
+        traj, path = trajectory_messages(
+            stamp,
+            frame_id,
+            command,
+            Trajectory.MODE_VISION,
+            selected,
+            candidates if cfg.output.publish_candidates else None,
+            processing_ms,
+        )
         self.pub_traj.publish(traj)
         self.pub_path.publish(path)
-        self.pub_markers.publish(planner_markers(traj.header, selected,
-                                                 decode_agents(outputs, cfg.output.agent_score_threshold),
-                                                 decode_map(outputs, cfg.output.map_score_threshold)))
+        self.pub_markers.publish(
+            planner_markers(
+                traj.header,
+                selected,
+                decode_agents(outputs, cfg.output.agent_score_threshold),
+                decode_map(outputs, cfg.output.map_score_threshold),
+            )
+        )
         tokens = beam_token_arrays(outputs)
         if cfg.output.publish_beam_tokens and tokens is not None:
             # plan_feature (None without an ``ego_feature`` output) lets the MLLM node plan DiMA-Dual without cameras.
-            self.pub_beam.publish(beam_tokens.to_msg(beam_tokens.BeamFrame(
-                frame.stamp_ns, frame_id, tokens, plan_feature_array(outputs), ego_status, command)))
+            self.pub_beam.publish(
+                beam_tokens.to_msg(
+                    beam_tokens.BeamFrame(
+                        frame.stamp_ns, frame_id, tokens, plan_feature_array(outputs), ego_status, command
+                    )
+                )
+            )
 
     # -- diagnostics --------------------------------------------------------------------------------------------
 
     def _diag_status(self, name: str, level: int, message: str, values: dict[str, str]) -> DiagnosticStatus:
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: {name}", message=message,
-                                  hardware_id=self.get_fully_qualified_name())
+        status = DiagnosticStatus(
+            level=level, name=f"{self.get_name()}: {name}", message=message, hardware_id=self.get_fully_qualified_name()
+        )
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         return status
 
@@ -391,6 +480,7 @@ class PlannerNode(Node):
 def main(args: list[str] | None = None) -> int:
     """``python -m dima_ros.planner_node --ros-args --params-file config/planner_node.yaml``."""
     return run_node("planner_node", PlannerNode, lambda node: SingleThreadedExecutor(), args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -67,9 +67,16 @@ def rig_in_camera_order(cameras: Sequence[Any]) -> list[Any]:
 
 def camera_view(camera: Any) -> CameraView:
     """The bag builders' camera record for a rig camera (:class:`dima_core.data.synth.cameras.Camera`)."""
-    return CameraView(name=camera.name, image_path="", intrinsic=np.asarray(camera.K, np.float64),
-                      cam_to_ego=np.asarray(camera.cam_to_ego, np.float64), width=int(camera.width),
-                      height=int(camera.height), timestamp_us=0, sample_data_token="")
+    return CameraView(
+        name=camera.name,
+        image_path="",
+        intrinsic=np.asarray(camera.K, np.float64),
+        cam_to_ego=np.asarray(camera.cam_to_ego, np.float64),
+        width=int(camera.width),
+        height=int(camera.height),
+        timestamp_us=0,
+        sample_data_token="",
+    )
 
 
 class VehicleTopics:
@@ -84,12 +91,19 @@ class VehicleTopics:
         self.skipped: dict[str, str] = {}
         self._pubs: dict[str, Any] = {}
         self._types: dict[str, str] = {}
-        topics = [(TF_STATIC_TOPIC, TF_TYPE, TF_STATIC_QOS), (TF_TOPIC, TF_TYPE, TF_QOS),
-                  (ODOM_TOPIC, ODOMETRY_TYPE, STATE_QOS), (ACCEL_TOPIC, ACCEL_TYPE, STATE_QOS),
-                  (COMMAND_TOPIC, COMMAND_TYPE, STATE_QOS), (CLOCK_TOPIC, CLOCK_TYPE, CLOCK_QOS)]
+        topics = [
+            (TF_STATIC_TOPIC, TF_TYPE, TF_STATIC_QOS),
+            (TF_TOPIC, TF_TYPE, TF_QOS),
+            (ODOM_TOPIC, ODOMETRY_TYPE, STATE_QOS),
+            (ACCEL_TOPIC, ACCEL_TYPE, STATE_QOS),
+            (COMMAND_TOPIC, COMMAND_TYPE, STATE_QOS),
+            (CLOCK_TOPIC, CLOCK_TYPE, CLOCK_QOS),
+        ]
         for cam in CAMERA_NAMES:
-            topics += [(camera_info_topic(cam), CAMERA_INFO_TYPE, SENSOR_QOS),
-                       (image_topic(cam), COMPRESSED_IMAGE_TYPE, SENSOR_QOS)]
+            topics += [
+                (camera_info_topic(cam), CAMERA_INFO_TYPE, SENSOR_QOS),
+                (image_topic(cam), COMPRESSED_IMAGE_TYPE, SENSOR_QOS),
+            ]
         for topic, msgtype, qos in topics:
             try:
                 cls = import_message_class(msgtype)
@@ -115,16 +129,18 @@ class VehicleTopics:
 
     def publish_static(self, ns: int, cameras: Sequence[Any]) -> None:
         """``/tf_static`` base_link -> CAM_* (transient local: a node started later still gets it)."""
-        transforms = [m.transform_stamped(self.ts, ns, BASE_FRAME, c.name,
-                                          {"translation": c.translation, "rotation": c.rotation_wxyz})
-                      for c in rig_in_camera_order(cameras)]
+        transforms = [
+            m.transform_stamped(
+                self.ts, ns, BASE_FRAME, c.name, {"translation": c.translation, "rotation": c.rotation_wxyz}
+            )
+            for c in rig_in_camera_order(cameras)
+        ]
         self._publish(TF_STATIC_TOPIC, m.tf_message(self.ts, transforms))
 
     def publish_state(self, ns: int, x: float, y: float, yaw: float, status: EgoStatus) -> None:
         """``/tf`` map -> base_link, ``/odom`` (pose in map, twist in base_link) and ``/accel`` stamped ``ns``."""
         pose = {"translation": [float(x), float(y), 0.0], "rotation": yaw_quaternion(float(yaw))}
-        self._publish(TF_TOPIC, m.tf_message(self.ts, [m.transform_stamped(self.ts, ns, MAP_FRAME, BASE_FRAME,
-                                                                           pose)]))
+        self._publish(TF_TOPIC, m.tf_message(self.ts, [m.transform_stamped(self.ts, ns, MAP_FRAME, BASE_FRAME, pose)]))
         self._publish(ODOM_TOPIC, m.odometry(self.ts, ns, pose, status))
         self._publish(ACCEL_TOPIC, m.acceleration(self.ts, ns, status))
 

@@ -73,8 +73,12 @@ log = logging.getLogger(__name__)
 
 TRAJECTORY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Transient local: a subscriber that joins after an episode (``ros2 topic echo``) still gets every episode's metrics.
-METRICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+METRICS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 MARKER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
@@ -172,16 +176,20 @@ class SimNode(Node):
         self._answered: set[int] = set()  # frames of this episode a trajectory arrived for
         self._stats = EpisodeStats()
         self._status: dict[str, tuple[int, str]] = {
-            DIAG_CONNECTION: (OK, "waiting for the planner"), DIAG_EPISODE: (OK, "not started"),
-            DIAG_PLANS: (OK, "no plan yet")}
+            DIAG_CONNECTION: (OK, "waiting for the planner"),
+            DIAG_EPISODE: (OK, "not started"),
+            DIAG_PLANS: (OK, "no plan yet"),
+        }
         self._clock_ns = CLOCK_START_NS
 
         self.topics = VehicleTopics(self)
         for topic, why in self.topics.skipped.items():
             self.get_logger().warning(f"not publishing {topic}: {why}")
         if self.topics.skipped:  # pip-only: no tf2_msgs; the planner does not need /tf (calibration from config)
-            self._status[DIAG_TOPICS] = (WARN, f"not published (message type not installed): "
-                                               f"{', '.join(sorted(self.topics.skipped))}")
+            self._status[DIAG_TOPICS] = (
+                WARN,
+                f"not published (message type not installed): {', '.join(sorted(self.topics.skipped))}",
+            )
         self.pub_metrics = self.create_publisher(String, "~/output/episode_metrics", METRICS_QOS)
         self.pub_markers = self.create_publisher(MarkerArray, "~/output/markers", MARKER_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
@@ -191,7 +199,8 @@ class SimNode(Node):
         self.get_logger().info(
             f"simulator ready: {len(setup.scenarios)} scenario(s) x {len(setup.seeds)} seed(s), {self.cfg.timing}, "
             f"world {setup.files['world_config']}, cameras {setup.world_cfg.camera.width}x"
-            f"{setup.world_cfg.camera.height}; plans from {self._traj_topic}")
+            f"{setup.world_cfg.camera.height}; plans from {self._traj_topic}"
+        )
         self._worker = threading.Thread(target=self._main, name="dima-sim", daemon=True)
         self._worker.start()
 
@@ -219,8 +228,13 @@ class SimNode(Node):
             if ns in self._old_stamps:
                 self._report(DIAG_PLANS, WARN, f"trajectory for frame {ns} of an earlier episode ignored")
             else:
-                self._report(DIAG_PLANS, ERROR, f"trajectory refused: stamped {ns} ns, a frame the simulator did "
-                             "not publish (its header.stamp must be the camera frame's)", {"stamp_ns": str(ns)})
+                self._report(
+                    DIAG_PLANS,
+                    ERROR,
+                    f"trajectory refused: stamped {ns} ns, a frame the simulator did "
+                    "not publish (its header.stamp must be the camera frame's)",
+                    {"stamp_ns": str(ns)},
+                )
             return
         try:
             reply = Reply(ns, plan_from_trajectory(msg), arrival)
@@ -230,8 +244,9 @@ class SimNode(Node):
                     self._stats.refused_frame += 1
                 else:
                     self._stats.refused_timing += 1
-            self._report(DIAG_PLANS, ERROR, f"trajectory for frame {ns} refused: {exc}",
-                         {"stamp_ns": str(ns), "kind": exc.kind})
+            self._report(
+                DIAG_PLANS, ERROR, f"trajectory for frame {ns} refused: {exc}", {"stamp_ns": str(ns), "kind": exc.kind}
+            )
             reply = Reply(ns, None, arrival, refused=str(exc))
         self._deliver(reply)
 
@@ -260,8 +275,12 @@ class SimNode(Node):
                 stale = True
             self._stats.stale += stale
         if stale:
-            self._report(DIAG_PLANS, WARN, f"trajectory for frame {reply.stamp_ns} arrived too late: "
-                         + ("its wait had ended" if self.cfg.timing == "lockstep" else "a newer plan is in use"))
+            self._report(
+                DIAG_PLANS,
+                WARN,
+                f"trajectory for frame {reply.stamp_ns} arrived too late: "
+                + ("its wait had ended" if self.cfg.timing == "lockstep" else "a newer plan is in use"),
+            )
 
     # -- worker -------------------------------------------------------------------------------------------------
 
@@ -305,8 +324,9 @@ class SimNode(Node):
             if not missing:
                 break
             if time.monotonic() > deadline:
-                raise SimNodeError(f"no planner within {self.cfg.connect_timeout_s:g} s: nobody on "
-                                   f"{', '.join(missing)}")
+                raise SimNodeError(
+                    f"no planner within {self.cfg.connect_timeout_s:g} s: nobody on {', '.join(missing)}"
+                )
             self._sleep(STOP_POLL_S)
         scenario, seed = self.setup.scenarios[0], self.setup.seeds[0]
         episode = ClosedLoopEpisode(self.setup.world_cfg, self.setup.sim_cfg, scenario, seed)
@@ -331,8 +351,10 @@ class SimNode(Node):
             if answered:
                 break
             if time.monotonic() > deadline:
-                raise SimNodeError(f"the planner subscribed but answered none of {probes} probe frames within "
-                                   f"{self.cfg.connect_timeout_s:g} s (see its /diagnostics)")
+                raise SimNodeError(
+                    f"the planner subscribed but answered none of {probes} probe frames within "
+                    f"{self.cfg.connect_timeout_s:g} s (see its /diagnostics)"
+                )
         self._report(DIAG_CONNECTION, OK, f"planner answered probe frame {probes}")
         self.get_logger().info(f"planner connected (answered probe frame {probes})")
 
@@ -355,17 +377,36 @@ class SimNode(Node):
         ep_log, stats = self._drive(episode)
         metrics = score_episode(ep_log, reference)
         self.report.metrics.append(metrics)
-        summary = {"scenario": scenario, "seed": seed, "timing": self.cfg.timing, **stats.summary(),
-                   "rejections": list(episode.rejections[:20]), "wall_s": time.perf_counter() - t0}
+        summary = {
+            "scenario": scenario,
+            "seed": seed,
+            "timing": self.cfg.timing,
+            **stats.summary(),
+            "rejections": list(episode.rejections[:20]),
+            "wall_s": time.perf_counter() - t0,
+        }
         self.episode_stats.append(summary)
-        self.pub_metrics.publish(String(data=metrics_json({
-            "scenario": scenario, "seed": seed, "policy": metrics.policy, "metrics": metrics.to_dict(),
-            "ros": summary, "baselines": {n: m.to_dict() for n, m in baseline_metrics.items()}})))
+        self.pub_metrics.publish(
+            String(
+                data=metrics_json(
+                    {
+                        "scenario": scenario,
+                        "seed": seed,
+                        "policy": metrics.policy,
+                        "metrics": metrics.to_dict(),
+                        "ros": summary,
+                        "baselines": {n: m.to_dict() for n, m in baseline_metrics.items()},
+                    }
+                )
+            )
+        )
         self._write_outputs(episode, ep_log, metrics)
-        line = (f"{scenario} seed {seed} {metrics.policy}: score {metrics.score:.3f}, "
-                f"{'success' if metrics.success else 'fail'}, progress {metrics.progress_m:.0f} m; "
-                f"{stats.applied}/{stats.frames} plans applied, {stats.missed} missed, "
-                f"{stats.refused + stats.refused_frame + stats.refused_timing + stats.unknown_stamp} refused")
+        line = (
+            f"{scenario} seed {seed} {metrics.policy}: score {metrics.score:.3f}, "
+            f"{'success' if metrics.success else 'fail'}, progress {metrics.progress_m:.0f} m; "
+            f"{stats.applied}/{stats.frames} plans applied, {stats.missed} missed, "
+            f"{stats.refused + stats.refused_frame + stats.refused_timing + stats.unknown_stamp} refused"
+        )
         self._report(DIAG_EPISODE, OK, line)
         self.get_logger().info(line)
 
@@ -438,8 +479,12 @@ class SimNode(Node):
                 self._stats.missed += 1
         self._check_stop()
         if reply is None:
-            self._report(DIAG_PLANS, WARN, f"no trajectory for frame {frame.stamp_ns} within "
-                         f"{self.cfg.plan_timeout_s:g} s: the ego keeps its last plan")
+            self._report(
+                DIAG_PLANS,
+                WARN,
+                f"no trajectory for frame {frame.stamp_ns} within "
+                f"{self.cfg.plan_timeout_s:g} s: the ego keeps its last plan",
+            )
         elif reply.xy is not None:
             self._apply(episode, reply, frame)
 
@@ -462,8 +507,13 @@ class SimNode(Node):
         if reply is not None and frame is not None:
             self._apply(episode, reply, frame, planned_at=(frame.time, frame.state))
 
-    def _apply(self, episode: ClosedLoopEpisode, reply: Reply, frame: Frame,
-               planned_at: tuple[float, VehicleState] | None = None) -> None:
+    def _apply(
+        self,
+        episode: ClosedLoopEpisode,
+        reply: Reply,
+        frame: Frame,
+        planned_at: tuple[float, VehicleState] | None = None,
+    ) -> None:
         latency_ms = (reply.arrival_wall - frame.published_wall) * 1000.0
         accepted = episode.apply_plan(reply.xy, frame.command, latency_ms, planned_at=planned_at)
         with self._cv:
@@ -475,18 +525,31 @@ class SimNode(Node):
         if accepted:
             self._report(DIAG_PLANS, OK, f"plan for frame {frame.stamp_ns} applied ({latency_ms:.0f} ms)")
         else:
-            self._report(DIAG_PLANS, ERROR, f"trajectory for frame {frame.stamp_ns} refused: "
-                         f"{episode.rejections[-1]}; the ego keeps its last plan", {"stamp_ns": str(frame.stamp_ns)})
+            self._report(
+                DIAG_PLANS,
+                ERROR,
+                f"trajectory for frame {frame.stamp_ns} refused: {episode.rejections[-1]}; the ego keeps its last plan",
+                {"stamp_ns": str(frame.stamp_ns)},
+            )
 
     # -- outputs ------------------------------------------------------------------------------------------------
 
     def _publish_markers(self, episode: ClosedLoopEpisode, driven: list[tuple[float, float]], ns: int) -> None:
         s = episode.state
-        agents = [(a.id, *a.state()[:3], a.length, a.width, a.category) for a in episode.live.actors
-                  if a.visible_now(episode.traffic.t)]
+        agents = [
+            (a.id, *a.state()[:3], a.length, a.width, a.category)
+            for a in episode.live.actors
+            if a.visible_now(episode.traffic.t)
+        ]
         plan = episode.plans[-1].trajectory_global if episode.plans else None
-        scene = MarkerScene((s.x, s.y, s.yaw), (float(episode.live.ego.length), float(episode.live.ego.width)),
-                            agents, episode.route.xy, np.asarray(driven), plan)
+        scene = MarkerScene(
+            (s.x, s.y, s.yaw),
+            (float(episode.live.ego.length), float(episode.live.ego.width)),
+            agents,
+            episode.route.xy,
+            np.asarray(driven),
+            plan,
+        )
         self.pub_markers.publish(scene_markers(scene, ns_to_stamp(ns)))
 
     def _write_outputs(self, episode: ClosedLoopEpisode, ep_log: Any, metrics: EpisodeMetrics) -> None:
@@ -497,25 +560,36 @@ class SimNode(Node):
         stem = os.path.join(out, "episodes", episode_file_stem(metrics.scenario, metrics.seed, metrics.policy))
         os.makedirs(os.path.dirname(stem), exist_ok=True)
         plans = ep_log.plans
-        np.savez(stem + ".npz", times=ep_log.times, ego=ep_log.ego,
-                 plan_times=np.array([p.time for p in plans], np.float64),
-                 plans_ego=np.array([p.trajectory_ego for p in plans], np.float64).reshape(-1, 6, 2),
-                 plan_commands=np.array([p.command for p in plans], np.int64),
-                 plan_latency_ms=np.array([p.latency_ms for p in plans], np.float64),
-                 rejected_plans=np.int64(ep_log.rejected_plans))
-        write_report(self.report, os.path.join(out, "report.json"), command="dima_ros.sim_node",
-                     machine=machine_line(), seeds=setup.seeds, scenarios=setup.scenarios,
-                     config=config_record(setup.world_cfg, setup.sim_cfg), files_used=setup.files,
-                     ros={"node": self.get_fully_qualified_name(), "timing": self.cfg.timing,
-                          "episodes": self.episode_stats})
+        np.savez(
+            stem + ".npz",
+            times=ep_log.times,
+            ego=ep_log.ego,
+            plan_times=np.array([p.time for p in plans], np.float64),
+            plans_ego=np.array([p.trajectory_ego for p in plans], np.float64).reshape(-1, 6, 2),
+            plan_commands=np.array([p.command for p in plans], np.int64),
+            plan_latency_ms=np.array([p.latency_ms for p in plans], np.float64),
+            rejected_plans=np.int64(ep_log.rejected_plans),
+        )
+        write_report(
+            self.report,
+            os.path.join(out, "report.json"),
+            command="dima_ros.sim_node",
+            machine=machine_line(),
+            seeds=setup.seeds,
+            scenarios=setup.scenarios,
+            config=config_record(setup.world_cfg, setup.sim_cfg),
+            files_used=setup.files,
+            ros={"node": self.get_fully_qualified_name(), "timing": self.cfg.timing, "episodes": self.episode_stats},
+        )
         with open(os.path.join(out, "table.md"), "w") as f:
             f.write(self.report.table() + "\n")
 
     # -- diagnostics --------------------------------------------------------------------------------------------
 
     def _diag_status(self, name: str, level: int, message: str, values: dict[str, str]) -> DiagnosticStatus:
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: {name}", message=message,
-                                  hardware_id=self.get_fully_qualified_name())
+        status = DiagnosticStatus(
+            level=level, name=f"{self.get_name()}: {name}", message=message, hardware_id=self.get_fully_qualified_name()
+        )
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         return status
 

@@ -34,18 +34,28 @@ def generate_launch_description():  # noqa: ANN201 - launch's own type, imported
         for spec in NODES:
             if not is_enabled(spec, values):
                 continue
-            actions.append(Node(
-                package=PACKAGE, executable=spec.executable, name=spec.name, output="screen",
-                parameters=[str(params_path(spec, config_dir)), launch_parameter_overrides(spec, values),
-                            {"use_sim_time": use_sim_time}],
-                remappings=list(spec.remappings),
-                # Fast DDS segment large enough for six camera JPEGs, unless the user exported a profile.
-                additional_env=profile_environment(config_dir),
-            ))
+            actions.append(
+                Node(
+                    package=PACKAGE,
+                    executable=spec.executable,
+                    name=spec.name,
+                    output="screen",
+                    parameters=[
+                        str(params_path(spec, config_dir)),
+                        launch_parameter_overrides(spec, values),
+                        {"use_sim_time": use_sim_time},
+                    ],
+                    remappings=list(spec.remappings),
+                    # Fast DDS segment large enough for six camera JPEGs, unless the user exported a profile.
+                    additional_env=profile_environment(config_dir),
+                )
+            )
         return actions
 
     return LaunchDescription(
-        [DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description)
-         for arg in LAUNCH_ARGUMENTS]
+        [
+            DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description)
+            for arg in LAUNCH_ARGUMENTS
+        ]
         + [OpaqueFunction(function=nodes)]
     )

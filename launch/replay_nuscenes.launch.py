@@ -28,19 +28,31 @@ def generate_launch_description():  # noqa: ANN201 - launch's own type, imported
     forwarded["use_sim_time"] = "true"
     forwarded["with_evaluator"] = "true"
     return LaunchDescription(
-        [DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description)
-         for arg in (*LAUNCH_ARGUMENTS, *REPLAY_ARGUMENTS) if arg.name not in ("use_sim_time", "with_evaluator")]
+        [
+            DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description)
+            for arg in (*LAUNCH_ARGUMENTS, *REPLAY_ARGUMENTS)
+            if arg.name not in ("use_sim_time", "with_evaluator")
+        ]
         # The player writes full-size camera frames: it needs the large Fast DDS segment too (unless user-chosen).
-        + [SetEnvironmentVariable(name, value)
-           for name, value in profile_environment(os.path.join(share, "config")).items()]
+        + [
+            SetEnvironmentVariable(name, value)
+            for name, value in profile_environment(os.path.join(share, "config")).items()
+        ]
         + [
             IncludeLaunchDescription(
                 PythonLaunchDescriptionSource(os.path.join(share, "launch", "dima.launch.py")),
                 launch_arguments=list(forwarded.items()),
             ),
             ExecuteProcess(
-                cmd=["ros2", "bag", "play", LaunchConfiguration("bag"), "--clock", "--rate",
-                     LaunchConfiguration("rate")],
+                cmd=[
+                    "ros2",
+                    "bag",
+                    "play",
+                    LaunchConfiguration("bag"),
+                    "--clock",
+                    "--rate",
+                    LaunchConfiguration("rate"),
+                ],
                 output="screen",
             ),
         ]

@@ -41,13 +41,18 @@ def generate_launch_description():  # noqa: ANN201 - launch's own type, imported
     def on_exit(event, context):  # noqa: ANN001, ANN202 - launch's callback signature
         # The simulator exits after its last episode (shutdown_when_done): end the planner and the rest with it.
         if any(str(part).endswith(tuple(ending)) for part in event.cmd):
-            return [LogInfo(msg=f"closed-loop simulation finished (exit {event.returncode})"),
-                    EmitEvent(event=Shutdown(reason="closed-loop simulation finished"))]
+            return [
+                LogInfo(msg=f"closed-loop simulation finished (exit {event.returncode})"),
+                EmitEvent(event=Shutdown(reason="closed-loop simulation finished")),
+            ]
         return None
 
     return LaunchDescription(
-        [DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description)
-         for arg in LAUNCH_ARGUMENTS if arg.name not in fixed]
+        [
+            DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description)
+            for arg in LAUNCH_ARGUMENTS
+            if arg.name not in fixed
+        ]
         + [
             IncludeLaunchDescription(
                 PythonLaunchDescriptionSource(os.path.join(share, "launch", "dima.launch.py")),

@@ -33,8 +33,12 @@ def _tokenizer_json() -> str:
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(_CORPUS, trainer)
     return tok.to_str()
 
@@ -44,8 +48,9 @@ def tiny_tokenizer() -> Any:
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(_tokenizer_json()), pad_token="<pad>",
-                                   bos_token="<s>", eos_token="</s>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(_tokenizer_json()), pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
 
 
 def tiny_llm(tokenizer: Any) -> Any:
@@ -54,10 +59,18 @@ def tiny_llm(tokenizer: Any) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer) + 8, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer) + 8,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -75,12 +88,23 @@ def stage2_config(directory: Path, world: Any, model_yaml: Path, index: Path, ep
     path = write_stage2_yaml(Path(directory) / "cfg", mllm, **joint)
     data = yaml.safe_load(path.read_text())
     data["model_config"] = str(model_yaml)
-    data["data"]["dataset"].update({"dataroot": str(world.dataroot), "version": world.version,
-                                    "index_path": str(index)})
+    data["data"]["dataset"].update(
+        {"dataroot": str(world.dataroot), "version": world.version, "index_path": str(index)}
+    )
     data["data"].update({"batch_size": 1, "val_split": None})
-    data.update({"epochs": epochs, "device": "cpu", "output_dir": str(Path(directory) / "run"), "tensorboard": False,
-                 "progress_bar": False, "validate_every_epochs": 0, "log_interval": 1, "checkpoint_interval": 0,
-                 "checkpoint_every_epoch": False})
+    data.update(
+        {
+            "epochs": epochs,
+            "device": "cpu",
+            "output_dir": str(Path(directory) / "run"),
+            "tensorboard": False,
+            "progress_bar": False,
+            "validate_every_epochs": 0,
+            "log_interval": 1,
+            "checkpoint_interval": 0,
+            "checkpoint_every_epoch": False,
+        }
+    )
     return config_from_dict(data, Stage2TrainConfig, source="distill_helpers.stage2_config")
 
 
@@ -90,8 +114,9 @@ def build_trainer(config: Any, record_history: bool = True) -> Any:
     from dima_core.training.stage2 import build_stage2_trainer
 
     tokenizer = tiny_tokenizer()
-    return build_stage2_trainer(config, DistContext(), record_history=record_history, llm=tiny_llm(tokenizer),
-                                tokenizer=tokenizer)
+    return build_stage2_trainer(
+        config, DistContext(), record_history=record_history, llm=tiny_llm(tokenizer), tokenizer=tokenizer
+    )
 
 
 def metrics_records(run_dir: Path) -> tuple[list[dict], list[dict]]:

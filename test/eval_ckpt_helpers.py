@@ -21,8 +21,21 @@ def train_micro_checkpoint(world: Any, model_yaml: Path, index: Path, out: Path,
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        args = stage1_cli_args(world, model_yaml, index, out, "--max-steps", str(steps), "--epochs", "1",
-                               "--val-split", "none", "--train-split", "train", "--no-tensorboard")
+        args = stage1_cli_args(
+            world,
+            model_yaml,
+            index,
+            out,
+            "--max-steps",
+            str(steps),
+            "--epochs",
+            "1",
+            "--val-split",
+            "none",
+            "--train-split",
+            "train",
+            "--no-tensorboard",
+        )
         if dima_main(args) != 0:
             raise RuntimeError(f"dima {' '.join(args)} failed")
     finally:

@@ -81,8 +81,9 @@ def run_stage2(ctx: Any, root: Path, train_args: list[str], report: dict[str, An
     from dima_core.io.checkpoint import checkpoint_name, load_checkpoint
     from dima_core.training.stage2 import build_stage2_trainer
 
-    config = stage2_config(root, "fsdp", train_args, "--strategy", "fsdp", "--max-steps", "2",
-                           "--checkpoint-interval", "1")
+    config = stage2_config(
+        root, "fsdp", train_args, "--strategy", "fsdp", "--max-steps", "2", "--checkpoint-interval", "1"
+    )
     trainer = build_stage2_trainer(config, ctx, record_history=True)
     report["layer_units"] = trainer.fsdp.num_layer_units
     report["layer_classes"] = list(trainer.fsdp.layer_classes)
@@ -107,8 +108,7 @@ def run_stage2(ctx: Any, root: Path, train_args: list[str], report: dict[str, An
     gc.collect()
 
     step1 = root / "fsdp" / checkpoint_name(1)
-    config = stage2_config(root, "resume", train_args, "--strategy", "fsdp", "--max-steps", "2",
-                           "--resume", str(step1))
+    config = stage2_config(root, "resume", train_args, "--strategy", "fsdp", "--max-steps", "2", "--resume", str(step1))
     resumed = build_stage2_trainer(config, ctx, record_history=True)
     report["resume_losses"] = [h["total"] for h in resumed.fit().history]
     del resumed
@@ -121,10 +121,12 @@ def run_stage2(ctx: Any, root: Path, train_args: list[str], report: dict[str, An
         a = load_checkpoint(root / "fsdp" / checkpoint_name(2))
         b = load_checkpoint(root / "resume" / checkpoint_name(2))
         report["resume_weights_equal"] = list(a["model"]) == list(b["model"]) and all(
-            torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+            torch.equal(a["model"][k], b["model"][k]) for k in a["model"]
+        )
         sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
         report["resume_optimizer_equal"] = set(sa) == set(sb) and all(
-            set(sa[i]) == set(sb[i]) and all(torch.equal(sa[i][k], sb[i][k]) for k in sa[i]) for i in sa)
+            set(sa[i]) == set(sb[i]) and all(torch.equal(sa[i][k], sb[i][k]) for k in sa[i]) for i in sa
+        )
 
 
 def run_tiny(ctx: Any, root: Path, report: dict[str, Any]) -> None:
@@ -138,8 +140,11 @@ def run_tiny(ctx: Any, root: Path, report: dict[str, Any]) -> None:
     }
     for name, distributed in variants.items():
         result = build_tiny_trainer(tiny_config(root / name, distributed=distributed), ctx).fit()
-        report[name] = {"losses": [h["total"] for h in result.history], "step": result.step,
-                        "replicas_consistent": result.replicas_consistent}
+        report[name] = {
+            "losses": [h["total"] for h in result.history],
+            "step": result.step,
+            "replicas_consistent": result.replicas_consistent,
+        }
 
 
 def main() -> int:
@@ -150,7 +155,7 @@ def main() -> int:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)  # stage2: dima train arguments after "--"
     args = parser.parse_args(argv[:split])
-    train_args = argv[split + 1:]
+    train_args = argv[split + 1 :]
 
     from dima_core.training.config import DistributedConfig
     from dima_core.training.distributed import cleanup_distributed, configure_rank_logging, init_distributed

@@ -79,11 +79,19 @@ def tiny_config(**overrides) -> MllmConfig:
         llm=LLMConfig(lora=LoraSettings(rank=4, alpha=8.0, dropout=0.0)),
         adapters=AdapterConfig(
             queries={"bev": 4, "ego": 1, "agent": 3, "map": 2},
-            hidden_size=64, num_layers=1, num_heads=4, intermediate_size=128, dropout=0.0,
+            hidden_size=64,
+            num_layers=1,
+            num_heads=4,
+            intermediate_size=128,
+            dropout=0.0,
         ),
         heads=HeadsConfig(
-            plan_hidden=64, plan_feature_dim=PLANNER_DIM, bev_tokens=BEV_GRID[0] * BEV_GRID[1],
-            decoder_dim=32, decoder_heads=4, mlp_hidden=32,
+            plan_hidden=64,
+            plan_feature_dim=PLANNER_DIM,
+            bev_tokens=BEV_GRID[0] * BEV_GRID[1],
+            decoder_dim=32,
+            decoder_heads=4,
+            mlp_hidden=32,
         ),
     )
     for key, value in overrides.items():
@@ -107,8 +115,9 @@ def teacher():
     return make_teacher()
 
 
-def make_beam(batch: int = 2, num_agents: int = 5, num_map: int = 4, seed: int = 0,
-              requires_grad: bool = False) -> BeamTokens:
+def make_beam(
+    batch: int = 2, num_agents: int = 5, num_map: int = 4, seed: int = 0, requires_grad: bool = False
+) -> BeamTokens:
     """Random BEAM tokens with the documented shapes (C = SCENE_DIM, BEV 4x4)."""
     g = torch.Generator().manual_seed(seed)
     c, n = SCENE_DIM, BEV_GRID[0] * BEV_GRID[1]
@@ -119,7 +128,10 @@ def make_beam(batch: int = 2, num_agents: int = 5, num_map: int = 4, seed: int =
     boxes[..., 0] = torch.arange(num_agents, dtype=torch.float32) * 10.0
     boxes[..., 3:6] = torch.tensor([1.9, 4.6, 1.7])
     return BeamTokens(
-        bev=tokens[0], ego=tokens[1], agents=tokens[2], map=tokens[3],
+        bev=tokens[0],
+        ego=tokens[1],
+        agents=tokens[2],
+        map=tokens[3],
         agent_boxes=boxes,
         agent_logits=torch.zeros(batch, num_agents, 10),
         agent_velocities=torch.zeros(batch, num_agents, 2),
@@ -143,8 +155,12 @@ def straight_road(lanes_left: int = 1, lanes_right: int = 0, lane_width: float =
     return np.stack(lines), np.asarray(labels, np.int64)
 
 
-def straight_scene(speed: float = 8.0, agents: list[tuple[float, float, float]] | None = None,
-                   lanes_left: int = 1, lanes_right: int = 0) -> EditableScene:
+def straight_scene(
+    speed: float = 8.0,
+    agents: list[tuple[float, float, float]] | None = None,
+    lanes_left: int = 1,
+    lanes_right: int = 0,
+) -> EditableScene:
     """Ego at ``speed`` m/s straight ahead in its lane; ``agents`` as (x, y, vx) cars moving along x."""
     t = np.arange(1, FUTURE_STEPS + 1) * 0.5
     polylines, labels = straight_road(lanes_left, lanes_right)

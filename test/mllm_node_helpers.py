@@ -38,8 +38,16 @@ def write_stage2_checkpoint(path: Path, model_yaml: Path, llm_dir: Path) -> Path
     mllm = micro_mllm_config(source="local", path=str(llm_dir), gguf_file=None)
     joint = DimaJointModel(VisionPlanner(model_config), build_teacher(mllm))
     state = {
-        "stage": 2, "epoch": 0, "epoch_step": 0, "step": 0, "model": joint.state_dict(), "optimizer": {},
-        "scheduler": {}, "scaler": {}, "rng": {}, "sampler": {},
+        "stage": 2,
+        "epoch": 0,
+        "epoch_step": 0,
+        "step": 0,
+        "model": joint.state_dict(),
+        "optimizer": {},
+        "scheduler": {},
+        "scaler": {},
+        "rng": {},
+        "sampler": {},
         "config": {"joint": {"max_question_tokens": MAX_QUESTION_TOKENS}},
         "model_config": joint_model_config(model_config, mllm, joint.beam_tokens),
     }

@@ -35,11 +35,23 @@ def export_micro_onnx(root: Path) -> Path:
 
     torch.set_num_threads(1)
     loaded = load_planner(model_config=write_micro_model_config(root), seed=3)
-    ckpt = save_checkpoint({
-        "stage": 1, "epoch": 0, "epoch_step": 0, "step": 1, "model": loaded.model.state_dict(), "optimizer": {},
-        "scheduler": {}, "scaler": {}, "rng": [], "sampler": {}, "config": {},
-        "model_config": config_to_dict(loaded.config),
-    }, root / "run" / "checkpoint_step00000001.pt")
+    ckpt = save_checkpoint(
+        {
+            "stage": 1,
+            "epoch": 0,
+            "epoch_step": 0,
+            "step": 1,
+            "model": loaded.model.state_dict(),
+            "optimizer": {},
+            "scheduler": {},
+            "scaler": {},
+            "rng": [],
+            "sampler": {},
+            "config": {},
+            "model_config": config_to_dict(loaded.config),
+        },
+        root / "run" / "checkpoint_step00000001.pt",
+    )
     out = root / "models"
     # --with-beam as the demo deploys it: the node also publishes BeamTokens (with the ego feature) for the MLLM node
     assert dima_main(["export", "--format", "onnx", "--checkpoint", str(ckpt), "--out", str(out), "--with-beam"]) == 0
@@ -73,10 +85,24 @@ class NodeProcess:
         self.log = log_dir / f"{name}.{time.monotonic_ns()}.log"
         self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "dima_ros.planner_node", "--ros-args", "--params-file", str(params),
-             "-r", f"__node:={name}"],
-            cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=self._fh, stderr=subprocess.STDOUT, env=os.environ.copy(),
-            start_new_session=True)
+            [
+                sys.executable,
+                "-u",
+                "-m",
+                "dima_ros.planner_node",
+                "--ros-args",
+                "--params-file",
+                str(params),
+                "-r",
+                f"__node:={name}",
+            ],
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
 
     def output(self) -> str:
         self._fh.flush()
@@ -130,8 +156,9 @@ class FrameRig:
         self.cams = CAMERA_NAMES
         img_type = Image if raw else CompressedImage
         self.pub_img = {c: node.create_publisher(img_type, f"{base}/input/camera/{c}/image", q) for c in CAMERA_NAMES}
-        self.pub_info = {c: node.create_publisher(CameraInfo, f"{base}/input/camera/{c}/camera_info", q)
-                         for c in CAMERA_NAMES}
+        self.pub_info = {
+            c: node.create_publisher(CameraInfo, f"{base}/input/camera/{c}/camera_info", q) for c in CAMERA_NAMES
+        }
         self.pub_odom = node.create_publisher(Odometry, f"{base}/input/odometry", q)
         self.pub_accel = node.create_publisher(AccelWithCovarianceStamped, f"{base}/input/acceleration", q)
         self.pub_cmd = node.create_publisher(DrivingCommand, f"{base}/input/command", q)
@@ -155,15 +182,19 @@ class FrameRig:
     def _on_diag(self, msg) -> None:
         with self.lock:
             for s in msg.status:
-                self.diagnostics.append((int.from_bytes(s.level, "little") if isinstance(s.level, bytes)
-                                         else int(s.level), s.name, s.message))
+                self.diagnostics.append(
+                    (
+                        int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level),
+                        s.name,
+                        s.message,
+                    )
+                )
 
     def connected(self) -> bool:
         pubs = (
             list(self.pub_img.values()) + list(self.pub_info.values()) + [self.pub_odom, self.pub_accel, self.pub_cmd]
         )
-        return (all(p.get_subscription_count() >= 1 for p in pubs)
-                and self.node.count_publishers(self.traj_topic) >= 1)
+        return all(p.get_subscription_count() >= 1 for p in pubs) and self.node.count_publishers(self.traj_topic) >= 1
 
     def stamps(self) -> list[int]:
         with self.lock:
@@ -173,9 +204,16 @@ class FrameRig:
         with self.lock:
             return [m for _, _, m in self.diagnostics]
 
-    def publish_frame(self, t_ns: int, skip: tuple[str, ...] = (), corrupt: tuple[str, ...] = (),
-                      speed: float = 5.0, encoding: str = "rgb8", command: int = 2,
-                      formats: dict[str, str] | None = None) -> None:
+    def publish_frame(
+        self,
+        t_ns: int,
+        skip: tuple[str, ...] = (),
+        corrupt: tuple[str, ...] = (),
+        speed: float = 5.0,
+        encoding: str = "rgb8",
+        command: int = 2,
+        formats: dict[str, str] | None = None,
+    ) -> None:
         """All inputs of one frame stamped ``t_ns`` (CAM_FRONT last, as a driver-agnostic worst case)."""
         self.publish_aux(t_ns, speed=speed, command=command)
         self.publish_cameras(t_ns, skip=skip, corrupt=corrupt, encoding=encoding, formats=formats)
@@ -200,8 +238,14 @@ class FrameRig:
         cmd.header.stamp, cmd.header.frame_id = stamp, "base_link"
         self.pub_cmd.publish(cmd)
 
-    def publish_cameras(self, t_ns: int, skip: tuple[str, ...] = (), corrupt: tuple[str, ...] = (),
-                        encoding: str = "rgb8", formats: dict[str, str] | None = None) -> None:
+    def publish_cameras(
+        self,
+        t_ns: int,
+        skip: tuple[str, ...] = (),
+        corrupt: tuple[str, ...] = (),
+        encoding: str = "rgb8",
+        formats: dict[str, str] | None = None,
+    ) -> None:
         """CameraInfo and images of the six cameras stamped ``t_ns`` (CAM_FRONT last); ``formats`` overrides the
         CompressedImage format of some cameras (their bytes stay JPEG)."""
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -261,5 +305,15 @@ def seconds(t: float) -> int:
     return int(round(t * NS))
 
 
-__all__ = ["FrameRig", "NodeProcess", "export_micro_onnx", "jpeg", "node_parameters", "seconds", "wait_diag",
-           "wait_trajectory", "warm_up", "write_params"]
+__all__ = [
+    "FrameRig",
+    "NodeProcess",
+    "export_micro_onnx",
+    "jpeg",
+    "node_parameters",
+    "seconds",
+    "wait_diag",
+    "wait_trajectory",
+    "warm_up",
+    "write_params",
+]

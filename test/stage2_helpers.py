@@ -52,10 +52,32 @@ def write_stage2_yaml(directory: Path, mllm_cfg: Any, **joint: Any) -> Path:
 def stage2_cli_args(world: Any, config: Path, model_yaml: Path, index: Path, out: Path, *extra: str) -> list[str]:
     """``train --stage 2`` arguments on the session's synthetic world with the micro planner."""
     return [
-        "train", "--stage", "2", "--config", str(config), "--dataroot", str(world.dataroot),
-        "--version", world.version, "--index", str(index), "--out", str(out), "--batch-size", "1",
-        "--log-interval", "1", "--model-config", str(model_yaml), "--val-split", "none", "--epochs", "1",
-        "--device", "cpu", *extra,
+        "train",
+        "--stage",
+        "2",
+        "--config",
+        str(config),
+        "--dataroot",
+        str(world.dataroot),
+        "--version",
+        world.version,
+        "--index",
+        str(index),
+        "--out",
+        str(out),
+        "--batch-size",
+        "1",
+        "--log-interval",
+        "1",
+        "--model-config",
+        str(model_yaml),
+        "--val-split",
+        "none",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        *extra,
     ]
 
 
@@ -87,9 +109,17 @@ def save_tiny_llama(directory: Path, tokenizer: Any) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(directory))
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(str(directory))
     return directory

@@ -36,8 +36,10 @@ def straight_only() -> ADMLPBaseline:
     (~1e-3 rad/s: above the old 1e-6 floor, so the old standardisation divided by it)."""
     speeds = np.linspace(4.0, 12.0, 64)
     noise = np.random.default_rng(0).normal(0.0, 1e-3, len(speeds))
-    samples = [make_sample(f"s{i}", straight(v), speed=v, yaw_rate=w, split="train")
-               for i, (v, w) in enumerate(zip(speeds, noise, strict=True))]
+    samples = [
+        make_sample(f"s{i}", straight(v), speed=v, yaw_rate=w, split="train")
+        for i, (v, w) in enumerate(zip(speeds, noise, strict=True))
+    ]
     return ADMLPBaseline.fit_samples(samples, FAST)
 
 
@@ -51,8 +53,9 @@ def test_constant_features_get_the_physical_floor_not_1e6() -> None:
     assert stats["lo"][0] == 0.0 and stats["hi"][0] == 20.0
 
 
-def test_unseen_yaw_rate_is_clipped_warned_and_reported(straight_only: ADMLPBaseline,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_unseen_yaw_rate_is_clipped_warned_and_reported(
+    straight_only: ADMLPBaseline, caplog: pytest.LogCaptureFixture
+) -> None:
     hi = float(straight_only.fitted_range()[1][YAW])  # the largest (noise) yaw rate of the training split
     base = make_sample("t", straight(8.0), speed=8.0, yaw_rate=hi)
     turning = make_sample("u", straight(8.0), speed=8.0, yaw_rate=0.4)  # ~23 deg/s, never seen in training
@@ -89,8 +92,9 @@ def test_without_the_floor_the_same_input_would_explode(straight_only: ADMLPBase
     assert float(exploded.abs().max()) > 3 * float(robust.abs().max())
 
 
-def test_save_load_keeps_the_range_and_legacy_models_still_load(straight_only: ADMLPBaseline, tmp_path: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_save_load_keeps_the_range_and_legacy_models_still_load(
+    straight_only: ADMLPBaseline, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "admlp.pt"
     straight_only.save(path)
     loaded = ADMLPBaseline.load(path)
@@ -113,8 +117,24 @@ def test_dima_eval_reports_the_input_range(eval_world, tmp_path: Path) -> None:
     results_path = tmp_path / "gt.json"
     write_results(results_path, results, meta={"method": "ground truth"})
     out = tmp_path / "report.json"
-    assert main(["eval", "--results", str(results_path), "--dataroot", str(eval_world.dataroot), "--version",
-                 eval_world.version, "--out", str(out), "--admlp-epochs", "5"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--results",
+                str(results_path),
+                "--dataroot",
+                str(eval_world.dataroot),
+                "--version",
+                eval_world.version,
+                "--out",
+                str(out),
+                "--admlp-epochs",
+                "5",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())["baselines"]["ad_mlp"]["input_range"]
     assert report["planned_samples"] == json.loads(out.read_text())["num_samples"] > 0
     assert report["clipped_to_fitted_range"] is True and report["threshold_spreads"] == 1.0

@@ -38,7 +38,11 @@ def converted(bag_reader, synth_world, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("bags") / "synth"
     summary = convert_scenes(
-        synth_world.dataroot, synth_world.version, bag_reader.scene_names(), out, reader=bag_reader,
+        synth_world.dataroot,
+        synth_world.version,
+        bag_reader.scene_names(),
+        out,
+        reader=bag_reader,
         scene_gap_s=SCENE_GAP_S,
     )
     return summary
@@ -220,8 +224,14 @@ def test_ground_truth_scores_like_dima_eval(bag_messages, samples_in_bag):
             online.num_skipped_incomplete += 1
             continue
         occupancy = build_occupancy(gt.agents, online.occupancy_config)
-        online.add(planner(gt.sample_token, gt.ego_future), gt.ego_future, gt.ego_future_mask, occupancy,
-                   token=gt.sample_token, splits=gt.eval_splits)
+        online.add(
+            planner(gt.sample_token, gt.ego_future),
+            gt.ego_future,
+            gt.ego_future_mask,
+            occupancy,
+            token=gt.sample_token,
+            splits=gt.eval_splits,
+        )
     assert online.result() == reference
     # Non-trivial: samples scored, incomplete futures skipped, some collisions and splits populated.
     assert reference["num_samples"] > 0 and reference["num_skipped_incomplete_future"] > 0
@@ -272,8 +282,22 @@ def test_sqlite3_storage_and_cli(synth_world, bag_reader, tmp_path, capsys):
 
     scene = bag_reader.scene_names()[0]
     out = tmp_path / "db3bag"
-    rc = main(["bag", "convert", "--dataroot", str(synth_world.dataroot), "--version", synth_world.version,
-               "--scene", scene, "--out", str(out), "--storage", "sqlite3"])
+    rc = main(
+        [
+            "bag",
+            "convert",
+            "--dataroot",
+            str(synth_world.dataroot),
+            "--version",
+            synth_world.version,
+            "--scene",
+            scene,
+            "--out",
+            str(out),
+            "--storage",
+            "sqlite3",
+        ]
+    )
     assert rc == 0
     assert list(out.glob("*.db3"))
     info = bag_info(out)
@@ -285,8 +309,23 @@ def test_sqlite3_storage_and_cli(synth_world, bag_reader, tmp_path, capsys):
     assert main(["bag", "info", str(out)]) == 0
     assert "/evaluation/ground_truth" in capsys.readouterr().out
     # An existing bag is never overwritten silently; a directory that is not a bag is never deleted.
-    assert main(["bag", "convert", "--dataroot", str(synth_world.dataroot), "--version", synth_world.version,
-                 "--scene", scene, "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "bag",
+                "convert",
+                "--dataroot",
+                str(synth_world.dataroot),
+                "--version",
+                synth_world.version,
+                "--scene",
+                scene,
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "already exists" in capsys.readouterr().err
 
 
@@ -301,8 +340,14 @@ def test_clear_errors(synth_world, bag_reader, tmp_path):
     keep.mkdir()
     (keep / "precious.txt").write_text("x")
     with pytest.raises(ValueError, match="not a rosbag2 directory"):
-        convert_scenes(synth_world.dataroot, synth_world.version, bag_reader.scene_names()[:1], keep,
-                       reader=bag_reader, overwrite=True)
+        convert_scenes(
+            synth_world.dataroot,
+            synth_world.version,
+            bag_reader.scene_names()[:1],
+            keep,
+            reader=bag_reader,
+            overwrite=True,
+        )
     assert (keep / "precious.txt").exists()
     with pytest.raises(BagError, match="does not exist"):
         bag_info(tmp_path / "missing")
@@ -319,6 +364,7 @@ def test_conversion_is_ros_free():
         "sys.exit(f'imported {bad}' if bad else 0)"
     )
     env = dict(os.environ, PYTHONPATH=f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout

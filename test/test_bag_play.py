@@ -61,8 +61,13 @@ class _Player:
         dima = Path(sys.executable).with_name("dima")
         cmd = [str(dima)] if dima.exists() else [sys.executable, "-m", "dima_core.cli"]
         self.proc = subprocess.Popen(
-            [*cmd, "bag", "play", *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=self._fh,
-            stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True,
+            [*cmd, "bag", "play", *args],
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
         )
 
     def wait(self, timeout: float) -> int:
@@ -148,8 +153,9 @@ def test_play_delivers_keyframes_clock_and_ground_truth(play_bag, player, ros_no
     rec = _Recorder(node)
     spin_in_background(node)
     rate = 4.0
-    p = player(str(summary.path), "--rate", str(rate), "--wait-for", IMAGE_TOPIC, "--wait-for", GT_TOPIC,
-               "--delay", "0.5")
+    p = player(
+        str(summary.path), "--rate", str(rate), "--wait-for", IMAGE_TOPIC, "--wait-for", GT_TOPIC, "--delay", "0.5"
+    )
     assert p.wait(PLAY_TIMEOUT_S) == 0, p.output()
     assert wait_for(lambda: len(rec.images) >= len(expected) and len(rec.gt) >= len(expected), 10.0), (
         f"got {len(rec.images)} images, {len(rec.gt)} GT of {len(expected)}\n{p.output()}"
@@ -186,8 +192,9 @@ def test_rate_scales_wall_duration_and_start_paused(play_bag, player, ros_node, 
     client = node.create_client(Trigger, "/dima_bag_player/resume")
     spin_in_background(node)
     rate = 8.0
-    p = player(str(summary.path), "--rate", str(rate), "--topics", IMAGE_TOPIC, "--wait-for", IMAGE_TOPIC,
-               "--start-paused")
+    p = player(
+        str(summary.path), "--rate", str(rate), "--topics", IMAGE_TOPIC, "--wait-for", IMAGE_TOPIC, "--start-paused"
+    )
     assert client.wait_for_service(timeout_sec=30.0), p.output()
     time.sleep(1.0)
     assert rec.images == [], "published while paused"
@@ -246,9 +253,7 @@ def _same(a, b) -> bool:
     import numpy as np
 
     if dataclasses.is_dataclass(a):
-        return type(a) is type(b) and all(
-            _same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
-        )
+        return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
     if isinstance(a, np.ndarray):
         return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
     if isinstance(a, list):
@@ -281,6 +286,10 @@ def test_bag_cdr_is_what_rclpy_serialises(play_bag):
     finally:
         reader.close()
     assert {
-        "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo", "nav_msgs/msg/Odometry",
-        "geometry_msgs/msg/AccelWithCovarianceStamped", "dima/msg/DrivingCommand", "dima/msg/GroundTruthFrame",
+        "sensor_msgs/msg/CompressedImage",
+        "sensor_msgs/msg/CameraInfo",
+        "nav_msgs/msg/Odometry",
+        "geometry_msgs/msg/AccelWithCovarianceStamped",
+        "dima/msg/DrivingCommand",
+        "dima/msg/GroundTruthFrame",
     } <= checked

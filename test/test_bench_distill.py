@@ -10,18 +10,46 @@ from benchmarks import distill as bench_distill
 
 
 def _report(seeds: list[int], l2: dict[str, list[float]], epochs: int = 4) -> dict:
-    args = {"dataroot": "/w", "version": "v1.0-synth", "stage1_config": "s1.yaml", "stage2_config": "s2.yaml",
-            "model_config": None, "epochs": epochs, "stage2_epochs": 1, "rungs": "full", "train_split": "train",
-            "val_split": "val", "batch_size": None, "max_steps": None, "seeds": seeds}
+    args = {
+        "dataroot": "/w",
+        "version": "v1.0-synth",
+        "stage1_config": "s1.yaml",
+        "stage2_config": "s2.yaml",
+        "model_config": None,
+        "epochs": epochs,
+        "stage2_epochs": 1,
+        "rungs": "full",
+        "train_split": "train",
+        "val_split": "val",
+        "batch_size": None,
+        "max_steps": None,
+        "seeds": seeds,
+    }
     results = {}
     for method, values in l2.items():
-        results[method] = [{"overall/vad/l2": v, "overall/vad/collision": 0.1, "overall/uniad/l2": 2 * v,
-                            "overall/uniad/collision": 0.2, "overall/n": 10.0,
-                            "three_point_turn/vad/l2": v + 1, "three_point_turn/vad/collision": 0.0,
-                            "three_point_turn/n": 4.0, "overtake/vad/l2": None, "overtake/vad/collision": None,
-                            "overtake/n": 0.0} for v in values]
-    return {"args": args, "results": results, "elapsed_s": 600.0, "command": "dima bench distill ...",
-            "machine": "test box"}
+        results[method] = [
+            {
+                "overall/vad/l2": v,
+                "overall/vad/collision": 0.1,
+                "overall/uniad/l2": 2 * v,
+                "overall/uniad/collision": 0.2,
+                "overall/n": 10.0,
+                "three_point_turn/vad/l2": v + 1,
+                "three_point_turn/vad/collision": 0.0,
+                "three_point_turn/n": 4.0,
+                "overtake/vad/l2": None,
+                "overtake/vad/collision": None,
+                "overtake/n": 0.0,
+            }
+            for v in values
+        ]
+    return {
+        "args": args,
+        "results": results,
+        "elapsed_s": 600.0,
+        "command": "dima bench distill ...",
+        "machine": "test box",
+    }
 
 
 def test_merge_concatenates_seeds_and_table_reports_mean_and_sample_std():

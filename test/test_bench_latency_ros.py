@@ -22,11 +22,30 @@ def test_ros_pipeline_reports_sane_per_frame_timings(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     bench_latency.add_parser(parser.add_subparsers())
     yaml_path = write_micro_model_config(tmp_path)
-    args = parser.parse_args(["latency", "--configs", str(yaml_path), "--backends", "torch", "--pipelines", "ros",
-                              "--iters", "3", "--warmup", "1", "--ros-rate", "2", "--ros-image-size", "320x180",
-                              "--doc", ""])
-    case = bench_latency.BenchCase(yaml_path.stem, yaml_path, "torch", args.device, args.threads, args.warmup, None,
-                                   "fp32", args.engine_dir)
+    args = parser.parse_args(
+        [
+            "latency",
+            "--configs",
+            str(yaml_path),
+            "--backends",
+            "torch",
+            "--pipelines",
+            "ros",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--ros-rate",
+            "2",
+            "--ros-image-size",
+            "320x180",
+            "--doc",
+            "",
+        ]
+    )
+    case = bench_latency.BenchCase(
+        yaml_path.stem, yaml_path, "torch", args.device, args.threads, args.warmup, None, "fp32", args.engine_dir
+    )
     row = bench_latency._run_ros(case, args)
     res = row.result
     assert res is not None, row.note

@@ -14,16 +14,42 @@ def test_bench_planner_writes_its_section(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\n## Synthetic world generation (`dima bench synth`)\n\n- kept\n")
     model_yaml = write_micro_model_config(tmp_path)
-    rc = main([
-        "bench", "planner", "--scenes-train", "1", "--scenes-val", "1", "--scene-seconds", "6",
-        "--model-config", str(model_yaml), "--steps", "2", "--batch-size", "1", "--threads", "1",
-        "--admlp-epochs", "2", "--latency-frames", "2", "--latency-warmup", "1", "--vad-tiny-config", "",
-        "--out", str(tmp_path / "bench"), "--doc", str(doc),
-    ])
+    rc = main(
+        [
+            "bench",
+            "planner",
+            "--scenes-train",
+            "1",
+            "--scenes-val",
+            "1",
+            "--scene-seconds",
+            "6",
+            "--model-config",
+            str(model_yaml),
+            "--steps",
+            "2",
+            "--batch-size",
+            "1",
+            "--threads",
+            "1",
+            "--admlp-epochs",
+            "2",
+            "--latency-frames",
+            "2",
+            "--latency-warmup",
+            "1",
+            "--vad-tiny-config",
+            "",
+            "--out",
+            str(tmp_path / "bench"),
+            "--doc",
+            str(doc),
+        ]
+    )
     assert rc == 0
     text = doc.read_text()
     assert "- kept" in text and text.count(SECTION) == 1  # the other section survives, ours appears once
-    ours = text[text.index(SECTION):]
+    ours = text[text.index(SECTION) :]
     assert "training throughput:" in ours and "samples/s" in ours and "inference latency" in ours
     assert "machine:" in ours and "command: `dima bench planner" in ours
     rows = [line for line in ours.splitlines() if line.startswith("| ") and not line.startswith("| split")]

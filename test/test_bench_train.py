@@ -55,7 +55,7 @@ def test_update_doc_replaces_its_row_and_keeps_the_rest(tmp_path: Path) -> None:
     update_doc(str(doc), ["a", "9.00"] + cells[2:])
     text = doc.read_text()
     assert "- kept" in text and "Notes written by hand." in text and text.count(SECTION) == 1
-    rows = [line for line in text[text.index(SECTION):].splitlines() if line.startswith("| ") and "label" not in line]
+    rows = [line for line in text[text.index(SECTION) :].splitlines() if line.startswith("| ") and "label" not in line]
     assert [r.split("|")[1].strip() for r in rows] == ["b", "a"]
     assert rows[1].split("|")[2].strip() == "9.00"
 
@@ -63,12 +63,38 @@ def test_update_doc_replaces_its_row_and_keeps_the_rest(tmp_path: Path) -> None:
 def test_bench_train_measures_loop_and_bare_step(tmp_path: Path, synth_world, micro_model, micro_index) -> None:
     doc = tmp_path / "benchmarks.md"
     out = tmp_path / "bench"
-    rc = main([
-        "bench", "train", "--config", "config/train/stage1_dima_cpu.yaml", "--dataroot", str(synth_world.dataroot),
-        "--version", synth_world.version, "--index", str(micro_index), "--model-config", str(micro_model),
-        "--batch-size", "1", "--steps", "2", "--warmup", "1", "--threads", "1", "--profile-ops", "3",
-        "--label", "micro", "--out", str(out), "--doc", str(doc),
-    ])
+    rc = main(
+        [
+            "bench",
+            "train",
+            "--config",
+            "config/train/stage1_dima_cpu.yaml",
+            "--dataroot",
+            str(synth_world.dataroot),
+            "--version",
+            synth_world.version,
+            "--index",
+            str(micro_index),
+            "--model-config",
+            str(micro_model),
+            "--batch-size",
+            "1",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--profile-ops",
+            "3",
+            "--label",
+            "micro",
+            "--out",
+            str(out),
+            "--doc",
+            str(doc),
+        ]
+    )
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     for part in ("loop", "bare"):

@@ -34,10 +34,16 @@ CAR = (4.5, 1.8)  # length, width of the other cars
 
 @pytest.fixture(scope="module")
 def world() -> dict:
-    right = LaneGeometry("right", np.array([[-60.0, LANE_Y], [300.0, LANE_Y]]),
-                         np.array([[-60.0, -3.5], [300.0, -3.5], [300.0, 0.0], [-60.0, 0.0]]))
-    left = LaneGeometry("left", np.array([[300.0, 1.75], [-60.0, 1.75]]),
-                        np.array([[-60.0, 0.0], [300.0, 0.0], [300.0, 3.5], [-60.0, 3.5]]))
+    right = LaneGeometry(
+        "right",
+        np.array([[-60.0, LANE_Y], [300.0, LANE_Y]]),
+        np.array([[-60.0, -3.5], [300.0, -3.5], [300.0, 0.0], [-60.0, 0.0]]),
+    )
+    left = LaneGeometry(
+        "left",
+        np.array([[300.0, 1.75], [-60.0, 1.75]]),
+        np.array([[-60.0, 0.0], [300.0, 0.0], [300.0, 3.5], [-60.0, 3.5]]),
+    )
     xs = np.arange(-50.0, 290.01, 0.5)
     return {
         "drivable_area": Polygon([(-60, -3.5), (300, -3.5), (300, 3.5), (-60, 3.5)]),
@@ -82,8 +88,13 @@ def cruise(seconds: float, v: float, x0: float = 0.0, y: float = LANE_Y) -> np.n
 def agent(k: int, x, y, yaw=0.0, speed=0.0, category="vehicle.car", static=False, size=CAR, present=None) -> dict:
     """One agent's arrays: centre x, y (scalars or (K,)), yaw, signed speed."""
     state = np.stack([np.broadcast_to(np.asarray(v, float), (k,)) for v in (x, y, yaw, speed)], axis=1)
-    return {"state": state, "category": category, "static": static, "size": size,
-            "present": np.ones(k, bool) if present is None else present}
+    return {
+        "state": state,
+        "category": category,
+        "static": static,
+        "size": size,
+        "present": np.ones(k, bool) if present is None else present,
+    }
 
 
 def moving_agent(k: int, x0: float, y: float, speed: float, yaw: float = 0.0, **kw) -> dict:
@@ -95,14 +106,24 @@ def make_log(world: dict, ego: np.ndarray, agents=(), expert_progress: float = 0
     k = len(ego)
     a = len(agents)
     fields = dict(
-        scenario="cruise", seed=0, policy="test", dt=DT, times=DT * np.arange(k), ego=ego,
-        ego_length=EGO_LENGTH_M, ego_width=EGO_WIDTH_M, ego_centre_offset=EGO_FOOTPRINT_FORWARD_OFFSET_M,
-        agent_ids=np.arange(a, dtype=int) + 100, agent_categories=[g["category"] for g in agents],
+        scenario="cruise",
+        seed=0,
+        policy="test",
+        dt=DT,
+        times=DT * np.arange(k),
+        ego=ego,
+        ego_length=EGO_LENGTH_M,
+        ego_width=EGO_WIDTH_M,
+        ego_centre_offset=EGO_FOOTPRINT_FORWARD_OFFSET_M,
+        agent_ids=np.arange(a, dtype=int) + 100,
+        agent_categories=[g["category"] for g in agents],
         agent_sizes=np.array([g["size"] for g in agents], float).reshape(a, 2),
         agent_static=np.array([g["static"] for g in agents], bool),
         agents=np.stack([g["state"] for g in agents]) if a else np.zeros((0, k, 4)),
         agent_present=np.stack([g["present"] for g in agents]) if a else np.zeros((0, k), bool),
-        drivable_area=world["drivable_area"], lanes=world["lanes"], route=world["route"],
+        drivable_area=world["drivable_area"],
+        lanes=world["lanes"],
+        route=world["route"],
         expert_progress=expert_progress,
     )
     fields.update(kw)
@@ -163,14 +184,20 @@ def test_clean_drive_scores_one(world):
 def test_at_fault_front_collision_with_stopped_car(world):
     car_x = 60.0
     ego = cruise(6.0, 10.0)
-    m = cl.score_episode(make_log(world, ego, [agent(len(ego), car_x, LANE_Y)], expert_progress=60.0,
-                                  ended_early="collision"))
+    m = cl.score_episode(
+        make_log(world, ego, [agent(len(ego), car_x, LANE_Y)], expert_progress=60.0, ended_early="collision")
+    )
     # Contact when the front bumper passes the car's rear: 10 t + FRONT > car_x - 2.25.
     first_step = math.floor((car_x - CAR[0] / 2 - FRONT) / 10.0 / DT) + 1
     assert m.num_collisions == 1 and m.num_at_fault_collisions == 1
     rec = m.collisions[0]
-    assert (rec.step, rec.kind, rec.agent_type, rec.at_fault, rec.agent_id) == (first_step, "stopped_track", "vehicle",
-                                                                                True, 100)
+    assert (rec.step, rec.kind, rec.agent_type, rec.at_fault, rec.agent_id) == (
+        first_step,
+        "stopped_track",
+        "vehicle",
+        True,
+        100,
+    )
     assert m.nc == 0.0 and m.score == 0.0 and not m.success and m.at_fault_by_type["vehicle"] == 1
 
 
@@ -250,8 +277,12 @@ def test_leaving_drivable_area(world):
     # Only the road's lower edge (y = -3.5) is crossed, so the excess is how far the lowest corner lies below it;
     # once straight again at y = -6 that is 6 + w/2 - 3.5, and the heading during the drift adds to it.
     centres = ego[:, :2] + EGO_FOOTPRINT_FORWARD_OFFSET_M * np.stack([np.cos(ego[:, 2]), np.sin(ego[:, 2])], 1)
-    lowest = np.array([box_corners_2d(c[0], c[1], h, EGO_LENGTH_M, EGO_WIDTH_M)[:, 1].min()
-                       for c, h in zip(centres, ego[:, 2], strict=True)])
+    lowest = np.array(
+        [
+            box_corners_2d(c[0], c[1], h, EGO_LENGTH_M, EGO_WIDTH_M)[:, 1].min()
+            for c, h in zip(centres, ego[:, 2], strict=True)
+        ]
+    )
     assert m.max_outside_drivable_m == pytest.approx(float(-3.5 - lowest.min()), abs=1e-9)
     assert m.max_outside_drivable_m >= 6.0 + EGO_WIDTH_M / 2 - 3.5 - 1e-9
     assert m.dac == 0.0 and m.score == 0.0 and not m.success
@@ -445,8 +476,9 @@ def test_validation_errors(world):
 def test_aggregate_and_table(world):
     def scored(policy, scenario, log_ego, agents=(), expert=None):
         expert = float(log_ego[-1, 0] - log_ego[0, 0]) if expert is None else expert
-        return cl.score_episode(make_log(world, log_ego, list(agents), expert_progress=expert, policy=policy,
-                                         scenario=scenario))
+        return cl.score_episode(
+            make_log(world, log_ego, list(agents), expert_progress=expert, policy=policy, scenario=scenario)
+        )
 
     crash = cruise(6.0, 10.0)
     episodes = [
@@ -473,8 +505,12 @@ def test_aggregate_and_table(world):
     assert lines[0].startswith("| policy | scenario | n | score | success | at-fault col. | DAC | progress ratio |")
     rows = [ln.split("|")[1:3] for ln in lines[2:]]
     assert [(p.strip(), g.strip()) for p, g in rows] == [
-        ("expert", "follow"), ("expert", "overtake"), ("expert", "all"),
-        ("dima", "follow"), ("dima", "overtake"), ("dima", "all"),
+        ("expert", "follow"),
+        ("expert", "overtake"),
+        ("expert", "all"),
+        ("dima", "follow"),
+        ("dima", "overtake"),
+        ("dima", "all"),
     ]
     assert "| dima | follow | 2 | 0.500 | 50.0 % | 50.0 % (1) |" in table
     with pytest.raises(ValueError, match="by must be one of"):

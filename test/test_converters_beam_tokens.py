@@ -18,12 +18,21 @@ def _frame(with_feature: bool = True, channels: int = 8):
     from dima_ros.converters.beam_tokens import BeamFrame
 
     rng = np.random.default_rng(3)
-    tokens = {"bev": rng.normal(size=(12, channels)), "ego": rng.normal(size=(1, channels)),
-              "agents": rng.normal(size=(5, channels)), "map": rng.normal(size=(4, channels))}
+    tokens = {
+        "bev": rng.normal(size=(12, channels)),
+        "ego": rng.normal(size=(1, channels)),
+        "agents": rng.normal(size=(5, channels)),
+        "map": rng.normal(size=(4, channels)),
+    }
     feature = rng.normal(size=(1, 6)).astype(np.float32) if with_feature else None
-    return BeamFrame(stamp_ns=1_533_151_603_000_000_007, frame_id="base_link",
-                     tokens={n: a.astype(np.float32) for n, a in tokens.items()}, plan_feature=feature,
-                     ego_status=np.array([4.0, 0.5, -0.25, 0.1], np.float32), command=2)
+    return BeamFrame(
+        stamp_ns=1_533_151_603_000_000_007,
+        frame_id="base_link",
+        tokens={n: a.astype(np.float32) for n, a in tokens.items()},
+        plan_feature=feature,
+        ego_status=np.array([4.0, 0.5, -0.25, 0.1], np.float32),
+        command=2,
+    )
 
 
 def test_to_msg_layout() -> None:

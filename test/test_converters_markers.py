@@ -31,8 +31,10 @@ def test_planner_markers() -> None:
 
     header = Header(stamp=ns_to_stamp(5_000_000_001), frame_id="base_link")
     selected = np.array([[1.0, 0.0], [2.0, 0.5]])
-    agents = [AgentDetection((10.0, 2.0, 0.9, 1.9, 4.5, 1.7, 0.3), 0, 0.8),
-              AgentDetection((5.0, -1.0, 0.8, 0.0, 0.0, 0.0, 0.0), 99, 0.6)]
+    agents = [
+        AgentDetection((10.0, 2.0, 0.9, 1.9, 4.5, 1.7, 0.3), 0, 0.8),
+        AgentDetection((5.0, -1.0, 0.8, 0.0, 0.0, 0.0, 0.0), 99, 0.6),
+    ]
     lines = [MapElement(np.array([[0.0, 3.0], [20.0, 3.0]]), 1, 0.9)]
     out = planner_markers(header, selected, agents, lines).markers
     assert [m.ns for m in out] == ["", "plan", "agents", "agents", "map"]
@@ -58,11 +60,17 @@ def test_scene_markers() -> None:
     from dima_ros.converters.markers import MarkerScene, scene_markers
     from dima_ros.converters.stamps import ns_to_stamp
 
-    scene = MarkerScene(ego_pose=(100.0, 50.0, math.pi / 2), ego_size=(4.8, 1.9),
-                        agents=[(7, 110.0, 50.0, 0.0, 4.5, 1.8, "vehicle.car"),
-                                (9, 105.0, 52.0, 1.0, 0.6, 0.6, "human.pedestrian.adult")],
-                        route=np.array([[100.0, 0.0], [100.0, 200.0]]), driven=np.array([[100.0, 49.0]]),
-                        plan=np.array([[100.0, 51.0], [100.0, 52.0]]))
+    scene = MarkerScene(
+        ego_pose=(100.0, 50.0, math.pi / 2),
+        ego_size=(4.8, 1.9),
+        agents=[
+            (7, 110.0, 50.0, 0.0, 4.5, 1.8, "vehicle.car"),
+            (9, 105.0, 52.0, 1.0, 0.6, 0.6, "human.pedestrian.adult"),
+        ],
+        route=np.array([[100.0, 0.0], [100.0, 200.0]]),
+        driven=np.array([[100.0, 49.0]]),
+        plan=np.array([[100.0, 51.0], [100.0, 52.0]]),
+    )
     out = scene_markers(scene, ns_to_stamp(3_000_000_000)).markers
     assert [m.ns for m in out] == ["", "ego", "agents", "agents", "route", "plan"]  # driven: one point, left out
     assert out[0].action == Marker.DELETEALL

@@ -28,8 +28,9 @@ def _build(selected=None, candidates=None, frame_id: str = "base_link", stamp_ns
     from dima_ros.converters.trajectory import trajectory_messages
 
     selected = _plan() if selected is None else selected
-    return trajectory_messages(ns_to_stamp(stamp_ns), frame_id, Trajectory.COMMAND_LEFT, Trajectory.MODE_VISION,
-                               selected, candidates, 12.5)
+    return trajectory_messages(
+        ns_to_stamp(stamp_ns), frame_id, Trajectory.COMMAND_LEFT, Trajectory.MODE_VISION, selected, candidates, 12.5
+    )
 
 
 def test_builder_conventions() -> None:
@@ -47,8 +48,11 @@ def test_builder_conventions() -> None:
     # Heading of the segment reaching each point: 0 on the straight part, 45 deg once it turns.
     yaws = [2 * math.atan2(p.pose.orientation.z, p.pose.orientation.w) for p in traj.points]
     np.testing.assert_allclose(yaws, [0, 0, 0, math.pi / 4, math.pi / 4, math.pi / 4], atol=1e-12)
-    np.testing.assert_allclose([p.longitudinal_velocity_mps for p in traj.points],
-                               [2, 2, 2, 2 * math.sqrt(2), 2 * math.sqrt(2), 2 * math.sqrt(2)], rtol=1e-6)
+    np.testing.assert_allclose(
+        [p.longitudinal_velocity_mps for p in traj.points],
+        [2, 2, 2, 2 * math.sqrt(2), 2 * math.sqrt(2), 2 * math.sqrt(2)],
+        rtol=1e-6,
+    )
     assert len(traj.candidate_positions) == 0 and traj.num_candidate_modes == 0
     # The Path has the same poses and header (RViz).
     assert path.header.frame_id == "base_link" and len(path.poses) == 6
@@ -102,8 +106,11 @@ def test_simulator_reads_a_plan_and_refuses_frame_and_timing() -> None:
     traj, _ = _build()
     for i, point in enumerate(traj.points):  # 0.1 s apart instead of 0.5 s
         point.time_from_start.sec, point.time_from_start.nanosec = 0, 100_000_000 * (i + 1)
-    with pytest.raises(TrajectoryRejected, match=r"waypoints at \[0.1, 0.2, 0.3, 0.4, 0.5, 0.6\] s, expected "
-                                                  r"\[0.5, 1.0, 1.5, 2.0, 2.5, 3.0\] s") as err:
+    with pytest.raises(
+        TrajectoryRejected,
+        match=r"waypoints at \[0.1, 0.2, 0.3, 0.4, 0.5, 0.6\] s, expected "
+        r"\[0.5, 1.0, 1.5, 2.0, 2.5, 3.0\] s",
+    ) as err:
         plan_from_trajectory(traj)
     assert err.value.kind == "timing"
     # Within the nanosecond-rounding tolerance is fine; another number of points is the episode's check, not this.

@@ -89,8 +89,17 @@ def test_data_index_command(synth_world, samples, tmp_path, capsys):
     data_index.add_parser(parser.add_subparsers())
     out = tmp_path / "val.pkl"
     args = parser.parse_args(
-        ["index", "--dataroot", str(synth_world.dataroot), "--version", synth_world.version, "--split", split,
-         "--out", str(out)]
+        [
+            "index",
+            "--dataroot",
+            str(synth_world.dataroot),
+            "--version",
+            synth_world.version,
+            "--split",
+            split,
+            "--out",
+            str(out),
+        ]
     )
     assert args.func(args) == 0
     index = SampleIndex.load(out, dataroot=synth_world.dataroot, version=synth_world.version)
@@ -98,8 +107,17 @@ def test_data_index_command(synth_world, samples, tmp_path, capsys):
     assert {s.split for s in index} == {split} and index.split == split
     assert "wrote" in capsys.readouterr().out
     bad = parser.parse_args(
-        ["index", "--dataroot", str(synth_world.dataroot), "--version", synth_world.version, "--split", "nope",
-         "--out", str(tmp_path / "x.pkl")]
+        [
+            "index",
+            "--dataroot",
+            str(synth_world.dataroot),
+            "--version",
+            synth_world.version,
+            "--split",
+            "nope",
+            "--out",
+            str(tmp_path / "x.pkl"),
+        ]
     )
     with pytest.raises(ValueError, match="no scenes"):
         bad.func(bad)
@@ -117,13 +135,27 @@ def test_dataset_item_and_collate_shapes(sample_index):
     batch = collate([ds[0], ds[i]])
     h, w = cfg.image_size
     expected = {
-        "images": (2, 6, 3, h, w), "intrinsics": (2, 6, 3, 3), "cam_to_ego": (2, 6, 4, 4),
-        "ego_to_image": (2, 6, 3, 4), "ego_status": (2, 4), "command": (2,),
-        "ego_future": (2, FUTURE_STEPS, 2), "ego_future_mask": (2, FUTURE_STEPS), "ego_past": (2, PAST_STEPS, 2),
-        "agent_boxes": (2, 16, 7), "agent_labels": (2, 16), "agent_velocities": (2, 16, 2),
-        "agent_future": (2, 16, FUTURE_STEPS, 2), "agent_future_mask": (2, 16, FUTURE_STEPS), "agent_mask": (2, 16),
-        "map_polylines": (2, 24, cfg.map_points_per_vector, 2), "map_labels": (2, 24), "map_mask": (2, 24),
-        "prev_images": (2, 1, 6, 3, h, w), "prev_ego_to_ego": (2, 1, 4, 4), "prev_mask": (2, 1),
+        "images": (2, 6, 3, h, w),
+        "intrinsics": (2, 6, 3, 3),
+        "cam_to_ego": (2, 6, 4, 4),
+        "ego_to_image": (2, 6, 3, 4),
+        "ego_status": (2, 4),
+        "command": (2,),
+        "ego_future": (2, FUTURE_STEPS, 2),
+        "ego_future_mask": (2, FUTURE_STEPS),
+        "ego_past": (2, PAST_STEPS, 2),
+        "agent_boxes": (2, 16, 7),
+        "agent_labels": (2, 16),
+        "agent_velocities": (2, 16, 2),
+        "agent_future": (2, 16, FUTURE_STEPS, 2),
+        "agent_future_mask": (2, 16, FUTURE_STEPS),
+        "agent_mask": (2, 16),
+        "map_polylines": (2, 24, cfg.map_points_per_vector, 2),
+        "map_labels": (2, 24),
+        "map_mask": (2, 24),
+        "prev_images": (2, 1, 6, 3, h, w),
+        "prev_ego_to_ego": (2, 1, 4, 4),
+        "prev_mask": (2, 1),
     }
     for key, shape in expected.items():
         assert tuple(batch[key].shape) == shape, key

@@ -123,7 +123,7 @@ def test_ego_future_past_and_command_match_ego_poses(nusc, samples):
         m = len(past)
         assert s.ego_past_mask.tolist() == [False] * (PAST_STEPS - m) + [True] * m
         if m:
-            np.testing.assert_allclose(s.ego_past[PAST_STEPS - m:], np.array(past[::-1]), atol=1e-4)
+            np.testing.assert_allclose(s.ego_past[PAST_STEPS - m :], np.array(past[::-1]), atol=1e-4)
 
 
 def test_ego_future_yaw_matches_ego_poses(nusc, samples):
@@ -207,8 +207,10 @@ def test_agents_match_annotations(nusc, samples):
             v = s.agents.velocities[i]
             if np.isfinite(v).all() and ann["prev"] and ann["next"]:
                 a0, a1 = nusc.get("sample_annotation", ann["prev"]), nusc.get("sample_annotation", ann["next"])
-                dt = 1e-6 * (nusc.get("sample", a1["sample_token"])["timestamp"]
-                             - nusc.get("sample", a0["sample_token"])["timestamp"])
+                dt = 1e-6 * (
+                    nusc.get("sample", a1["sample_token"])["timestamp"]
+                    - nusc.get("sample", a0["sample_token"])["timestamp"]
+                )
                 v_global = (np.asarray(a1["translation"]) - np.asarray(a0["translation"])) / dt
                 np.testing.assert_allclose(v, Quaternion(cur["rotation"]).inverse.rotate(v_global)[:2], atol=1e-3)
     assert total > 0, "the synthetic world annotates agents"
@@ -231,8 +233,12 @@ def test_vector_map_matches_map_layers(nusc, reader, samples, synth_world):
 
     truths: dict[str, dict] = {}
     seen = {name: 0 for name in MAP_CLASSES}
-    inner = box(PERCEPTION_X_RANGE[0] + 0.5, PERCEPTION_Y_RANGE[0] + 0.5,
-                PERCEPTION_X_RANGE[1] - 0.5, PERCEPTION_Y_RANGE[1] - 0.5)
+    inner = box(
+        PERCEPTION_X_RANGE[0] + 0.5,
+        PERCEPTION_Y_RANGE[0] + 0.5,
+        PERCEPTION_X_RANGE[1] - 0.5,
+        PERCEPTION_Y_RANGE[1] - 0.5,
+    )
     for s in samples[:: max(1, len(samples) // 6)]:
         if s.location not in truths:
             nmap = NuScenesMap(dataroot=str(synth_world.dataroot), map_name=s.location)

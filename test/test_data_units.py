@@ -146,8 +146,14 @@ def test_ego_status_reversing_has_negative_speed():
 
 def test_can_pose_interpolation_and_gap():
     messages = [
-        {"utime": 1_000_000 + 20_000 * k, "vel": [5.0 + k, 0.1, 0.0], "accel": [0.5 * k, -0.2, 9.8],
-         "rotation_rate": [0.0, 0.0, 0.01 * k], "pos": [0, 0, 0], "orientation": [1, 0, 0, 0]}
+        {
+            "utime": 1_000_000 + 20_000 * k,
+            "vel": [5.0 + k, 0.1, 0.0],
+            "accel": [0.5 * k, -0.2, 9.8],
+            "rotation_rate": [0.0, 0.0, 0.01 * k],
+            "pos": [0, 0, 0],
+            "orientation": [1, 0, 0, 0],
+        }
         for k in range(10)
     ][::-1]  # unsorted on purpose
     series = CanPoseSeries.from_messages(messages)
@@ -228,10 +234,14 @@ def test_map_vectorizer_rotated_ego_and_empty_area():
 
 def test_read_synth_meta(tmp_path):
     path = tmp_path / "synth_meta.json"
-    path.write_text(json.dumps({
-        "splits": {"train": ["scene-0001"], "val": ["scene-0002"]},
-        "scenes": {"scene-0001": {"scenario": "overtake", "tags": ["night", "overtake"]}},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "splits": {"train": ["scene-0001"], "val": ["scene-0002"]},
+                "scenes": {"scene-0001": {"scenario": "overtake", "tags": ["night", "overtake"]}},
+            }
+        )
+    )
     splits = read_synth_meta(path)
     assert splits.split_of("scene-0001") == "train" and splits.split_of("scene-0002") == "val"
     assert splits.split_of("scene-9999") == ""

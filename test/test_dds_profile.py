@@ -29,4 +29,5 @@ def test_a_user_profile_or_another_rmw_is_left_alone(tmp_path):
     assert profile_environment(str(tmp_path), environ={}) == {}
     (tmp_path / "fastdds_large_data.xml").write_text("<dds/>")
     assert profile_environment(str(tmp_path), environ={}) == {
-        PROFILE_VARIABLES[0]: str((tmp_path / "fastdds_large_data.xml").resolve())}
+        PROFILE_VARIABLES[0]: str((tmp_path / "fastdds_large_data.xml").resolve())
+    }

@@ -23,8 +23,9 @@ def test_paired_differences_sign_count_and_spread():
     got = paired([1.0, 2.5, 0.75, None], [1.5, 2.0, 1.0, 9.0], [0, 1, 2, 3])
     assert got.seeds == [0, 1, 2] and got.differences == [-0.5, 0.5, -0.25]  # seed 3 lacks the method's value
     assert got.mean == pytest.approx(-0.25 / 3)
-    assert got.std == pytest.approx(math.sqrt(((-0.5 + 0.25 / 3) ** 2 + (0.5 + 0.25 / 3) ** 2
-                                               + (-0.25 + 0.25 / 3) ** 2) / 2))
+    assert got.std == pytest.approx(
+        math.sqrt(((-0.5 + 0.25 / 3) ** 2 + (0.5 + 0.25 / 3) ** 2 + (-0.25 + 0.25 / 3) ** 2) / 2)
+    )
     assert (got.better, got.worse, got.n) == (2, 1, 3)
     assert got.format().startswith("-0.083 ± ") and "(2/3 better; -0.500, +0.500, -0.250)" in got.format()
     with pytest.raises(ValueError, match="one value per seed"):

@@ -36,17 +36,46 @@ def test_one_seed_of_the_compute_matched_protocol(synth_world, micro_model, micr
     from dima_core.config import save_config
 
     save_config(cfg, stage2_yaml)
-    common = {"device": "cpu", "max_steps": 4, "model_config": str(micro_model), "tensorboard": False,
-              "progress_bar": False, "validate_every_epochs": 0, "checkpoint_interval": 0,
-              "data": {"train_split": "train", "val_split": None, "batch_size": 1,
-                       "dataset": {"dataroot": str(synth_world.dataroot), "version": synth_world.version,
-                                   "index_path": str(micro_index)}}}
+    common = {
+        "device": "cpu",
+        "max_steps": 4,
+        "model_config": str(micro_model),
+        "tensorboard": False,
+        "progress_bar": False,
+        "validate_every_epochs": 0,
+        "checkpoint_interval": 0,
+        "data": {
+            "train_split": "train",
+            "val_split": None,
+            "batch_size": 1,
+            "dataset": {
+                "dataroot": str(synth_world.dataroot),
+                "version": synth_world.version,
+                "index_path": str(micro_index),
+            },
+        },
+    }
     protocol = Protocol(
-        stage1_config="config/train/stage1_dima_tiny.yaml", stage2_config=str(stage2_yaml), common=common,
-        stage1_epochs=1, stage2_epochs=1, val_split="val", device="cpu",
-        joint={"teacher_warmup": {"steps": 2}, "distill_ramp_steps": 2, "distill_loss": "l1",
-               "planner_lr": {"schedule": "constant", "multiplier": 0.5}, "diagnostics": {"every": 0}},
-        teacher_eval="last", vqa_frames=1, vqa_max_new_tokens=3, flop_steps=1, shared_llm=TinyLLM())
+        stage1_config="config/train/stage1_dima_tiny.yaml",
+        stage2_config=str(stage2_yaml),
+        common=common,
+        stage1_epochs=1,
+        stage2_epochs=1,
+        val_split="val",
+        device="cpu",
+        joint={
+            "teacher_warmup": {"steps": 2},
+            "distill_ramp_steps": 2,
+            "distill_loss": "l1",
+            "planner_lr": {"schedule": "constant", "multiplier": 0.5},
+            "diagnostics": {"every": 0},
+        },
+        teacher_eval="last",
+        vqa_frames=1,
+        vqa_max_new_tokens=3,
+        flop_steps=1,
+        shared_llm=TinyLLM(),
+    )
     name, tokens, tasks = bench_distill.LADDER[-1]
     out = run_seed(protocol, seed=0, seed_dir=tmp_path / "seed0", rungs=[(name, tokens, tasks)], work=tmp_path)
     a, b = out[ARM_A], out[rung_name(name)]
@@ -90,18 +119,43 @@ def test_protocol_from_a_given_planner_with_closed_loop_scores(synth_world, micr
     torch.set_num_threads(1)
     stage2_yaml = tmp_path / "stage2.yaml"
     save_config(helper_stage2_config(tmp_path / "s2", synth_world, micro_model, micro_index), stage2_yaml)
-    common = {"device": "cpu", "max_steps": 2, "model_config": str(micro_model), "tensorboard": False,
-              "progress_bar": False, "validate_every_epochs": 0, "checkpoint_interval": 0,
-              "data": {"train_split": "train", "val_split": None, "batch_size": 1,
-                       "dataset": {"dataroot": str(synth_world.dataroot), "version": synth_world.version,
-                                   "index_path": str(micro_index)}}}
+    common = {
+        "device": "cpu",
+        "max_steps": 2,
+        "model_config": str(micro_model),
+        "tensorboard": False,
+        "progress_bar": False,
+        "validate_every_epochs": 0,
+        "checkpoint_interval": 0,
+        "data": {
+            "train_split": "train",
+            "val_split": None,
+            "batch_size": 1,
+            "dataset": {
+                "dataroot": str(synth_world.dataroot),
+                "version": synth_world.version,
+                "index_path": str(micro_index),
+            },
+        },
+    }
     protocol = Protocol(
-        stage1_config="config/train/stage1_dima_tiny.yaml", stage2_config=str(stage2_yaml), common=common,
-        stage1_epochs=1, stage2_epochs=1, val_split="val", device="cpu",
+        stage1_config="config/train/stage1_dima_tiny.yaml",
+        stage2_config=str(stage2_yaml),
+        common=common,
+        stage1_epochs=1,
+        stage2_epochs=1,
+        val_split="val",
+        device="cpu",
         joint={"teacher_warmup": {"steps": 1}, "diagnostics": {"every": 0}},
-        teacher_eval="last", vqa_frames=1, vqa_max_new_tokens=2, flop_steps=1, shared_llm=TinyLLM(),
-        stage2_max_steps=3, teacher_plan_frames=2,
-        closed_loop=ClosedLoopSpec(episodes=1, seed=1000, scenarios=("cruise",), seconds=4.0))
+        teacher_eval="last",
+        vqa_frames=1,
+        vqa_max_new_tokens=2,
+        flop_steps=1,
+        shared_llm=TinyLLM(),
+        stage2_max_steps=3,
+        teacher_plan_frames=2,
+        closed_loop=ClosedLoopSpec(episodes=1, seed=1000, scenarios=("cruise",), seconds=4.0),
+    )
     given, _ = train_stage1(protocol, 0, tmp_path / "given")  # stands in for a shipped planner
     protocol.init = str(given)
     name, tokens, tasks = bench_distill.LADDER[2]  # "+ distillation": one LLM pass per step
@@ -119,9 +173,25 @@ def test_protocol_from_a_given_planner_with_closed_loop_scores(synth_world, micr
         assert closed["overall"]["num_episodes"] == 1 and 0.0 <= closed["overall"]["score"] <= 1.0
     assert list((tmp_path / "seed0" / "A_planner_only" / "closed_loop" / "episodes").glob("cruise_s1000_*.png"))
 
-    args = {"seeds": [0], "epochs": 1, "stage2_epochs": 1, "val_split": "val", "init": str(given),
-            "stage2_steps": 3, "teacher_warmup": 1, "closed_loop_episodes": 1, "closed_loop_seed": 1000}
-    text = section([{"args": args, "results": {k: [v["metrics"]] for k, v in out.items()},
-                     "closed_loop": {k: [v["closed_loop"]] for k, v in out.items()}}])
+    args = {
+        "seeds": [0],
+        "epochs": 1,
+        "stage2_epochs": 1,
+        "val_split": "val",
+        "init": str(given),
+        "stage2_steps": 3,
+        "teacher_warmup": 1,
+        "closed_loop_episodes": 1,
+        "closed_loop_seed": 1000,
+    }
+    text = section(
+        [
+            {
+                "args": args,
+                "results": {k: [v["metrics"]] for k, v in out.items()},
+                "closed_loop": {k: [v["closed_loop"]] for k, v in out.items()},
+            }
+        ]
+    )
     assert "Closed loop" in text and "cruise score" in text and "Δ score vs (A), paired" in text
     assert f"start from the trained planner `{given}`" in text and "Stage 2 stops after 3 steps" in text

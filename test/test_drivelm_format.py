@@ -39,21 +39,39 @@ def train_json() -> dict:
             "key_frames": {
                 FRAME: {
                     "key_object_infos": {
-                        C1: {"Category": "Vehicle", "Status": "Moving", "Visual_description": "Brown SUV.",
-                             "2d_bbox": [966.6, 403.3, 1224.1, 591.7]},
-                        C3: {"Category": "Traffic element", "Status": None, "Visual_description": "Green light.",
-                             "2d_bbox": [676.4, 0.0, 1452.6, 171.5]},
+                        C1: {
+                            "Category": "Vehicle",
+                            "Status": "Moving",
+                            "Visual_description": "Brown SUV.",
+                            "2d_bbox": [966.6, 403.3, 1224.1, 591.7],
+                        },
+                        C3: {
+                            "Category": "Traffic element",
+                            "Status": None,
+                            "Visual_description": "Green light.",
+                            "2d_bbox": [676.4, 0.0, 1452.6, 171.5],
+                        },
                     },
                     "QA": {
                         "perception": [_qa("What is the moving status of object " + C1 + "?", "Turn left.")],
                         "prediction": [_qa("What is the future state of " + C1 + "?", "Turn left.")],
-                        "planning": [_qa("In this scenario, what are safe actions to take for the ego vehicle?",
-                                         "Keep going at the same speed, decelerate gradually without braking.")],
-                        "behavior": [_qa("Predict the behavior of the ego vehicle.",
-                                         "The ego vehicle is going straight. The ego vehicle is driving fast.")],
+                        "planning": [
+                            _qa(
+                                "In this scenario, what are safe actions to take for the ego vehicle?",
+                                "Keep going at the same speed, decelerate gradually without braking.",
+                            )
+                        ],
+                        "behavior": [
+                            _qa(
+                                "Predict the behavior of the ego vehicle.",
+                                "The ego vehicle is going straight. The ego vehicle is driving fast.",
+                            )
+                        ],
                     },
-                    "image_paths": {"CAM_FRONT": "../nuscenes/samples/CAM_FRONT/x.jpg",
-                                    "CAM_BACK": "../nuscenes/samples/CAM_BACK/y.jpg"},
+                    "image_paths": {
+                        "CAM_FRONT": "../nuscenes/samples/CAM_FRONT/x.jpg",
+                        "CAM_BACK": "../nuscenes/samples/CAM_BACK/y.jpg",
+                    },
                 }
             },
         }
@@ -119,8 +137,14 @@ def test_flat_files_and_ids(tmp_path: Path) -> None:
     assert [f.qa_id for f in flat] == [make_qa_id(SCENE, FRAME, i) for i in range(4)]
     assert split_qa_id(flat[3].qa_id) == (SCENE, FRAME, 3) and flat[3].question.startswith("Predict")
 
-    conv = [{"id": f.qa_id, "image": f.images, "conversations": [
-        {"from": "human", "value": "<image>\n" + f.question}, {"from": "gpt", "value": f.answer}]} for f in flat]
+    conv = [
+        {
+            "id": f.qa_id,
+            "image": f.images,
+            "conversations": [{"from": "human", "value": "<image>\n" + f.question}, {"from": "gpt", "value": f.answer}],
+        }
+        for f in flat
+    ]
     (tmp_path / "llama.json").write_text(json.dumps(conv))
     loaded = load_drivelm_flat(tmp_path / "llama.json")
     assert [(x.qa_id, x.question, x.answer) for x in loaded] == [(f.qa_id, f.question, f.answer) for f in flat]
@@ -135,18 +159,36 @@ def test_flat_files_and_ids(tmp_path: Path) -> None:
     "mutate, key_path, problem",
     [
         (lambda d: d[SCENE].pop("key_frames"), SCENE, "missing required key 'key_frames'"),
-        (lambda d: d[SCENE]["key_frames"][FRAME]["QA"]["planning"][0].pop("A"),
-         f"{SCENE}.key_frames.{FRAME}.QA.planning[0]", "missing required key 'A'"),
-        (lambda d: d[SCENE]["key_frames"][FRAME]["QA"]["behavior"][0].update(Q=3),
-         f"{SCENE}.key_frames.{FRAME}.QA.behavior[0].Q", "expected a string"),
-        (lambda d: d[SCENE]["key_frames"][FRAME]["QA"].update(driving=[]),
-         f"{SCENE}.key_frames.{FRAME}.QA.driving", "unknown QA category"),
-        (lambda d: d[SCENE]["key_frames"][FRAME]["key_object_infos"][C1].update({"2d_bbox": [1, 2, 3]}),
-         f"{SCENE}.key_frames.{FRAME}.key_object_infos.{C1}.2d_bbox", "expected 4 numbers"),
-        (lambda d: d[SCENE]["key_frames"][FRAME]["key_object_infos"].update({"<c9,CAM_FRONT>": {}}),
-         f"{SCENE}.key_frames.{FRAME}.key_object_infos.<c9,CAM_FRONT>", "not a c-tag"),
-        (lambda d: d[SCENE]["key_frames"][FRAME]["QA"]["perception"][0].update(tag=["0"]),
-         f"{SCENE}.key_frames.{FRAME}.QA.perception[0].tag[0]", "integer tag"),
+        (
+            lambda d: d[SCENE]["key_frames"][FRAME]["QA"]["planning"][0].pop("A"),
+            f"{SCENE}.key_frames.{FRAME}.QA.planning[0]",
+            "missing required key 'A'",
+        ),
+        (
+            lambda d: d[SCENE]["key_frames"][FRAME]["QA"]["behavior"][0].update(Q=3),
+            f"{SCENE}.key_frames.{FRAME}.QA.behavior[0].Q",
+            "expected a string",
+        ),
+        (
+            lambda d: d[SCENE]["key_frames"][FRAME]["QA"].update(driving=[]),
+            f"{SCENE}.key_frames.{FRAME}.QA.driving",
+            "unknown QA category",
+        ),
+        (
+            lambda d: d[SCENE]["key_frames"][FRAME]["key_object_infos"][C1].update({"2d_bbox": [1, 2, 3]}),
+            f"{SCENE}.key_frames.{FRAME}.key_object_infos.{C1}.2d_bbox",
+            "expected 4 numbers",
+        ),
+        (
+            lambda d: d[SCENE]["key_frames"][FRAME]["key_object_infos"].update({"<c9,CAM_FRONT>": {}}),
+            f"{SCENE}.key_frames.{FRAME}.key_object_infos.<c9,CAM_FRONT>",
+            "not a c-tag",
+        ),
+        (
+            lambda d: d[SCENE]["key_frames"][FRAME]["QA"]["perception"][0].update(tag=["0"]),
+            f"{SCENE}.key_frames.{FRAME}.QA.perception[0].tag[0]",
+            "integer tag",
+        ),
     ],
 )
 def test_malformed_file_names_file_and_key_path(tmp_path: Path, mutate, key_path: str, problem: str) -> None:

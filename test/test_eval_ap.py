@@ -29,8 +29,12 @@ def _as_predictions(gt: dict[str, DetectionFrame], shift=(0.0, 0.0)) -> dict[str
     for token, frame in gt.items():
         boxes = frame.boxes.copy()
         boxes[:, :2] += np.asarray(shift)
-        out[token] = DetectionFrame(boxes=boxes, labels=frame.labels.copy(), scores=np.linspace(1.0, 0.5, len(boxes)),
-                                    velocities=np.nan_to_num(frame.velocities))
+        out[token] = DetectionFrame(
+            boxes=boxes,
+            labels=frame.labels.copy(),
+            scores=np.linspace(1.0, 0.5, len(boxes)),
+            velocities=np.nan_to_num(frame.velocities),
+        )
     return out
 
 
@@ -58,8 +62,14 @@ def test_detection_ap_hand_case_and_decoding() -> None:
     car = [5.0, 0.0, 0.8, 1.9, 4.5, 1.6, 0.0]
     gt = {"a": DetectionFrame(boxes=np.array([car]), labels=np.array([0]), velocities=np.zeros((1, 2)))}
     # A confident false positive ranked above the true one: (recall, precision) goes (0, 0) -> (1, 0.5).
-    preds = {"a": DetectionFrame(boxes=np.array([[20.0, 5.0, 0.8, 1.9, 4.5, 1.6, 0.0], car]), labels=np.array([0, 0]),
-                                 scores=np.array([0.9, 0.8]), velocities=np.zeros((2, 2)))}
+    preds = {
+        "a": DetectionFrame(
+            boxes=np.array([[20.0, 5.0, 0.8, 1.9, 4.5, 1.6, 0.0], car]),
+            labels=np.array([0, 0]),
+            scores=np.array([0.9, 0.8]),
+            velocities=np.zeros((2, 2)),
+        )
+    }
     report = matching_detection_ap(gt, preds)
     # The devkit interpolates linearly, p(r) = r / 2 at r = i / 100; AP = sum_{i=11..100} max(i/200 - 0.1, 0) / 90
     # / 0.9 = (0.005 * sum_{i=20..100} i - 0.1 * 81) / 81 = 16.2 / 81 = 0.2 (same value at every threshold).
@@ -67,8 +77,9 @@ def test_detection_ap_hand_case_and_decoding() -> None:
     # The NMS-free decoding keeps the top (query, class) pairs of the flattened scores, best first.
     scores = np.zeros((3, len(DETECTION_CLASSES)))
     scores[0, 0], scores[1, 8], scores[2, 0] = 0.9, 0.7, 0.1
-    frame = decode_detections(np.arange(21, dtype=float).reshape(3, 7), scores, np.zeros((3, 2)), top_k=3,
-                              score_threshold=0.2)
+    frame = decode_detections(
+        np.arange(21, dtype=float).reshape(3, 7), scores, np.zeros((3, 2)), top_k=3, score_threshold=0.2
+    )
     assert frame.labels.tolist() == [0, 8] and frame.scores.tolist() == [0.9, 0.7]
     assert frame.boxes[:, 0].tolist() == [0.0, 7.0]
 
@@ -100,8 +111,9 @@ def test_map_ap_gt_reversed_and_shifted(samples) -> None:
         out = {}
         for token, f in gt.items():
             lines = f.polylines[:, ::-1] if reverse else f.polylines
-            out[token] = MapFrame(polylines=lines + np.array([0.0, shift]), labels=f.labels,
-                                  scores=np.linspace(1.0, 0.5, len(f)))
+            out[token] = MapFrame(
+                polylines=lines + np.array([0.0, shift]), labels=f.labels, scores=np.linspace(1.0, 0.5, len(f))
+            )
         return out
 
     assert map_ap(gt, as_pred(0.0, False))["mAP"] == pytest.approx(1.0)

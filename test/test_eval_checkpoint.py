@@ -64,11 +64,38 @@ def test_inference_library_matches_the_training_data_path(synth_world, micro_ind
 
 @pytest.mark.integration
 def test_eval_checkpoint_report_and_results_roundtrip(synth_world, micro_index, micro_run, tmp_path, capsys) -> None:
-    common = ["--dataroot", str(synth_world.dataroot), "--version", synth_world.version, "--split", "val",
-              "--admlp-epochs", "5", "--admlp-model", str(tmp_path / "admlp.pt")]
+    common = [
+        "--dataroot",
+        str(synth_world.dataroot),
+        "--version",
+        synth_world.version,
+        "--split",
+        "val",
+        "--admlp-epochs",
+        "5",
+        "--admlp-model",
+        str(tmp_path / "admlp.pt"),
+    ]
     report_path, results_path = tmp_path / "report.json", tmp_path / "results.json"
-    assert dima_main(["eval", "--checkpoint", str(micro_run), *common, "--index", str(micro_index),
-                      "--out", str(report_path), "--results-out", str(results_path), "--device", "cpu"]) == 0
+    assert (
+        dima_main(
+            [
+                "eval",
+                "--checkpoint",
+                str(micro_run),
+                *common,
+                "--index",
+                str(micro_index),
+                "--out",
+                str(report_path),
+                "--results-out",
+                str(results_path),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "detection (matching)" in printed and "map (Chamfer AP)" in printed and "ms/frame" in printed
 
@@ -94,8 +121,12 @@ def test_eval_checkpoint_report_and_results_roundtrip(synth_world, micro_index, 
     # The results file is the interface of docs/design.md (Evaluation protocol): scoring it reproduces the
     # planning numbers.
     rescored_path = tmp_path / "rescored.json"
-    assert dima_main(["eval", "--results", str(results_path), *common, "--out", str(rescored_path),
-                      "--name", "micro_test"]) == 0
+    assert (
+        dima_main(
+            ["eval", "--results", str(results_path), *common, "--out", str(rescored_path), "--name", "micro_test"]
+        )
+        == 0
+    )
     rescored = json.loads(rescored_path.read_text())
     assert rescored["num_samples"] == report["num_samples"] and rescored["num_missing_results"] == 0
     for conv in ("vad", "uniad"):
@@ -112,8 +143,20 @@ def test_eval_checkpoint_rejects_a_non_checkpoint(synth_world, tmp_path, capsys)
     bogus = tmp_path / "model.pt"
     torch.save({"weights": torch.zeros(1)}, bogus)
     # A one-line error and exit status 2, not a traceback.
-    assert dima_main(["eval", "--checkpoint", str(bogus), "--dataroot", str(synth_world.dataroot),
-                      "--version", synth_world.version]) == 2
+    assert (
+        dima_main(
+            [
+                "eval",
+                "--checkpoint",
+                str(bogus),
+                "--dataroot",
+                str(synth_world.dataroot),
+                "--version",
+                synth_world.version,
+            ]
+        )
+        == 2
+    )
     assert "not a DiMA training checkpoint" in capsys.readouterr().err
 
 
@@ -125,8 +168,7 @@ def test_eval_keeps_the_training_image_cache_only_for_its_own_dataset(tmp_path) 
     from dima_core.data.config import DataConfig
     from dima_core.eval.planner_inference import eval_data_config
 
-    own = DataConfig(dataroot=str(tmp_path / "train_world"), version="v1.0-synth",
-                     image_cache=str(tmp_path / "cache"))
+    own = DataConfig(dataroot=str(tmp_path / "train_world"), version="v1.0-synth", image_cache=str(tmp_path / "cache"))
     loaded = types.SimpleNamespace(data_config=own)
     assert eval_data_config(loaded, tmp_path / "train_world", "v1.0-synth", "val").image_cache == own.image_cache
     other = eval_data_config(loaded, tmp_path / "eval_world", "v1.0-synth", None)

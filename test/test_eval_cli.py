@@ -61,7 +61,8 @@ def test_eval_rejects_unknown_token(eval_world: EvalWorld, tmp_path, capsys):  #
     sample = eval_world.samples[0]
     path = tmp_path / "bad.json"
     write_results(path, {sample.token: sample.ego_future, "not-a-sample-token": sample.ego_future})
-    rc = _run(["--results", str(path), "--dataroot", str(eval_world.dataroot), "--version", eval_world.version,
-               "--no-admlp"])
+    rc = _run(
+        ["--results", str(path), "--dataroot", str(eval_world.dataroot), "--version", eval_world.version, "--no-admlp"]
+    )
     assert rc == 2  # dima's exit status for a user error
     assert "unknown sample token 'not-a-sample-token'" in capsys.readouterr().err

@@ -79,8 +79,10 @@ def test_results_errors(tmp_path):
     with pytest.raises(ResultsFileError, match="tokS.*non-number"):
         load_results(_write(tmp_path, json.dumps(bad)))
     # Unknown token: named in the error.
-    ok = {"meta": {"convention_note": ""}, "results": {"tokA": {"trajectory": _good_traj()},
-                                                          "nosuchtoken": {"trajectory": _good_traj()}}}
+    ok = {
+        "meta": {"convention_note": ""},
+        "results": {"tokA": {"trajectory": _good_traj()}, "nosuchtoken": {"trajectory": _good_traj()}},
+    }
     with pytest.raises(ResultsFileError, match="unknown sample token 'nosuchtoken'"):
         load_results(_write(tmp_path, json.dumps(ok)), known_tokens=["tokA"])
     # Writing refuses what loading would refuse.
@@ -139,8 +141,9 @@ def test_admlp_features_fit_save_load(tmp_path):
 
 
 def test_evaluate_planners_shares_samples_and_reports():
-    samples = [make_sample(f"s{i}", straight(3.0 + i), speed=3.0 + i, tags=["overtake"] if i == 0 else [])
-               for i in range(3)]
+    samples = [
+        make_sample(f"s{i}", straight(3.0 + i), speed=3.0 + i, tags=["overtake"] if i == 0 else []) for i in range(3)
+    ]
     samples.append(make_sample("short", straight(1.0), ego_future_mask=[1, 1, 1, 1, 1, 0]))
     planners = {"gt": lambda s: s.ego_future, **baseline_planners()}
     reports = evaluate_planners(samples, planners)

@@ -203,10 +203,13 @@ def _dataset() -> DriveLMDataset:
     qa = {
         "perception": [
             QAPair("What are objects to the front of the ego car?", "There is one car to the front.", "perception"),
-            QAPair("What are the important objects in the current scene? Those objects will be considered for the "
-                   "future reasoning and driving decision.",
-                   f"There is a white sedan to the front of the ego vehicle and a pedestrian to the back of the ego "
-                   f"vehicle. The IDs of these objects are {C1} and {C2}.", "perception"),
+            QAPair(
+                "What are the important objects in the current scene? Those objects will be considered for the "
+                "future reasoning and driving decision.",
+                f"There is a white sedan to the front of the ego vehicle and a pedestrian to the back of the ego "
+                f"vehicle. The IDs of these objects are {C1} and {C2}.",
+                "perception",
+            ),
             QAPair(f"What is the moving status of object {C1}?", "Going ahead.", "perception"),
             QAPair(f"What is the moving status of object {C2}?", "Stopped.", "perception"),
         ],
@@ -215,21 +218,35 @@ def _dataset() -> DriveLMDataset:
         "prediction": [
             QAPair(f"Would {C2} be in the moving direction of the ego vehicle?", "Yes.", "prediction"),
             QAPair(f"What is the future state of {C1}?", "Keep going straight.", "prediction"),
-            QAPair("What object should the ego vehicle notice first when the ego vehicle is getting to the next "
-                   "possible location?", f"Firstly notice that {C1}. Secondly notice that {C2}.", "prediction"),
+            QAPair(
+                "What object should the ego vehicle notice first when the ego vehicle is getting to the next "
+                "possible location?",
+                f"Firstly notice that {C1}. Secondly notice that {C2}.",
+                "prediction",
+            ),
         ],
         "planning": [
-            QAPair(f"What actions could the ego vehicle take based on {C2}? Why take this action and what's the "
-                   "probability?", "The action is to slow down. The reason is to yield, which has a high "
-                   "probability.", "planning"),
-            QAPair(f"What actions taken by the ego vehicle can lead to a collision with {C1}?", "Accelerate.",
-                   "planning"),
-            QAPair("In this scenario, what are safe actions to take for the ego vehicle?",
-                   "Keep going at the same speed.", "planning"),
+            QAPair(
+                f"What actions could the ego vehicle take based on {C2}? Why take this action and what's the "
+                "probability?",
+                "The action is to slow down. The reason is to yield, which has a high probability.",
+                "planning",
+            ),
+            QAPair(
+                f"What actions taken by the ego vehicle can lead to a collision with {C1}?", "Accelerate.", "planning"
+            ),
+            QAPair(
+                "In this scenario, what are safe actions to take for the ego vehicle?",
+                "Keep going at the same speed.",
+                "planning",
+            ),
         ],
         "behavior": [
-            QAPair("Predict the behavior of the ego vehicle.",
-                   "The ego vehicle is going straight. The ego vehicle is driving slowly.", "behavior"),
+            QAPair(
+                "Predict the behavior of the ego vehicle.",
+                "The ego vehicle is going straight. The ego vehicle is driving slowly.",
+                "behavior",
+            ),
         ],
     }
     frame = DriveLMFrame(
@@ -265,9 +282,7 @@ def test_rule_tags_follow_drivelm_extraction() -> None:
     frame = _dataset().scenes[SCENE].key_frames[FRAME]
     # all_qa indices: perception 0-3, prediction 4-6, planning 7-9, behavior 10. Challenge-file order: perception
     # language, perception accuracy, prediction match, prediction yes/no, three planning, behavior.
-    assert drivelm_rule_tags(frame) == [
-        (1, [2]), (2, [0]), (6, [3]), (4, [0]), (7, [1]), (8, [1]), (9, [1]), (10, [0])
-    ]
+    assert drivelm_rule_tags(frame) == [(1, [2]), (2, [0]), (6, [3]), (4, [0]), (7, [1]), (8, [1]), (9, [1]), (10, [0])]
 
 
 def test_cli_gt_answers_as_predictions_score_perfectly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -373,7 +388,7 @@ def test_cli_reports_missing_and_broken_predictions(tmp_path: Path, capsys: pyte
     assert rc == 0 and "match F1" in stdout
 
     broken = tmp_path / "broken.json"
-    broken.write_text("[{\"id\": ")
+    broken.write_text('[{"id": ')
     rc, _, err = _run_cli(["eval-vqa", "--pred", str(broken), "--gt", str(gt_path)], capsys)
     assert rc == 2 and "broken.json" in err and "not valid JSON" in err
     rc, _, err = _run_cli(["eval-vqa", "--pred", str(tmp_path / "nope.json"), "--gt", str(gt_path)], capsys)

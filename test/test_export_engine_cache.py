@@ -23,8 +23,12 @@ from dima_core.export.tensorrt_engine import check_precision, typing_mode
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 KEY = EngineKey(
-    tensorrt_version="10.13.0.35", gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0", precision="fp16",
-    typing="weak", inputs=(TensorSpec("images", (1, 6, 3, 144, 256), "float32"), TensorSpec("command", (1,), "int64")),
+    tensorrt_version="10.13.0.35",
+    gpu_name="NVIDIA H100 80GB HBM3",
+    compute_capability="9.0",
+    precision="fp16",
+    typing="weak",
+    inputs=(TensorSpec("images", (1, 6, 3, 144, 256), "float32"), TensorSpec("command", (1,), "int64")),
     onnx_sha256="a" * 64,
 )
 
@@ -169,8 +173,13 @@ def test_crash_mid_write_never_leaves_a_truncated_engine(tmp_path):
     good = path.read_bytes()
     fresh = cache.path_for("m", dataclasses.replace(KEY, precision="fp32"))
     # over an existing engine, and where none existed yet
-    proc = subprocess.run([sys.executable, "-c", _CRASH_SCRIPT, str(path), str(fresh)], env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASH_SCRIPT, str(path), str(fresh)],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 17, proc.stderr
     assert path.read_bytes() == good, "the previous engine was damaged by a crashed write"
     assert not fresh.exists(), "a crashed first write left a file at the final name"
@@ -183,8 +192,9 @@ def test_crash_mid_write_never_leaves_a_truncated_engine(tmp_path):
 def test_concurrent_starts_build_once(tmp_path):
     cache, build = EngineCache(tmp_path), CountingBuilder(delay=0.3)
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get_or_build("m", KEY, build)[1].action))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_build("m", KEY, build)[1].action)) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -41,11 +41,23 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("export")
     loaded = load_planner(model_config=write_micro_model_config(root), seed=3)
-    ckpt = save_checkpoint({
-        "stage": 1, "epoch": 0, "epoch_step": 0, "step": 5, "model": loaded.model.state_dict(), "optimizer": {},
-        "scheduler": {}, "scaler": {}, "rng": [], "sampler": {}, "config": {},
-        "model_config": config_to_dict(loaded.config),
-    }, root / "run" / "checkpoint_step00000005.pt")
+    ckpt = save_checkpoint(
+        {
+            "stage": 1,
+            "epoch": 0,
+            "epoch_step": 0,
+            "step": 5,
+            "model": loaded.model.state_dict(),
+            "optimizer": {},
+            "scheduler": {},
+            "scaler": {},
+            "rng": [],
+            "sampler": {},
+            "config": {},
+            "model_config": config_to_dict(loaded.config),
+        },
+        root / "run" / "checkpoint_step00000005.pt",
+    )
     out = root / "models"
     assert dima_main(["export", "--format", "onnx", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
     return {"checkpoint": ckpt, "onnx": out / "micro_test.onnx", "root": root}
@@ -70,8 +82,7 @@ def test_export_writes_checked_model_and_sidecar_with_parity(exported):
 
 def test_onnxruntime_backend_matches_torch_backend(exported):
     ort_backend = create_backend(backend="onnxruntime", onnx=str(exported["onnx"]), threads=1, warmup_iters=1)
-    torch_backend = create_backend(backend="torch", checkpoint=str(exported["checkpoint"]), threads=1,
-                                   warmup_iters=1)
+    torch_backend = create_backend(backend="torch", checkpoint=str(exported["checkpoint"]), threads=1, warmup_iters=1)
     assert ort_backend.input_specs == torch_backend.input_specs
     assert ort_backend.output_names == torch_backend.output_names
     assert (ort_backend.name, ort_backend.device) == ("onnxruntime", "cpu")
@@ -153,13 +164,15 @@ def test_tensorrt_backend_matches_onnxruntime(exported, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs a CUDA GPU; torch sees none")
     ort_backend = create_backend(backend="onnxruntime", onnx=str(exported["onnx"]), warmup_iters=0)
-    trt_backend = create_backend(backend="tensorrt", onnx=str(exported["onnx"]), precision="fp32",
-                                 engine_dir=str(tmp_path), warmup_iters=2)
+    trt_backend = create_backend(
+        backend="tensorrt", onnx=str(exported["onnx"]), precision="fp32", engine_dir=str(tmp_path), warmup_iters=2
+    )
     assert trt_backend.artifact.decision.action == "build"
     frame = example_inputs(ort_backend.model_config, ort_backend.input_specs, seed=7)
     got, want = trt_backend.infer(frame), ort_backend.infer(frame)
     for name in want:
         assert np.abs(got[name] - want[name]).max() < 1e-2, name
-    again = create_backend(backend="tensorrt", onnx=str(exported["onnx"]), precision="fp32",
-                           engine_dir=str(tmp_path), warmup_iters=0)
+    again = create_backend(
+        backend="tensorrt", onnx=str(exported["onnx"]), precision="fp32", engine_dir=str(tmp_path), warmup_iters=0
+    )
     assert again.artifact.decision.action == "hit"

@@ -61,8 +61,9 @@ def test_distributed_config_is_typed_and_validated(tmp_path: Path) -> None:
     from dima_core.commands.train import add_parser, resolve_config
     from dima_core.training.config import train_config_class
 
-    config = config_from_dict({"distributed": {"strategy": "fsdp", "fsdp": {"sharding": "hybrid",
-                                                                          "hybrid_shard_size": 8}}}, TrainConfig)
+    config = config_from_dict(
+        {"distributed": {"strategy": "fsdp", "fsdp": {"sharding": "hybrid", "hybrid_shard_size": 8}}}, TrainConfig
+    )
     assert config.distributed.fsdp.hybrid_shard_size == 8 and config.distributed.fsdp.param_dtype == "bf16"
     assert TrainConfig().distributed.strategy == "ddp"  # the default is unchanged
     with pytest.raises(ConfigError, match="hybrid_shard_size is set but sharding is 'full'"):
@@ -92,12 +93,23 @@ def test_units_are_the_language_models_decoder_layers_only() -> None:
     from dima_core.training.fsdp import check_trainable_dtypes, decoder_layers
 
     torch.manual_seed(0)
-    llm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-                                       num_attention_heads=2, num_key_value_heads=2)).to(torch.bfloat16)
+    llm = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    ).to(torch.bfloat16)
     freeze(llm)
     lora = add_lora(llm, LLMConfig(lora=LoraSettings(rank=2, target_modules=["q_proj", "v_proj"])))
-    qformer = Blip2QFormerModel(Blip2QFormerConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                                   intermediate_size=32, encoder_hidden_size=16))
+    qformer = Blip2QFormerModel(
+        Blip2QFormerConfig(
+            hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, encoder_hidden_size=16
+        )
+    )
     # The Q-former lists its own blocks in _no_split_modules: they must stay in the root unit (fp32, trainable).
     assert qformer._no_split_modules
     model = torch.nn.ModuleDict({"llm": lora, "adapter": qformer})
@@ -107,8 +119,11 @@ def test_units_are_the_language_models_decoder_layers_only() -> None:
 
     check_trainable_dtypes(model, layers)  # bf16 frozen base + fp32 LoRA in one unit: fine (only trainables count)
     layers[0][1].self_attn.q_proj.lora_B.default.to(torch.bfloat16)
-    with pytest.raises(ValueError, match=r"FSDP unit llm\.base_model\.model\.model\.layers\.0 has trainable "
-                                         r"parameters of several dtypes"):
+    with pytest.raises(
+        ValueError,
+        match=r"FSDP unit llm\.base_model\.model\.model\.layers\.0 has trainable "
+        r"parameters of several dtypes",
+    ):
         check_trainable_dtypes(model, layers)
 
 
@@ -141,8 +156,9 @@ def test_single_process_fsdp_trains_and_checkpoints_like_plain_training(tmp_path
     full = build_tiny_trainer(tiny_config(tmp_path / "full")).fit()
     cross = build_tiny_trainer(tiny_config(tmp_path / "plain_from_fsdp", resume=str(tmp_path / "fsdp"))).fit()
     with one_rank_group() as ctx:
-        back = build_tiny_trainer(tiny_config(tmp_path / "fsdp_from_plain", resume=str(tmp_path / "plain"),
-                                              distributed=FSDP), ctx).fit()
+        back = build_tiny_trainer(
+            tiny_config(tmp_path / "fsdp_from_plain", resume=str(tmp_path / "plain"), distributed=FSDP), ctx
+        ).fit()
     assert cross.step == back.step == full.step == len(full.history) > 4
     tail = [h["total"] for h in full.history[4:]]
     assert [h["total"] for h in cross.history] == pytest.approx(tail, rel=1e-5)
@@ -157,8 +173,11 @@ def test_fsdp_refuses_a_step_that_changes_which_parameters_train(tmp_path: Path)
     with one_rank_group() as ctx:
         trainer = build_tiny_trainer(tiny_config(tmp_path, distributed=FSDP), ctx)
         trainer.step_fn = freezing_step
-        with pytest.raises(RuntimeError, match=r"changed which parameters train \(1, e.g. \['net.0.weight'\]\).*"
-                                               r"need distributed.strategy ddp"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"changed which parameters train \(1, e.g. \['net.0.weight'\]\).*"
+            r"need distributed.strategy ddp",
+        ):
             trainer.fit()
 
 
@@ -166,8 +185,10 @@ def test_fsdp_refuses_a_step_that_changes_which_parameters_train(tmp_path: Path)
 def _run_worker(mode: str, root: Path, *train_args: str, timeout: float) -> dict:
     report = root / "report.json"
     extra = ["--", *train_args] if train_args else []
-    run_checked(torchrun_command(2, free_port(), WORKER, mode, "--root", str(root), "--report", str(report), *extra),
-                timeout=timeout)
+    run_checked(
+        torchrun_command(2, free_port(), WORKER, mode, "--root", str(root), "--report", str(report), *extra),
+        timeout=timeout,
+    )
     return json.loads(report.read_text())
 
 
@@ -187,17 +208,19 @@ def test_two_process_fsdp_shardings_train_exactly_like_ddp(tmp_path: Path) -> No
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_two_process_fsdp_stage2_trains_checkpoints_and_resumes(synth_world, micro_model, micro_index,
-                                                                 tmp_path: Path) -> None:
+def test_two_process_fsdp_stage2_trains_checkpoints_and_resumes(
+    synth_world, micro_model, micro_index, tmp_path: Path
+) -> None:
     from dima_core.models.dima import load_dima
 
     llm_dir = write_tiny_local_llm(tmp_path / "tiny_llm")
     # The 7B configuration's LLM settings at test size: bf16 frozen base, fp32 LoRA, gradient checkpointing.
-    mllm = micro_mllm_config(source="local", path=str(llm_dir), gguf_file=None, dtype="bfloat16",
-                             gradient_checkpointing=True)
+    mllm = micro_mllm_config(
+        source="local", path=str(llm_dir), gguf_file=None, dtype="bfloat16", gradient_checkpointing=True
+    )
     config = write_stage2_yaml(tmp_path / "cfg", mllm)
     args = stage2_cli_args(synth_world, config, micro_model, micro_index, tmp_path / "unused", "--no-tensorboard")
-    args = args[:args.index("--out")] + args[args.index("--out") + 2:]  # the worker names each run's directory
+    args = args[: args.index("--out")] + args[args.index("--out") + 2 :]  # the worker names each run's directory
     root = tmp_path / "runs"
     report = _run_worker("stage2", root, *args, timeout=500)
 

@@ -37,8 +37,10 @@ def test_shipped_example_reads_every_record_format() -> None:
 
 
 def test_json_list_and_blank_jsonl_lines(tmp_path: Path) -> None:
-    records = [{"question": "Q1?", "answer": "A1."}, {"conversations": [
-        {"from": "user", "value": "Q2?"}, {"from": "assistant", "value": "A2."}]}]
+    records = [
+        {"question": "Q1?", "answer": "A1."},
+        {"conversations": [{"from": "user", "value": "Q2?"}, {"from": "assistant", "value": "A2."}]},
+    ]
     assert load_general_qa(_write(tmp_path / "g.json", json.dumps(records))) == [("Q1?", "A1."), ("Q2?", "A2.")]
     text = json.dumps(records[0]) + "\n\n" + json.dumps(records[1]) + "\n"
     assert load_general_qa(_write(tmp_path / "g.jsonl", text)) == [("Q1?", "A1."), ("Q2?", "A2.")]
@@ -50,14 +52,23 @@ def test_json_list_and_blank_jsonl_lines(tmp_path: Path) -> None:
         ("a.jsonl", '{"question": "Q?", "answer": "A"}\n{"question": "Q2?"\n', r"a\.jsonl: line 2: not valid JSON"),
         ("b.jsonl", '{"question": "Q?", "answer": ""}\n', r"b\.jsonl: line 1: 'answer' is empty"),
         ("c.jsonl", '{"question": 3, "answer": "A"}\n', r"line 1: 'question' must be a string, got int"),
-        ("d.json", '[{"question": "Q?", "answer": "A"}, {"text": "x"}]',
-         r"d\.json: record 1: no 'question'/'answer', 'conversations' or 'messages' key"),
+        (
+            "d.json",
+            '[{"question": "Q?", "answer": "A"}, {"text": "x"}]',
+            r"d\.json: record 1: no 'question'/'answer', 'conversations' or 'messages' key",
+        ),
         ("e.json", '{"question": "Q?", "answer": "A"}', r"e\.json: top level must be a list of records, got dict"),
         ("f.json", '[{"question": "Q?",\n "answer": }]', r"f\.json: line 2: not valid JSON"),
-        ("g.jsonl", '{"messages": [{"role": "user", "content": "Q?"}]}\n',
-         r"line 1: 'messages' ends with a user turn that has no answer"),
-        ("h.jsonl", '{"conversations": [{"from": "gpt", "value": "A"}]}\n',
-         r"line 1: conversations\[0\]: an assistant turn without a user turn before it"),
+        (
+            "g.jsonl",
+            '{"messages": [{"role": "user", "content": "Q?"}]}\n',
+            r"line 1: 'messages' ends with a user turn that has no answer",
+        ),
+        (
+            "h.jsonl",
+            '{"conversations": [{"from": "gpt", "value": "A"}]}\n',
+            r"line 1: conversations\[0\]: an assistant turn without a user turn before it",
+        ),
         ("i.jsonl", '{"messages": [{"role": "bot", "content": "A"}]}\n', r"messages\[0\]\.role is 'bot'"),
         ("j.jsonl", "\n\n", r"j\.jsonl: holds no QA pairs"),
         ("k.txt", "Q? A.", r"k\.txt: unknown suffix '\.txt'"),

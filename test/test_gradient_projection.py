@@ -133,7 +133,10 @@ def test_surrogate_gives_projected_shared_gradient_and_plain_others() -> None:
 def test_module_parameters_names_the_problem() -> None:
     model = TwoHeads()
     assert [n for n, _ in module_parameters(model, ["trunk", "head_a.weight"])] == [
-        "trunk.weight", "trunk.bias", "head_a.weight"]
+        "trunk.weight",
+        "trunk.bias",
+        "head_a.weight",
+    ]
     with pytest.raises(ValueError, match="'trunkk' holds no trainable parameter.*head_a"):
         module_parameters(model, ["trunkk"])
     model.trunk.requires_grad_(False)
@@ -158,8 +161,7 @@ def test_ddp_sync_projects_the_global_gradients(tmp_path) -> None:
         model.zero_grad(set_to_none=True)
         losses = model(torch.randn(8, 3, generator=torch.Generator().manual_seed(100 + rank)))
         per_rank.append(projector.term_gradients(losses, shared))
-        rest.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses["rest"], shared,
-                                                                          retain_graph=True)]))
+        rest.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses["rest"], shared, retain_graph=True)]))
         (losses["a"] + losses["b"] + losses["rest"]).backward()
         plain.append({n: p.grad.clone() for n, p in model.named_parameters()})
     expected = combine((per_rank[0] + per_rank[1]) / 2, torch.Generator().manual_seed(9)) + (rest[0] + rest[1]) / 2

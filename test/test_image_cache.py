@@ -97,8 +97,9 @@ def test_re_rendered_images_invalidate_the_cache(sample_index, tmp_path: Path) -
             shutil.copy(cam.image_path, copy)
             cameras.append(dataclasses.replace(cam, image_path=str(copy)))
         samples.append(dataclasses.replace(sample, cameras=cameras, prev_token=""))
-    index = SampleIndex(samples=samples, dataroot=str(tmp_path), version=sample_index.version,
-                        fingerprint=sample_index.fingerprint)
+    index = SampleIndex(
+        samples=samples, dataroot=str(tmp_path), version=sample_index.version, fingerprint=sample_index.fingerprint
+    )
     cache = build_image_cache(index, tmp_path / "cache", SIZE, "area")
     ImageCache.open(cache.path, index=index, image_size=SIZE, interpolation="area")  # fits
     path = samples[1].cameras[2].image_path
@@ -113,16 +114,46 @@ def test_data_cache_command_and_training_build_on_first_use(synth_world, tmp_pat
     from dima_core.training.stage1 import load_image_cache
 
     index_path = tmp_path / "index.pkl"
-    assert main(["data", "index", "--dataroot", str(synth_world.dataroot), "--version", synth_world.version,
-                 "--out", str(index_path)]) == 0
-    assert main(["data", "cache", "--index", str(index_path), "--image-size", *map(str, SIZE),
-                 "--out", str(tmp_path / "cli")]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "index",
+                "--dataroot",
+                str(synth_world.dataroot),
+                "--version",
+                synth_world.version,
+                "--out",
+                str(index_path),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "data",
+                "cache",
+                "--index",
+                str(index_path),
+                "--image-size",
+                *map(str, SIZE),
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
     index = SampleIndex.load(index_path)
     made = ImageCache.open(tmp_path / "cli", index=index, image_size=SIZE, interpolation="area")
     assert len(made) == len(index)
     # Training with data.dataset.image_cache set to a path that does not exist yet builds it there once.
-    data = DataConfig(dataroot=str(synth_world.dataroot), version=synth_world.version, image_size=SIZE,
-                      image_cache=str(tmp_path / "auto"))
+    data = DataConfig(
+        dataroot=str(synth_world.dataroot),
+        version=synth_world.version,
+        image_size=SIZE,
+        image_cache=str(tmp_path / "auto"),
+    )
     built = load_image_cache(index, data, DistContext())
     assert built.tokens == made.tokens
     assert np.array_equal(built.images(built.tokens[5]), made.images(made.tokens[5]))

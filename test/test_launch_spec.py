@@ -52,8 +52,10 @@ def test_bringup_arguments_follow_the_spec() -> None:
     from dima_ros.bringup import enabled_nodes, load_bringup_config, node_arguments, parse_set
     from dima_ros.launch_spec import node_spec
 
-    config = load_bringup_config(str(REPO_ROOT / "config" / "bringup.yaml"),
-                                 parse_set(["planner.model.onnx_path=/m/p.onnx", "planner.model.threads=1"]))
+    config = load_bringup_config(
+        str(REPO_ROOT / "config" / "bringup.yaml"),
+        parse_set(["planner.model.onnx_path=/m/p.onnx", "planner.model.threads=1"]),
+    )
     assert [s.key for s in enabled_nodes(config)] == ["planner"]
     config.with_mllm = True
     config.use_sim_time = True
@@ -78,7 +80,9 @@ def test_dima_core_does_not_import_rclpy() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, dima_core.cli, dima_ros.commands.ros, dima_core.runtime.mllm_service, "
-            "dima_core.runtime.online_eval, dima_core.runtime.bringup_config; "
-            "dima_core.cli.build_parser(); assert 'rclpy' not in sys.modules, 'rclpy imported'")
+    code = (
+        "import sys, dima_core.cli, dima_ros.commands.ros, dima_core.runtime.mllm_service, "
+        "dima_core.runtime.online_eval, dima_core.runtime.bringup_config; "
+        "dima_core.cli.build_parser(); assert 'rclpy' not in sys.modules, 'rclpy imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(REPO_ROOT))

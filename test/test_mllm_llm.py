@@ -36,7 +36,7 @@ def test_smollm2_loads_offline_from_the_package_gguf_and_generates() -> None:
     t0 = time.perf_counter()
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=12, do_sample=False)
-    new = out[0, ids["input_ids"].shape[1]:]
+    new = out[0, ids["input_ids"].shape[1] :]
     seconds = time.perf_counter() - t0
     answer = tokenizer.decode(new, skip_special_tokens=True)
     print(f"generated {len(new)} tokens in {seconds:.2f} s ({len(new) / seconds:.1f} tok/s): {answer!r}")
@@ -55,8 +55,9 @@ def test_lora_wraps_the_frozen_base(teacher) -> None:
 
 def test_teacher_generates_answers_grounded_on_beam_tokens(teacher) -> None:
     teacher.eval()
-    answers = teacher.generate(make_beam(2), ["What should the ego vehicle do?", "Is there a car ahead?"],
-                               max_new_tokens=6)
+    answers = teacher.generate(
+        make_beam(2), ["What should the ego vehicle do?", "Is there a car ahead?"], max_new_tokens=6
+    )
     teacher.train()
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     assert any(a for a in answers)
@@ -101,8 +102,14 @@ def test_shipped_configs_load() -> None:
 def _tiny_llama_config():
     from transformers import LlamaConfig
 
-    return LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=4)
+    return LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    )
 
 
 def test_llava_checkpoints_yield_their_language_model(tmp_path) -> None:
@@ -117,10 +124,18 @@ def test_llava_checkpoints_yield_their_language_model(tmp_path) -> None:
 
     torch.manual_seed(0)
     ids = torch.tensor([[1, 5, 7, 9]])
-    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                              image_size=28, patch_size=14, projection_dim=16)
-    llava = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=_tiny_llama_config(),
-                                                      image_token_index=63)).eval()
+    vision = CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
+        projection_dim=16,
+    )
+    llava = LlavaForConditionalGeneration(
+        LlavaConfig(vision_config=vision, text_config=_tiny_llama_config(), image_token_index=63)
+    ).eval()
     llava.save_pretrained(tmp_path / "hf")
     lm = load_base_model(LLMConfig(source="local", path=str(tmp_path / "hf"), gguf_file=None))
     assert type(lm).__name__ == "LlamaForCausalLM" and not any(p.requires_grad for p in lm.parameters())

@@ -72,9 +72,16 @@ def test_all_terms_finite_and_gradients_reach_the_intended_parameters(teacher) -
     edits = _edits()
     edit_prompts = teacher.edit_qa_prompts(edits, seed=0)
     total, terms, out = teacher.losses(
-        beam, teacher.encode_prompts(QUESTIONS, ANSWERS), torch.tensor([2, 1]), torch.randn(2, 6, 2),
-        torch.ones(2, 6, dtype=torch.bool), planner_feature=planner_feature, future_bev=future,
-        edits=edits, edit_prompts=edit_prompts, generator=torch.Generator().manual_seed(0),
+        beam,
+        teacher.encode_prompts(QUESTIONS, ANSWERS),
+        torch.tensor([2, 1]),
+        torch.randn(2, 6, 2),
+        torch.ones(2, 6, dtype=torch.bool),
+        planner_feature=planner_feature,
+        future_bev=future,
+        edits=edits,
+        edit_prompts=edit_prompts,
+        generator=torch.Generator().manual_seed(0),
     )
     assert set(terms) == {"vqa", "plan", "recon", "future", "distill", "scene_edit"}
     assert all(torch.isfinite(v) and v > 0 for v in terms.values()), terms
@@ -87,8 +94,7 @@ def test_all_terms_finite_and_gradients_reach_the_intended_parameters(teacher) -
     assert sum(float(p.grad.abs().sum()) for n, p in teacher.llm.named_parameters() if "lora_B" in n) > 0
     for name in ("bev", "ego", "agent", "map"):
         assert _grad_norm(teacher.adapters.adapters[name]) > 0, name
-    for module in (teacher.plan_head, teacher.recon_head, teacher.future_heads, teacher.agent_encoder,
-                   teacher.masker):
+    for module in (teacher.plan_head, teacher.recon_head, teacher.future_heads, teacher.agent_encoder, teacher.masker):
         assert _grad_norm(module) > 0, type(module).__name__
     assert teacher.plan_query.grad.abs().sum() > 0
     # The scene encoder (through the BEAM tokens) and the planner (through its feature) are trained too ...
@@ -142,8 +148,14 @@ def test_losses_are_zero_where_they_must_be() -> None:
     assert planning_l1(traj, torch.tensor([0, 2]), gt, torch.zeros(2, 6, dtype=torch.bool)) == 0
     pred = {1: torch.randn(2, 4, 8), 2: torch.randn(2, 4, 8)}
     assert future_loss(pred, {k: v.clone() for k, v in pred.items()}) == 0
-    assert future_loss(pred, {k: v + 1 for k, v in pred.items()}, {1: torch.tensor([False, False]),
-                                                                   2: torch.tensor([False, False])}) == 0
+    assert (
+        future_loss(
+            pred,
+            {k: v + 1 for k, v in pred.items()},
+            {1: torch.tensor([False, False]), 2: torch.tensor([False, False])},
+        )
+        == 0
+    )
     logits = torch.randn(1, 5, 11)
     assert vqa_loss(logits, torch.full((1, 5), -100)) == 0
     labels = torch.tensor([[-100, -100, 3, 4, 5]])
@@ -257,8 +269,10 @@ def test_attention_distillation_option(teacher) -> None:
 
 def test_attention_distillation_against_the_frozen_base_llm() -> None:
     """The option as stage 2 runs it: DimaTeacher.losses without reference maps computes them from the base LLM."""
-    cfg = tiny_config(llm=LLMConfig(attn_implementation="eager", lora=LoraSettings(rank=4, alpha=8.0, dropout=0.0)),
-                      attention_distill=AttentionDistillConfig(enabled=True))
+    cfg = tiny_config(
+        llm=LLMConfig(attn_implementation="eager", lora=LoraSettings(rank=4, alpha=8.0, dropout=0.0)),
+        attention_distill=AttentionDistillConfig(enabled=True),
+    )
     teacher = make_teacher(cfg)
     assert attn_implementation(teacher.llm) == "eager"  # the config's kernel, although the cached base is sdpa
     assert attn_implementation(base_llm()[0]) == "sdpa"  # ... and the shared base was not switched
@@ -329,13 +343,19 @@ def test_attention_distillation_config_needs_eager_attention_and_lora(tmp_path) 
     assert not load_mllm_config("smollm2_135m").attention_distill.enabled
     on = {"enabled": True}
     cases = [
-        ({"attention_distill": on},
-         r"teacher.yaml: key 'mllm': attention_distill.enabled needs llm.attn_implementation: eager .*got "
-         r"llm.attn_implementation: sdpa"),
-        ({"attention_distill": on, "llm": {"attn_implementation": "eager", "lora": {"enabled": False}}},
-         "needs llm.lora.enabled"),
-        ({"attention_distill": {"enabled": True, "layers": []}, "llm": {"attn_implementation": "eager"}},
-         "key 'mllm.attention_distill': .*at least one"),
+        (
+            {"attention_distill": on},
+            r"teacher.yaml: key 'mllm': attention_distill.enabled needs llm.attn_implementation: eager .*got "
+            r"llm.attn_implementation: sdpa",
+        ),
+        (
+            {"attention_distill": on, "llm": {"attn_implementation": "eager", "lora": {"enabled": False}}},
+            "needs llm.lora.enabled",
+        ),
+        (
+            {"attention_distill": {"enabled": True, "layers": []}, "llm": {"attn_implementation": "eager"}},
+            "key 'mllm.attention_distill': .*at least one",
+        ),
         ({"attention_distill": {"reference": "llava"}}, "key 'mllm.attention_distill.reference'"),
     ]
     for section, message in cases:

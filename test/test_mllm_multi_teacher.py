@@ -23,8 +23,10 @@ from dima_core.models.mllm.llm import base_parameters, lora_parameters
 from dima_core.models.mllm.losses import total_loss
 from mllm_fixtures import PLANNER_DIM, make_beam, make_teacher, tiny_config
 
-TEACHERS = [HiddenStateTeacher(name="perception", layer=1, weight=0.1, loss="cosine"),
-            HiddenStateTeacher(name="planning", layer=-2, weight=0.3, loss="kl")]
+TEACHERS = [
+    HiddenStateTeacher(name="perception", layer=1, weight=0.1, loss="cosine"),
+    HiddenStateTeacher(name="planning", layer=-2, weight=0.3, loss="kl"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +85,9 @@ def test_extra_terms_reach_only_the_planner_feature_and_regressors(multi_teacher
     assert cfg.term_weight("distill_planning") == 0.3
     assert torch.allclose(total, total_loss(terms, cfg.weights, cfg.extra_term_weights()))
     without = {k: v for k, v in terms.items() if k != "distill_planning"}
-    assert torch.allclose(total - 0.3 * terms["distill_planning"], total_loss(without, cfg.weights,
-                                                                               cfg.extra_term_weights()))
+    assert torch.allclose(
+        total - 0.3 * terms["distill_planning"], total_loss(without, cfg.weights, cfg.extra_term_weights())
+    )
 
     terms["distill_perception"].backward()
     assert feature.grad is not None and feature.grad.abs().sum() > 0
@@ -115,8 +118,10 @@ def test_off_by_default_and_bad_configs_are_clear_errors() -> None:
         ({"multi_teacher": {"teachers": [{"name": "Bad-Name"}]}}, "must be lower-case letters"),
         ({"multi_teacher": {"teachers": [{"name": "a"}, {"name": "a", "layer": 2}]}}, "names must be unique"),
         ({"multi_teacher": {"enabled": True, "teachers": []}}, "needs at least one entry"),
-        ({**base, "gradient_projection": {"enabled": True, "terms": ["planner", "distill_typo"]}},
-         r"\['distill_typo'\] are not loss terms \(known: \[.*distill_perception"),
+        (
+            {**base, "gradient_projection": {"enabled": True, "terms": ["planner", "distill_typo"]}},
+            r"\['distill_typo'\] are not loss terms \(known: \[.*distill_perception",
+        ),
         ({"gradient_projection": {"enabled": True, "terms": ["planner"]}}, "at least two terms"),
         ({"gradient_projection": {"terms": ["planner", "distill"], "anchor": "vqa"}}, "anchor 'vqa' is not one"),
         ({"gradient_projection": {"modules": []}}, "at least one module"),
@@ -124,8 +129,13 @@ def test_off_by_default_and_bad_configs_are_clear_errors() -> None:
     for data, message in cases:
         with pytest.raises(ConfigError, match=message):
             config_from_dict(data, MllmConfig, source="mllm.yaml")
-    ok = config_from_dict({"multi_teacher": {"enabled": True, "teachers": [{"name": "mid", "layer": -16}]},
-                           "gradient_projection": {"enabled": True, "terms": ["planner", "distill_mid"],
-                                                   "anchor": "planner"}}, MllmConfig, source="mllm.yaml")
+    ok = config_from_dict(
+        {
+            "multi_teacher": {"enabled": True, "teachers": [{"name": "mid", "layer": -16}]},
+            "gradient_projection": {"enabled": True, "terms": ["planner", "distill_mid"], "anchor": "planner"},
+        },
+        MllmConfig,
+        source="mllm.yaml",
+    )
     assert ok.extra_term_weights() == {"distill_mid": 0.1}
     assert dataclasses.asdict(ok)["gradient_projection"]["anchor"] == "planner"

@@ -63,10 +63,17 @@ def test_ask_scene_service(stage2_checkpoint: Path, ros_node, spin_in_background
     from dima.srv import AskScene
     from dima_ros.mllm_node import MllmNode
 
-    node = MllmNode("dima_mllm_test", parameter_overrides=[
-        Parameter("checkpoint", value=str(stage2_checkpoint)), Parameter("device", value="cpu"),
-        Parameter("max_new_tokens", value=4), Parameter("queue_size", value=4), Parameter("timeout_s", value=60.0),
-        Parameter("max_question_chars", value=400)])
+    node = MllmNode(
+        "dima_mllm_test",
+        parameter_overrides=[
+            Parameter("checkpoint", value=str(stage2_checkpoint)),
+            Parameter("device", value="cpu"),
+            Parameter("max_new_tokens", value=4),
+            Parameter("queue_size", value=4),
+            Parameter("timeout_s", value=60.0),
+            Parameter("max_question_chars", value=400),
+        ],
+    )
     try:
         client_node = ros_node("ask_client")
         publisher = client_node.create_publisher(BeamTokens, "/dima_mllm_test/input/beam_tokens", 10)
@@ -151,9 +158,15 @@ def test_mllm_node_publishes_the_dual_trajectory(stage2_checkpoint: Path, ros_no
     from dima_core.runtime.mllm_service import SCENE_TOKEN_FIELDS, scene_tokens_from_flat
     from dima_ros.mllm_node import MllmNode
 
-    node = MllmNode("dima_mllm_dual", parameter_overrides=[
-        Parameter("checkpoint", value=str(stage2_checkpoint)), Parameter("device", value="cpu"),
-        Parameter("max_new_tokens", value=4), Parameter("publish_dual_trajectory", value=True)])
+    node = MllmNode(
+        "dima_mllm_dual",
+        parameter_overrides=[
+            Parameter("checkpoint", value=str(stage2_checkpoint)),
+            Parameter("device", value="cpu"),
+            Parameter("max_new_tokens", value=4),
+            Parameter("publish_dual_trajectory", value=True),
+        ],
+    )
     try:
         client_node = ros_node("dual_client")
         publisher = client_node.create_publisher(BeamTokens, "/dima_mllm_dual/input/beam_tokens", 10)
@@ -177,14 +190,18 @@ def test_mllm_node_publishes_the_dual_trajectory(stage2_checkpoint: Path, ros_no
         assert (traj.num_candidate_modes, traj.num_candidate_points) == (3, 6) and len(traj.points) == 6
         assert traj.processing_time_ms > 0
 
-        beam = scene_tokens_from_flat({n: getattr(sent, n) for n in SCENE_TOKEN_FIELDS},
-                                      {n: getattr(sent, f"{n}_shape") for n in SCENE_TOKEN_FIELDS})
-        expected = plan_dual(node._model, beam, plan_feature_from_flat(sent.plan_feature, sent.plan_feature_shape),
-                             1, stamp)
+        beam = scene_tokens_from_flat(
+            {n: getattr(sent, n) for n in SCENE_TOKEN_FIELDS},
+            {n: getattr(sent, f"{n}_shape") for n in SCENE_TOKEN_FIELDS},
+        )
+        expected = plan_dual(
+            node._model, beam, plan_feature_from_flat(sent.plan_feature, sent.plan_feature_shape), 1, stamp
+        )
         positions = np.array([[p.pose.position.x, p.pose.position.y] for p in traj.points])
         np.testing.assert_allclose(positions, expected.trajectory, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(traj.candidate_positions).reshape(3, 6, 2), expected.trajectories,
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(traj.candidate_positions).reshape(3, 6, 2), expected.trajectories, atol=1e-5
+        )
         assert not np.allclose(expected.trajectories[0], expected.trajectories[1]), "commands give different plans"
 
         # No plan_feature (a planner exported without BEAM outputs) and an impossible command: no trajectory.

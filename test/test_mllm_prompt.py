@@ -92,8 +92,16 @@ def test_llm_receives_adapter_outputs_at_the_placeholders(teacher) -> None:
 @pytest.mark.parametrize("backend", ["blip2_qformer", "transformer_decoder"])
 def test_adapters_shapes_and_token_masks(backend: str) -> None:
     torch.manual_seed(0)
-    cfg = dataclasses.replace(AdapterConfig(), backend=backend, hidden_size=32, num_layers=1, num_heads=4,
-                              intermediate_size=64, dropout=0.0, queries={"bev": 5, "ego": 1, "agent": 3, "map": 2})
+    cfg = dataclasses.replace(
+        AdapterConfig(),
+        backend=backend,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=4,
+        intermediate_size=64,
+        dropout=0.0,
+        queries={"bev": 5, "ego": 1, "agent": 3, "map": 2},
+    )
     adapters = BeamAdapters(SCENE_DIM, 24, cfg).eval()
     beam = make_beam(2, num_agents=6)
     tokens = {"bev": beam.bev, "ego": beam.ego, "agent": beam.agents, "map": beam.map}
@@ -101,7 +109,11 @@ def test_adapters_shapes_and_token_masks(backend: str) -> None:
     valid[0, 3:] = False
     out = adapters(tokens, {"agent": valid})
     assert {k: tuple(v.shape) for k, v in out.items()} == {
-        "bev": (2, 5, 24), "ego": (2, 1, 24), "agent": (2, 3, 24), "map": (2, 2, 24)}
+        "bev": (2, 5, 24),
+        "ego": (2, 1, 24),
+        "agent": (2, 3, 24),
+        "map": (2, 2, 24),
+    }
     # Masked tokens are ignored: changing them changes nothing.
     changed = dict(tokens, agent=tokens["agent"].clone())
     changed["agent"][0, 3:] += 100.0

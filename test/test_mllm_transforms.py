@@ -73,8 +73,9 @@ def _assert_no_overlap_with_agents(scene, box, future) -> None:
         other = scene.agent_boxes[i]
         assert not boxes_overlap(agent_corners(box, box[:2], box[6]), agent_corners(other, other[:2], other[6]))
         for t in range(FUTURE_STEPS):
-            assert not boxes_overlap(agent_corners(box, future[t], box[6]),
-                                     agent_corners(other, scene.agent_futures[i, t], other[6]))
+            assert not boxes_overlap(
+                agent_corners(box, future[t], box[6]), agent_corners(other, scene.agent_futures[i, t], other[6])
+            )
 
 
 def test_add_stopped_car_makes_ego_stop_behind_it() -> None:
@@ -90,8 +91,9 @@ def test_add_stopped_car_makes_ego_stop_behind_it() -> None:
     assert np.all(ego[:, 0] + EGO_FRONT <= rear - cfg.follow_gap_m + 1e-6)
     assert np.all(np.diff(ego[:, 0]) >= -1e-9) and ego[-1, 0] == pytest.approx(ego[-2, 0])  # comes to a stop
     assert not ego_collides(ego, edit.scene.agent_boxes, edit.scene.agent_futures, edit.scene.agent_future_mask)
-    assert ego_collides(scene.ego_future, edit.scene.agent_boxes, edit.scene.agent_futures,
-                        edit.scene.agent_future_mask)  # the GT plan would have hit it
+    assert ego_collides(
+        scene.ego_future, edit.scene.agent_boxes, edit.scene.agent_futures, edit.scene.agent_future_mask
+    )  # the GT plan would have hit it
     assert edit.scene.num_agents == scene.num_agents + 1
     q, a = edit.qa[0]
     assert q == "What should the ego vehicle do if a stopped car appears 15 m ahead in its lane?"

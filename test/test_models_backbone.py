@@ -20,8 +20,14 @@ def test_resnet_stage_shapes(depth, channels):
 
 def test_torchvision_parameter_names():
     names = set(ResNet(50).state_dict())
-    for key in ("conv1.weight", "bn1.running_mean", "layer1.0.conv3.weight", "layer1.0.downsample.0.weight",
-                "layer1.0.downsample.1.bias", "layer4.2.bn3.num_batches_tracked"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.conv3.weight",
+        "layer1.0.downsample.0.weight",
+        "layer1.0.downsample.1.bias",
+        "layer4.2.bn3.num_batches_tracked",
+    ):
         assert key in names
     assert "layer2.0.downsample.0.weight" in set(ResNet(18).state_dict())
 
@@ -48,8 +54,7 @@ def test_load_torchvision_state_dict_from_local_file(tmp_path):
     report = load_torchvision_resnet(dst, path)
     assert not report.missing and not report.unexpected and not report.mismatched
     assert set(report.skipped) == {"fc.weight", "fc.bias"}
-    assert torch.equal(dst.layer3[1].conv2.weight,
-                       state["layer3.1.conv2.weight"])
+    assert torch.equal(dst.layer3[1].conv2.weight, state["layer3.1.conv2.weight"])
 
     # a backbone built up to C4 skips layer4; configured path loads through ImageBackbone
     cfg = BackboneConfig(depth=18, out_stages=(3,), fpn_channels=8, pretrained_path=str(path))

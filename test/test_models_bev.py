@@ -62,8 +62,16 @@ def test_warp_bev_translation():
 
 
 def _bev_cfg(**kw):
-    base = {"grid_size": [8, 6], "embed_dim": 16, "num_heads": 2, "ffn_dim": 32, "num_layers": 2,
-            "num_z_anchors": 2, "num_points_per_anchor": 2, "num_self_points": 2}
+    base = {
+        "grid_size": [8, 6],
+        "embed_dim": 16,
+        "num_heads": 2,
+        "ffn_dim": 32,
+        "num_layers": 2,
+        "num_z_anchors": 2,
+        "num_points_per_anchor": 2,
+        "num_self_points": 2,
+    }
     base.update(kw)
     return config_from_dict(base, BevConfig)
 

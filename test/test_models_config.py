@@ -10,11 +10,14 @@ from dima_core.models import ModelConfig, load_model_config
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "model"
 
 
-@pytest.mark.parametrize("name,grid,agents,vectors,dim,depth", [
-    ("dima_tiny", (50, 50), 50, 20, 128, 18),
-    ("vad_tiny", (100, 100), 300, 100, 256, 50),
-    ("vad_base", (200, 200), 300, 100, 256, 50),
-])
+@pytest.mark.parametrize(
+    "name,grid,agents,vectors,dim,depth",
+    [
+        ("dima_tiny", (50, 50), 50, 20, 128, 18),
+        ("vad_tiny", (100, 100), 300, 100, 256, 50),
+        ("vad_base", (200, 200), 300, 100, 256, 50),
+    ],
+)
 def test_shipped_configs(name, grid, agents, vectors, dim, depth):
     cfg = load_model_config(CONFIG_DIR / f"{name}.yaml")
     assert isinstance(cfg, ModelConfig) and cfg.name == name

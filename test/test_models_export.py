@@ -26,8 +26,15 @@ def test_dima_tiny_onnx_matches_torch(tmp_path):
     path = tmp_path / "dima_tiny.onnx"
     with torch.no_grad():
         expected = wrapper(*args)
-        torch.onnx.export(wrapper, args, str(path), input_names=list(names), output_names=list(EXPORT_OUTPUT_NAMES),
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(path),
+            input_names=list(names),
+            output_names=list(EXPORT_OUTPUT_NAMES),
+            opset_version=17,
+            dynamo=False,
+        )
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     assert [o.name for o in model.graph.output] == list(EXPORT_OUTPUT_NAMES)

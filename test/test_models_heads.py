@@ -14,9 +14,12 @@ torch.set_num_threads(1)
 XR, YR = (-30.0, 30.0), (-15.0, 15.0)
 
 TINY = {
-    "image_size": [128, 64], "embed_dim": 32, "backbone": {"fpn_channels": 32},
+    "image_size": [128, 64],
+    "embed_dim": 32,
+    "backbone": {"fpn_channels": 32},
     "bev": {"grid_size": [10, 10], "embed_dim": 32, "num_heads": 4, "ffn_dim": 64},
-    "agent_head": {"num_queries": 8, "ffn_dim": 64}, "map_head": {"num_vectors": 4, "num_points": 5, "ffn_dim": 64},
+    "agent_head": {"num_queries": 8, "ffn_dim": 64},
+    "map_head": {"num_vectors": 4, "num_points": 5, "ffn_dim": 64},
     "planner": {"ffn_dim": 64, "feature_dim": 24},
 }
 
@@ -60,8 +63,13 @@ def test_command_selects_mode():
 def test_planner_outputs_and_external_feature():
     cfg = PlannerConfig(num_heads=2, ffn_dim=32, feature_dim=24)
     plan = PlanningTransformer(cfg, 16, XR, YR).eval()
-    args = (torch.randn(2, 1, 16), torch.randn(2, 5, 16), torch.rand(2, 5, 2), torch.randn(2, 3, 16),
-            torch.rand(2, 3, 2))
+    args = (
+        torch.randn(2, 1, 16),
+        torch.randn(2, 5, 16),
+        torch.rand(2, 5, 2),
+        torch.randn(2, 3, 16),
+        torch.rand(2, 3, 2),
+    )
     out = plan(*args, torch.tensor([0, 1]))
     assert out.trajectories.shape == (2, 3, 6, 2) and out.trajectory.shape == (2, 6, 2)
     assert out.ego_feature.shape == (2, 24)
@@ -84,9 +92,17 @@ def test_vision_planner_end_to_end_shapes():
     assert out.ego_feature.shape == (2, 24) and out.bev.shape == (2, 32, 10, 10)
     out.beam.validate()
     assert out.beam.shapes() == {
-        "bev": (2, 100, 32), "ego": (2, 1, 32), "agents": (2, 8, 32), "map": (2, 4, 32), "agent_boxes": (2, 8, 7),
-        "agent_logits": (2, 8, 10), "agent_velocities": (2, 8, 2), "agent_trajectories": (2, 8, 6, 6, 2),
-        "agent_mode_logits": (2, 8, 6), "map_polylines": (2, 4, 5, 2), "map_logits": (2, 4, 3),
+        "bev": (2, 100, 32),
+        "ego": (2, 1, 32),
+        "agents": (2, 8, 32),
+        "map": (2, 4, 32),
+        "agent_boxes": (2, 8, 7),
+        "agent_logits": (2, 8, 10),
+        "agent_velocities": (2, 8, 2),
+        "agent_trajectories": (2, 8, 6, 6, 2),
+        "agent_mode_logits": (2, 8, 6),
+        "map_polylines": (2, 4, 5, 2),
+        "map_logits": (2, 4, 3),
     }
     for i, c in enumerate(dummy_inputs(cfg, batch=2)["command"].tolist()):
         assert torch.equal(out.trajectory[i], out.trajectories[i, c])

@@ -26,7 +26,9 @@ from dima_core.models.losses import (
 torch.set_num_threads(1)
 XR, YR = (-30.0, 30.0), (-15.0, 15.0)
 TINY = {
-    "image_size": [128, 64], "embed_dim": 32, "backbone": {"fpn_channels": 32},
+    "image_size": [128, 64],
+    "embed_dim": 32,
+    "backbone": {"fpn_channels": 32},
     "bev": {"grid_size": [10, 10], "embed_dim": 32, "num_heads": 4, "ffn_dim": 64, "dropout": 0.0},
     "agent_head": {"num_queries": 8, "ffn_dim": 64, "dropout": 0.0},
     "map_head": {"num_vectors": 4, "num_points": 5, "ffn_dim": 64, "dropout": 0.0},
@@ -43,8 +45,9 @@ def test_hungarian_on_a_constructed_cost():
 
 
 def test_agent_matching_picks_the_right_pairs():
-    gt_boxes = torch.tensor([[[10.0, 5.0, 0, 2, 4, 1.5, 0.0], [-20.0, -5.0, 0, 0.6, 0.6, 1.7, 1.0],
-                              [0.0, 0.0, 0, 1, 1, 1, 0.0]]])
+    gt_boxes = torch.tensor(
+        [[[10.0, 5.0, 0, 2, 4, 1.5, 0.0], [-20.0, -5.0, 0, 0.6, 0.6, 1.7, 1.0], [0.0, 0.0, 0, 1, 1, 1, 0.0]]]
+    )
     gt_labels = torch.tensor([[0, 5, 0]])
     gt_mask = torch.tensor([[True, True, False]])
     pred = torch.zeros(1, 4, 7)
@@ -68,8 +71,10 @@ def test_polyline_orderings():
     assert torch.equal(orders[0, 1], torch.tensor([[1.0, 0], [1, 1], [0, 0], [1, 0]]))
     # not a closed class: only forward / reversed
     orders = polyline_orderings(square, torch.tensor([0]), (1,))
-    assert {tuple(o.flatten().tolist()) for o in orders[0]} == {tuple(square[0].flatten().tolist()),
-                                                               tuple(square[0].flip(0).flatten().tolist())}
+    assert {tuple(o.flatten().tolist()) for o in orders[0]} == {
+        tuple(square[0].flatten().tolist()),
+        tuple(square[0].flip(0).flatten().tolist()),
+    }
 
 
 def _map_losses(gt_polylines):
@@ -167,8 +172,20 @@ def test_loss_finite_with_zero_gt(tiny):
     cfg, model = tiny
     out = model(**dummy_inputs(cfg, batch=2))
     losses = PlannerLoss(cfg.loss)(out, dummy_targets(cfg, batch=2, num_agents=0, num_map=0))
-    assert set(losses) == {"det_cls", "det_box", "motion_reg", "motion_cls", "map_cls", "map_pts", "map_dir",
-                           "plan_reg", "plan_col", "plan_bound", "plan_dir", "total"}
+    assert set(losses) == {
+        "det_cls",
+        "det_box",
+        "motion_reg",
+        "motion_cls",
+        "map_cls",
+        "map_pts",
+        "map_dir",
+        "plan_reg",
+        "plan_col",
+        "plan_bound",
+        "plan_dir",
+        "total",
+    }
     assert all(torch.isfinite(v) for v in losses.values())
     losses["total"].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -207,13 +224,19 @@ def test_gradient_flow_from_every_head(tiny):
         losses[name].backward(retain_graph=i < len(HEAD_PARAMS) - 1)
 
         def grad_norm(prefix):
-            return sum(p.grad.abs().sum().item() for n, p in params.items() if n.startswith(prefix)
-                       and p.grad is not None)
+            return sum(
+                p.grad.abs().sum().item() for n, p in params.items() if n.startswith(prefix) and p.grad is not None
+            )
 
         assert grad_norm(head) > 0, f"{name}: no gradient on {head}"
         assert grad_norm("bev_encoder.") > 0, f"{name}: no gradient on the BEV encoder"
         assert grad_norm("backbone.resnet.layer4") > 0, f"{name}: no gradient on the backbone"
         if name == "plan_reg":
-            for part in ("planner.ego_agent", "planner.ego_map", "ego_encoder", "agent_decoder.layers",
-                         "map_decoder.layers"):
+            for part in (
+                "planner.ego_agent",
+                "planner.ego_map",
+                "ego_encoder",
+                "agent_decoder.layers",
+                "map_decoder.layers",
+            ):
                 assert grad_norm(part) > 0, f"plan_reg: no gradient on {part}"

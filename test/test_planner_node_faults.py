@@ -155,8 +155,9 @@ def test_wrong_raw_encoding_is_reported_and_rgb8_works(onnx_model, start_node, r
     assert rig.stamps()[n_warm:] == [seconds(20.5)]
 
 
-def test_late_aux_of_a_live_stream_is_waited_for_and_a_dead_one_reported(onnx_model, start_node, ros_node,
-                                                                          spin_in_background):
+def test_late_aux_of_a_live_stream_is_waited_for_and_a_dead_one_reported(
+    onnx_model, start_node, ros_node, spin_in_background
+):
     """Default sync budget (max_wait 300 ms): odometry/acceleration/command still publishing, but stamped behind the
     cameras for 600 ms of wall time, complete the frame when they catch up; a frame whose aux streams then stop is
     reported (stale odometry) and the next good frame is planned."""
@@ -185,14 +186,17 @@ def test_late_aux_of_a_live_stream_is_waited_for_and_a_dead_one_reported(onnx_mo
     assert t2 not in rig.stamps()
 
 
-@pytest.mark.parametrize("override, expected", [
-    ({"sync": {"tolerance_ms": -5.0}}, "sync.tolerance_ms"),
-    ({"sync": {"tolerence_ms": 50.0}}, "unknown parameter(s) ['sync.tolerence_ms']"),
-    ({"model": {"backend": "tensorflow"}}, "model.backend"),
-    ({"calibration": {"CAM_BACK": {"cam_to_ego": [1.0, 2.0]}}}, "cam_to_ego needs 16 values"),
-    ({"preprocess": {"interpolation": "linear"}}, "jpeg_max_reduction 8 needs interpolation area"),
-    ({"preprocess": {"jpeg_max_reduction": 3}}, "jpeg_max_reduction must be 1, 2, 4 or 8"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ({"sync": {"tolerance_ms": -5.0}}, "sync.tolerance_ms"),
+        ({"sync": {"tolerence_ms": 50.0}}, "unknown parameter(s) ['sync.tolerence_ms']"),
+        ({"model": {"backend": "tensorflow"}}, "model.backend"),
+        ({"calibration": {"CAM_BACK": {"cam_to_ego": [1.0, 2.0]}}}, "cam_to_ego needs 16 values"),
+        ({"preprocess": {"interpolation": "linear"}}, "jpeg_max_reduction 8 needs interpolation area"),
+        ({"preprocess": {"jpeg_max_reduction": 3}}, "jpeg_max_reduction must be 1, 2, 4 or 8"),
+    ],
+)
 def test_bad_parameters_refused_at_start(onnx_model, rclpy_init, override, expected):
     """In-process (same code path as the executable, without paying a process start per case)."""
     from rclpy.parameter import Parameter

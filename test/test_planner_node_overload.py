@@ -36,15 +36,28 @@ def test_flood_plans_the_newest_complete_set_with_flat_memory(tmp_path):
     # The training path (full decode) makes each frame cost ~100 ms of the node's time, so a few times that rate is a
     # flood without needing hundreds of frames per second through the transport; the mailbox logic is the same for
     # every decoding setting.
-    params = write_params(tmp_path / f"{NODE}.yaml", node_parameters(
-        onnx, preprocess={"jpeg_max_reduction": 1}, output={"processing_time_budget_ms": 60000.0}))
+    params = write_params(
+        tmp_path / f"{NODE}.yaml",
+        node_parameters(onnx, preprocess={"jpeg_max_reduction": 1}, output={"processing_time_budget_ms": 60000.0}),
+    )
     node = NodeProcess(params, NODE, tmp_path)
     feeder = None
     try:
         cfg = tmp_path / "flood.json"
         out = tmp_path / "flood_out.json"
-        cfg.write_text(json.dumps({"target": NODE, "node_pid": node.proc.pid, "bursts": BURSTS, "burst_s": BURST_S,
-                                   "pause_s": PAUSE_S, "overload": OVERLOAD, "start_timeout_s": 90.0}))
+        cfg.write_text(
+            json.dumps(
+                {
+                    "target": NODE,
+                    "node_pid": node.proc.pid,
+                    "bursts": BURSTS,
+                    "burst_s": BURST_S,
+                    "pause_s": PAUSE_S,
+                    "overload": OVERLOAD,
+                    "start_timeout_s": 90.0,
+                }
+            )
+        )
         feeder = RosSubprocess("flood_feeder.py", [str(cfg), str(out)], tmp_path)
         rc = feeder.wait(240.0)
         assert rc is not None, f"flood did not finish\n{feeder.output()}\n{node.output()[-3000:]}"
@@ -61,8 +74,10 @@ def test_flood_plans_the_newest_complete_set_with_flat_memory(tmp_path):
     planned = [stamp for stamp, _ in result["trajectories"] if stamp not in warm]
     values = {int(k): v for k, v in result["values"].items()}
     counters = {k: int(v) for k, v in result["counters"].items() if v.isdigit()}
-    context = (f"period {result['period_ms']:.1f} ms for {result['processing_ms']:.1f} ms of processing; counters "
-               f"{counters}; last reports {result['reports'][-3:]}")
+    context = (
+        f"period {result['period_ms']:.1f} ms for {result['processing_ms']:.1f} ms of processing; counters "
+        f"{counters}; last reports {result['reports'][-3:]}"
+    )
 
     # It was a flood: several frames sent per frame planned, the rest dropped (and counted) by the node.
     assert len(sent) >= 2.5 * len(planned) and counters["dropped_busy"] > 0, context
@@ -76,8 +91,10 @@ def test_flood_plans_the_newest_complete_set_with_flat_memory(tmp_path):
     for stamp in planned:
         start_ns = stamp + values[stamp]["input_latency_ms"] * 1e6  # the worker took this set (node clock = wall)
         newer_done = [f for f in sent if f["stamp"] > stamp and f["done"] < start_ns - margin_ns]
-        assert not newer_done, (f"frame {stamp} planned {(start_ns - newer_done[-1]['done']) / 1e6:.0f} ms after "
-                                f"newer frame {newer_done[-1]['stamp']} was published; {context}")
+        assert not newer_done, (
+            f"frame {stamp} planned {(start_ns - newer_done[-1]['done']) / 1e6:.0f} ms after "
+            f"newer frame {newer_done[-1]['stamp']} was published; {context}"
+        )
 
     # When the worker becomes free it plans the newest complete set at once: the last frame of each burst.
     for burst in range(BURSTS):
@@ -85,8 +102,9 @@ def test_flood_plans_the_newest_complete_set_with_flat_memory(tmp_path):
         assert last in planned, f"burst {burst}: its newest frame {last} was not planned; {context}"
 
     # Every CAM_FRONT frame received is planned, dropped as superseded, or reported incomplete; nothing waits.
-    assert counters["frames_in"] == counters["trajectories"] + counters["dropped_busy"] + counters["incomplete"], \
+    assert counters["frames_in"] == counters["trajectories"] + counters["dropped_busy"] + counters["incomplete"], (
         context
+    )
 
     # Flat memory: after the first burst (allocator pools, the first planning) the node's resident memory must not
     # grow with the frames going through it (bounded queues, a one-set mailbox).

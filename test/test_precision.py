@@ -44,15 +44,40 @@ def exported(synth_world, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     root = tmp_path_factory.mktemp("precision")
     model_yaml = write_micro_model_config(root)
     out = root / "models"
-    assert dima_main(["export", "--format", "onnx", "--model-config", str(model_yaml), "--seed", "3",
-                      "--out", str(out)]) == 0
+    assert (
+        dima_main(["export", "--format", "onnx", "--model-config", str(model_yaml), "--seed", "3", "--out", str(out)])
+        == 0
+    )
     fp32 = out / "micro_test.onnx"
-    assert dima_main(["export", "--format", "onnx", "--precision", "int8", "--onnx", str(fp32), "--out", str(out),
-                      "--calibration-data", str(synth_world.dataroot),
-                      "--calibration-frames", str(CALIBRATION_FRAMES),
-                      "--held-out-frames", str(HELD_OUT_FRAMES)]) == 0
-    return {"root": root, "model_yaml": model_yaml, "fp32": fp32, "int8": out / "micro_test_int8.onnx",
-            "world": synth_world.dataroot}
+    assert (
+        dima_main(
+            [
+                "export",
+                "--format",
+                "onnx",
+                "--precision",
+                "int8",
+                "--onnx",
+                str(fp32),
+                "--out",
+                str(out),
+                "--calibration-data",
+                str(synth_world.dataroot),
+                "--calibration-frames",
+                str(CALIBRATION_FRAMES),
+                "--held-out-frames",
+                str(HELD_OUT_FRAMES),
+            ]
+        )
+        == 0
+    )
+    return {
+        "root": root,
+        "model_yaml": model_yaml,
+        "fp32": fp32,
+        "int8": out / "micro_test_int8.onnx",
+        "world": synth_world.dataroot,
+    }
 
 
 def test_int8_export_records_its_precision_and_calibration(exported):
@@ -79,8 +104,9 @@ def test_int8_export_records_its_precision_and_calibration(exported):
 
 def test_int8_backend_plans_within_tolerance_of_fp32(exported):
     fp32 = create_backend(backend="onnxruntime", onnx=str(exported["fp32"]), threads=1, warmup_iters=1)
-    int8 = create_backend(backend="onnxruntime", onnx=str(exported["int8"]), precision="int8", threads=1,
-                          warmup_iters=1)
+    int8 = create_backend(
+        backend="onnxruntime", onnx=str(exported["int8"]), precision="int8", threads=1, warmup_iters=1
+    )
     assert (fp32.precision, int8.precision) == ("fp32", "int8")
     assert int8.describe() == "onnxruntime int8 on cpu" and fp32.describe() == "onnxruntime on cpu"
     frames = load_frames(fp32.model_config, FrameSource(str(exported["world"]), "val"), 3)
@@ -121,16 +147,17 @@ def test_int8_sidecar_must_carry_its_quantisation_record(exported, tmp_path):
 
 
 def test_torch_bf16_autocast_plans_close_to_fp32(exported):
-    fp32 = create_backend(backend="torch", model_config=str(exported["model_yaml"]), seed=3, threads=1,
-                          warmup_iters=0)
-    bf16 = create_backend(backend="torch", model_config=str(exported["model_yaml"]), seed=3, threads=1,
-                          warmup_iters=1, precision="bf16")
+    fp32 = create_backend(backend="torch", model_config=str(exported["model_yaml"]), seed=3, threads=1, warmup_iters=0)
+    bf16 = create_backend(
+        backend="torch", model_config=str(exported["model_yaml"]), seed=3, threads=1, warmup_iters=1, precision="bf16"
+    )
     assert bf16.precision == "bf16" and bf16.describe() == "torch bf16 autocast on cpu"
     frames = load_frames(fp32.model_config, FrameSource(str(exported["world"]), "val"), 2)
     feeds, out = run_frame(frames[0], bf16.input_specs, bf16.infer)
     assert len(feeds) == 1 and all(v.dtype == np.float32 for v in out.values())
-    cost = accuracy_cost(predict(fp32.infer, fp32.input_specs, frames), predict(bf16.infer, bf16.input_specs, frames),
-                         frames)
+    cost = accuracy_cost(
+        predict(fp32.infer, fp32.input_specs, frames), predict(bf16.infer, bf16.input_specs, frames), frames
+    )
     # bf16 has an 8-bit mantissa: the plan moves, but by centimetres, not metres.
     assert 0.0 < cost.max_trajectory_diff_m < BF16_TOLERANCE_M
 
@@ -143,15 +170,35 @@ def test_temporal_model_calibrates_with_its_bev_state(exported, tmp_path):
     model_yaml = tmp_path / "temporal.yaml"
     model_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
     out = tmp_path / "models"
-    assert dima_main(["export", "--format", "onnx", "--precision", "int8", "--model-config", str(model_yaml),
-                      "--out", str(out), "--calibration-data", str(exported["world"]), "--calibration-frames", "3",
-                      "--held-out-frames", "2"]) == 0
+    assert (
+        dima_main(
+            [
+                "export",
+                "--format",
+                "onnx",
+                "--precision",
+                "int8",
+                "--model-config",
+                str(model_yaml),
+                "--out",
+                str(out),
+                "--calibration-data",
+                str(exported["world"]),
+                "--calibration-frames",
+                "3",
+                "--held-out-frames",
+                "2",
+            ]
+        )
+        == 0
+    )
     sidecar = load_sidecar(out / "micro_temporal_int8.onnx")
     assert "prev_bev" in sidecar.input_names and sidecar.parity["passed"]
     # Three frames evenly spaced over a scene: the first has no previous keyframe, the others two feeds each.
     assert sidecar.quantization["calibration_feeds"] == 5
-    backend = create_backend(backend="onnxruntime", onnx=str(out / "micro_temporal_int8.onnx"), threads=1,
-                             warmup_iters=0)
+    backend = create_backend(
+        backend="onnxruntime", onnx=str(out / "micro_temporal_int8.onnx"), threads=1, warmup_iters=0
+    )
     frames = load_frames(backend.model_config, FrameSource(str(exported["world"]), "val"), 2)
     assert frames[0].previous_images is None and frames[1].previous_images is not None
     feeds, outputs = run_frame(frames[1], backend.input_specs, backend.infer)
@@ -160,16 +207,55 @@ def test_temporal_model_calibrates_with_its_bev_state(exported, tmp_path):
 
 def test_bad_precisions_are_clear_errors(exported, capsys):
     with pytest.raises(SystemExit) as info:  # argparse: not a precision at all
-        dima_main(["export", "--format", "onnx", "--precision", "int4", "--model-config", str(exported["model_yaml"]),
-                   "--out", str(exported["root"] / "x")])
+        dima_main(
+            [
+                "export",
+                "--format",
+                "onnx",
+                "--precision",
+                "int4",
+                "--model-config",
+                str(exported["model_yaml"]),
+                "--out",
+                str(exported["root"] / "x"),
+            ]
+        )
     assert info.value.code == 2 and "invalid choice: 'int4'" in capsys.readouterr().err
-    assert dima_main(["export", "--format", "onnx", "--precision", "bf16", "--model-config",
-                      str(exported["model_yaml"]), "--out", str(exported["root"] / "x")]) == 2
+    assert (
+        dima_main(
+            [
+                "export",
+                "--format",
+                "onnx",
+                "--precision",
+                "bf16",
+                "--model-config",
+                str(exported["model_yaml"]),
+                "--out",
+                str(exported["root"] / "x"),
+            ]
+        )
+        == 2
+    )
     assert "bf16 needs no export: the torch backend runs it" in capsys.readouterr().err
     assert dima_main(["export", "--format", "tensorrt", "--precision", "int8", "--onnx", str(exported["fp32"])]) == 2
     assert "int8 runs on onnxruntime" in capsys.readouterr().err
-    assert dima_main(["export", "--format", "onnx", "--precision", "int8", "--model-config",
-                      str(exported["model_yaml"]), "--out", str(exported["root"] / "x")]) == 2
+    assert (
+        dima_main(
+            [
+                "export",
+                "--format",
+                "onnx",
+                "--precision",
+                "int8",
+                "--model-config",
+                str(exported["model_yaml"]),
+                "--out",
+                str(exported["root"] / "x"),
+            ]
+        )
+        == 2
+    )
     assert "needs --calibration-data" in capsys.readouterr().err
     assert not (exported["root"] / "x").exists() or not any((exported["root"] / "x").iterdir())
 
@@ -199,10 +285,37 @@ def test_bench_latency_reports_each_precision_with_its_accuracy_cost(exported, t
         check_requested(["torch"], ["int8"], "cpu")
 
     doc = tmp_path / "bench.md"
-    assert dima_main(["bench", "latency", "--configs", str(exported["model_yaml"]), "--backends", "torch",
-                      "onnxruntime", "--pipelines", "vision", "--precisions", "fp32", "int8", "--iters", "2",
-                      "--warmup", "1", "--accuracy-data", str(exported["world"]), "--accuracy-frames", "2",
-                      "--calibration-frames", "3", "--doc", str(doc)]) == 0
+    assert (
+        dima_main(
+            [
+                "bench",
+                "latency",
+                "--configs",
+                str(exported["model_yaml"]),
+                "--backends",
+                "torch",
+                "onnxruntime",
+                "--pipelines",
+                "vision",
+                "--precisions",
+                "fp32",
+                "int8",
+                "--iters",
+                "2",
+                "--warmup",
+                "1",
+                "--accuracy-data",
+                str(exported["world"]),
+                "--accuracy-frames",
+                "2",
+                "--calibration-frames",
+                "3",
+                "--doc",
+                str(doc),
+            ]
+        )
+        == 0
+    )
     rows = [line.split(" | ") for line in doc.read_text().splitlines() if line.startswith("| micro_model |")]
     cells = {(r[2], r[3]): r for r in rows}
     assert set(cells) == {("torch on cpu", "fp32"), ("onnxruntime on cpu", "fp32"), ("onnxruntime int8 on cpu", "int8")}

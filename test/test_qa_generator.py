@@ -107,7 +107,8 @@ def test_stationary_car_in_lane_makes_keeping_speed_dangerous() -> None:
     )
     assert answer(frame, "planning", prob) == "High."
     reason = answer(
-        frame, "planning",
+        frame,
+        "planning",
         f"What actions could the ego vehicle take based on {tag}? Why take this action and what's the probability?",
     )
     assert reason.startswith("The action is to brake gently to a stop.")

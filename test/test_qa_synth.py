@@ -55,8 +55,21 @@ def test_data_show_writes_picture_of_the_right_size(synth_world, samples, tmp_pa
 
     out = tmp_path / "show.png"
     rc = main(
-        ["data", "show", "--dataroot", str(synth_world.dataroot), "--version", synth_world.version,
-         "--sample", "1", "--tile-width", "320", "--qa", "--out", str(out)]
+        [
+            "data",
+            "show",
+            "--dataroot",
+            str(synth_world.dataroot),
+            "--version",
+            synth_world.version,
+            "--sample",
+            "1",
+            "--tile-width",
+            "320",
+            "--qa",
+            "--out",
+            str(out),
+        ]
     )
     assert rc == 0
     printed = capsys.readouterr().out
@@ -68,6 +81,18 @@ def test_data_show_writes_picture_of_the_right_size(synth_world, samples, tmp_pa
     # The camera tiles show the rendered world, not a blank canvas.
     assert image[: height // 2, :320].std() > 5.0
     # A token works as well as an index.
-    rc = main(["data", "show", "--dataroot", str(synth_world.dataroot), "--version", synth_world.version,
-               "--sample", samples[0].token, "--out", str(tmp_path / "by_token.png")])
+    rc = main(
+        [
+            "data",
+            "show",
+            "--dataroot",
+            str(synth_world.dataroot),
+            "--version",
+            synth_world.version,
+            "--sample",
+            samples[0].token,
+            "--out",
+            str(tmp_path / "by_token.png"),
+        ]
+    )
     assert rc == 0 and (tmp_path / "by_token.png").is_file()

@@ -37,9 +37,25 @@ def _ruff(source: str, as_path: str) -> subprocess.CompletedProcess:
     # Only the rules the probes are about (pyflakes and the ban), with the rest of ruff.toml as it is (its banned
     # names and per-file ignores): the probe snippets are deliberately not import-sorted.
     return subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "F,TID251", "--output-format", "concise",
-         "--stdin-filename", as_path, "-"],
-        input=source, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "--select",
+            "F,TID251",
+            "--output-format",
+            "concise",
+            "--stdin-filename",
+            as_path,
+            "-",
+        ],
+        input=source,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -68,14 +84,19 @@ def test_ruff_allows_ros_imports_outside_dima_core() -> None:
 
 
 def test_dima_core_tree_passes_the_rule() -> None:
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "TID251", "dima_core"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "TID251", "dima_core"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # Runs in a fresh interpreter: a meta-path finder makes every ROS import fail as on a machine without ROS, then the
 # CLI answers each --help (argparse exits 0) and each ROS command (status 2 with the message, on stderr).
-_WITHOUT_ROS = textwrap.dedent('''
+_WITHOUT_ROS = textwrap.dedent("""
     import contextlib, io, json, sys
 
     BLOCKED = ("rclpy", "dima_ros", "dima")  # "dima" is the colcon-built interfaces package (dima.msg / dima.srv)
@@ -100,12 +121,22 @@ _WITHOUT_ROS = textwrap.dedent('''
         results[" ".join(argv)] = {"code": code, "out": out.getvalue(), "err": err.getvalue()}
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     print(json.dumps({"results": results, "loaded": loaded}))
-''')
+""")
 
 HELP_COMMANDS = [
-    ["--help"], ["data", "--help"], ["data", "synth", "--help"], ["bench", "--help"], ["bench", "latency", "--help"],
-    ["bench", "closed-loop", "--help"], ["bag", "--help"], ["bag", "convert", "--help"], ["bag", "info", "--help"],
-    ["eval", "--help"], ["train", "--help"], ["export", "--help"], ["sim", "--help"],
+    ["--help"],
+    ["data", "--help"],
+    ["data", "synth", "--help"],
+    ["bench", "--help"],
+    ["bench", "latency", "--help"],
+    ["bench", "closed-loop", "--help"],
+    ["bag", "--help"],
+    ["bag", "convert", "--help"],
+    ["bag", "info", "--help"],
+    ["eval", "--help"],
+    ["train", "--help"],
+    ["export", "--help"],
+    ["sim", "--help"],
 ]
 ROS_COMMANDS = [["ros", "--help"], ["ros", "bringup"], ["ros", "ask", "what next?"], ["bag", "play", "some.bag"]]
 
@@ -114,8 +145,14 @@ def test_cli_works_without_ros() -> None:
     import json
 
     env = dict(os.environ, PYTHONPATH=f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", COLUMNS="120")
-    proc = subprocess.run([sys.executable, "-c", _WITHOUT_ROS, json.dumps(HELP_COMMANDS + ROS_COMMANDS)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_ROS, json.dumps(HELP_COMMANDS + ROS_COMMANDS)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     results = report["results"]

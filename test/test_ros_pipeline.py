@@ -21,8 +21,14 @@ from ros_helpers.testing import REPO_ROOT, require_ros, wait_for
 
 
 def _dima(*args: str, timeout: float = 300.0) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "dima_core.cli", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "dima_core.cli", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, f"dima {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -36,8 +42,9 @@ def test_replay_bringup_online_metrics_equal_dima_eval(synth_world, micro_model,
     from dima_core.data.nuscenes_reader import NuScenesReader
 
     run_dir = train_micro_checkpoint(synth_world, micro_model, micro_index, tmp_path / "run", steps=1)
-    _dima("export", "--format", "onnx", "--checkpoint", str(run_dir), "--out", str(tmp_path / "onnx"),
-          "--name", "planner")
+    _dima(
+        "export", "--format", "onnx", "--checkpoint", str(run_dir), "--out", str(tmp_path / "onnx"), "--name", "planner"
+    )
     onnx = tmp_path / "onnx" / "planner.onnx"
     assert onnx.is_file()
 
@@ -51,23 +58,55 @@ def test_replay_bringup_online_metrics_equal_dima_eval(synth_world, micro_model,
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log_path, "wb") as log:
         bringup = subprocess.Popen(
-            [sys.executable, "-m", "dima_core.cli", "ros", "bringup", "--config", "config/bringup.yaml",
-             "--with-evaluator", "--use-sim-time", "--set", f"planner.model.onnx_path={onnx}",
-             # The node's default sync budget: a loaded 2-core box can run a frame's odometry/command callbacks
-             # hundreds of ms after its cameras, and the synchroniser waits for such a late input while its stream
-             # is alive (docs/planner_node.md, Synchronisation), so every frame is still planned.
-             "--set", "planner.model.threads=1",
-             "--set", f"evaluator.report_path={report_path}",
-             "--set", f"evaluator.results_path={results_path}"],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "dima_core.cli",
+                "ros",
+                "bringup",
+                "--config",
+                "config/bringup.yaml",
+                "--with-evaluator",
+                "--use-sim-time",
+                "--set",
+                f"planner.model.onnx_path={onnx}",
+                # The node's default sync budget: a loaded 2-core box can run a frame's odometry/command callbacks
+                # hundreds of ms after its cameras, and the synchroniser waits for such a late input while its stream
+                # is alive (docs/planner_node.md, Synchronisation), so every frame is still planned.
+                "--set",
+                "planner.model.threads=1",
+                "--set",
+                f"evaluator.report_path={report_path}",
+                "--set",
+                f"evaluator.results_path={results_path}",
+            ],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
-        assert wait_for(lambda: b"[bringup] running" in log_path.read_bytes() or bringup.poll() is not None, 120), \
+        assert wait_for(lambda: b"[bringup] running" in log_path.read_bytes() or bringup.poll() is not None, 120), (
             log_path.read_text()
+        )
         assert bringup.poll() is None, log_path.read_text()
         # Half speed: the planner drops a frame set that completes while it is still busy (a stale plan is worse
         # than none); at 1 Hz of keyframes the shared 2-core box keeps up.
-        _dima("bag", "play", str(bag), "--rate", "0.5", "--wait-for", "/CAM_FRONT/image_rect_compressed",
-              "--wait-for", "/evaluation/ground_truth", "--wait-timeout", "60", timeout=240)
+        _dima(
+            "bag",
+            "play",
+            str(bag),
+            "--rate",
+            "0.5",
+            "--wait-for",
+            "/CAM_FRONT/image_rect_compressed",
+            "--wait-for",
+            "/evaluation/ground_truth",
+            "--wait-timeout",
+            "60",
+            timeout=240,
+        )
         time.sleep(3.0)  # the last frame's inference and the evaluator's pairing
     finally:
         if bringup.poll() is None:
@@ -88,8 +127,20 @@ def test_replay_bringup_online_metrics_equal_dima_eval(synth_world, micro_model,
 
     # The same trajectories scored offline by `dima eval --results` give the same report.
     eval_out = tmp_path / "offline.json"
-    _dima("eval", "--results", str(results_path), "--dataroot", str(synth_world.dataroot), "--version",
-          synth_world.version, "--split", "all", "--no-admlp", "--out", str(eval_out))
+    _dima(
+        "eval",
+        "--results",
+        str(results_path),
+        "--dataroot",
+        str(synth_world.dataroot),
+        "--version",
+        synth_world.version,
+        "--split",
+        "all",
+        "--no-admlp",
+        "--out",
+        str(eval_out),
+    )
     offline = json.loads(eval_out.read_text())
     assert online["num_samples"] == offline["num_samples"] > 0
     assert online["vad"] == offline["vad"]

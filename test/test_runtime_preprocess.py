@@ -47,9 +47,12 @@ def test_same_jpeg_gives_the_training_tensors(tmp_path):
     # node: the same bytes as a CompressedImage payload
     decoded = decode_compressed(path.read_bytes(), "jpeg", "CAM_FRONT")
     cam = CameraModel(k, 400, 225, np.eye(4))
-    imgs, intr, c2e = camera_tensors([decoded], [cam], PreprocessSettings((256, 144), cfg.interpolation,
-                                                                            cfg.image_mean, cfg.image_std),
-                                     ["CAM_FRONT"])
+    imgs, intr, c2e = camera_tensors(
+        [decoded],
+        [cam],
+        PreprocessSettings((256, 144), cfg.interpolation, cfg.image_mean, cfg.image_std),
+        ["CAM_FRONT"],
+    )
     np.testing.assert_array_equal(imgs[0], ref)
     np.testing.assert_allclose(intr[0], ref_k.astype(np.float32))
     assert imgs.dtype == np.float32 and imgs.shape == (1, 3, 144, 256) and 0.0 <= imgs.min() and imgs.max() <= 1.0
@@ -81,8 +84,9 @@ def test_calibration_size_mismatch_and_nan_odometry_refused():
 
 def test_build_inputs_follows_the_model_interface():
     specs = (TensorSpec("images", (1, 6, 3, 4, 8), "float32"), TensorSpec("command", (1,), "int64"))
-    out = build_inputs(specs, np.zeros((6, 3, 4, 8), np.float32), np.zeros((6, 3, 3)), np.zeros((6, 4, 4)),
-                       np.zeros(4), 1)
+    out = build_inputs(
+        specs, np.zeros((6, 3, 4, 8), np.float32), np.zeros((6, 3, 3)), np.zeros((6, 4, 4)), np.zeros(4), 1
+    )
     assert list(out) == ["images", "command"] and out["command"].tolist() == [1]
     with pytest.raises(InputError, match="driving command 7"):
         build_inputs(specs, np.zeros((6, 3, 4, 8)), np.zeros((6, 3, 3)), np.zeros((6, 4, 4)), np.zeros(4), 7)
@@ -100,8 +104,7 @@ def test_postprocess_selects_the_command_mode_and_derives_yaw_and_speed():
     assert all(p.yaw == 0.0 and p.velocity_mps == 0.0 for p in still)
     with pytest.raises(ValueError, match="non-finite"):
         select_trajectory({"trajectories": np.full((1, 3, 6, 2), np.nan)}, 0)
-    dets = decode_agents({"agent_boxes": np.ones((1, 2, 7)), "agent_logits": np.array([[[5.0, -5], [-5.0, -5]]])},
-                         0.5)
+    dets = decode_agents({"agent_boxes": np.ones((1, 2, 7)), "agent_logits": np.array([[[5.0, -5], [-5.0, -5]]])}, 0.5)
     assert len(dets) == 1 and dets[0].label == 0
 
 
@@ -124,20 +127,24 @@ def world_jpegs():
 
     out = {}
     for size in ((1600, 900), (400, 225)):
-        cfg = config_from_dict({"scene_seconds": 3.0, "camera": {"width": size[0], "height": size[1]}}, SynthConfig,
-                               source="test")
+        cfg = config_from_dict(
+            {"scene_seconds": 3.0, "camera": {"width": size[0], "height": size[1]}}, SynthConfig, source="test"
+        )
         scene = SynthWorld.generate(cfg, 4, 1, ["ped_crossing"]).scenes[0]
         images, _, _ = scene.render(2)
         out[size] = [cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for im in images]
     return out
 
 
-@pytest.mark.parametrize("size, target, reduction", [
-    ((1600, 900), (128, 72), 8),   # dima_cpu input from nuScenes-size cameras: 1/8 (200 x 112.5 blocks)
-    ((1600, 900), (256, 144), 4),  # dima_tiny: 1/4 (400x225)
-    ((400, 225), (128, 72), 2),    # dima_cpu on the synthetic dataset's size: 1/2 (200 x 112.5)
-    ((400, 225), (256, 144), 1),   # no reduction still covers 256x144: the training path itself
-])
+@pytest.mark.parametrize(
+    "size, target, reduction",
+    [
+        ((1600, 900), (128, 72), 8),  # dima_cpu input from nuScenes-size cameras: 1/8 (200 x 112.5 blocks)
+        ((1600, 900), (256, 144), 4),  # dima_tiny: 1/4 (400x225)
+        ((400, 225), (128, 72), 2),  # dima_cpu on the synthetic dataset's size: 1/2 (200 x 112.5)
+        ((400, 225), (256, 144), 1),  # no reduction still covers 256x144: the training path itself
+    ],
+)
 def test_scaled_decode_stays_within_the_tolerance_of_training(world_jpegs, tmp_path, size, target, reduction):
     settings = PreprocessSettings(target, "area", jpeg_max_reduction=8)
     k = np.array([[1266.0 * size[0] / 1600, 0, size[0] / 2], [0, 1266.0 * size[0] / 1600, size[1] / 2], [0, 0, 1]])
@@ -172,6 +179,7 @@ def test_scaled_decode_stays_within_the_tolerance_of_training(world_jpegs, tmp_p
 def _area_reference(pixels: np.ndarray, reduction: int, full_wh: tuple[int, int], size_wh: tuple[int, int]):
     """Exact-footprint area average (float64): reduced pixel i covers [s*i, s*(i+1)) clipped to the full image, output
     pixel j covers [j*full/n, (j+1)*full/n); an independent reference for resize_reduced."""
+
     def weights(n_src: int, full: int, n_dst: int) -> np.ndarray:
         lo = np.arange(n_src) * reduction
         hi = np.minimum(lo + reduction, full)
@@ -186,12 +194,15 @@ def _area_reference(pixels: np.ndarray, reduction: int, full_wh: tuple[int, int]
     return np.tensordot(rows, wx, axes=(1, 1)).transpose(0, 2, 1)  # (H, W, 3)
 
 
-@pytest.mark.parametrize("full_wh, reduction, size_wh", [
-    ((1600, 900), 8, (128, 72)),  # height 112.5 blocks: repeat 2
-    ((1602, 900), 8, (128, 72)),  # width 200.25 blocks: repeat 4
-    ((400, 225), 2, (128, 72)),
-    ((1600, 896), 8, (128, 72)),  # whole blocks: a plain area resize
-])
+@pytest.mark.parametrize(
+    "full_wh, reduction, size_wh",
+    [
+        ((1600, 900), 8, (128, 72)),  # height 112.5 blocks: repeat 2
+        ((1602, 900), 8, (128, 72)),  # width 200.25 blocks: repeat 4
+        ((400, 225), 2, (128, 72)),
+        ((1600, 896), 8, (128, 72)),  # whole blocks: a plain area resize
+    ],
+)
 def test_resize_reduced_covers_exactly_the_full_image(full_wh, reduction, size_wh):
     rng = np.random.default_rng(1)
     shape = (-(-full_wh[1] // reduction), -(-full_wh[0] // reduction), 3)
@@ -236,30 +247,43 @@ def test_png_is_decoded_at_full_size_as_training(tmp_path):
 
 # --- CompressedImage formats ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt, codec, bgr", [
-    ("jpeg", "jpeg", True), ("JPEG", "jpeg", True), ("jpg", "jpeg", True), ("png", "png", True),
-    ("", "jpeg", True),  # sensor_msgs/CompressedImage.msg: empty means JPEG
-    ("bgr8; jpeg compressed bgr8", "jpeg", True),  # compressed_image_transport
-    ("rgb8; jpeg compressed bgr8", "jpeg", True),
-    ("rgba8; png compressed bgr8", "png", True),
-    ("rgb8; jpeg compressed rgb8", "jpeg", False),  # channels handed to the encoder as RGB rows
-    ("rgb8; png", "png", False),
-])
+
+@pytest.mark.parametrize(
+    "fmt, codec, bgr",
+    [
+        ("jpeg", "jpeg", True),
+        ("JPEG", "jpeg", True),
+        ("jpg", "jpeg", True),
+        ("png", "png", True),
+        ("", "jpeg", True),  # sensor_msgs/CompressedImage.msg: empty means JPEG
+        ("bgr8; jpeg compressed bgr8", "jpeg", True),  # compressed_image_transport
+        ("rgb8; jpeg compressed bgr8", "jpeg", True),
+        ("rgba8; png compressed bgr8", "png", True),
+        ("rgb8; jpeg compressed rgb8", "jpeg", False),  # channels handed to the encoder as RGB rows
+        ("rgb8; png", "png", False),
+    ],
+)
 def test_accepted_formats(fmt, codec, bgr):
     spec = parse_format(fmt, "CAM_FRONT")
     assert (spec.codec, spec.bgr) == (codec, bgr)
 
 
-@pytest.mark.parametrize("fmt, named", [
-    ("h264", "'h264'"), ("tiff", "'tiff'"), ("webp", "'webp'"), ("qoi", "'qoi'"),
-    ("mono16; png", "'mono16'"),  # a 16-bit single-channel PNG
-    ("mono8; jpeg compressed ", "'mono8'"),
-    ("bayer_rggb8; jpeg compressed ", "'bayer_rggb8'"),
-    ("16UC1; compressedDepth png", "depth image"),
-    ("32FC1; compressedDepth rvl", "depth image"),
-    ("rgb16; png compressed bgr16", "'bgr16'"),
-    ("bgr8; h264 compressed", "bgr8; h264 compressed"),
-])
+@pytest.mark.parametrize(
+    "fmt, named",
+    [
+        ("h264", "'h264'"),
+        ("tiff", "'tiff'"),
+        ("webp", "'webp'"),
+        ("qoi", "'qoi'"),
+        ("mono16; png", "'mono16'"),  # a 16-bit single-channel PNG
+        ("mono8; jpeg compressed ", "'mono8'"),
+        ("bayer_rggb8; jpeg compressed ", "'bayer_rggb8'"),
+        ("16UC1; compressedDepth png", "depth image"),
+        ("32FC1; compressedDepth rvl", "depth image"),
+        ("rgb16; png compressed bgr16", "'bgr16'"),
+        ("bgr8; h264 compressed", "bgr8; h264 compressed"),
+    ],
+)
 def test_other_formats_are_refused_naming_them(fmt, named):
     with pytest.raises(InputError) as err:
         parse_format(fmt, "CAM_BACK")
@@ -276,8 +300,10 @@ def test_jpeg_bytes_under_another_format_are_never_decoded():
     data = _jpeg_bytes(np.random.default_rng(3).integers(0, 255, (90, 160, 3), dtype=np.uint8))
     settings = PreprocessSettings((64, 32), "area", jpeg_max_reduction=8)
     for fmt in ("h264", "mono16; png", "16UC1; compressedDepth png"):
-        for decode in (partial(decode_compressed, data, fmt, "CAM_FRONT"),
-                       partial(decode_for_network, data, fmt, settings, "CAM_FRONT")):
+        for decode in (
+            partial(decode_compressed, data, fmt, "CAM_FRONT"),
+            partial(decode_for_network, data, fmt, settings, "CAM_FRONT"),
+        ):
             with pytest.raises(InputError) as err:
                 decode()
             assert err.value.kind == "encoding" and fmt.split(";")[0] in str(err.value)

@@ -124,6 +124,7 @@ def test_queues_are_bounded_and_runtime_settings_change():
 
 # -- stamp-first completeness: late vs. dead inputs ------------------------------------------------------------------
 
+
 def _cameras(sync, t, now, skip=()):
     events = []
     for cam in CAMERA_NAMES:
@@ -221,8 +222,12 @@ def test_a_stream_publishing_behind_the_anchor_is_bounded_by_max_delay():
         else:
             break
     assert len(ev) == 1 and isinstance(ev[0], SyncIssue)
-    assert "stale odometry" in ev[0].reasons[0] and "odometry not quiet (last message 0 ms ago, mean interval 50 ms) " \
-        "but nothing past this stamp yet (newest -4000.0 ms) after 1000 ms" in ev[0].reasons[0]
+    assert (
+        "stale odometry" in ev[0].reasons[0]
+        and "odometry not quiet (last message 0 ms ago, mean interval 50 ms) "
+        "but nothing past this stamp yet (newest -4000.0 ms) after 1000 ms"
+        in ev[0].reasons[0]
+    )
 
 
 def test_stamps_decide_without_waiting_when_an_input_passed_the_window():

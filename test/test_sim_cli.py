@@ -27,8 +27,9 @@ def tiny_configs(tmp_path_factory):
 def test_sim_run_writes_report_table_and_videos(tiny_configs, capsys):
     root, sim, onnx = tiny_configs
     out = root / "run"
-    code = dima_main(["sim", "run", "--policy", f"onnx:{onnx}", "--scenarios", "cruise", "--sim-config", str(sim),
-                      "--out", str(out)])
+    code = dima_main(
+        ["sim", "run", "--policy", f"onnx:{onnx}", "--scenarios", "cruise", "--sim-config", str(sim), "--out", str(out)]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
@@ -51,8 +52,23 @@ def test_sim_run_refuses_bad_input(tiny_configs, capsys, tmp_path):
     assert "unknown scenario" in capsys.readouterr().out
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x00" * 64)
-    assert dima_main(["sim", "run", "--policy", f"onnx:{broken}", "--scenarios", "cruise", "--sim-config", str(sim),
-                      "--out", str(tmp_path)]) == 2
+    assert (
+        dima_main(
+            [
+                "sim",
+                "run",
+                "--policy",
+                f"onnx:{broken}",
+                "--scenarios",
+                "cruise",
+                "--sim-config",
+                str(sim),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "does not load" in capsys.readouterr().out
     bad_cfg = tmp_path / "bad.yaml"
     bad_cfg.write_text("planning_hz: -3\n")

@@ -220,4 +220,3 @@ def test_policy_specs_fail_clearly(tmp_path):
 def test_sim_config_rejects_inconsistent_rates():
     with pytest.raises(ValueError, match="integer multiple"):
         replace(SimConfig(), sim_hz=10.0, planning_hz=3.0).validate()
-

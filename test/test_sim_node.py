@@ -35,8 +35,10 @@ SCENARIO, SEED = "follow", 3
 def _sim_config(tmp_path: Path, seconds: float = 4.0) -> Path:
     """The shipped world with small cameras and a short episode (8 keyframes: 7 planning frames)."""
     path = tmp_path / "sim.yaml"
-    path.write_text(f"world_config: config/synth_drive.yaml\ncamera_width: 160\ncamera_height: 90\n"
-                    f"planning_hz: 2.0\nsim_hz: 10.0\nepisode_seconds: {seconds}\n")
+    path.write_text(
+        f"world_config: config/synth_drive.yaml\ncamera_width: 160\ncamera_height: 90\n"
+        f"planning_hz: 2.0\nsim_hz: 10.0\nepisode_seconds: {seconds}\n"
+    )
     return path
 
 
@@ -75,9 +77,9 @@ def test_sim_node_in_the_launch_spec() -> None:
 
     sim = node_spec("sim")
     assert sim.ends_launch and ("~/input/trajectory", "/dima_planner/output/trajectory") in sim.remappings
-    assert launch_parameter_overrides(sim, {"scenarios": "cruise, follow", "episodes": "2", "seconds": "8",
-                                            "timing": "realtime"}) == {
-        "scenarios": ["cruise", "follow"], "episodes": 2, "episode_seconds": 8.0, "timing": "realtime"}
+    assert launch_parameter_overrides(
+        sim, {"scenarios": "cruise, follow", "episodes": "2", "seconds": "8", "timing": "realtime"}
+    ) == {"scenarios": ["cruise", "follow"], "episodes": 2, "episode_seconds": 8.0, "timing": "realtime"}
     with pytest.raises(ValueError, match="episodes:='two' is not an int"):
         launch_parameter_overrides(sim, {"episodes": "two"})
     planner = node_spec("planner")
@@ -86,8 +88,9 @@ def test_sim_node_in_the_launch_spec() -> None:
     assert with_sim == planner_calibration_overrides() and len(with_sim) == 6
     source = (REPO_ROOT / "launch" / "sim_closed_loop.launch.py").read_text()
     tree = ast.parse(source)
-    assert all(getattr(n, "module", "") == "__future__" for n in tree.body if isinstance(n, (ast.Import,
-                                                                                              ast.ImportFrom)))
+    assert all(
+        getattr(n, "module", "") == "__future__" for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+    )
     assert any(isinstance(n, ast.ImportFrom) and n.module == "dima_ros.launch_spec" for n in ast.walk(tree))
 
 
@@ -103,12 +106,42 @@ def test_lockstep_over_dds_equals_the_python_loop(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dima_core.cli", "ros", "bringup", "--config", "config/bringup.yaml", "--sim",
-             "--scenarios", SCENARIO, "--episodes", "1", "--seed", str(SEED), "--sim-config", str(sim_yaml),
-             "--sim-out", str(out), "--set", "sim.baselines=[expert]",
-             "--set", "planner.model.backend=torch", "--set", f"planner.model.model_config_path={MODEL_CONFIG}",
-             "--set", "planner.model.threads=1", "--set", "planner.model.warmup_iters=1"],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "dima_core.cli",
+                "ros",
+                "bringup",
+                "--config",
+                "config/bringup.yaml",
+                "--sim",
+                "--scenarios",
+                SCENARIO,
+                "--episodes",
+                "1",
+                "--seed",
+                str(SEED),
+                "--sim-config",
+                str(sim_yaml),
+                "--sim-out",
+                str(out),
+                "--set",
+                "sim.baselines=[expert]",
+                "--set",
+                "planner.model.backend=torch",
+                "--set",
+                f"planner.model.model_config_path={MODEL_CONFIG}",
+                "--set",
+                "planner.model.threads=1",
+                "--set",
+                "planner.model.warmup_iters=1",
+            ],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
         # The Python loop meanwhile (the ROS side mostly waits for discovery and the planner's load).
         import torch
@@ -125,8 +158,10 @@ def test_lockstep_over_dds_equals_the_python_loop(tmp_path: Path) -> None:
         expert_log = episode.run(ExpertPolicy())
         reference = score_episode(expert_log)
         expert = score_episode(expert_log, reference)
-        policy = PlannerPolicy(BackendConfig(backend="torch", model_config=str(REPO_ROOT / MODEL_CONFIG), seed=0,
-                                             threads=1), name="planner (ROS)")
+        policy = PlannerPolicy(
+            BackendConfig(backend="torch", model_config=str(REPO_ROOT / MODEL_CONFIG), seed=0, threads=1),
+            name="planner (ROS)",
+        )
         py_log = episode.run(policy)
         py = score_episode(py_log, reference)
         rc = proc.wait(240)
@@ -186,10 +221,15 @@ class StandInPlanner:
         node.create_subscription(Odometry, ODOM_TOPIC, lambda msg: None, qos)
         node.create_subscription(DrivingCommand, COMMAND_TOPIC, self._on_command, qos)
         self.pub = node.create_publisher(Trajectory, "/stand_in/trajectory", qos)
-        metrics_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        node.create_subscription(String, "/dima_sim/output/episode_metrics",
-                                 lambda msg: self._locked(self.metrics.append, json.loads(msg.data)), metrics_qos)
+        metrics_qos = QoSProfile(
+            depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        node.create_subscription(
+            String,
+            "/dima_sim/output/episode_metrics",
+            lambda msg: self._locked(self.metrics.append, json.loads(msg.data)),
+            metrics_qos,
+        )
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, QoSProfile(depth=100))
 
     def _locked(self, fn: Callable, *args: Any) -> None:
@@ -224,8 +264,15 @@ class StandInPlanner:
         from dima_ros.converters.trajectory import trajectory_messages
 
         for ns, xy, frame_id, step in sends:
-            traj, _ = trajectory_messages(Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id, 2,
-                                          Trajectory.MODE_VISION, np.asarray(xy, np.float64), None, 1.0)
+            traj, _ = trajectory_messages(
+                Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000),
+                frame_id,
+                2,
+                Trajectory.MODE_VISION,
+                np.asarray(xy, np.float64),
+                None,
+                1.0,
+            )
             for i, point in enumerate(traj.points):  # trajectory_messages times the points 0.5 s apart
                 t = (i + 1) * step
                 point.time_from_start.sec, point.time_from_start.nanosec = int(t), int(round((t - int(t)) * 1e9))
@@ -241,23 +288,61 @@ def straight(speed: float = 2.0, points: int = 6) -> np.ndarray:
     return np.stack([speed * t, np.zeros_like(t)], axis=1)
 
 
-def _sim_node(tmp_path: Path, sim_yaml: Path, timing: str, plan_timeout_s: float = 3.0) -> tuple[subprocess.Popen,
-                                                                                                  Path]:
+def _sim_node(
+    tmp_path: Path, sim_yaml: Path, timing: str, plan_timeout_s: float = 3.0
+) -> tuple[subprocess.Popen, Path]:
     log_path = tmp_path / f"sim_{timing}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "dima_ros.sim_node", "--ros-args", "-r", "__node:=dima_sim",
-             "--params-file", "config/sim_node.yaml", "-p", f"scenarios:=[{SCENARIO}]", "-p", f"seed:={SEED}",
-             "-p", f"sim_config:={sim_yaml}", "-p", "baselines:=[expert]", "-p", f"output_dir:={tmp_path / 'out'}",
-             "-p", f"timing:={timing}", "-p", f"plan_timeout_s:={plan_timeout_s}", "-p", "episode_gap_s:=0.25",
-             "-p", "connect_timeout_s:=60.0", "-r", "~/input/trajectory:=/stand_in/trajectory"],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-            start_new_session=True)
+            [
+                sys.executable,
+                "-u",
+                "-m",
+                "dima_ros.sim_node",
+                "--ros-args",
+                "-r",
+                "__node:=dima_sim",
+                "--params-file",
+                "config/sim_node.yaml",
+                "-p",
+                f"scenarios:=[{SCENARIO}]",
+                "-p",
+                f"seed:={SEED}",
+                "-p",
+                f"sim_config:={sim_yaml}",
+                "-p",
+                "baselines:=[expert]",
+                "-p",
+                f"output_dir:={tmp_path / 'out'}",
+                "-p",
+                f"timing:={timing}",
+                "-p",
+                f"plan_timeout_s:={plan_timeout_s}",
+                "-p",
+                "episode_gap_s:=0.25",
+                "-p",
+                "connect_timeout_s:=60.0",
+                "-r",
+                "~/input/trajectory:=/stand_in/trajectory",
+            ],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            start_new_session=True,
+        )
     return proc, log_path
 
 
-def _run_with_stand_in(tmp_path: Path, ros_node, spin_in_background, timing: str, answer: Callable,
-                       delay_s: float = 0.0, seconds: float = 4.0) -> tuple[StandInPlanner, dict, str]:
+def _run_with_stand_in(
+    tmp_path: Path,
+    ros_node,
+    spin_in_background,
+    timing: str,
+    answer: Callable,
+    delay_s: float = 0.0,
+    seconds: float = 4.0,
+) -> tuple[StandInPlanner, dict, str]:
     planner = StandInPlanner(ros_node("stand_in_planner"), answer, delay_s)
     spin_in_background(planner.node)
     proc, log_path = _sim_node(tmp_path, _sim_config(tmp_path, seconds), timing)
@@ -279,24 +364,40 @@ def test_bad_trajectories_are_refused_counted_and_diagnosed(tmp_path: Path, ros_
     nan[2, 1] = math.nan
 
     def answer(index: int, ns: int) -> list:
-        return [
-            [(ns, nan, "base_link", 0.5)],  # non-finite
-            [(ns, straight(points=5), "base_link", 0.5)],  # 5 waypoints
-            [(ns, straight(), "map", 0.5)],  # another frame
-            [(ns + 1, straight(), "base_link", 0.5)],  # a stamp never published; the frame itself gets nothing
-            [(ns, straight(), "base_link", 0.1)],  # waypoints 0.1 s apart
-        ][index] if index < 5 else [(ns, straight(), "base_link", 0.5)]
+        return (
+            [
+                [(ns, nan, "base_link", 0.5)],  # non-finite
+                [(ns, straight(points=5), "base_link", 0.5)],  # 5 waypoints
+                [(ns, straight(), "map", 0.5)],  # another frame
+                [(ns + 1, straight(), "base_link", 0.5)],  # a stamp never published; the frame itself gets nothing
+                [(ns, straight(), "base_link", 0.1)],  # waypoints 0.1 s apart
+            ][index]
+            if index < 5
+            else [(ns, straight(), "base_link", 0.5)]
+        )
 
     planner, result, output = _run_with_stand_in(tmp_path, ros_node, spin_in_background, "lockstep", answer)
     ros = result["ros"]
     assert len(planner.frames) == ros["frames"] == 7, output
-    assert (ros["refused"], ros["refused_frame"], ros["unknown_stamp"], ros["missed"], ros["refused_timing"],
-            ros["applied"]) == (2, 1, 1, 1, 1, 2), ros
+    assert (
+        ros["refused"],
+        ros["refused_frame"],
+        ros["unknown_stamp"],
+        ros["missed"],
+        ros["refused_timing"],
+        ros["applied"],
+    ) == (2, 1, 1, 1, 1, 2), ros
     assert result["metrics"]["rejected_plans"] == 2  # the episode's own count of refused plans
     assert result["metrics"]["num_steps"] == 36  # the episode ran to its end
     joined = "\n".join(planner.messages())
-    for expected in ("non-finite", "shape (5, 2), expected (6, 2)", "frame 'map', expected 'base_link'",
-                     "a frame the simulator did not publish", "waypoints at [0.1, 0.2", "no trajectory for frame"):
+    for expected in (
+        "non-finite",
+        "shape (5, 2), expected (6, 2)",
+        "frame 'map', expected 'base_link'",
+        "a frame the simulator did not publish",
+        "waypoints at [0.1, 0.2",
+        "no trajectory for frame",
+    ):
         assert expected in joined, f"{expected!r} not diagnosed:\n{joined}"
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["ros"]["episodes"][0]["refused"] == 2 and len(report["episodes"]) == 2  # expert + ROS planner
@@ -306,8 +407,13 @@ def test_bad_trajectories_are_refused_counted_and_diagnosed(tmp_path: Path, ros_
 def test_realtime_applies_late_plans(tmp_path: Path, ros_node, spin_in_background) -> None:
     """The stand-in answers 0.3 s after each frame: the simulation does not wait, the plans land late."""
     planner, result, output = _run_with_stand_in(
-        tmp_path, ros_node, spin_in_background, "realtime", lambda index, ns: [(ns, straight(), "base_link", 0.5)],
-        delay_s=0.3)
+        tmp_path,
+        ros_node,
+        spin_in_background,
+        "realtime",
+        lambda index, ns: [(ns, straight(), "base_link", 0.5)],
+        delay_s=0.3,
+    )
     ros = result["ros"]
     assert ros["frames"] == 7 and ros["refused"] == 0, ros
     # Every frame but possibly the last (its plan may arrive after the episode's end) is applied, >= 0.3 s late.

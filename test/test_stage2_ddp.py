@@ -18,14 +18,14 @@ from training_fixtures import free_port, run_checked, torchrun_command
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_two_process_gloo_stage2_keeps_replicas_identical(synth_world, micro_model, micro_index,
-                                                          tmp_path: Path) -> None:
+def test_two_process_gloo_stage2_keeps_replicas_identical(
+    synth_world, micro_model, micro_index, tmp_path: Path
+) -> None:
     llm_dir = write_tiny_local_llm(tmp_path / "tiny_llm")
     mllm = micro_mllm_config(source="local", path=str(llm_dir), gguf_file=None)
     config = write_stage2_yaml(tmp_path / "cfg", mllm)
     out = tmp_path / "ddp"
-    args = stage2_cli_args(synth_world, config, micro_model, micro_index, out, "--max-steps", "2",
-                           "--no-tensorboard")
+    args = stage2_cli_args(synth_world, config, micro_model, micro_index, out, "--max-steps", "2", "--no-tensorboard")
     proc = run_checked(torchrun_command(2, free_port(), "-m", "dima_core.cli", *args), timeout=400)
     log = proc.stdout + proc.stderr
 

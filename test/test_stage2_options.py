@@ -28,8 +28,7 @@ GENERAL_QA = REPO_ROOT / "test" / "data" / "general_qa_example.jsonl"
 PROJECTED = ["planner", "distill", "distill_perception", "distill_reasoning", "attention_distill"]
 
 
-def test_projected_step_moves_the_student_not_the_llm_base(synth_world, micro_model, micro_index,
-                                                           tmp_path) -> None:
+def test_projected_step_moves_the_student_not_the_llm_base(synth_world, micro_model, micro_index, tmp_path) -> None:
     from dima_core.commands.train import add_parser, resolve_config
     from dima_core.data.general_qa import load_general_qa
     from dima_core.training.distributed import DistContext
@@ -37,15 +36,19 @@ def test_projected_step_moves_the_student_not_the_llm_base(synth_world, micro_mo
 
     mllm = micro_mllm_config(attn_implementation="eager")  # the attention maps need eager attention
     mllm.attention_distill = AttentionDistillConfig(enabled=True)
-    mllm.multi_teacher = MultiTeacherConfig(enabled=True, teachers=[
-        HiddenStateTeacher(name="perception", layer=1), HiddenStateTeacher(name="reasoning", layer=-16)])
+    mllm.multi_teacher = MultiTeacherConfig(
+        enabled=True,
+        teachers=[HiddenStateTeacher(name="perception", layer=1), HiddenStateTeacher(name="reasoning", layer=-16)],
+    )
     mllm.gradient_projection = GradientProjectionConfig(enabled=True, terms=list(PROJECTED), modules=["planner"])
-    config_yaml = write_stage2_yaml(tmp_path / "cfg", mllm, general_qa={"path": str(GENERAL_QA), "ratio": 1.0},
-                                    scene_edit_probability=0.0)
+    config_yaml = write_stage2_yaml(
+        tmp_path / "cfg", mllm, general_qa={"path": str(GENERAL_QA), "ratio": 1.0}, scene_edit_probability=0.0
+    )
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
-    args = parser.parse_args(stage2_cli_args(synth_world, config_yaml, micro_model, micro_index, tmp_path / "run",
-                                             "--no-tensorboard"))
+    args = parser.parse_args(
+        stage2_cli_args(synth_world, config_yaml, micro_model, micro_index, tmp_path / "run", "--no-tensorboard")
+    )
     llm, tokenizer = cached_llm()
     trainer = build_stage2_trainer(resolve_config(args), DistContext(), llm=llm, tokenizer=tokenizer)
     model = trainer.model
@@ -60,8 +63,15 @@ def test_projected_step_moves_the_student_not_the_llm_base(synth_world, micro_mo
     assert not set(step.select_qa(batch, mix_general=False)[0]) & general_questions
 
     logged, _ = trainer.train_step(batch)  # one optimiser step (no checkpoint: fit() is tested elsewhere)
-    for key in ("mllm_distill", "mllm_distill_perception", "mllm_distill_reasoning", "mllm_attention_distill",
-                "gradproj_conflicts", "gradproj_min_cosine", "gradproj_skipped"):
+    for key in (
+        "mllm_distill",
+        "mllm_distill_perception",
+        "mllm_distill_reasoning",
+        "mllm_attention_distill",
+        "gradproj_conflicts",
+        "gradproj_min_cosine",
+        "gradproj_skipped",
+    ):
         assert key in logged and math.isfinite(logged[key]), key
     assert logged["gradproj_skipped"] == 0.0 and -1.0 <= logged["gradproj_min_cosine"] <= 1.0
     assert logged["mllm_distill_perception"] > 0 and logged["mllm_distill_reasoning"] > 0

@@ -32,28 +32,46 @@ from dima_core.training.stage2.lr import check_planner_lr
 
 
 def _joint(steps: int = 3, ramp: int = 4, terms=("vqa", "plan"), **kw) -> JointConfig:
-    return JointConfig(teacher_warmup=TeacherWarmupConfig(steps=steps, terms=list(terms)), distill_ramp_steps=ramp,
-                       **kw)
+    return JointConfig(
+        teacher_warmup=TeacherWarmupConfig(steps=steps, terms=list(terms)), distill_ramp_steps=ramp, **kw
+    )
 
 
 def test_phases_warm_up_then_ramp_the_distillation_linearly():
     phases = Stage2Phases(_joint(steps=3, ramp=4))
     got = [(phases.at(s).name, phases.at(s).distill_scale) for s in range(8)]
-    assert got == [("warmup", 0.0)] * 3 + [("ramp", 0.25), ("ramp", 0.5), ("ramp", 0.75), ("joint", 1.0),
-                                           ("joint", 1.0)]
+    assert got == [("warmup", 0.0)] * 3 + [
+        ("ramp", 0.25),
+        ("ramp", 0.5),
+        ("ramp", 0.75),
+        ("joint", 1.0),
+        ("joint", 1.0),
+    ]
     assert [(p.name, p.distill_scale) for p in map(Stage2Phases(_joint(0, 0)).at, (0, 5))] == [("joint", 1.0)] * 2
 
 
 def test_term_scales_train_only_the_warm_up_terms_and_ramp_every_distillation_term():
     phases = Stage2Phases(_joint(steps=2, ramp=2, terms=("vqa", "plan", "attention_distill")))
     warm, ramp = phases.at(0), phases.at(2)
-    assert {t: phases.term_scale(warm, t) for t in ("vqa", "plan", "recon", "future", "scene_edit", "distill",
-                                                     "distill_perception", "attention_distill")} == {
-        "vqa": 1.0, "plan": 1.0, "recon": 0.0, "future": 0.0, "scene_edit": 0.0, "distill": 0.0,
-        "distill_perception": 0.0, "attention_distill": 1.0}
+    assert {
+        t: phases.term_scale(warm, t)
+        for t in ("vqa", "plan", "recon", "future", "scene_edit", "distill", "distill_perception", "attention_distill")
+    } == {
+        "vqa": 1.0,
+        "plan": 1.0,
+        "recon": 0.0,
+        "future": 0.0,
+        "scene_edit": 0.0,
+        "distill": 0.0,
+        "distill_perception": 0.0,
+        "attention_distill": 1.0,
+    }
     assert not phases.builds(warm, "future") and not phases.builds(warm, "distill") and phases.builds(warm, "vqa")
     assert {t: phases.term_scale(ramp, t) for t in ("recon", "distill", "distill_perception")} == {
-        "recon": 1.0, "distill": 0.5, "distill_perception": 0.5}
+        "recon": 1.0,
+        "distill": 0.5,
+        "distill_perception": 0.5,
+    }
 
 
 def test_planner_lr_factors():
@@ -69,7 +87,8 @@ def test_planner_lr_factors():
     cosine = PlannerLrConfig(schedule="cosine", multiplier=2.0, warmup_iters=0, min_lr_ratio=0.1)
     assert planner_lr_factor(h, total, h, cosine, sched) == pytest.approx(2.0)
     assert planner_lr_factor(h + 15 // 2, total, h, cosine, sched) == pytest.approx(
-        2.0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 7 / 15))))
+        2.0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 7 / 15)))
+    )
     assert planner_lr_factor(total, total, h, cosine, sched) == pytest.approx(0.2)
     rewarm = PlannerLrConfig(schedule="cosine", warmup_iters=3, warmup_ratio=0.5, min_lr_ratio=0.0)
     assert planner_lr_factor(h, total, h, rewarm, sched) == pytest.approx(0.5)  # a warm-up of its own
@@ -152,9 +171,11 @@ def test_frozen_planner_gets_no_gradient_no_optimiser_state_and_keeps_its_buffer
 def test_gradient_statistics_on_known_gradients():
     p = nn.Parameter(torch.tensor([3.0, 4.0]))
     q = nn.Parameter(torch.tensor([1.0]))
-    groups = {"planner": (p * torch.tensor([1.0, 0.0])).sum(),  # grad (1, 0 | 0)
-              "distill": (p * torch.tensor([0.0, 2.0])).sum() + q.sum(),  # grad (0, 2 | 1)
-              "teacher": -3.0 * p[0]}  # grad (-3, 0 | 0)
+    groups = {
+        "planner": (p * torch.tensor([1.0, 0.0])).sum(),  # grad (1, 0 | 0)
+        "distill": (p * torch.tensor([0.0, 2.0])).sum() + q.sum(),  # grad (0, 2 | 1)
+        "teacher": -3.0 * p[0],
+    }  # grad (-3, 0 | 0)
     stats = gradient_statistics(groups, [p, q])
     assert stats["grad_norm/planner"] == pytest.approx(1.0)
     assert stats["grad_norm/distill"] == pytest.approx(math.sqrt(5.0))
@@ -164,8 +185,9 @@ def test_gradient_statistics_on_known_gradients():
     assert stats["grad_cosine/distill__teacher"] == pytest.approx(0.0)
     # A group without a loss, or without a path to the parameters, is left out.
     frozen = torch.tensor(2.0, requires_grad=True)
-    assert set(gradient_statistics({"planner": groups["planner"], "distill": None, "teacher": frozen * 1.0},
-                                   [p, q])) == {"grad_norm/planner"}
+    assert set(
+        gradient_statistics({"planner": groups["planner"], "distill": None, "teacher": frozen * 1.0}, [p, q])
+    ) == {"grad_norm/planner"}
 
 
 def test_feature_distances_on_known_features():
@@ -184,9 +206,21 @@ def test_warm_up_config_errors_name_the_problem():
         config_from_dict({"joint": {"planner_lr": {"schedule": "linear"}}}, Stage2TrainConfig)
     with pytest.raises(ValueError, match="include 'plan'"):
         check_warmup_terms(Stage2TrainConfig(joint=_joint(steps=2, terms=("recon",))))
-    cfg = config_from_dict({"joint": {"teacher_warmup": {"steps": 5}, "distill_ramp_steps": 10,
-                                      "distill_loss": "l1", "planner_lr": {"schedule": "constant",
-                                                                           "multiplier": 0.01}}}, Stage2TrainConfig)
-    assert (cfg.joint.teacher_warmup.steps, cfg.joint.distill_ramp_steps, cfg.joint.distill_loss,
-            cfg.joint.planner_lr.schedule) == (5, 10, "l1", "constant")
+    cfg = config_from_dict(
+        {
+            "joint": {
+                "teacher_warmup": {"steps": 5},
+                "distill_ramp_steps": 10,
+                "distill_loss": "l1",
+                "planner_lr": {"schedule": "constant", "multiplier": 0.01},
+            }
+        },
+        Stage2TrainConfig,
+    )
+    assert (
+        cfg.joint.teacher_warmup.steps,
+        cfg.joint.distill_ramp_steps,
+        cfg.joint.distill_loss,
+        cfg.joint.planner_lr.schedule,
+    ) == (5, 10, "l1", "constant")
     check_warmup_terms(cfg)

@@ -51,18 +51,33 @@ def stage2_run(synth_world, micro_model, micro_index, tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("stage2")
     stage1 = root / "stage1"
-    args1 = stage1_cli_args(synth_world, micro_model, micro_index, stage1, "--max-steps", "1", "--epochs", "1",
-                            "--val-split", "none", "--no-tensorboard")
+    args1 = stage1_cli_args(
+        synth_world,
+        micro_model,
+        micro_index,
+        stage1,
+        "--max-steps",
+        "1",
+        "--epochs",
+        "1",
+        "--val-split",
+        "none",
+        "--no-tensorboard",
+    )
     assert dima_main(args1) == 0
     config_yaml = write_stage2_yaml(root / "cfg", micro_mllm_config())
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
     out = root / "stage2"
-    args = parser.parse_args(stage2_cli_args(synth_world, config_yaml, micro_model, micro_index, out,
-                                             "--max-steps", "2", "--init", str(stage1)))
+    args = parser.parse_args(
+        stage2_cli_args(
+            synth_world, config_yaml, micro_model, micro_index, out, "--max-steps", "2", "--init", str(stage1)
+        )
+    )
     llm, tokenizer = cached_llm()
-    trainer = build_stage2_trainer(resolve_config(args), DistContext(), record_history=True, llm=llm,
-                                   tokenizer=tokenizer)
+    trainer = build_stage2_trainer(
+        resolve_config(args), DistContext(), record_history=True, llm=llm, tokenizer=tokenizer
+    )
     stage1_state = load_checkpoint(resolve_checkpoint(stage1))["model"]
     trainer.init_weights(stage1)
     before = _snapshot(trainer.model)
@@ -86,8 +101,18 @@ def test_two_step_stage2_changes_encoder_adapters_lora_not_the_llm_base(stage2_r
 
     # Every term is logged, with the planner's and the teacher's names.
     keys = set(result.history[0])
-    assert {"total", "planner_total", "mllm_total", "plan_reg", "mllm_vqa", "mllm_plan", "mllm_recon",
-            "mllm_future", "mllm_distill", "mllm_scene_edit"} <= keys
+    assert {
+        "total",
+        "planner_total",
+        "mllm_total",
+        "plan_reg",
+        "mllm_vqa",
+        "mllm_plan",
+        "mllm_recon",
+        "mllm_future",
+        "mllm_distill",
+        "mllm_scene_edit",
+    } <= keys
     assert result.history[0]["mllm_future"] > 0 and result.history[0]["mllm_vqa"] > 0
 
     # The checkpoint: planner + adapters + heads + LoRA, no frozen base, and the configs to rebuild the LLM.
@@ -186,11 +211,13 @@ def test_dual_plan_from_the_beam_tokens_message_matches_the_camera_path(stage2_r
     outputs = {name: getattr(planner_out.beam, name).numpy() for name in SCENE_TOKEN_FIELDS}
     outputs["ego_feature"] = planner_out.ego_feature.numpy()
     tokens, feature = beam_token_arrays(outputs), plan_feature_array(outputs)
-    beam = scene_tokens_from_flat({n: a.reshape(-1).tolist() for n, a in tokens.items()},
-                                  {n: list(a.shape) for n, a in tokens.items()})
+    beam = scene_tokens_from_flat(
+        {n: a.reshape(-1).tolist() for n, a in tokens.items()}, {n: list(a.shape) for n, a in tokens.items()}
+    )
     command = int(batch["command"][0])
-    plan = plan_dual(model, beam, plan_feature_from_flat(feature.reshape(-1).tolist(), list(feature.shape)),
-                     command, stamp_ns=7)
+    plan = plan_dual(
+        model, beam, plan_feature_from_flat(feature.reshape(-1).tolist(), list(feature.shape)), command, stamp_ns=7
+    )
     np.testing.assert_allclose(plan.trajectory, dual.trajectory[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(plan.trajectories, dual.trajectories[0].numpy(), atol=1e-5)
     assert plan.command == command and plan.stamp_ns == 7 and plan.latency_ms > 0
@@ -198,8 +225,9 @@ def test_dual_plan_from_the_beam_tokens_message_matches_the_camera_path(stage2_r
         plan_dual(model, beam, plan_feature_from_flat(feature.reshape(-1).tolist(), list(feature.shape)), 3, 7)
 
 
-def test_answer_question_and_dima_ask(stage2_run, loaded_teacher, synth_world, micro_index, monkeypatch,
-                                     capsys) -> None:
+def test_answer_question_and_dima_ask(
+    stage2_run, loaded_teacher, synth_world, micro_index, monkeypatch, capsys
+) -> None:
     import dima_core.models.mllm.teacher as teacher_module
     from dima_core.models.dima import QuestionTooLongError, answer_question
     from dima_core.models.mllm.llm import add_lora
@@ -219,8 +247,21 @@ def test_answer_question_and_dima_ask(stage2_run, loaded_teacher, synth_world, m
         return add_lora(base, cfg), tok
 
     monkeypatch.setattr(teacher_module, "load_llm", cached_load)
-    common = ["ask", "--checkpoint", str(out), "--dataroot", str(synth_world.dataroot), "--version",
-              synth_world.version, "--index", str(micro_index), "--sample", "0", "--max-new-tokens", "5"]
+    common = [
+        "ask",
+        "--checkpoint",
+        str(out),
+        "--dataroot",
+        str(synth_world.dataroot),
+        "--version",
+        synth_world.version,
+        "--index",
+        str(micro_index),
+        "--sample",
+        "0",
+        "--max-new-tokens",
+        "5",
+    ]
     assert dima_main([*common, "Is there a car ahead?"]) == 0
     printed = capsys.readouterr().out
     assert "answer:" in printed and "latency" in printed

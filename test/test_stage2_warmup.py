@@ -21,10 +21,14 @@ from distill_helpers import build_trainer, metrics_records, stage2_config
 pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.integration]
 
 WARMUP, RAMP, STEPS = 2, 2, 4
-JOINT = {"teacher_warmup": {"steps": WARMUP, "terms": ["vqa", "plan"]}, "distill_ramp_steps": RAMP,
-         "diagnostics": {"every": 1, "grad_cosine": True}, "scene_edit_probability": 0.0,
-         # Future BEV targets cost two extra encoder passes a step and nothing this test checks needs them.
-         "tasks": {"vqa": True, "llm_plan": True, "distill": True, "recon": True, "future": False, "scene_edit": True}}
+JOINT = {
+    "teacher_warmup": {"steps": WARMUP, "terms": ["vqa", "plan"]},
+    "distill_ramp_steps": RAMP,
+    "diagnostics": {"every": 1, "grad_cosine": True},
+    "scene_edit_probability": 0.0,
+    # Future BEV targets cost two extra encoder passes a step and nothing this test checks needs them.
+    "tasks": {"vqa": True, "llm_plan": True, "distill": True, "recon": True, "future": False, "scene_edit": True},
+}
 
 
 def _planner_state(trainer) -> dict[str, torch.Tensor]:
@@ -54,8 +58,9 @@ def runs(synth_world, micro_model, micro_index, tmp_path_factory):
     """The uninterrupted 5-step warm-up run and the same run stopped after 1 step, then resumed."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("warmup")
-    full_cfg = dataclasses.replace(stage2_config(root / "full", synth_world, micro_model, micro_index, **JOINT),
-                                   max_steps=STEPS)
+    full_cfg = dataclasses.replace(
+        stage2_config(root / "full", synth_world, micro_model, micro_index, **JOINT), max_steps=STEPS
+    )
     full = build_trainer(full_cfg)
     initial_planner = _planner_state(full)
     planner_at_handover = {}
@@ -74,9 +79,17 @@ def runs(synth_world, micro_model, micro_index, tmp_path_factory):
     part_result = build_trainer(part_cfg).fit()
     resumed = build_trainer(dataclasses.replace(part_cfg, max_steps=STEPS, resume=str(root / "part")))
     resumed_result = resumed.fit()
-    return {"full": full, "full_result": full_result, "full_cfg": full_cfg, "initial": initial_planner,
-            "handover": planner_at_handover, "part_result": part_result,
-            "resumed": resumed, "resumed_result": resumed_result, "root": root}
+    return {
+        "full": full,
+        "full_result": full_result,
+        "full_cfg": full_cfg,
+        "initial": initial_planner,
+        "handover": planner_at_handover,
+        "part_result": part_result,
+        "resumed": resumed,
+        "resumed_result": resumed_result,
+        "root": root,
+    }
 
 
 def test_warm_up_freezes_the_planner_and_trains_the_teacher(runs):
@@ -145,19 +158,22 @@ def test_planner_only_control_matches_the_dima_arm_step_for_step(runs):
 
     root = runs["root"]
     # One stage-1 step of the micro planner: the checkpoint both arms start from.
-    stage1_cfg = dataclasses.replace(planner_only_config(runs["full_cfg"]), output_dir=str(root / "stage1"),
-                                     max_steps=1)
+    stage1_cfg = dataclasses.replace(
+        planner_only_config(runs["full_cfg"]), output_dir=str(root / "stage1"), max_steps=1
+    )
     stage1 = build_stage1_trainer(stage1_cfg, DistContext()).fit()
     stage1_planner = load_checkpoint(stage1.checkpoint)["model"]
 
-    dima_cfg = dataclasses.replace(runs["full_cfg"], output_dir=str(root / "dima"), init=str(stage1.checkpoint),
-                                   max_steps=4)
+    dima_cfg = dataclasses.replace(
+        runs["full_cfg"], output_dir=str(root / "dima"), init=str(stage1.checkpoint), max_steps=4
+    )
     dima_cfg.joint.planner_lr = dataclasses.replace(dima_cfg.joint.planner_lr, schedule="constant", multiplier=0.5)
     dima = build_trainer(dima_cfg)
     dima_tokens, dima_planner = _record_tokens(dima, planner_at=WARMUP)
     dima.fit()
-    control = build_planner_only_trainer(dataclasses.replace(dima_cfg, output_dir=str(root / "control")),
-                                         DistContext(), record_history=True)
+    control = build_planner_only_trainer(
+        dataclasses.replace(dima_cfg, output_dir=str(root / "control")), DistContext(), record_history=True
+    )
     assert control.step == WARMUP and control.epoch_step == WARMUP
     control_tokens, control_planner = _record_tokens(control, planner_at=WARMUP)
     result = control.fit()

@@ -56,8 +56,12 @@ def test_camera_intrinsics_and_extrinsics(synth_nusc):
         fov = np.degrees(2 * np.arctan(sd["width"] / 2 / K[0, 0]))
         assert (60 < fov < 70) if cam != "CAM_BACK" else (85 < fov < 115)
     assert yaws == {
-        "CAM_FRONT": 0, "CAM_FRONT_RIGHT": -55, "CAM_FRONT_LEFT": 55,
-        "CAM_BACK": 180, "CAM_BACK_LEFT": 110, "CAM_BACK_RIGHT": -110,
+        "CAM_FRONT": 0,
+        "CAM_FRONT_RIGHT": -55,
+        "CAM_FRONT_LEFT": 55,
+        "CAM_BACK": 180,
+        "CAM_BACK_LEFT": 110,
+        "CAM_BACK_RIGHT": -110,
     }
 
 

@@ -15,8 +15,9 @@ from dima_core.data.synth.world import SynthWorld
 
 def _cfg(fraction: float) -> SynthConfig:
     base = SynthConfig(scene_seconds=12.0)
-    return replace(base, ego_perturbation=replace(base.ego_perturbation, scene_fraction=fraction,
-                                                  events_per_minute=20.0))
+    return replace(
+        base, ego_perturbation=replace(base.ego_perturbation, scene_fraction=fraction, events_per_minute=20.0)
+    )
 
 
 def test_offsets_are_bounded_smooth_and_return_to_zero():
@@ -69,8 +70,12 @@ def test_deterministic_and_off_by_default():
     for x, y in zip(a.scenes, b.scenes, strict=True):
         np.testing.assert_array_equal(x.record.ego, y.record.ego)
     assert SynthConfig().ego_perturbation.scene_fraction == 0.0
-    ego, events = perturb_ego_record(a.scenes[0].record.times, a.scenes[0].record.ego,
-                                     replace(EgoPerturbationConfig(), events_per_minute=0.0), np.random.default_rng(0))
+    ego, events = perturb_ego_record(
+        a.scenes[0].record.times,
+        a.scenes[0].record.ego,
+        replace(EgoPerturbationConfig(), events_per_minute=0.0),
+        np.random.default_rng(0),
+    )
     assert events == [] and np.array_equal(ego, a.scenes[0].record.ego)
 
 

@@ -39,8 +39,23 @@ def test_command_line_overrides_are_validated(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
     base = ["train", "--stage", "1", "--config", "config/train/stage1_dima_tiny.yaml"]
-    config = resolve_config(parser.parse_args(base + ["--out", str(tmp_path), "--epochs", "3", "--max-steps", "5",
-                                                      "--dataroot", "/data/w", "--val-split", "none"]))
+    config = resolve_config(
+        parser.parse_args(
+            base
+            + [
+                "--out",
+                str(tmp_path),
+                "--epochs",
+                "3",
+                "--max-steps",
+                "5",
+                "--dataroot",
+                "/data/w",
+                "--val-split",
+                "none",
+            ]
+        )
+    )
     assert (config.output_dir, config.epochs, config.max_steps) == (str(tmp_path), 3, 5)
     assert config.data.dataset.dataroot == "/data/w" and config.data.val_split is None
     with pytest.raises(ConfigError, match="epochs.*must be >= 1"):

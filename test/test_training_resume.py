@@ -40,8 +40,9 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, stop: int) -> N
     second = resumed_trainer.fit()
 
     assert_same_run(straight, first, second, stop)
-    for (name, a), (_, b) in zip(straight_trainer.model.state_dict().items(),
-                                 resumed_trainer.model.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        straight_trainer.model.state_dict().items(), resumed_trainer.model.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), f"parameter {name} differs after resuming at step {stop}"
     assert straight.replica_digest == second.replica_digest
     # The optimiser state matches too, so training could go on identically.

@@ -28,8 +28,20 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def test_dima_train_stage1_smoke(synth_world, micro_model, micro_index, tmp_path: Path, capsys) -> None:  # noqa: F811
     out = tmp_path / "run"
     # One epoch of 2 steps, validated on the train split (the session's tiny world has no val scenes).
-    args = stage1_cli_args(synth_world, micro_model, micro_index, out, "--max-steps", "2", "--val-split", "train",
-                           "--epochs", "1", "--train-split", "train")
+    args = stage1_cli_args(
+        synth_world,
+        micro_model,
+        micro_index,
+        out,
+        "--max-steps",
+        "2",
+        "--val-split",
+        "train",
+        "--epochs",
+        "1",
+        "--train-split",
+        "train",
+    )
     assert dima_main(args) == 0
     printed = capsys.readouterr().out
     assert "stage 1: 2 steps" in printed
@@ -46,15 +58,26 @@ def test_dima_train_stage1_smoke(synth_world, micro_model, micro_index, tmp_path
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss/total", "train/loss/plan_reg", "train/loss/det_cls", "train/loss/map_pts", "train/lr",
-            "train/samples_per_s", "train/grad_norm"} <= tags
+    assert {
+        "train/loss/total",
+        "train/loss/plan_reg",
+        "train/loss/det_cls",
+        "train/loss/map_pts",
+        "train/lr",
+        "train/samples_per_s",
+        "train/grad_norm",
+    } <= tags
     assert [e.step for e in events.Scalars("train/loss/total")] == [1, 2]
     assert (out / "metrics.jsonl").read_text().count("\n") == 2
 
 
 @pytest.mark.integration
-def test_stage1_resume_equality_with_the_real_planner(synth_world, micro_model, micro_index,  # noqa: F811
-                                                      tmp_path: Path) -> None:
+def test_stage1_resume_equality_with_the_real_planner(
+    synth_world,
+    micro_model,
+    micro_index,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """1 step, stop, resume, 1 more step == 2 steps straight, for the real model, loss and data."""
     from dima_core.commands.train import add_parser, resolve_config
     from dima_core.training.distributed import DistContext
@@ -64,8 +87,20 @@ def test_stage1_resume_equality_with_the_real_planner(synth_world, micro_model, 
     add_parser(parser.add_subparsers())
 
     def trainer_for(out: Path, *extra: str):
-        args = parser.parse_args(stage1_cli_args(synth_world, micro_model, micro_index, out, "--epochs", "1",
-                                                 "--val-split", "none", "--no-tensorboard", *extra))
+        args = parser.parse_args(
+            stage1_cli_args(
+                synth_world,
+                micro_model,
+                micro_index,
+                out,
+                "--epochs",
+                "1",
+                "--val-split",
+                "none",
+                "--no-tensorboard",
+                *extra,
+            )
+        )
         return build_stage1_trainer(resolve_config(args), DistContext(), record_history=True)
 
     straight_trainer = trainer_for(tmp_path / "straight", "--max-steps", "2")
@@ -84,11 +119,29 @@ def test_stage1_resume_equality_with_the_real_planner(synth_world, micro_model, 
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_two_process_gloo_run_keeps_replicas_identical(synth_world, micro_model, micro_index,  # noqa: F811
-                                                       tmp_path: Path) -> None:
+def test_two_process_gloo_run_keeps_replicas_identical(
+    synth_world,
+    micro_model,
+    micro_index,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     out = tmp_path / "ddp"
-    args = stage1_cli_args(synth_world, micro_model, micro_index, out, "--max-steps", "3", "--checkpoint-interval", "2",
-                           "--epochs", "1", "--val-split", "none", "--device", "cpu")
+    args = stage1_cli_args(
+        synth_world,
+        micro_model,
+        micro_index,
+        out,
+        "--max-steps",
+        "3",
+        "--checkpoint-interval",
+        "2",
+        "--epochs",
+        "1",
+        "--val-split",
+        "none",
+        "--device",
+        "cpu",
+    )
     proc = run_checked(torchrun_command(2, free_port(), "-m", "dima_core.cli", *args), timeout=400)
     log = proc.stdout + proc.stderr
 
@@ -111,8 +164,12 @@ def test_two_process_gloo_run_keeps_replicas_identical(synth_world, micro_model,
 
 
 @pytest.mark.integration
-def test_temporal_planner_trains_on_history_frames(synth_world, micro_model, micro_index,  # noqa: F811
-                                                    tmp_path: Path) -> None:
+def test_temporal_planner_trains_on_history_frames(
+    synth_world,
+    micro_model,
+    micro_index,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """VAD's temporal queue: previous frames are encoded into a history BEV that the current frame attends to."""
     import yaml
 
@@ -131,23 +188,34 @@ def test_temporal_planner_trains_on_history_frames(synth_world, micro_model, mic
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
-    args = stage1_cli_args(synth_world, model_yaml, micro_index, tmp_path / "run", "--epochs", "1",
-                           "--val-split", "none", "--no-tensorboard", "--max-steps", "2")
+    args = stage1_cli_args(
+        synth_world,
+        model_yaml,
+        micro_index,
+        tmp_path / "run",
+        "--epochs",
+        "1",
+        "--val-split",
+        "none",
+        "--no-tensorboard",
+        "--max-steps",
+        "2",
+    )
     args[args.index("--config") + 1] = str(train_yaml)
     trainer = build_stage1_trainer(resolve_config(parser.parse_args(args)), DistContext(), record_history=True)
 
     from dima_core.data.dataset import collate
 
-    with_history = next(i for i, t in enumerate(trainer.dataset.tokens)
-                        if trainer.dataset.index.get(t).prev_token)
+    with_history = next(i for i, t in enumerate(trainer.dataset.tokens) if trainer.dataset.index.get(t).prev_token)
     batch = collate([trainer.dataset[with_history]])
     assert batch["prev_images"].shape[1] == 2 and bool(batch["prev_mask"][0, 0])
     prev_bev, motion = history_bev(trainer.model, batch)
     assert prev_bev is not None and prev_bev.shape[1:] == (32, 8, 8) and torch.isfinite(prev_bev).all()
     assert torch.equal(motion, batch["prev_ego_to_ego"][:, 0])
     assert trainer.model.training, "history encoding restores train mode"
-    first = trainer.dataset.tokens.index(next(t for t in trainer.dataset.tokens
-                                              if not trainer.dataset.index.get(t).prev_token))
+    first = trainer.dataset.tokens.index(
+        next(t for t in trainer.dataset.tokens if not trainer.dataset.index.get(t).prev_token)
+    )
     assert history_bev(trainer.model, collate([trainer.dataset[first]])) == (None, None)
 
     result = trainer.fit()

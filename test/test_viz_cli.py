@@ -19,9 +19,27 @@ def test_viz_checkpoint_writes_pngs_and_a_readable_mp4(synth_world, micro_model,
     run = train_micro_checkpoint(synth_world, micro_model, micro_index, tmp_path / "run", steps=1)
     out = tmp_path / "viz"
     # No --index: the command indexes the split itself at the model's map resolution.
-    argv = ["viz", "--checkpoint", str(run), "--dataroot", str(synth_world.dataroot), "--version",
-            synth_world.version, "--split", "val", "--out", str(out), "--max-samples", "3", "--tile-width", "96",
-            "--score-threshold", "0.0", "--device", "cpu"]
+    argv = [
+        "viz",
+        "--checkpoint",
+        str(run),
+        "--dataroot",
+        str(synth_world.dataroot),
+        "--version",
+        synth_world.version,
+        "--split",
+        "val",
+        "--out",
+        str(out),
+        "--max-samples",
+        "3",
+        "--tile-width",
+        "96",
+        "--score-threshold",
+        "0.0",
+        "--device",
+        "cpu",
+    ]
     assert dima_main(argv) == 0
     pngs = sorted(out.glob("*/*.png"))
     assert len(pngs) == 3
@@ -43,12 +61,38 @@ def test_viz_results_file_draws_an_external_planner(synth_world, samples, tmp_pa
     results = tmp_path / "external.json"
     write_results(results, plans)
     out = tmp_path / "viz"
-    argv = ["viz", "--results", str(results), "--dataroot", str(synth_world.dataroot), "--version",
-            synth_world.version, "--scene", scene, "--out", str(out), "--max-samples", "2", "--tile-width", "96"]
+    argv = [
+        "viz",
+        "--results",
+        str(results),
+        "--dataroot",
+        str(synth_world.dataroot),
+        "--version",
+        synth_world.version,
+        "--scene",
+        scene,
+        "--out",
+        str(out),
+        "--max-samples",
+        "2",
+        "--tile-width",
+        "96",
+    ]
     assert dima_main(argv) == 0
     assert len(list((out / scene).glob("*.png"))) == 2
     assert count_video_frames(out / f"{scene}.mp4") == 2
-    bad = ["viz", "--results", str(results), "--dataroot", str(synth_world.dataroot), "--version",
-           synth_world.version, "--scene", "no-such-scene", "--out", str(tmp_path / "none")]
+    bad = [
+        "viz",
+        "--results",
+        str(results),
+        "--dataroot",
+        str(synth_world.dataroot),
+        "--version",
+        synth_world.version,
+        "--scene",
+        "no-such-scene",
+        "--out",
+        str(tmp_path / "none"),
+    ]
     assert dima_main(bad) == 2
     assert "not in the selected split" in capsys.readouterr().err

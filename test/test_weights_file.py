@@ -38,8 +38,17 @@ def planner() -> VisionPlanner:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory, planner: VisionPlanner) -> Path:
     path = tmp_path_factory.mktemp("run") / "checkpoint_step00000007.pt"
     state = {
-        "stage": 1, "epoch": 0, "epoch_step": 7, "step": 7, "model": planner.state_dict(), "optimizer": {},
-        "scheduler": {}, "scaler": {}, "rng": [], "sampler": {}, "config": {"epochs": 3},
+        "stage": 1,
+        "epoch": 0,
+        "epoch_step": 7,
+        "step": 7,
+        "model": planner.state_dict(),
+        "optimizer": {},
+        "scheduler": {},
+        "scaler": {},
+        "rng": [],
+        "sampler": {},
+        "config": {"epochs": 3},
         "model_config": config_to_dict(planner.config),
     }
     return save_checkpoint(state, path)
@@ -100,11 +109,11 @@ def rewrite_header(path: Path, edit) -> None:
     """Apply ``edit`` to the JSON header of a safetensors file in place (the tensors' bytes are kept)."""
     data = path.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + length])
+    header = json.loads(data[8 : 8 + length])
     edit(header)
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + length:])
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + length :])
 
 
 def test_an_edited_config_in_the_header_is_caught(tmp_path, planner):
@@ -142,8 +151,9 @@ def test_init_state_comes_from_a_weights_file_or_a_checkpoint(tmp_path, checkpoi
     """`dima train --init` (stage 1 and 2) reads either kind through load_weights_or_checkpoint."""
     from dima_core.models.weights_file import load_weights_or_checkpoint
 
-    weights = save_planner_weights(tmp_path / "p.safetensors", planner.state_dict(), config_to_dict(planner.config),
-                                   {"step": 7})
+    weights = save_planner_weights(
+        tmp_path / "p.safetensors", planner.state_dict(), config_to_dict(planner.config), {"step": 7}
+    )
     for path in (weights, checkpoint):
         file, state = load_weights_or_checkpoint(path)
         assert file == Path(path) and state["stage"] == 1 and state["step"] == 7

@@ -95,8 +95,15 @@ def build_tiny_trainer(config: TrainConfig, ctx: Any = None, record_history: boo
 
     seed_everything(config.seed)
     model = TinyNet()
-    return Trainer(model, tiny_step, TinyRegression(), config, ctx=ctx, record_history=record_history,
-                   model_config={"name": "tiny", "hidden": HIDDEN})
+    return Trainer(
+        model,
+        tiny_step,
+        TinyRegression(),
+        config,
+        ctx=ctx,
+        record_history=record_history,
+        model_config={"name": "tiny", "hidden": HIDDEN},
+    )
 
 
 # The real VisionPlanner shrunk to test size (every module present, tiny widths): a training step takes a fraction
@@ -134,9 +141,26 @@ def write_micro_model_config(directory: Path) -> Path:
 def stage1_cli_args(world: Any, model_yaml: Path, index: Path, out: Path, *extra: str) -> list[str]:
     """``train`` arguments for a few steps of the real stage 1 on a tiny synthetic world (``data_fixtures``)."""
     return [
-        "train", "--stage", "1", "--config", str(REPO_ROOT / "config" / "train" / "stage1_dima_tiny.yaml"),
-        "--dataroot", str(world.dataroot), "--version", world.version, "--index", str(index), "--out", str(out),
-        "--batch-size", "1", "--log-interval", "1", "--model-config", str(model_yaml), *extra,
+        "train",
+        "--stage",
+        "1",
+        "--config",
+        str(REPO_ROOT / "config" / "train" / "stage1_dima_tiny.yaml"),
+        "--dataroot",
+        str(world.dataroot),
+        "--version",
+        world.version,
+        "--index",
+        str(index),
+        "--out",
+        str(out),
+        "--batch-size",
+        "1",
+        "--log-interval",
+        "1",
+        "--model-config",
+        str(model_yaml),
+        *extra,
     ]
 
 
@@ -150,8 +174,18 @@ def write_stage1_index(world: Any, model_yaml: Path, directory: Path) -> Path:
     data_yaml = Path(directory) / "data.yaml"
     data_yaml.write_text(yaml.safe_dump({"data": {"map_points_per_vector": points}}))
     path = Path(directory) / "index.pkl"
-    args = ["data", "index", "--dataroot", str(world.dataroot), "--version", world.version, "--out", str(path),
-            "--config", str(data_yaml)]
+    args = [
+        "data",
+        "index",
+        "--dataroot",
+        str(world.dataroot),
+        "--version",
+        world.version,
+        "--out",
+        str(path),
+        "--config",
+        str(data_yaml),
+    ]
     if dima_main(args) != 0:
         raise RuntimeError(f"dima {' '.join(args)} failed")
     return path
@@ -176,8 +210,18 @@ def subprocess_env() -> dict[str, str]:
 def torchrun_command(nproc: int, port: int, *args: str) -> list[str]:
     """``python -m torch.distributed.run`` on this interpreter, single node, a fixed rendezvous port."""
     return [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
-        "--master_addr", "127.0.0.1", "--master_port", str(port), *args,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        *args,
     ]
 
 

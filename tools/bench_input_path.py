@@ -45,8 +45,9 @@ FULL_SIZE = (1600, 900)
 SYNTH_SIZE = (400, 225)
 
 
-def render_jpegs(size: tuple[int, int], scenes: int, frames: int, quality: int = 90, seed: int = 5,
-                 raw: list | None = None) -> list[list[bytes]]:
+def render_jpegs(
+    size: tuple[int, int], scenes: int, frames: int, quality: int = 90, seed: int = 5, raw: list | None = None
+) -> list[list[bytes]]:
     """``[frame][camera]`` JPEG bytes from the synthetic world rendered at ``size`` (the rendered RGB images are
     appended to ``raw`` when given, in the same order)."""
     import cv2
@@ -54,8 +55,9 @@ def render_jpegs(size: tuple[int, int], scenes: int, frames: int, quality: int =
     from dima_core.config import config_from_dict
     from dima_core.data.synth import SynthConfig, SynthWorld
 
-    cfg = config_from_dict({"scene_seconds": 5.0, "camera": {"width": size[0], "height": size[1]}}, SynthConfig,
-                           source="bench_input_path")
+    cfg = config_from_dict(
+        {"scene_seconds": 5.0, "camera": {"width": size[0], "height": size[1]}}, SynthConfig, source="bench_input_path"
+    )
     world = SynthWorld.generate(cfg, seed, scenes, ["cruise", "turn_left", "ped_crossing", "follow"][:scenes])
     out = []
     for scene in world.scenes:
@@ -93,8 +95,10 @@ def measure(frames: list[list[bytes]], iters: int) -> dict[str, Any]:
     cam = CameraModel(np.diag([1266.0, 1266.0, 1.0]), width, height, np.eye(4))
     results: dict[str, Any] = {}
     for model, target in TARGETS.items():
-        paths = {"full": PreprocessSettings(target, jpeg_max_reduction=1),
-                 "scaled": PreprocessSettings(target, jpeg_max_reduction=8)}
+        paths = {
+            "full": PreprocessSettings(target, jpeg_max_reduction=1),
+            "scaled": PreprocessSettings(target, jpeg_max_reduction=8),
+        }
         per_cam: dict[str, list[float]] = {p: [] for p in paths}
         decode_only: dict[str, list[float]] = {p: [] for p in paths}
         per_frame: dict[str, list[float]] = {p: [] for p in paths}
@@ -111,9 +115,18 @@ def measure(frames: list[list[bytes]], iters: int) -> dict[str, Any]:
                     per_cam[name].append(t)
                     t_frame += t
                 per_frame[name].append(t_frame)
-        results[model] = {"target": list(target), "reduction": reduction,
-                          **{name: {"camera": _stats(per_cam[name]), "decode": _stats(decode_only[name]),
-                                    "frame": _stats(per_frame[name])} for name in paths}}
+        results[model] = {
+            "target": list(target),
+            "reduction": reduction,
+            **{
+                name: {
+                    "camera": _stats(per_cam[name]),
+                    "decode": _stats(decode_only[name]),
+                    "frame": _stats(per_frame[name]),
+                }
+                for name in paths
+            },
+        }
     return results
 
 
@@ -167,14 +180,20 @@ def accuracy(frames_by_size: dict[str, list[list[bytes]]]) -> dict[str, Any]:
                         # The training loader reads files: same bytes through a file, then prepare_image.
                         tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_input_path.{os.getpid()}.jpg"
                         tmp.write_bytes(data)
-                        ref, _, _ = prepare_image(load_image(tmp), (target[1], target[0]), (0.0, 0.0, 0.0),
-                                                  (1.0, 1.0, 1.0))
+                        ref, _, _ = prepare_image(
+                            load_image(tmp), (target[1], target[0]), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+                        )
                         tmp.unlink()
                         diffs.append(np.abs(ours - ref).reshape(-1))
                 d = np.concatenate(diffs)
                 key = f"{size_name}->{model}/max{max_red}"
-                out[key] = {"reduction": reduction, "max": float(d.max()), "p999": float(np.percentile(d, 99.9)),
-                            "mean": float(d.mean()), "images": sum(len(f) for f in frames)}
+                out[key] = {
+                    "reduction": reduction,
+                    "max": float(d.max()),
+                    "p999": float(np.percentile(d, 99.9)),
+                    "mean": float(d.mean()),
+                    "images": sum(len(f) for f in frames),
+                }
     return out
 
 
@@ -198,8 +217,10 @@ def jpeg_error(frames: list[list[bytes]], raw: list[np.ndarray]) -> dict[str, fl
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["| network input | path | JPEG decode | per camera (decode + resize + normalise) | six cameras |",
-             "|---|---|---:|---:|---:|"]
+    lines = [
+        "| network input | path | JPEG decode | per camera (decode + resize + normalise) | six cameras |",
+        "|---|---|---:|---:|---:|",
+    ]
     for model, r in report["one_core"].items():
         w, h = r["target"]
         for path in ("full", "scaled"):
@@ -208,13 +229,19 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {model} {w}x{h} | {label} | " + " | ".join(cells) + " |")
     lines += ["", "| six cameras, 2 cores | threads 1 | threads 2 | threads 3 |", "|---|---:|---:|---:|"]
     for key, r in report["threads"].items():
-        lines.append(f"| {key} | " + " | ".join(f"{r[n]['p50']:.2f} / {r[n]['p99']:.2f}" for n in ("1", "2", "3"))
-                     + " |")
-    lines += ["", "| JPEG size -> network input | reduction | max abs diff | p99.9 | mean abs diff | images |",
-              "|---|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {key} | " + " | ".join(f"{r[n]['p50']:.2f} / {r[n]['p99']:.2f}" for n in ("1", "2", "3")) + " |"
+        )
+    lines += [
+        "",
+        "| JPEG size -> network input | reduction | max abs diff | p99.9 | mean abs diff | images |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for key, r in report["accuracy"].items():
-        lines.append(f"| {key} | 1/{r['reduction']} | {r['max']:.4f} ({r['max'] * 255:.0f}/255) | "
-                     f"{r['p999']:.4f} | {r['mean']:.5f} ({r['mean'] * 255:.2f}/255) | {r['images']} |")
+        lines.append(
+            f"| {key} | 1/{r['reduction']} | {r['max']:.4f} ({r['max'] * 255:.0f}/255) | "
+            f"{r['p999']:.4f} | {r['mean']:.5f} ({r['mean'] * 255:.2f}/255) | {r['images']} |"
+        )
     lines += [
         "",
         "JPEG quality 90 itself (training path of the JPEG vs the rendered image before compression), mean abs "
@@ -262,9 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
     print(markdown(report))
-    print(f"\n{len(full)} frame sets of six {FULL_SIZE[0]}x{FULL_SIZE[1]} JPEGs (quality 90, mean {kib:.0f} KiB), "
-          f"{args.iters} timed frames per cell; 1-min load {load:.1f} at start, {report['load_1min_at_end']:.1f} at "
-          f"end; OpenCV {cv2.__version__}")
+    print(
+        f"\n{len(full)} frame sets of six {FULL_SIZE[0]}x{FULL_SIZE[1]} JPEGs (quality 90, mean {kib:.0f} KiB), "
+        f"{args.iters} timed frames per cell; 1-min load {load:.1f} at start, {report['load_1min_at_end']:.1f} at "
+        f"end; OpenCV {cv2.__version__}"
+    )
     return 0
 
 

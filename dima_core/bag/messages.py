@@ -55,9 +55,7 @@ def _transform(ts: Typestore, record: Mapping[str, Sequence[float]]) -> Any:
     )
 
 
-def transform_stamped(
-    ts: Typestore, ns: int, parent: str, child: str, record: Mapping[str, Sequence[float]]
-) -> Any:
+def transform_stamped(ts: Typestore, ns: int, parent: str, child: str, record: Mapping[str, Sequence[float]]) -> Any:
     """One TF edge ``parent -> child``: the pose of ``child`` in ``parent`` (a nuScenes ego_pose / calibration)."""
     return ts.types["geometry_msgs/msg/TransformStamped"](
         header=_header(ts, ns, parent), child_frame_id=child, transform=_transform(ts, record)

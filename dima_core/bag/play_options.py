@@ -61,18 +61,26 @@ def add_play_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these topics (default: all)")
     parser.add_argument(
-        "--clock-hz", type=float, default=DEFAULT_CLOCK_HZ,
+        "--clock-hz",
+        type=float,
+        default=DEFAULT_CLOCK_HZ,
         help=f"/clock frequency while waiting between messages (wall Hz, default {DEFAULT_CLOCK_HZ:g}; "
         "0 = only at message times)",
     )
     parser.add_argument("--delay", type=float, default=0.0, metavar="S", help="wall seconds to wait before playing")
     parser.add_argument(
-        "--wait-for", action="append", default=[], metavar="TOPIC",
+        "--wait-for",
+        action="append",
+        default=[],
+        metavar="TOPIC",
         help="do not start until TOPIC has a subscriber (repeatable), e.g. the planner's camera input",
     )
     parser.add_argument("--wait-timeout", type=float, default=60.0, metavar="S", help="limit for --wait-for")
     parser.add_argument(
-        "--drain-timeout", type=float, default=5.0, metavar="S",
+        "--drain-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
         help="at the end, wait up to S seconds for reliable subscribers to acknowledge",
     )
 

@@ -92,9 +92,12 @@ class BagInfo:
         ]
         width = max((len(t.name) for t in self.topics), default=0)
         for t in self.topics:
-            qos = ", ".join(
-                f"{q.reliability.name.lower()}/{q.durability.name.lower()}/depth {q.depth}" for q in t.offered_qos
-            ) or "no offered QoS recorded"
+            qos = (
+                ", ".join(
+                    f"{q.reliability.name.lower()}/{q.durability.name.lower()}/depth {q.depth}" for q in t.offered_qos
+                )
+                or "no offered QoS recorded"
+            )
             lines.append(f"  {t.name:<{width}}  {t.msgtype:<45} {t.count:>6}  [{qos}]")
         return "\n".join(lines)
 

@@ -116,6 +116,7 @@ def bag_topics(cameras: tuple[str, ...] = CAMERA_NAMES) -> list[TopicSpec]:
 
 def qos_to_dict(qos: Qos) -> dict[str, object]:
     """A rosbags QoS tuple as plain values (enum names in lower case, durations in seconds) for ROS-side adapters."""
+
     def seconds(t: QosTime) -> float:
         return t.sec + t.nsec * 1e-9
 

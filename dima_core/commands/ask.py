@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "ask", help="ask a stage-2 checkpoint's MLLM a question about one sample", description=__doc__,
+        "ask",
+        help="ask a stage-2 checkpoint's MLLM a question about one sample",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="stage-2 checkpoint file or run directory")
@@ -29,8 +31,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--sample", required=True, help="sample token, or an integer position in the index")
     parser.add_argument("question", help="the question (quote it)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="generation budget (tokens)")
-    parser.add_argument("--max-question-tokens", type=int, default=None,
-                        help="refuse longer questions (default: the checkpoint's joint.max_question_tokens)")
+    parser.add_argument(
+        "--max-question-tokens",
+        type=int,
+        default=None,
+        help="refuse longer questions (default: the checkpoint's joint.max_question_tokens)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.set_defaults(func=run)
     return parser
@@ -48,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--max-new-tokens must be >= 1")
     loaded = load_dima(args.checkpoint, mode="mllm")
     limit = args.max_question_tokens or int(
-        (loaded.train_config.get("joint") or {}).get("max_question_tokens", DEFAULT_MAX_QUESTION_TOKENS))
+        (loaded.train_config.get("joint") or {}).get("max_question_tokens", DEFAULT_MAX_QUESTION_TOKENS)
+    )
     check_question(loaded.model.teacher.tokenizer, args.question, limit)  # before touching the data
     view = loaded_planner_view(loaded)
     index = eval_index(view, args.dataroot, args.version, None, index_path=args.index)

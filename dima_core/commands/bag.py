@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 def add_convert_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``dima bag convert`` on the ``dima bag`` sub-parsers."""
     convert = commands.add_parser(
-        "convert", help="write nuScenes (or synthetic) scenes as a rosbag2 (MCAP, ros2 profile, CDR)",
+        "convert",
+        help="write nuScenes (or synthetic) scenes as a rosbag2 (MCAP, ros2 profile, CDR)",
         description="Write the keyframes of nuScenes scenes as a rosbag2 replayable with `ros2 bag play --clock` "
         "or `dima bag play`: cameras (JPEG as stored), camera_info, /tf, /tf_static, /odom, /accel, the driving "
         "command and the ground truth for online evaluation (topic table: docs/bags.md).",
@@ -33,11 +34,15 @@ def add_convert_parser(commands: argparse._SubParsersAction) -> argparse.Argumen
     convert.add_argument("--out", required=True, metavar="BAG", help="bag directory to create")
     convert.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="storage plugin (default mcap)")
     convert.add_argument(
-        "--scene-gap", type=float, default=1.0, metavar="S",
+        "--scene-gap",
+        type=float,
+        default=1.0,
+        metavar="S",
         help="multi-scene bags: each later scene starts S seconds after the previous one ends (default 1)",
     )
     convert.add_argument(
-        "--keep-timestamps", action="store_true",
+        "--keep-timestamps",
+        action="store_true",
         help="write the dataset's timestamps unchanged, even for later scenes (replays then span the real gaps)",
     )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
@@ -61,9 +66,15 @@ def run_convert(args: argparse.Namespace) -> int:
             logger.info("%s: %d/%d keyframes", scene, done, total)
 
     summary = convert_scenes(
-        args.dataroot, args.version, args.scene, args.out,
-        storage=args.storage, scene_gap_s=args.scene_gap, keep_timestamps=args.keep_timestamps,
-        overwrite=args.overwrite, progress=progress,
+        args.dataroot,
+        args.version,
+        args.scene,
+        args.out,
+        storage=args.storage,
+        scene_gap_s=args.scene_gap,
+        keep_timestamps=args.keep_timestamps,
+        overwrite=args.overwrite,
+        progress=progress,
     )
     print(summary.format())
     return 0

@@ -32,8 +32,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     size.add_argument("--train-config", help="training YAML: its model's input size and its interpolation")
     size.add_argument("--model-config", help="model YAML: its input size (interpolation: --interpolation)")
     size.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="network input height and width")
-    parser.add_argument("--interpolation", default=None, choices=("linear", "area", "nearest", "cubic"),
-                        help="resize filter (default: the training config's data.dataset.interpolation, else area)")
+    parser.add_argument(
+        "--interpolation",
+        default=None,
+        choices=("linear", "area", "nearest", "cubic"),
+        help="resize filter (default: the training config's data.dataset.interpolation, else area)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
     parser.add_argument("--force", action="store_true", help="replace a cache built for other data or settings")
     parser.set_defaults(func=run)
@@ -68,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
     size, interpolation = resolve_size(args)
     index = SampleIndex.load(args.index)
-    cache = build_image_cache(index, args.out, size, interpolation, workers=args.workers, overwrite=args.force,
-                              progress=True)
-    print(f"image cache {cache.path}: {len(cache)} samples x 6 cameras at {size[1]}x{size[0]} ({interpolation}) "
-          f"from {index.dataroot}")
+    cache = build_image_cache(
+        index, args.out, size, interpolation, workers=args.workers, overwrite=args.force, progress=True
+    )
+    print(
+        f"image cache {cache.path}: {len(cache)} samples x 6 cameras at {size[1]}x{size[0]} ({interpolation}) "
+        f"from {index.dataroot}"
+    )
     return 0

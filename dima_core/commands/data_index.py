@@ -29,7 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--config", default=None, help="YAML with a 'data' section (DataConfig)")
     parser.add_argument("--can-bus-root", default=None, help="folder holding can_bus/ (default: the dataroot)")
     parser.add_argument(
-        "--longtail", action="append", default=None, metavar="FILE",
+        "--longtail",
+        action="append",
+        default=None,
+        metavar="FILE",
         help='token-list JSON {"<split>": [sample tokens]} whose keys become sample tags (repeatable)',
     )
     parser.add_argument("--no-map", action="store_true", help="skip the vector map (no map expansion)")

@@ -50,7 +50,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--split", default="val", help="split to score ('all' for every sample); default val")
     parser.add_argument("--out", metavar="FILE", help="write the JSON report here")
     parser.add_argument(
-        "--longtail-tokens", metavar="FILE", action="append", default=[],
+        "--longtail-tokens",
+        metavar="FILE",
+        action="append",
+        default=[],
         help='JSON {"<split name>": [sample tokens]} adding long-tail split tags (real nuScenes); repeatable',
     )
     parser.add_argument("--name", help="row name of the scored method (default: the results file's stem)")
@@ -58,7 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--admlp-train-split", default="train", help="split the AD-MLP baseline is fitted on")
     parser.add_argument("--admlp-epochs", type=int, default=300, help="AD-MLP training epochs")
     parser.add_argument(
-        "--admlp-model", metavar="FILE",
+        "--admlp-model",
+        metavar="FILE",
         help="AD-MLP weights: loaded when FILE exists, else fitted and saved there (skips refitting on re-runs)",
     )
     ckpt = parser.add_argument_group("checkpoint mode")
@@ -66,15 +70,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     ckpt.add_argument("--batch-size", type=int, default=1, help="frames per forward pass (1: per-frame latency)")
     ckpt.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device of the planner")
     ckpt.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (image decoding)")
-    ckpt.add_argument("--mode", choices=("vision", "mllm", "dual"), default="vision",
-                      help="DiMA inference mode: vision (LLM dropped), mllm (teacher plan head), dual (max-pool); "
-                      "mllm/dual need a stage-2 checkpoint")
-    ckpt.add_argument("--index", metavar="FILE",
-                      help="cached index (`dima data index`, at the model's map resolution); default: index the split")
-    ckpt.add_argument("--det-top-k", type=int, default=None,
-                      help="detections kept per frame from the flattened query x class scores (default: #queries)")
-    ckpt.add_argument("--detection-dir", metavar="DIR",
-                      help="where the devkit's detection evaluation writes (real nuScenes; default: next to --out)")
+    ckpt.add_argument(
+        "--mode",
+        choices=("vision", "mllm", "dual"),
+        default="vision",
+        help="DiMA inference mode: vision (LLM dropped), mllm (teacher plan head), dual (max-pool); "
+        "mllm/dual need a stage-2 checkpoint",
+    )
+    ckpt.add_argument(
+        "--index",
+        metavar="FILE",
+        help="cached index (`dima data index`, at the model's map resolution); default: index the split",
+    )
+    ckpt.add_argument(
+        "--det-top-k",
+        type=int,
+        default=None,
+        help="detections kept per frame from the flattened query x class scores (default: #queries)",
+    )
+    ckpt.add_argument(
+        "--detection-dir",
+        metavar="DIR",
+        help="where the devkit's detection evaluation writes (real nuScenes; default: next to --out)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -88,7 +106,10 @@ def _primary_planner(args: argparse.Namespace, reader: object, eval_tokens: list
     if match.missing:
         logger.warning(
             "%d of %d '%s' samples have no result in %s and are not scored (first: %s)",
-            len(match.missing), len(eval_tokens), args.split, args.results,
+            len(match.missing),
+            len(eval_tokens),
+            args.split,
+            args.results,
             ", ".join(match.missing[:_MISSING_EXAMPLES]),
         )
     if match.extra:
@@ -118,7 +139,8 @@ def _fit_or_load_admlp(args: argparse.Namespace, reader: object) -> object:
         return ADMLPBaseline.load(args.admlp_model)
     train_tokens = reader.sample_tokens(args.admlp_train_split)  # type: ignore[attr-defined]
     admlp = fit_admlp(
-        (reader.build_sample(t) for t in train_tokens), ADMLPConfig(epochs=args.admlp_epochs)  # type: ignore[attr-defined]
+        (reader.build_sample(t) for t in train_tokens),
+        ADMLPConfig(epochs=args.admlp_epochs),  # type: ignore[attr-defined]
     )
     if admlp is not None and args.admlp_model:
         admlp.save(args.admlp_model)
@@ -160,7 +182,11 @@ def run(args: argparse.Namespace) -> int:
 
     reports = evaluate_planners((reader.build_sample(t) for t in scored_tokens), planners)
     report = combine_reports(
-        name, reports, split=args.split, dataroot=str(Path(args.dataroot).resolve()), version=args.version,
+        name,
+        reports,
+        split=args.split,
+        dataroot=str(Path(args.dataroot).resolve()),
+        version=args.version,
         **extras,
     )
     if admlp is not None:  # how far its test inputs lay outside what it was fitted on (baselines.py)
@@ -228,18 +254,23 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     dataset = inference_dataset(loaded, index, split)
     if len(dataset) == 0:
         raise ValueError(f"split '{args.split}' of {args.dataroot} ({args.version}) has no samples")
-    inference = run_planner(loaded.model, dataset, batch_size=args.batch_size, device=device,
-                            num_workers=args.num_workers)
+    inference = run_planner(
+        loaded.model, dataset, batch_size=args.batch_size, device=device, num_workers=args.num_workers
+    )
     samples = [index.get(token) for token in dataset.tokens]
 
     if args.results_out:
-        write_results(args.results_out, inference.trajectories,
-                      meta={"method": name, "checkpoint": loaded.checkpoint, "step": loaded.step, "split": args.split})
+        write_results(
+            args.results_out,
+            inference.trajectories,
+            meta={"method": name, "checkpoint": loaded.checkpoint, "step": loaded.step, "split": args.split},
+        )
         print(f"results written to {args.results_out}")
 
     # Planning: the model and the baselines on the same samples (the AD-MLP reads the train split without maps).
-    reader = NuScenesReader(args.dataroot, args.version, with_map=False,
-                            longtail_token_files=list(args.longtail_tokens), nusc=nusc)
+    reader = NuScenesReader(
+        args.dataroot, args.version, with_map=False, longtail_token_files=list(args.longtail_tokens), nusc=nusc
+    )
     admlp = _fit_or_load_admlp(args, reader)
     baselines = baseline_planners(admlp)  # type: ignore[arg-type]
     if name in baselines:
@@ -255,8 +286,9 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     eval_set = devkit_split_name(reader, split)
     if eval_set is not None and set(dataset.tokens) == set(reader.sample_tokens(split)):
         det_dir = args.detection_dir or str(Path(args.out).parent / "detection_eval" if args.out else "detection_eval")
-        detection = devkit_detection_eval(nusc, predictions, {s.token: s.ego_to_global for s in samples},
-                                          eval_set, det_dir)
+        detection = devkit_detection_eval(
+            nusc, predictions, {s.token: s.ego_to_global for s in samples}, eval_set, det_dir
+        )
     else:
         detection = matching_detection_ap({s.token: gt_detections(s) for s in samples}, predictions)
     map_report = map_ap(
@@ -265,11 +297,21 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     )
 
     report = combine_reports(
-        name, reports, split=args.split, dataroot=str(Path(args.dataroot).resolve()), version=args.version,
-        source={"checkpoint": loaded.checkpoint, "step": loaded.step, "model": loaded.model_config.name,
-                "mode": args.mode,
-                "results_file": str(Path(args.results_out).resolve()) if args.results_out else None},
-        detection=detection, map=map_report, inference=inference.latency_summary(),
+        name,
+        reports,
+        split=args.split,
+        dataroot=str(Path(args.dataroot).resolve()),
+        version=args.version,
+        source={
+            "checkpoint": loaded.checkpoint,
+            "step": loaded.step,
+            "model": loaded.model_config.name,
+            "mode": args.mode,
+            "results_file": str(Path(args.results_out).resolve()) if args.results_out else None,
+        },
+        detection=detection,
+        map=map_report,
+        inference=inference.latency_summary(),
     )
     if admlp is not None:  # how far its test inputs lay outside what it was fitted on (baselines.py)
         report["baselines"][admlp.name]["input_range"] = admlp.input_report()  # type: ignore[attr-defined]

@@ -31,21 +31,40 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--gt", required=True, metavar="FILE", help="ground-truth JSON")
     parser.add_argument("--out", metavar="FILE", help="write the JSON report (with per-question scores) here")
     parser.add_argument(
-        "--tags", choices=("auto", "file", "rule"), default="auto",
+        "--tags",
+        choices=("auto", "file", "rule"),
+        default="auto",
         help="GT tags: the file's 'tag' lists, DriveLM's extraction rule, or auto (file if present, else rule)",
     )
-    parser.add_argument("--no-graph-gating", action="store_true",
-                        help="score every tagged QA (DriveLM skips QAs about objects missed in the first answer)")
-    parser.add_argument("--tokenizer", choices=("auto", "ptb", "python"), default="auto",
-                        help="caption tokenizer: Java PTB (as DriveLM), the pure-Python fallback, or auto")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="score GT questions without a prediction as empty answers instead of failing")
-    parser.add_argument("--judge-model", metavar="PATH",
-                        help="local Hugging Face causal LM directory or .gguf file to compute the GPT term")
+    parser.add_argument(
+        "--no-graph-gating",
+        action="store_true",
+        help="score every tagged QA (DriveLM skips QAs about objects missed in the first answer)",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        choices=("auto", "ptb", "python"),
+        default="auto",
+        help="caption tokenizer: Java PTB (as DriveLM), the pure-Python fallback, or auto",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="score GT questions without a prediction as empty answers instead of failing",
+    )
+    parser.add_argument(
+        "--judge-model",
+        metavar="PATH",
+        help="local Hugging Face causal LM directory or .gguf file to compute the GPT term",
+    )
     parser.add_argument("--judge-device", default=None, help="device for the judge (default: cuda if available)")
     parser.add_argument("--judge-max-new-tokens", type=int, default=8, help="judge reply length in tokens")
-    parser.add_argument("--judge-temperature", type=float, default=0.0,
-                        help="judge sampling temperature; 0 = greedy (DriveLM sampled gpt-3.5-turbo at 0.6)")
+    parser.add_argument(
+        "--judge-temperature",
+        type=float,
+        default=0.0,
+        help="judge sampling temperature; 0 = greedy (DriveLM sampled gpt-3.5-turbo at 0.6)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -60,12 +79,19 @@ def run(args: argparse.Namespace) -> int:
         # No network: the judge loads from local files only (HF_HUB_OFFLINE guards any library default too).
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         judge = HFCausalLMJudge.from_pretrained(
-            args.judge_model, device=args.judge_device, max_new_tokens=args.judge_max_new_tokens,
+            args.judge_model,
+            device=args.judge_device,
+            max_new_tokens=args.judge_max_new_tokens,
             temperature=args.judge_temperature,
         )
     report = evaluate_vqa(
-        gt, predictions, pred_source=args.pred, judge=judge, graph_gating=not args.no_graph_gating,
-        tokenizer=args.tokenizer, allow_missing=args.allow_missing,
+        gt,
+        predictions,
+        pred_source=args.pred,
+        judge=judge,
+        graph_gating=not args.no_graph_gating,
+        tokenizer=args.tokenizer,
+        allow_missing=args.allow_missing,
     )
     print(report.format_table())
     if args.out:

@@ -55,33 +55,61 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     onnx.add_argument("--with-beam", action="store_true", help="also output the BEAM tokens, ego feature, BEV map")
     onnx.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; GridSample needs >= 16)")
     onnx.add_argument("--real-inputs", metavar="NPZ", help="real batch-1 inputs (one array per input name) for parity")
-    onnx.add_argument("--parity-tolerance", type=float, default=None,
-                      help="max trajectory abs error vs PyTorch in metres (default 1e-3)")
+    onnx.add_argument(
+        "--parity-tolerance",
+        type=float,
+        default=None,
+        help="max trajectory abs error vs PyTorch in metres (default 1e-3)",
+    )
     onnx.add_argument("--seed", type=int, default=0, help="seed of the random weights with --model-config")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="onnx: fp32 (default) or int8 (quantised for onnxruntime's CPU provider); tensorrt: "
-                             "engine precision fp16 (default) or fp32")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="onnx: fp32 (default) or int8 (quantised for onnxruntime's CPU provider); tensorrt: "
+        "engine precision fp16 (default) or fp32",
+    )
     int8 = parser.add_argument_group("--format onnx --precision int8")
-    int8.add_argument("--calibration-data", metavar="DATAROOT",
-                      help="dataset of the calibration and held-out frames (default: the checkpoint's training data)")
+    int8.add_argument(
+        "--calibration-data",
+        metavar="DATAROOT",
+        help="dataset of the calibration and held-out frames (default: the checkpoint's training data)",
+    )
     int8.add_argument("--calibration-version", help="its table version (default: the dataset's only v1.0-* folder)")
-    int8.add_argument("--calibration-index", metavar="PKL",
-                      help="a cached `dima data index` of that dataset (faster than reading its tables)")
+    int8.add_argument(
+        "--calibration-index",
+        metavar="PKL",
+        help="a cached `dima data index` of that dataset (faster than reading its tables)",
+    )
     int8.add_argument("--calibration-split", default="train", help="split the calibration frames come from (train)")
     int8.add_argument("--calibration-frames", type=int, default=32, help="calibration frames (default 32)")
     int8.add_argument("--held-out-split", default="val", help="split of the accuracy gate's frames (default val)")
     int8.add_argument("--held-out-frames", type=int, default=8, help="frames of the accuracy gate (default 8)")
-    int8.add_argument("--calibration-method", choices=("minmax", "percentile", "entropy"), default="minmax",
-                      help="how activation ranges are taken from the calibration frames (default minmax)")
-    int8.add_argument("--int8-reduce-range", action="store_true",
-                      help="7-bit weights (onnxruntime's advice for x86 CPUs without VNNI, where int8 products can "
-                           "saturate)")
-    int8.add_argument("--int8-op-types", nargs="+", default=None, metavar="OP",
-                      help="ONNX op types to quantise (default Conv: the backbone; 'all' = every type onnxruntime "
-                           "quantises, which costs metres of trajectory on the shipped planner)")
+    int8.add_argument(
+        "--calibration-method",
+        choices=("minmax", "percentile", "entropy"),
+        default="minmax",
+        help="how activation ranges are taken from the calibration frames (default minmax)",
+    )
+    int8.add_argument(
+        "--int8-reduce-range",
+        action="store_true",
+        help="7-bit weights (onnxruntime's advice for x86 CPUs without VNNI, where int8 products can saturate)",
+    )
+    int8.add_argument(
+        "--int8-op-types",
+        nargs="+",
+        default=None,
+        metavar="OP",
+        help="ONNX op types to quantise (default Conv: the backbone; 'all' = every type onnxruntime "
+        "quantises, which costs metres of trajectory on the shipped planner)",
+    )
     trt = parser.add_argument_group("--format tensorrt")
-    trt.add_argument("--onnx", help="exported ONNX model (its .onnx.json sidecar must be next to it); with --format "
-                                    "onnx --precision int8: the fp32 export to quantise")
+    trt.add_argument(
+        "--onnx",
+        help="exported ONNX model (its .onnx.json sidecar must be next to it); with --format "
+        "onnx --precision int8: the fp32 export to quantise",
+    )
     trt.add_argument(
         "--engine-dir", help="engine cache directory (default $DIMA_ENGINE_CACHE or ~/.cache/dima/engines)"
     )
@@ -96,8 +124,10 @@ def _check_precision(args: argparse.Namespace) -> str:
     if args.format == "tensorrt":
         precision = args.precision or "fp16"
         if precision not in ("fp16", "fp32"):
-            raise ValueError(f"--format tensorrt builds fp16 or fp32 engines, not {precision}" + (
-                " (int8 runs on onnxruntime: --format onnx --precision int8)" if precision == "int8" else ""))
+            raise ValueError(
+                f"--format tensorrt builds fp16 or fp32 engines, not {precision}"
+                + (" (int8 runs on onnxruntime: --format onnx --precision int8)" if precision == "int8" else "")
+            )
         return precision
     precision = args.precision or "fp32"
     if precision not in EXPORT_PRECISIONS:
@@ -111,8 +141,10 @@ def _check_precision(args: argparse.Namespace) -> str:
             }[precision]
         )
     if precision == "fp32" and args.onnx:
-        raise ValueError("--onnx is the fp32 export to quantise (--precision int8) or to build an engine from "
-                         "(--format tensorrt); an fp32 ONNX export starts from --checkpoint or --model-config")
+        raise ValueError(
+            "--onnx is the fp32 export to quantise (--precision int8) or to build an engine from "
+            "(--format tensorrt); an fp32 ONNX export starts from --checkpoint or --model-config"
+        )
     return precision
 
 
@@ -145,8 +177,15 @@ def _export_onnx(args: argparse.Namespace) -> int:
         raise ValueError("--format onnx needs --checkpoint (trained weights) or --model-config (random weights)")
     loaded = load_planner(args.checkpoint, args.model_config, seed=args.seed)
     real = load_real_inputs(args.real_inputs) if args.real_inputs else None
-    result = export_onnx(loaded, args.out, opset=args.opset, with_beam=args.with_beam, real_inputs=real,
-                         name=args.name, parity_tolerance=args.parity_tolerance)
+    result = export_onnx(
+        loaded,
+        args.out,
+        opset=args.opset,
+        with_beam=args.with_beam,
+        real_inputs=real,
+        name=args.name,
+        parity_tolerance=args.parity_tolerance,
+    )
     _print_export(result)
     return 0
 
@@ -165,18 +204,36 @@ def _export_int8(args: argparse.Namespace) -> int:
     from dima_core.export.sidecar import load_sidecar
     from dima_core.models.config import ModelConfig
 
-    sources = [flag for flag, value in (("--onnx", args.onnx), ("--checkpoint", args.checkpoint),
-                                        ("--model-config", args.model_config)) if value]
+    sources = [
+        flag
+        for flag, value in (
+            ("--onnx", args.onnx),
+            ("--checkpoint", args.checkpoint),
+            ("--model-config", args.model_config),
+        )
+        if value
+    ]
     if len(sources) != 1:
-        raise ValueError("--precision int8 needs exactly one of --onnx (an fp32 export to quantise), --checkpoint or "
-                         f"--model-config (exported to fp32 first); got {sources or 'none'}")
+        raise ValueError(
+            "--precision int8 needs exactly one of --onnx (an fp32 export to quantise), --checkpoint or "
+            f"--model-config (exported to fp32 first); got {sources or 'none'}"
+        )
     qconfig = config_from_dict(
-        {"calibration_frames": args.calibration_frames, "held_out_frames": args.held_out_frames,
-         "calibration_method": args.calibration_method, "reduce_range": args.int8_reduce_range,
-         **({} if args.int8_op_types is None else {"op_types": [] if args.int8_op_types == ["all"]
-                                                   else list(args.int8_op_types)}),
-         **({"tolerance_m": args.parity_tolerance} if args.parity_tolerance is not None else {})},
-        QuantizationConfig, source="dima export --precision int8")
+        {
+            "calibration_frames": args.calibration_frames,
+            "held_out_frames": args.held_out_frames,
+            "calibration_method": args.calibration_method,
+            "reduce_range": args.int8_reduce_range,
+            **(
+                {}
+                if args.int8_op_types is None
+                else {"op_types": [] if args.int8_op_types == ["all"] else list(args.int8_op_types)}
+            ),
+            **({"tolerance_m": args.parity_tolerance} if args.parity_tolerance is not None else {}),
+        },
+        QuantizationConfig,
+        source="dima export --precision int8",
+    )
     data_config: DataConfig | None = None
     dataroot = args.calibration_data
     if args.checkpoint:
@@ -185,10 +242,13 @@ def _export_int8(args: argparse.Namespace) -> int:
         data_config = training_data_config(args.checkpoint)
         dataroot = dataroot or str(resolve_repo_path(data_config.dataroot))
     if not dataroot:
-        raise ValueError("--precision int8 needs --calibration-data DATAROOT (the synthetic world, e.g. "
-                         "data/synth_drive) unless --checkpoint gives its training data")
-    version = args.calibration_version or (data_config.version if data_config is not None and
-                                           not args.calibration_data else None)
+        raise ValueError(
+            "--precision int8 needs --calibration-data DATAROOT (the synthetic world, e.g. "
+            "data/synth_drive) unless --checkpoint gives its training data"
+        )
+    version = args.calibration_version or (
+        data_config.version if data_config is not None and not args.calibration_data else None
+    )
     calibration_source = FrameSource(dataroot, args.calibration_split, version, args.calibration_index)
     held_out_source = FrameSource(dataroot, args.held_out_split, version, args.calibration_index)
     with tempfile.TemporaryDirectory(prefix="dima-export-int8-") as tmp:
@@ -201,22 +261,32 @@ def _export_int8(args: argparse.Namespace) -> int:
             loaded = load_planner(args.checkpoint, args.model_config, seed=args.seed)
             real = load_real_inputs(args.real_inputs) if args.real_inputs else None
             fp32 = export_onnx(loaded, tmp, opset=args.opset, with_beam=args.with_beam, real_inputs=real)
-            print(f"fp32 export (parity vs PyTorch {max(fp32.sidecar.parity['max_abs_error'].values()):.1e}) in "
-                  f"{fp32.seconds:.1f} s")
+            print(
+                f"fp32 export (parity vs PyTorch {max(fp32.sidecar.parity['max_abs_error'].values()):.1e}) in "
+                f"{fp32.seconds:.1f} s"
+            )
             fp32_path, model_config, stem = fp32.onnx_path, loaded.config, loaded.config.name
         calibration = load_frames(model_config, calibration_source, qconfig.calibration_frames, data_config)
         held_out = load_frames(model_config, held_out_source, qconfig.held_out_frames, data_config)
-        data = {"dataroot": str(Path(dataroot).resolve()), "version": calibration_source.resolved_version(),
-                "calibration_split": args.calibration_split, "held_out_split": args.held_out_split,
-                "index": args.calibration_index}
-        result = quantize_onnx(fp32_path, args.out, calibration, held_out, qconfig,
-                               name=args.name or f"{stem}_int8", data=data)
+        data = {
+            "dataroot": str(Path(dataroot).resolve()),
+            "version": calibration_source.resolved_version(),
+            "calibration_split": args.calibration_split,
+            "held_out_split": args.held_out_split,
+            "index": args.calibration_index,
+        }
+        result = quantize_onnx(
+            fp32_path, args.out, calibration, held_out, qconfig, name=args.name or f"{stem}_int8", data=data
+        )
     cost = result.sidecar.parity["held_out"]
     _print_export(result)
-    print(f"int8 vs fp32 on {cost['frames']} held-out frames ({args.held_out_split}): max trajectory diff "
-          f"{cost['max_trajectory_diff_m']:.4f} m (tolerance {qconfig.tolerance_m} m), open-loop L2 change "
-          + ("-" if cost["l2_change_m"] is None else f"{cost['l2_change_m']:+.4f} m") + f"; calibrated on "
-          f"{len(calibration)} {args.calibration_split} frames of {dataroot}")
+    print(
+        f"int8 vs fp32 on {cost['frames']} held-out frames ({args.held_out_split}): max trajectory diff "
+        f"{cost['max_trajectory_diff_m']:.4f} m (tolerance {qconfig.tolerance_m} m), open-loop L2 change "
+        + ("-" if cost["l2_change_m"] is None else f"{cost['l2_change_m']:+.4f} m")
+        + f"; calibrated on "
+        f"{len(calibration)} {args.calibration_split} frames of {dataroot}"
+    )
     return 0
 
 
@@ -232,8 +302,14 @@ def _export_tensorrt(args: argparse.Namespace) -> int:
         return 0
     from dima_core.export.backends import create_backend
 
-    backend = create_backend(backend="tensorrt", onnx=args.onnx, precision=precision,
-                             engine_dir=args.engine_dir, workspace_gib=args.workspace_gib, warmup_iters=5)
+    backend = create_backend(
+        backend="tensorrt",
+        onnx=args.onnx,
+        precision=precision,
+        engine_dir=args.engine_dir,
+        workspace_gib=args.workspace_gib,
+        warmup_iters=5,
+    )
     artifact = backend.artifact  # type: ignore[attr-defined]
     print(f"TensorRT engine ({artifact.decision.action}: {artifact.decision.reason}): {artifact.path}")
     print(f"loaded and warmed up: {backend.describe()}")

@@ -25,8 +25,13 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     commands = sim.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="drive policies through closed-loop episodes and score them")
-    run.add_argument("--policy", action="append", default=[], metavar="SPEC",
-                     help="checkpoint:PATH | onnx:PATH | expert | log_replay | cv | ad_mlp:PATH (repeatable)")
+    run.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="checkpoint:PATH | onnx:PATH | expert | log_replay | cv | ad_mlp:PATH (repeatable)",
+    )
     add_common_arguments(run)
     run.add_argument("--out", required=True, help="output folder (report.json, table.md, episodes/)")
     run.add_argument("--no-video", action="store_true", help="skip the MP4s (PNG summaries are still written)")
@@ -49,8 +54,12 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sim-config", default="config/sim.yaml", help="SimConfig YAML")
     p.add_argument("--world-config", default=None, help="SynthConfig YAML (default: the sim config's world_config)")
     p.add_argument("--seconds", type=float, default=None, help="episode length (default: the world's scene length)")
-    p.add_argument("--baselines", nargs="*", default=["expert", "log_replay", "cv"],
-                   help="baseline policies run beside the given ones (default: expert log_replay cv)")
+    p.add_argument(
+        "--baselines",
+        nargs="*",
+        default=["expert", "log_replay", "cv"],
+        help="baseline policies run beside the given ones (default: expert log_replay cv)",
+    )
     p.add_argument("--admlp", default=None, help="AD-MLP model file (`dima sim fit-admlp`): adds the ad_mlp baseline")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of the planner backends")
 
@@ -69,8 +78,9 @@ def load_configs(args: argparse.Namespace):
     world_path = args.world_config or sim_cfg.world_config
     world_cfg = load_config(world_path, SynthConfig) if world_path else SynthConfig()
     if sim_cfg.camera_width is not None:
-        world_cfg = replace(world_cfg, camera=replace(world_cfg.camera, width=sim_cfg.camera_width,
-                                                      height=sim_cfg.camera_height))
+        world_cfg = replace(
+            world_cfg, camera=replace(world_cfg.camera, width=sim_cfg.camera_width, height=sim_cfg.camera_height)
+        )
     return world_cfg, sim_cfg
 
 
@@ -123,19 +133,34 @@ def run_sim(args: argparse.Namespace) -> int:
         bar.update(1)
         bar.write(line)
 
-    report = run_closed_loop(world_cfg, sim_cfg, scenarios, seeds, policies,
-                             RunOptions(out_dir=args.out, video=not args.no_video, progress=progress))
+    report = run_closed_loop(
+        world_cfg,
+        sim_cfg,
+        scenarios,
+        seeds,
+        policies,
+        RunOptions(out_dir=args.out, video=not args.no_video, progress=progress),
+    )
     bar.close()
     table = report.table()
     os.makedirs(args.out, exist_ok=True)
-    write_report(report, os.path.join(args.out, "report.json"), command=_command_line(args), machine=machine_line(),
-                 seeds=seeds, scenarios=scenarios, config=config_record(world_cfg, sim_cfg))
+    write_report(
+        report,
+        os.path.join(args.out, "report.json"),
+        command=_command_line(args),
+        machine=machine_line(),
+        seeds=seeds,
+        scenarios=scenarios,
+        config=config_record(world_cfg, sim_cfg),
+    )
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table + "\n")
     print(table)
     print(f"\n{report.to_dict()['formula']}")
-    print(f"wrote {os.path.join(args.out, 'report.json')}, table.md and {len(report.files)} episode files "
-          f"({report.wall_s:.0f} s)")
+    print(
+        f"wrote {os.path.join(args.out, 'report.json')}, table.md and {len(report.files)} episode files "
+        f"({report.wall_s:.0f} s)"
+    )
     return 0
 
 

@@ -72,8 +72,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--num-workers", type=int, default=None, help="DataLoader workers per process")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="device (default: config)")
     parser.add_argument("--precision", choices=("off", "fp16", "bf16"), default=None, help="mixed precision")
-    parser.add_argument("--strategy", choices=("ddp", "fsdp"), default=None,
-                        help="how ranks share the model (distributed.strategy; FSDP settings: distributed.fsdp)")
+    parser.add_argument(
+        "--strategy",
+        choices=("ddp", "fsdp"),
+        default=None,
+        help="how ranks share the model (distributed.strategy; FSDP settings: distributed.fsdp)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="base seed")
     parser.add_argument("--log-interval", type=int, default=None, help="steps between logged scalars")
     parser.add_argument("--checkpoint-interval", type=int, default=None, help="steps between checkpoints")
@@ -91,9 +95,16 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     config = load_config(resolve_repo_path(args.config), config_cls)
     data = config_to_dict(config)
     top = {
-        "output_dir": args.out, "resume": args.resume, "init": args.init, "epochs": args.epochs,
-        "max_steps": args.max_steps, "device": args.device, "precision": args.precision, "seed": args.seed,
-        "log_interval": args.log_interval, "checkpoint_interval": args.checkpoint_interval,
+        "output_dir": args.out,
+        "resume": args.resume,
+        "init": args.init,
+        "epochs": args.epochs,
+        "max_steps": args.max_steps,
+        "device": args.device,
+        "precision": args.precision,
+        "seed": args.seed,
+        "log_interval": args.log_interval,
+        "checkpoint_interval": args.checkpoint_interval,
         "model_config": args.model_config,
     }
     data.update({k: v for k, v in top.items() if v is not None})
@@ -101,8 +112,12 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         data["tensorboard"] = False
     if args.strategy is not None:
         data["distributed"]["strategy"] = args.strategy
-    for key, value in (("batch_size", args.batch_size), ("num_workers", args.num_workers),
-                       ("train_split", args.train_split), ("val_split", args.val_split)):
+    for key, value in (
+        ("batch_size", args.batch_size),
+        ("num_workers", args.num_workers),
+        ("train_split", args.train_split),
+        ("val_split", args.val_split),
+    ):
         if value is not None:
             data["data"][key] = None if key == "val_split" and value.lower() == "none" else value
     dataset = data["data"]["dataset"]
@@ -154,10 +169,16 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"stage {config.stage}: {result.step} steps, epoch {result.epoch}/{config.epochs}"
             + (f", last loss {loss:.4f}" if loss is not None else "")
-            + (f", val plan L2 avg {result.val_metrics['plan_l2_avg']:.3f} m"
-               if "plan_l2_avg" in result.val_metrics else "")
+            + (
+                f", val plan L2 avg {result.val_metrics['plan_l2_avg']:.3f} m"
+                if "plan_l2_avg" in result.val_metrics
+                else ""
+            )
             + f"; checkpoint {result.checkpoint}"
-            + (f" (stopped by a signal: continue with --resume {config.output_dir})" if result.stopped_by_signal
-               else "")
+            + (
+                f" (stopped by a signal: continue with --resume {config.output_dir})"
+                if result.stopped_by_signal
+                else ""
+            )
         )
     return 0 if result.replicas_consistent else 1

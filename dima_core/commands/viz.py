@@ -44,8 +44,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--scene", action="append", default=[], help="only this scene (name); repeatable")
     parser.add_argument("--out", default="viz", help="output folder (default ./viz)")
     parser.add_argument("--max-samples", type=int, default=None, help="stop after this many keyframes in total")
-    parser.add_argument("--score-threshold", type=float, default=0.3,
-                        help="predicted boxes and map vectors below this class score are not drawn")
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        help="predicted boxes and map vectors below this class score are not drawn",
+    )
     parser.add_argument("--tile-width", type=int, default=320, help="pixels per camera tile")
     parser.add_argument("--fps", type=float, default=2.0, help="video frame rate (keyframes are 2 Hz)")
     parser.add_argument("--no-video", action="store_true", help="PNGs only")
@@ -93,8 +97,12 @@ def _checkpoint_layers(args: argparse.Namespace, split: str | None) -> tuple[str
         det = decode_detections(p.agent_boxes, p.agent_scores, p.agent_velocities, score_threshold=args.score_threshold)
         vmap = decode_map(p.map_polylines, p.map_scores, score_threshold=args.score_threshold)
         layers[token] = PredictionLayer(
-            trajectory=p.trajectory, modes=p.trajectories, boxes=det.boxes, box_labels=det.labels,
-            map_polylines=vmap.polylines, map_labels=vmap.labels,
+            trajectory=p.trajectory,
+            modes=p.trajectories,
+            boxes=det.boxes,
+            box_labels=det.labels,
+            map_polylines=vmap.polylines,
+            map_labels=vmap.labels,
         )
     return name, [index.get(t) for t in selected], layers
 

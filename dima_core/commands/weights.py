@@ -21,14 +21,23 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("weights", help="planner weights files (safetensors): export a run, inspect a file",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "weights",
+        help="planner weights files (safetensors): export a run, inspect a file",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="weights_command", required=True)
     export = commands.add_parser("export", help="write a checkpoint's planner as a safetensors weights file")
     export.add_argument("checkpoint", help="stage-1/2 checkpoint file or run directory")
     export.add_argument("--out", required=True, help="weights file to write (*.safetensors)")
-    export.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra provenance stored in the file's source metadata (repeatable)")
+    export.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra provenance stored in the file's source metadata (repeatable)",
+    )
     export.set_defaults(func=run_export)
     show = commands.add_parser("show", help="print a weights file's model, provenance and size")
     show.add_argument("path", help="*.safetensors planner weights file")
@@ -75,11 +84,15 @@ def run_export(args: argparse.Namespace) -> int:
         want = planner(**inputs).trajectory
         got = reloaded(**inputs).trajectory
     if not torch.equal(want, got):
-        raise RuntimeError(f"{path} does not reproduce {loaded.checkpoint}: max trajectory difference "
-                           f"{(want - got).abs().max().item():.3g} m")
+        raise RuntimeError(
+            f"{path} does not reproduce {loaded.checkpoint}: max trajectory difference "
+            f"{(want - got).abs().max().item():.3g} m"
+        )
     size_mb = path.stat().st_size / 1e6
-    print(f"wrote {path} ({size_mb:.1f} MB, {sum(v.numel() for v in planner.state_dict().values()) / 1e6:.2f} M "
-          f"values, model {loaded.model_config.name}, step {loaded.step}); outputs equal the checkpoint's")
+    print(
+        f"wrote {path} ({size_mb:.1f} MB, {sum(v.numel() for v in planner.state_dict().values()) / 1e6:.2f} M "
+        f"values, model {loaded.model_config.name}, step {loaded.step}); outputs equal the checkpoint's"
+    )
     return 0
 
 
@@ -88,7 +101,9 @@ def run_show(args: argparse.Namespace) -> int:
 
     weights = read_planner_weights(args.path)
     values = sum(v.numel() for v in weights.state_dict.values())
-    print(f"{args.path}: model {weights.model_config.get('name')}, {len(weights.state_dict)} tensors, "
-          f"{values / 1e6:.2f} M values")
+    print(
+        f"{args.path}: model {weights.model_config.get('name')}, {len(weights.state_dict)} tensors, "
+        f"{values / 1e6:.2f} M values"
+    )
     print("source:", json.dumps(weights.source, indent=2, sort_keys=True))
     return 0

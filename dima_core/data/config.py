@@ -37,7 +37,9 @@ class DataConfig:
         0.25, lo=0.0, hi=5.0, help="fall back to ego poses when no CAN pose message lies this close to the sample"
     )
     ego_status_min_dt_s: float = ranged(
-        0.2, lo=0.01, hi=2.0,
+        0.2,
+        lo=0.01,
+        hi=2.0,
         help="finite-difference ego status: shortest time span to a neighbouring reference-sensor pose",
     )
     with_map: bool = ranged(True, help="build the GT vector map (needs maps/expansion/<location>.json)")
@@ -46,8 +48,9 @@ class DataConfig:
     )
     index_path: str | None = ranged(None, help="cached index written by `dima data index`")
     image_cache: str | None = ranged(
-        None, help="pre-decoded images at image_size written by `dima data cache` (read instead of the JPEGs; "
-        "identical items); a cache of other data or another size is refused with the rebuild command"
+        None,
+        help="pre-decoded images at image_size written by `dima data cache` (read instead of the JPEGs; "
+        "identical items); a cache of other data or another size is refused with the rebuild command",
     )
 
     image_size: tuple[int, int] = ranged((360, 640), lo=16, hi=4096, help="network input (height, width) in pixels")

@@ -87,8 +87,13 @@ class DrivingDataset(Dataset):
             are identical either way.
     """
 
-    def __init__(self, index: SampleIndex, cfg: DataConfig | None = None, load_images: bool = True,
-                 image_cache: ImageCache | None = None):
+    def __init__(
+        self,
+        index: SampleIndex,
+        cfg: DataConfig | None = None,
+        load_images: bool = True,
+        image_cache: ImageCache | None = None,
+    ):
         self.index = index
         self.cfg = cfg if cfg is not None else DataConfig()
         self.load_images = load_images
@@ -159,8 +164,10 @@ class DrivingDataset(Dataset):
         if self.cfg.agents_in_perception_range and len(agents):
             x, y = agents.boxes[:, 0], agents.boxes[:, 1]
             inside = (
-                (x >= PERCEPTION_X_RANGE[0]) & (x <= PERCEPTION_X_RANGE[1])
-                & (y >= PERCEPTION_Y_RANGE[0]) & (y <= PERCEPTION_Y_RANGE[1])
+                (x >= PERCEPTION_X_RANGE[0])
+                & (x <= PERCEPTION_X_RANGE[1])
+                & (y >= PERCEPTION_Y_RANGE[0])
+                & (y <= PERCEPTION_Y_RANGE[1])
             )
             keep = keep[inside]
         # Nearest first, so truncation to max_agents drops the farthest.

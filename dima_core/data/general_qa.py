@@ -45,8 +45,9 @@ class GeneralQAConfig:
     """``joint.general_qa`` of a stage-2 config."""
 
     path: str | None = ranged(
-        None, help="local .json (list of records) or .jsonl file of general QA; ~ and $VARS expand; relative paths "
-        "resolve against the working directory, then the repository"
+        None,
+        help="local .json (list of records) or .jsonl file of general QA; ~ and $VARS expand; relative paths "
+        "resolve against the working directory, then the repository",
     )
     ratio: float = ranged(0.0, lo=0.0, hi=1.0, help="probability that a sample's QA pair comes from the general set")
 
@@ -150,8 +151,9 @@ def load_general_qa(path: str | os.PathLike) -> list[QAPair]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise GeneralQAFormatError(source, f"line {exc.lineno}", f"not valid JSON: {exc.msg} "
-                                       f"(column {exc.colno})") from None
+            raise GeneralQAFormatError(
+                source, f"line {exc.lineno}", f"not valid JSON: {exc.msg} (column {exc.colno})"
+            ) from None
         if not isinstance(data, list):
             raise GeneralQAFormatError(source, "", f"top level must be a list of records, got {type(data).__name__}")
         for index, record in enumerate(data):

@@ -87,8 +87,9 @@ def _check_cameras(sample: DrivingSample) -> None:
         raise ImageCacheError(f"sample {sample.token} has cameras {names}, the cache stores {CAMERA_NAMES} in order")
 
 
-def cache_key(index: SampleIndex, image_size: Sequence[int], interpolation: str,
-              tokens: Sequence[str] | None = None) -> dict[str, Any]:
+def cache_key(
+    index: SampleIndex, image_size: Sequence[int], interpolation: str, tokens: Sequence[str] | None = None
+) -> dict[str, Any]:
     """What a cache's pixels depend on (module docstring); ``tokens`` (default: the whole index) are its rows."""
     tokens = list(index.tokens()) if tokens is None else list(tokens)
     samples = [index.get(token) for token in tokens]
@@ -122,8 +123,9 @@ def _key_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     return out
 
 
-def _decode_rows(paths: Sequence[Sequence[str]], tokens: Sequence[str], image_size: Sequence[int],
-                 interpolation: str) -> tuple[np.ndarray, np.ndarray]:
+def _decode_rows(
+    paths: Sequence[Sequence[str]], tokens: Sequence[str], image_size: Sequence[int], interpolation: str
+) -> tuple[np.ndarray, np.ndarray]:
     """``(pixels (n, 6, 3, H, W) uint8, source_hw (n, 6, 2) int32)`` of ``n`` samples' camera images."""
     from dima_core.data.images import load_image, resize_image
 
@@ -153,9 +155,16 @@ def _decode_chunk(args: tuple[str, int, list[list[str]], list[str], list[int], s
     return start, source_hw
 
 
-def build_image_cache(index: SampleIndex, out: str | os.PathLike, image_size: Sequence[int],
-                      interpolation: str = "area", workers: int = 1, overwrite: bool = False,
-                      progress: bool = False, chunk: int = 64) -> ImageCache:
+def build_image_cache(
+    index: SampleIndex,
+    out: str | os.PathLike,
+    image_size: Sequence[int],
+    interpolation: str = "area",
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = False,
+    chunk: int = 64,
+) -> ImageCache:
     """Decode every camera image of ``index`` once into a cache at ``out`` (written to a temporary directory next to
     it, then renamed into place, so a reader never sees a partial cache).
 
@@ -178,16 +187,20 @@ def build_image_cache(index: SampleIndex, out: str | os.PathLike, image_size: Se
             existing = ImageCache.open(out)
         except ImageCacheError as exc:
             if not overwrite:
-                raise ImageCacheError(f"{out} holds an unreadable image cache ({exc}); remove it or overwrite it "
-                                      "(`dima data cache --force`)") from exc
+                raise ImageCacheError(
+                    f"{out} holds an unreadable image cache ({exc}); remove it or overwrite it "
+                    "(`dima data cache --force`)"
+                ) from exc
         else:
             differences = _key_differences(existing.key, key)
             if not differences:
                 log.info("image cache %s is up to date (%d samples)", out, len(existing))
                 return existing
             if not overwrite:
-                raise ImageCacheError(f"{out} holds an image cache for other data ({'; '.join(differences)}): "
-                                      "rebuild it with `dima data cache --force` or choose another --out")
+                raise ImageCacheError(
+                    f"{out} holds an image cache for other data ({'; '.join(differences)}): "
+                    "rebuild it with `dima data cache --force` or choose another --out"
+                )
     elif out.exists() and any(out.iterdir()):
         raise ImageCacheError(f"{out} exists and is not an image cache: choose an empty or new directory")
 
@@ -197,8 +210,9 @@ def build_image_cache(index: SampleIndex, out: str | os.PathLike, image_size: Se
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         images_path = tmp / IMAGES_FILE
-        images = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8,
-                                           shape=(len(tokens), len(CAMERA_NAMES), 3, height, width))
+        images = np.lib.format.open_memmap(
+            images_path, mode="w+", dtype=np.uint8, shape=(len(tokens), len(CAMERA_NAMES), 3, height, width)
+        )
         source_hw = np.zeros((len(tokens), len(CAMERA_NAMES), 2), np.int32)
         paths = [[cam.image_path for cam in index.get(token).cameras] for token in tokens]
         starts = list(range(0, len(tokens), chunk))
@@ -209,8 +223,9 @@ def build_image_cache(index: SampleIndex, out: str | os.PathLike, image_size: Se
             bar = tqdm(total=len(tokens), desc="image cache", unit="sample")
         if workers == 1:
             for start in starts:
-                pixels, hw = _decode_rows(paths[start : start + chunk], tokens[start : start + chunk], image_size,
-                                          interpolation)
+                pixels, hw = _decode_rows(
+                    paths[start : start + chunk], tokens[start : start + chunk], image_size, interpolation
+                )
                 images[start : start + len(pixels)] = pixels
                 source_hw[start : start + len(pixels)] = hw
                 if bar is not None:
@@ -223,8 +238,17 @@ def build_image_cache(index: SampleIndex, out: str | os.PathLike, image_size: Se
             import multiprocessing
 
             # spawn, not fork: the parent has torch's and OpenCV's thread pools, which a forked child inherits broken
-            jobs = [(str(images_path), start, paths[start : start + chunk], tokens[start : start + chunk],
-                     [height, width], interpolation) for start in starts]
+            jobs = [
+                (
+                    str(images_path),
+                    start,
+                    paths[start : start + chunk],
+                    tokens[start : start + chunk],
+                    [height, width],
+                    interpolation,
+                )
+                for start in starts
+            ]
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 for start, hw in pool.map(_decode_chunk, jobs):
                     source_hw[start : start + len(hw)] = hw
@@ -234,8 +258,14 @@ def build_image_cache(index: SampleIndex, out: str | os.PathLike, image_size: Se
             bar.close()
         np.save(tmp / SOURCE_HW_FILE, source_hw)
         seconds = time.perf_counter() - start_time
-        meta = {"magic": CACHE_MAGIC, "format_version": CACHE_FORMAT_VERSION, "key": key, "tokens": tokens,
-                "created_unix": time.time(), "build_seconds": seconds}
+        meta = {
+            "magic": CACHE_MAGIC,
+            "format_version": CACHE_FORMAT_VERSION,
+            "key": key,
+            "tokens": tokens,
+            "created_unix": time.time(),
+            "build_seconds": seconds,
+        }
         (tmp / META_FILE).write_text(json.dumps(meta))
         # Replace: the old cache (if any) moves aside first, so `out` is always either complete or absent.
         old = None
@@ -248,8 +278,16 @@ def build_image_cache(index: SampleIndex, out: str | os.PathLike, image_size: Se
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("image cache %s: %d samples x %d cameras at %dx%d (%s) in %.1f s", out, len(tokens), len(CAMERA_NAMES),
-             width, height, interpolation, seconds)
+    log.info(
+        "image cache %s: %d samples x %d cameras at %dx%d (%s) in %.1f s",
+        out,
+        len(tokens),
+        len(CAMERA_NAMES),
+        width,
+        height,
+        interpolation,
+        seconds,
+    )
     return ImageCache.open(out)
 
 
@@ -270,9 +308,13 @@ class ImageCache:
         self._checked: set[tuple[Any, ...]] = set()
 
     @staticmethod
-    def open(path: str | os.PathLike, index: SampleIndex | None = None,
-             image_size: Sequence[int] | None = None, interpolation: str | None = None,
-             tokens: Sequence[str] | None = None) -> ImageCache:
+    def open(
+        path: str | os.PathLike,
+        index: SampleIndex | None = None,
+        image_size: Sequence[int] | None = None,
+        interpolation: str | None = None,
+        tokens: Sequence[str] | None = None,
+    ) -> ImageCache:
         """Open and validate a cache.
 
         With ``index`` (and ``image_size``, ``interpolation``), the cache must have been built from that dataset,
@@ -290,8 +332,10 @@ class ImageCache:
         if not isinstance(meta, dict) or meta.get("magic") != CACHE_MAGIC:
             raise ImageCacheError(f"{path} is not a dima image cache")
         if meta.get("format_version") != CACHE_FORMAT_VERSION:
-            raise ImageCacheError(f"image cache {path} has format version {meta.get('format_version')}, this code "
-                                  f"reads {CACHE_FORMAT_VERSION}: rebuild it with `dima data cache --force`")
+            raise ImageCacheError(
+                f"image cache {path} has format version {meta.get('format_version')}, this code "
+                f"reads {CACHE_FORMAT_VERSION}: rebuild it with `dima data cache --force`"
+            )
         try:
             source_hw = np.load(path / SOURCE_HW_FILE)
             header = np.load(path / IMAGES_FILE, mmap_mode="r")
@@ -301,8 +345,10 @@ class ImageCache:
         height, width = key["image_size"]
         expected = (len(cached_tokens), len(CAMERA_NAMES), 3, height, width)
         if header.dtype != np.uint8 or header.shape != expected or source_hw.shape != (*expected[:2], 2):
-            raise ImageCacheError(f"image cache {path} is corrupt: {IMAGES_FILE} is {header.dtype} {header.shape}, "
-                                  f"{SOURCE_HW_FILE} {source_hw.shape}; {META_FILE} describes {expected}")
+            raise ImageCacheError(
+                f"image cache {path} is corrupt: {IMAGES_FILE} is {header.dtype} {header.shape}, "
+                f"{SOURCE_HW_FILE} {source_hw.shape}; {META_FILE} describes {expected}"
+            )
         del header
         cache = ImageCache(path, key, cached_tokens, source_hw)
         if index is not None:
@@ -311,16 +357,23 @@ class ImageCache:
             cache.check(index, image_size, interpolation, tokens)
         return cache
 
-    def check(self, index: SampleIndex, image_size: Sequence[int], interpolation: str,
-              tokens: Sequence[str] | None = None) -> None:
+    def check(
+        self, index: SampleIndex, image_size: Sequence[int], interpolation: str, tokens: Sequence[str] | None = None
+    ) -> None:
         """Raise :class:`ImageCacheError` unless this cache holds ``tokens`` of ``index`` as the dataset wants them.
 
         A check that passed is remembered (per index object, size, interpolation and tokens): the train and val
         datasets of one run share the cache without hashing the image files again.
         """
         wanted_tokens = list(index.tokens()) if tokens is None else list(tokens)
-        memo = (id(index), len(index), int(image_size[0]), int(image_size[1]), interpolation,
-                hash(tuple(wanted_tokens)))
+        memo = (
+            id(index),
+            len(index),
+            int(image_size[0]),
+            int(image_size[1]),
+            interpolation,
+            hash(tuple(wanted_tokens)),
+        )
         if memo in self._checked:
             return
         missing = [t for t in wanted_tokens if t not in self._rows]
@@ -330,15 +383,19 @@ class ImageCache:
             missing_in_index = len(self.tokens) - len(own)
             raise ImageCacheError(
                 f"image cache {self.path} holds {missing_in_index} samples the index of {index.dataroot} lacks: it was "
-                f"built from other data; rebuild it with `dima data cache --force`")
+                f"built from other data; rebuild it with `dima data cache --force`"
+            )
         differences = _key_differences(self.key, cache_key(index, image_size, interpolation, self.tokens))
         if differences:
             raise ImageCacheError(
                 f"image cache {self.path} was built for other data or settings ({'; '.join(differences)}): rebuild it "
-                "with `dima data cache --force` (or point data.dataset.image_cache elsewhere)")
+                "with `dima data cache --force` (or point data.dataset.image_cache elsewhere)"
+            )
         if missing:
-            raise ImageCacheError(f"image cache {self.path} lacks {len(missing)} of the {len(wanted_tokens)} samples "
-                                  f"needed (e.g. {missing[0]}): rebuild it from the full index")
+            raise ImageCacheError(
+                f"image cache {self.path} lacks {len(missing)} of the {len(wanted_tokens)} samples "
+                f"needed (e.g. {missing[0]}): rebuild it from the full index"
+            )
         self._checked.add(memo)
 
     def __len__(self) -> int:

@@ -54,8 +54,9 @@ def resize_image(
     return image, width / src_w, height / src_h
 
 
-def normalise_image(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                    channels_first: bool = False) -> np.ndarray:
+def normalise_image(
+    pixels: np.ndarray, mean: Sequence[float], std: Sequence[float], channels_first: bool = False
+) -> np.ndarray:
     """uint8 RGB -> float32 ``(x / 255 - mean) / std``; ``pixels`` ``(..., H, W, 3)``, or ``(..., 3, H, W)`` with
     ``channels_first``. The same element-wise expression either way, so the two layouts give identical values."""
     shape = (3, 1, 1) if channels_first else (3,)

@@ -184,8 +184,10 @@ class SampleIndex:
             ) from exc
         if not isinstance(payload, dict) or payload.get("magic") != INDEX_MAGIC:
             raise SampleIndexError(f"{path} is not a dima sample index")
-        rebuild = f"rebuild it with `dima data index --dataroot {payload.get('dataroot')} --version " \
-                  f"{payload.get('version')} --out {path}`"
+        rebuild = (
+            f"rebuild it with `dima data index --dataroot {payload.get('dataroot')} --version "
+            f"{payload.get('version')} --out {path}`"
+        )
         if payload.get("format_version") != INDEX_FORMAT_VERSION:
             raise SampleIndexError(
                 f"sample index {path} has format version {payload.get('format_version')}, this code reads "
@@ -203,7 +205,8 @@ class SampleIndex:
             current = dataset_fingerprint(payload["dataroot"], payload["version"], payload.get("extra_files", []))
             if current != payload["fingerprint"]:
                 changed = sorted(
-                    k for k in set(current) | set(payload["fingerprint"])
+                    k
+                    for k in set(current) | set(payload["fingerprint"])
                     if current.get(k) != payload["fingerprint"].get(k)
                 )
                 raise SampleIndexError(

@@ -64,9 +64,7 @@ def constant_velocity_plan(speed: float, yaw_rate: float = 0.0, times_s: np.ndar
     t = np.asarray(times_s, np.float64)
     if abs(yaw_rate) < 1e-6:  # the arc formula divides by the yaw rate; a straight line is its limit
         return np.stack([speed * t, np.zeros_like(t)], axis=-1)
-    return np.stack(
-        [speed * np.sin(yaw_rate * t) / yaw_rate, speed * (1.0 - np.cos(yaw_rate * t)) / yaw_rate], axis=-1
-    )
+    return np.stack([speed * np.sin(yaw_rate * t) / yaw_rate, speed * (1.0 - np.cos(yaw_rate * t)) / yaw_rate], axis=-1)
 
 
 def _past_velocity(sample: DrivingSample) -> np.ndarray | None:
@@ -117,9 +115,7 @@ ADMLP_FEATURE_NAMES: tuple[str, ...] = (
     + tuple(f"command_{name}" for name in COMMAND_NAMES)
 )
 # Smallest spread each input is standardised with, in its own unit (module docstring).
-ADMLP_SPREAD_FLOOR = np.array(
-    [1.0, 0.5, 0.5, 0.1] + [0.5] * (PAST_STEPS * 2) + [1.0] * len(COMMAND_NAMES), np.float32
-)
+ADMLP_SPREAD_FLOOR = np.array([1.0, 0.5, 0.5, 0.1] + [0.5] * (PAST_STEPS * 2) + [1.0] * len(COMMAND_NAMES), np.float32)
 # An input is reported out of range when it lies at least this many (floored) spreads outside the fitted range.
 OUT_OF_RANGE_SPREADS = 1.0
 
@@ -290,8 +286,11 @@ class ADMLPBaseline:
         if "lo" not in state or "hi" not in state:
             # Saved before the robust standardisation: its weights were fitted on the 1e-6-floored spread, which
             # must stay as it is; with no fitted range stored, nothing is clipped or reported out of range.
-            log.warning("AD-MLP model %s predates the fitted-range clipping: inputs are neither clipped nor checked "
-                        "against the training range (refit it for the robust standardisation)", path)
+            log.warning(
+                "AD-MLP model %s predates the fitted-range clipping: inputs are neither clipped nor checked "
+                "against the training range (refit it for the robust standardisation)",
+                path,
+            )
             state["lo"] = torch.full((ADMLP_INPUT_DIM,), float("-inf"))
             state["hi"] = torch.full((ADMLP_INPUT_DIM,), float("inf"))
         model = cls._build(config, {key: state[key].numpy() for key in ("mean", "std", "lo", "hi")})
@@ -323,21 +322,32 @@ class ADMLPBaseline:
                 log.warning(
                     "AD-MLP input %s = %.4g is %.1f spreads outside the range fitted on the training split "
                     "[%.4g, %.4g]: clipped to it (the training split lacks such samples; see the report's "
-                    "input_range)", ADMLP_FEATURE_NAMES[j], features[row, j], excess[row, j], lo[j], hi[j],
+                    "input_range)",
+                    ADMLP_FEATURE_NAMES[j],
+                    features[row, j],
+                    excess[row, j],
+                    lo[j],
+                    hi[j],
                 )
 
     def input_report(self) -> dict[str, object]:
         """What the planned inputs looked like against the fitted range (the ``input_range`` report field)."""
         lo, hi = self.fitted_range()
         features = {
-            ADMLP_FEATURE_NAMES[j]: {"samples": int(self._feature_out[j]),
-                                     "max_spreads_outside": round(float(self._feature_excess[j]), 3),
-                                     "fitted_range": [float(lo[j]), float(hi[j])]}
+            ADMLP_FEATURE_NAMES[j]: {
+                "samples": int(self._feature_out[j]),
+                "max_spreads_outside": round(float(self._feature_excess[j]), 3),
+                "fitted_range": [float(lo[j]), float(hi[j])],
+            }
             for j in np.flatnonzero(self._feature_out)
         }
-        return {"planned_samples": self._planned, "samples_out_of_range": self._samples_out,
-                "threshold_spreads": OUT_OF_RANGE_SPREADS, "clipped_to_fitted_range": True,
-                "features_out_of_range": features}
+        return {
+            "planned_samples": self._planned,
+            "samples_out_of_range": self._samples_out,
+            "threshold_spreads": OUT_OF_RANGE_SPREADS,
+            "clipped_to_fitted_range": True,
+            "features_out_of_range": features,
+        }
 
     def plan_batch(self, features: np.ndarray) -> np.ndarray:
         """(B, ADMLP_INPUT_DIM) features -> (B, 6, 2) float64 positions."""

@@ -210,8 +210,9 @@ def validate_episode_log(log: EpisodeLog) -> None:
         raise _shape_error("ego", (k, 6), ego.shape)
     bad = ~np.isfinite(ego).all(axis=1)
     if bad.any():
-        raise ValueError(f"EpisodeLog.ego has NaN or infinite values in {int(bad.sum())} rows (first at step "
-                         f"{int(np.argmax(bad))})")
+        raise ValueError(
+            f"EpisodeLog.ego has NaN or infinite values in {int(bad.sum())} rows (first at step {int(np.argmax(bad))})"
+        )
     for name in ("ego_length", "ego_width"):
         value = getattr(log, name)
         if not (math.isfinite(value) and value > 0):
@@ -287,8 +288,14 @@ def box_corners(
 
 
 def boxes_overlap(
-    c1: np.ndarray, yaw1: np.ndarray, hl1: np.ndarray, hw1: np.ndarray,
-    c2: np.ndarray, yaw2: np.ndarray, hl2: np.ndarray, hw2: np.ndarray,
+    c1: np.ndarray,
+    yaw1: np.ndarray,
+    hl1: np.ndarray,
+    hw1: np.ndarray,
+    c2: np.ndarray,
+    yaw2: np.ndarray,
+    hl2: np.ndarray,
+    hw2: np.ndarray,
 ) -> np.ndarray:
     """Whether oriented rectangles overlap (separating-axis test; touching edges do not count).
 
@@ -331,7 +338,11 @@ class _Route:
         self.length = float(self.s[-1])
 
     def locate(
-        self, q: np.ndarray, lo: float, hi: float, direction: np.ndarray | None,
+        self,
+        q: np.ndarray,
+        lo: float,
+        hi: float,
+        direction: np.ndarray | None,
         penalty: float = ROUTE_DIRECTION_PENALTY_M,
     ) -> float:
         """Arc length of the point of the route within [lo, hi] nearest to ``q`` (2,), a segment pointing against
@@ -453,11 +464,22 @@ class _Scene:
         agents = np.where(present[..., None], agents, 0.0)
         sizes = np.asarray(log.agent_sizes, np.float64).reshape(-1, 2)
         return cls(
-            k=ego.shape[0], dt=float(log.dt), times=np.asarray(log.times, np.float64),
-            rear=ego[:, :2], centre=log.ego_box_centres().astype(np.float64), yaw=ego[:, EGO_YAW],
-            speed=ego[:, EGO_SPEED], accel=ego[:, EGO_ACCEL], hl=log.ego_length / 2.0, hw=log.ego_width / 2.0,
-            ag_xy=agents[..., :2], ag_yaw=agents[..., 2], ag_speed=agents[..., 3],
-            ag_hl=sizes[:, 0] / 2.0, ag_hw=sizes[:, 1] / 2.0, present=present,
+            k=ego.shape[0],
+            dt=float(log.dt),
+            times=np.asarray(log.times, np.float64),
+            rear=ego[:, :2],
+            centre=log.ego_box_centres().astype(np.float64),
+            yaw=ego[:, EGO_YAW],
+            speed=ego[:, EGO_SPEED],
+            accel=ego[:, EGO_ACCEL],
+            hl=log.ego_length / 2.0,
+            hw=log.ego_width / 2.0,
+            ag_xy=agents[..., :2],
+            ag_yaw=agents[..., 2],
+            ag_speed=agents[..., 3],
+            ag_hl=sizes[:, 0] / 2.0,
+            ag_hw=sizes[:, 1] / 2.0,
+            present=present,
         )
 
     @property
@@ -475,8 +497,14 @@ def _contacts(sc: _Scene) -> np.ndarray:
     a_idx, k_idx = np.nonzero(sc.present & (dist < reach[:, None]))
     if len(a_idx):
         out[a_idx, k_idx] = boxes_overlap(
-            sc.centre[k_idx], sc.yaw[k_idx], sc.hl, sc.hw,
-            sc.ag_xy[a_idx, k_idx], sc.ag_yaw[a_idx, k_idx], sc.ag_hl[a_idx], sc.ag_hw[a_idx],
+            sc.centre[k_idx],
+            sc.yaw[k_idx],
+            sc.hl,
+            sc.hw,
+            sc.ag_xy[a_idx, k_idx],
+            sc.ag_yaw[a_idx, k_idx],
+            sc.ag_hl[a_idx],
+            sc.ag_hw[a_idx],
         )
     return out
 
@@ -485,9 +513,7 @@ def _footprint_polygon(sc: _Scene, k: int) -> Polygon:
     return Polygon(box_corners_2d(sc.centre[k, 0], sc.centre[k, 1], sc.yaw[k], 2 * sc.hl, 2 * sc.hw))
 
 
-def _classify(
-    sc: _Scene, log: EpisodeLog, a: int, k: int, static: bool, lane_polys: list[Polygon]
-) -> tuple[str, bool]:
+def _classify(sc: _Scene, log: EpisodeLog, a: int, k: int, static: bool, lane_polys: list[Polygon]) -> tuple[str, bool]:
     """nuPlan-style collision type of the first contact with agent ``a`` at step ``k``, and whether the ego is at
     fault. ``lane_polys`` caches the lane outlines (buffered by DRIVABLE_TOLERANCE_M) across calls."""
     v_ego = float(sc.speed[k])
@@ -508,15 +534,14 @@ def _classify(
     p, q = corners[[0, 3]] if v_ego > 0 else corners[[1, 2]]
     inset = min(FRONT_EDGE_INSET_M, 0.25 * 2 * sc.hw) / (2 * sc.hw)
     edge = LineString([p + inset * (q - p), q - inset * (q - p)])
-    agent_poly = Polygon(box_corners_2d(sc.ag_xy[a, k, 0], sc.ag_xy[a, k, 1], sc.ag_yaw[a, k],
-                                        2 * sc.ag_hl[a], 2 * sc.ag_hw[a]))
+    agent_poly = Polygon(
+        box_corners_2d(sc.ag_xy[a, k, 0], sc.ag_xy[a, k, 1], sc.ag_yaw[a, k], 2 * sc.ag_hl[a], 2 * sc.ag_hw[a])
+    )
     if edge.intersects(agent_poly):
         return "active_front", True
     # nuPlan: a side contact is the ego's fault only when it was not keeping to a single lane.
     if not lane_polys:
-        lane_polys.extend(
-            Polygon(np.asarray(ln.polygon, np.float64)).buffer(DRIVABLE_TOLERANCE_M) for ln in log.lanes
-        )
+        lane_polys.extend(Polygon(np.asarray(ln.polygon, np.float64)).buffer(DRIVABLE_TOLERANCE_M) for ln in log.lanes)
     ego_poly = _footprint_polygon(sc, k)
     in_one_lane = any(p.contains(ego_poly) for p in lane_polys)
     return "active_lateral", not in_one_lane
@@ -530,12 +555,19 @@ def _collisions(sc: _Scene, log: EpisodeLog, contact: np.ndarray) -> list[Collis
     for a in np.nonzero(contact.any(axis=1))[0]:
         k = int(np.argmax(contact[a]))
         kind, at_fault = _classify(sc, log, int(a), k, bool(static[a]), lane_polys)
-        records.append(CollisionRecord(
-            agent_id=int(ids[a]), category=str(log.agent_categories[a]),
-            agent_type=agent_type(str(log.agent_categories[a]), bool(static[a])), step=k,
-            time=float(sc.times[k]), kind=kind, at_fault=at_fault, ego_speed=float(sc.speed[k]),
-            agent_speed=float(sc.ag_speed[a, k]),
-        ))
+        records.append(
+            CollisionRecord(
+                agent_id=int(ids[a]),
+                category=str(log.agent_categories[a]),
+                agent_type=agent_type(str(log.agent_categories[a]), bool(static[a])),
+                step=k,
+                time=float(sc.times[k]),
+                kind=kind,
+                at_fault=at_fault,
+                ego_speed=float(sc.speed[k]),
+                agent_speed=float(sc.ag_speed[a, k]),
+            )
+        )
     records.sort(key=lambda r: (r.step, r.agent_id))
     return records
 
@@ -609,8 +641,11 @@ def _ttc_violations(sc: _Scene, contact: np.ndarray) -> np.ndarray:
     motion = u * np.sign(sc.speed)[:, None]  # (K, 2)
     rel = sc.ag_xy - sc.centre[None]  # (A, K, 2)
     ahead_or_beside = (rel * motion[None]).sum(-1) > -sc.hl  # centre not behind the ego's trailing edge
-    reach = (math.hypot(sc.hl, sc.hw) + np.hypot(sc.ag_hl, sc.ag_hw)[:, None]
-             + (np.abs(sc.speed)[None] + np.abs(sc.ag_speed)) * TTC_HORIZON_S)
+    reach = (
+        math.hypot(sc.hl, sc.hw)
+        + np.hypot(sc.ag_hl, sc.ag_hw)[:, None]
+        + (np.abs(sc.speed)[None] + np.abs(sc.ag_speed)) * TTC_HORIZON_S
+    )
     cand = sc.present & moving[None] & ahead_or_beside & ~contact & (np.linalg.norm(rel, axis=-1) < reach)
     a_idx, k_idx = np.nonzero(cand)
     if not len(a_idx):
@@ -621,8 +656,14 @@ def _ttc_violations(sc: _Scene, contact: np.ndarray) -> np.ndarray:
     ego_c = sc.centre[k_idx][:, None] + ego_vel[:, None] * taus[None, :, None]  # (N, T, 2)
     ag_c = sc.ag_xy[a_idx, k_idx][:, None] + ag_vel[:, None] * taus[None, :, None]
     hit = boxes_overlap(
-        ego_c, sc.yaw[k_idx][:, None], sc.hl, sc.hw,
-        ag_c, sc.ag_yaw[a_idx, k_idx][:, None], sc.ag_hl[a_idx][:, None], sc.ag_hw[a_idx][:, None],
+        ego_c,
+        sc.yaw[k_idx][:, None],
+        sc.hl,
+        sc.hw,
+        ag_c,
+        sc.ag_yaw[a_idx, k_idx][:, None],
+        sc.ag_hl[a_idx][:, None],
+        sc.ag_hw[a_idx][:, None],
     ).any(axis=1)
     viol[k_idx[hit]] = True
     return viol
@@ -737,7 +778,8 @@ def score_episode(log: EpisodeLog, reference: EpisodeMetrics | None = None) -> E
     signals = comfort_signals(sc)
     peaks = {name: float(np.abs(sig).max()) for name, sig in signals.items()}
     violations = [
-        name for name, sig in signals.items()
+        name
+        for name, sig in signals.items()
         if (sig < COMFORT_BOUNDS[name][0]).any() or (sig > COMFORT_BOUNDS[name][1]).any()
     ]
     comfort = 0.0 if violations else 1.0
@@ -746,20 +788,47 @@ def score_episode(log: EpisodeLog, reference: EpisodeMetrics | None = None) -> E
     timeout = log.ended_early.split(":")[0].strip() in TIMEOUT_REASONS
     score = combine_score(nc, dac, ddc, ep, ttc, comfort)
     success = (
-        not at_fault and dac == 1.0 and not stuck and not timeout
+        not at_fault
+        and dac == 1.0
+        and not stuck
+        and not timeout
         and progress >= SUCCESS_MIN_PROGRESS_RATIO * expert - 1e-9
     )
     return EpisodeMetrics(
-        scenario=log.scenario, seed=int(log.seed), policy=log.policy, num_steps=sc.k, duration_s=float(log.duration),
-        score=score, success=bool(success), nc=nc, dac=dac, ddc=ddc, ep=ep, ttc=ttc, comfort=comfort,
-        collisions=collisions, num_collisions=len(collisions), num_at_fault_collisions=len(at_fault),
-        at_fault_by_type=by_type, max_outside_drivable_m=max_out, frac_steps_outside_drivable=frac_out,
-        max_wrong_way_m=wrong_way, progress_m=progress, expert_progress_m=expert,
+        scenario=log.scenario,
+        seed=int(log.seed),
+        policy=log.policy,
+        num_steps=sc.k,
+        duration_s=float(log.duration),
+        score=score,
+        success=bool(success),
+        nc=nc,
+        dac=dac,
+        ddc=ddc,
+        ep=ep,
+        ttc=ttc,
+        comfort=comfort,
+        collisions=collisions,
+        num_collisions=len(collisions),
+        num_at_fault_collisions=len(at_fault),
+        at_fault_by_type=by_type,
+        max_outside_drivable_m=max_out,
+        frac_steps_outside_drivable=frac_out,
+        max_wrong_way_m=wrong_way,
+        progress_m=progress,
+        expert_progress_m=expert,
         progress_ratio=progress / expert if expert >= EP_MIN_REFERENCE_PROGRESS_M else None,
-        route_length_m=route.length, route_completion=completion, num_ttc_violation_steps=int(ttc_viol.sum()),
+        route_length_m=route.length,
+        route_completion=completion,
+        num_ttc_violation_steps=int(ttc_viol.sum()),
         first_ttc_violation_time=float(sc.times[int(np.argmax(ttc_viol))]) if ttc_viol.any() else None,
-        comfort_peaks=peaks, comfort_violations=violations, stuck=stuck, timeout=timeout,
-        ended_early=log.ended_early, rejected_plans=int(log.rejected_plans), waived=waived,
+        comfort_peaks=peaks,
+        comfort_violations=violations,
+        stuck=stuck,
+        timeout=timeout,
+        ended_early=log.ended_early,
+        rejected_plans=int(log.rejected_plans),
+        waived=waived,
     )
 
 

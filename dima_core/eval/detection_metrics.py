@@ -62,14 +62,28 @@ DEVKIT_FORMULA = (
 
 # mmdet3d's default attribute per class, used when a box is (nearly) static; the head predicts no attributes.
 _DEFAULT_ATTRIBUTE = {
-    "car": "vehicle.parked", "truck": "vehicle.parked", "bus": "vehicle.moving", "trailer": "vehicle.parked",
-    "construction_vehicle": "vehicle.parked", "pedestrian": "pedestrian.standing",
-    "motorcycle": "cycle.without_rider", "bicycle": "cycle.without_rider", "barrier": "", "traffic_cone": "",
+    "car": "vehicle.parked",
+    "truck": "vehicle.parked",
+    "bus": "vehicle.moving",
+    "trailer": "vehicle.parked",
+    "construction_vehicle": "vehicle.parked",
+    "pedestrian": "pedestrian.standing",
+    "motorcycle": "cycle.without_rider",
+    "bicycle": "cycle.without_rider",
+    "barrier": "",
+    "traffic_cone": "",
 }
 _MOVING_ATTRIBUTE = {
-    "car": "vehicle.moving", "truck": "vehicle.moving", "bus": "vehicle.moving", "trailer": "vehicle.moving",
-    "construction_vehicle": "vehicle.moving", "pedestrian": "pedestrian.moving", "motorcycle": "cycle.with_rider",
-    "bicycle": "cycle.with_rider", "barrier": "", "traffic_cone": "",
+    "car": "vehicle.moving",
+    "truck": "vehicle.moving",
+    "bus": "vehicle.moving",
+    "trailer": "vehicle.moving",
+    "construction_vehicle": "vehicle.moving",
+    "pedestrian": "pedestrian.moving",
+    "motorcycle": "cycle.with_rider",
+    "bicycle": "cycle.with_rider",
+    "barrier": "",
+    "traffic_cone": "",
 }
 _MOVING_SPEED = 0.2  # m/s, mmdet3d's threshold
 
@@ -90,8 +104,10 @@ class DetectionFrame:
 def _in_range(xy: np.ndarray) -> np.ndarray:
     x, y = xy[:, 0], xy[:, 1]
     return (
-        (x >= PERCEPTION_X_RANGE[0]) & (x <= PERCEPTION_X_RANGE[1])
-        & (y >= PERCEPTION_Y_RANGE[0]) & (y <= PERCEPTION_Y_RANGE[1])
+        (x >= PERCEPTION_X_RANGE[0])
+        & (x <= PERCEPTION_X_RANGE[1])
+        & (y >= PERCEPTION_Y_RANGE[0])
+        & (y <= PERCEPTION_Y_RANGE[1])
     )
 
 
@@ -150,21 +166,24 @@ def _eval_boxes(frames: Mapping[str, DetectionFrame], restrict_range: bool) -> A
         keep = _in_range(boxes[:, :2]) if restrict_range and len(boxes) else np.ones(len(boxes), bool)
         velocities = (
             np.asarray(frame.velocities, np.float64).reshape(-1, 2)
-            if frame.velocities is not None else np.full((len(boxes), 2), np.nan)
+            if frame.velocities is not None
+            else np.full((len(boxes), 2), np.nan)
         )
         items = []
         for i in np.flatnonzero(keep):
             b = boxes[i]
-            items.append(DetectionBox(
-                sample_token=token,
-                translation=(float(b[0]), float(b[1]), float(b[2])),
-                size=(float(b[3]), float(b[4]), float(b[5])),  # devkit wlh, our order
-                rotation=tuple(Quaternion(axis=[0.0, 0.0, 1.0], angle=float(b[6])).elements),
-                velocity=(float(velocities[i, 0]), float(velocities[i, 1])),
-                ego_translation=(float(b[0]), float(b[1]), float(b[2])),
-                detection_name=DETECTION_CLASSES[int(frame.labels[i])],
-                detection_score=float(frame.scores[i]) if frame.scores is not None else -1.0,
-            ))
+            items.append(
+                DetectionBox(
+                    sample_token=token,
+                    translation=(float(b[0]), float(b[1]), float(b[2])),
+                    size=(float(b[3]), float(b[4]), float(b[5])),  # devkit wlh, our order
+                    rotation=tuple(Quaternion(axis=[0.0, 0.0, 1.0], angle=float(b[6])).elements),
+                    velocity=(float(velocities[i, 0]), float(velocities[i, 1])),
+                    ego_translation=(float(b[0]), float(b[1]), float(b[2])),
+                    detection_name=DETECTION_CLASSES[int(frame.labels[i])],
+                    detection_score=float(frame.scores[i]) if frame.scores is not None else -1.0,
+                )
+            )
         out.add_boxes(token, items)
     return out
 
@@ -215,7 +234,8 @@ def matching_detection_ap(
                     tp_per_class[name] = {}
                     for metric in TP_METRICS:
                         skip = (name == "traffic_cone" and metric in ("orient_err", "vel_err")) or (
-                            name == "barrier" and metric == "vel_err")
+                            name == "barrier" and metric == "vel_err"
+                        )
                         tp_per_class[name][metric] = float("nan") if skip else calc_tp(md, MIN_RECALL, metric)
             entry["ap_mean"] = float(np.mean(aps))
         per_class[name] = entry
@@ -278,9 +298,7 @@ def submission_boxes(frame: DetectionFrame, token: str, ego_to_global: np.ndarra
     transform = np.asarray(ego_to_global, np.float64)
     rot = transform[:3, :3]
     ego_q = Quaternion(matrix=rot, rtol=1e-5, atol=1e-6)
-    velocities = (
-        np.asarray(frame.velocities, np.float64) if frame.velocities is not None else np.zeros((len(frame), 2))
-    )
+    velocities = np.asarray(frame.velocities, np.float64) if frame.velocities is not None else np.zeros((len(frame), 2))
     entries = []
     for i in range(len(frame)):
         b = np.asarray(frame.boxes[i], np.float64)
@@ -289,16 +307,18 @@ def submission_boxes(frame: DetectionFrame, token: str, ego_to_global: np.ndarra
         v = np.nan_to_num(velocities[i])
         v_global = rot @ np.array([v[0], v[1], 0.0])
         name = DETECTION_CLASSES[int(frame.labels[i])]
-        entries.append({
-            "sample_token": token,
-            "translation": centre.tolist(),
-            "size": b[3:6].tolist(),
-            "rotation": list(q.elements),
-            "velocity": v_global[:2].tolist(),
-            "detection_name": name,
-            "detection_score": float(frame.scores[i]) if frame.scores is not None else 1.0,
-            "attribute_name": _attribute(name, v),
-        })
+        entries.append(
+            {
+                "sample_token": token,
+                "translation": centre.tolist(),
+                "size": b[3:6].tolist(),
+                "rotation": list(q.elements),
+                "velocity": v_global[:2].tolist(),
+                "detection_name": name,
+                "detection_score": float(frame.scores[i]) if frame.scores is not None else 1.0,
+                "attribute_name": _attribute(name, v),
+            }
+        )
     return entries
 
 
@@ -328,13 +348,16 @@ def devkit_detection_eval(
     }
     path = output_dir / "detection_submission.json"
     path.write_text(json.dumps(submission), encoding="utf-8")
-    evaluator = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(path), eval_set,
-                              output_dir=str(output_dir), verbose=False)
+    evaluator = DetectionEval(
+        nusc, config_factory("detection_cvpr_2019"), str(path), eval_set, output_dir=str(output_dir), verbose=False
+    )
     metrics, _ = evaluator.evaluate()
     summary = metrics.serialize()
     per_class = {
-        name: {"ap": {f"{float(d):g}": float(v) for d, v in summary["label_aps"][name].items()},
-               "ap_mean": float(summary["mean_dist_aps"][name])}
+        name: {
+            "ap": {f"{float(d):g}": float(v) for d, v in summary["label_aps"][name].items()},
+            "ap_mean": float(summary["mean_dist_aps"][name]),
+        }
         for name in summary["mean_dist_aps"]
     }
     tp_names = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE", "attr_err": "mAAE"}

@@ -24,8 +24,9 @@ from dima_core.eval.planner_inference import LoadedPlanner, loaded_planner_view
 from dima_core.models.dima import MODES, ModePlanner, load_dima
 
 
-def load_planner_for_mode(checkpoint: str | os.PathLike, mode: str = "vision", llm: nn.Module | None = None,
-                          tokenizer: Any = None) -> LoadedPlanner:
+def load_planner_for_mode(
+    checkpoint: str | os.PathLike, mode: str = "vision", llm: nn.Module | None = None, tokenizer: Any = None
+) -> LoadedPlanner:
     """A :class:`LoadedPlanner` whose ``model`` plans in ``mode`` (VisionPlanner's call signature in all modes).
 
     ``vision`` yields the bare :class:`~dima_core.models.VisionPlanner` (the deployed network); the teacher modes

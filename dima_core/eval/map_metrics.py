@@ -92,8 +92,11 @@ def decode_map(polylines: np.ndarray, scores: np.ndarray, score_threshold: float
     labels = scores.argmax(axis=1)
     best = scores.max(axis=1)
     keep = best >= score_threshold
-    return MapFrame(polylines=np.asarray(polylines, np.float64)[keep], labels=labels[keep].astype(np.int64),
-                    scores=best[keep].astype(np.float64))
+    return MapFrame(
+        polylines=np.asarray(polylines, np.float64)[keep],
+        labels=labels[keep].astype(np.int64),
+        scores=best[keep].astype(np.float64),
+    )
 
 
 def gt_map(sample: Any) -> MapFrame:
@@ -132,7 +135,8 @@ def map_ap(
                 continue
             sel = np.flatnonzero(np.asarray(p.labels) == c)
             pred_lines = np.asarray([resample_polyline(p.polylines[i], num_points) for i in sel]).reshape(
-                len(sel), num_points, 2)
+                len(sel), num_points, 2
+            )
             cd = chamfer_matrix(pred_lines, np.asarray(gt_lines).reshape(len(gt_lines), num_points, 2))
             for row, i in enumerate(sel):
                 scores.append(float(p.scores[i]) if p.scores is not None else 1.0)

@@ -112,7 +112,7 @@ class InferenceResult:
             "median_ms_per_frame": float(np.median(arr)) if arr.size else None,
             "p90_ms_per_frame": float(np.percentile(arr, 90)) if arr.size else None,
             "note": "model forward (with the history BEV of temporal models) per frame = batch time / batch size; "
-                    "data loading excluded; first batch excluded as warm-up",
+            "data loading excluded; first batch excluded as warm-up",
         }
 
 
@@ -189,7 +189,11 @@ def eval_data_config(loaded: LoadedPlanner, dataroot: str, version: str, split: 
     own = loaded.data_config
     same_data = os.path.abspath(str(own.dataroot)) == os.path.abspath(str(dataroot)) and own.version == version
     return dataclasses.replace(
-        own, dataroot=str(dataroot), version=version, split=split, index_path=None,
+        own,
+        dataroot=str(dataroot),
+        version=version,
+        split=split,
+        index_path=None,
         image_cache=own.image_cache if same_data else None,
     )
 
@@ -221,7 +225,8 @@ def eval_index(
         return SampleIndex.load(index_path, dataroot=str(dataroot), version=version)
     cfg = dataclasses.replace(
         eval_data_config(loaded, str(dataroot), version, split),
-        with_map=True, longtail_token_files=list(longtail_token_files),
+        with_map=True,
+        longtail_token_files=list(longtail_token_files),
     )
     return build_index(NuScenesReader.from_config(cfg, nusc=nusc), split=split)
 

@@ -146,9 +146,7 @@ def _check_traj(name: str, traj: np.ndarray, lead: tuple[int, ...] = ()) -> np.n
     return arr
 
 
-def score_batch(
-    pred: np.ndarray, gt: np.ndarray, gt_mask: np.ndarray, occupancy: np.ndarray
-) -> dict[str, np.ndarray]:
+def score_batch(pred: np.ndarray, gt: np.ndarray, gt_mask: np.ndarray, occupancy: np.ndarray) -> dict[str, np.ndarray]:
     """Vectorised per-step scores of B samples.
 
     Args:
@@ -305,7 +303,9 @@ class PlanningMetricAccumulator:
             splits: report splits this sample belongs to (see :func:`sample_splits`).
         """
         scores = score_batch(
-            np.asarray(pred)[None], np.asarray(gt_future)[None], np.asarray(gt_future_mask)[None],
+            np.asarray(pred)[None],
+            np.asarray(gt_future)[None],
+            np.asarray(gt_future_mask)[None],
             np.asarray(occupancy)[None],
         )
         if not scores["valid"][0]:
@@ -326,7 +326,11 @@ class PlanningMetricAccumulator:
                 return False
             occupancy = build_occupancy(sample.agents, self.occupancy_config)
         return self.add(
-            pred, sample.ego_future, sample.ego_future_mask, occupancy, token=sample.token,
+            pred,
+            sample.ego_future,
+            sample.ego_future_mask,
+            occupancy,
+            token=sample.token,
             splits=sample_splits(sample),
         )
 
@@ -391,9 +395,7 @@ def format_table(reports: Mapping[str, Mapping], title: str = "") -> str:
         title: printed above the table.
     """
     cols = [f"{k}s" for k in HORIZONS_S] + ["avg"]
-    header = (
-        ["method", "conv", "N"] + [f"L2 {c}" for c in cols] + [f"Col% {c}" for c in cols]
-    )
+    header = ["method", "conv", "N"] + [f"L2 {c}" for c in cols] + [f"Col% {c}" for c in cols]
     rows: list[list[str]] = []
     for method, rep in reports.items():
         for conv in CONVENTIONS:

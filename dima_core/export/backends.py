@@ -140,8 +140,11 @@ class PlannerBackend(abc.ABC):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def describe(self) -> str:
-        return f"{self.name} on {self.device}" if self.precision == "fp32" else (
-            f"{self.name} {self.precision} on {self.device}")
+        return (
+            f"{self.name} on {self.device}"
+            if self.precision == "fp32"
+            else (f"{self.name} {self.precision} on {self.device}")
+        )
 
 
 def unavailable_reason(backend: str, device: str | None = None) -> str | None:
@@ -153,19 +156,25 @@ def unavailable_reason(backend: str, device: str | None = None) -> str | None:
             import torch
 
             if not torch.cuda.is_available():
-                return ("torch backend requested on cuda but torch sees no CUDA GPU (CPU-only torch build, no NVIDIA "
-                        "driver, or CUDA_VISIBLE_DEVICES empty)")
+                return (
+                    "torch backend requested on cuda but torch sees no CUDA GPU (CPU-only torch build, no NVIDIA "
+                    "driver, or CUDA_VISIBLE_DEVICES empty)"
+                )
         return None
     if backend == "onnxruntime":
         try:
             import onnxruntime
         except ImportError:
-            return ("onnxruntime backend requested but the onnxruntime Python package is not installed; install "
-                    "with pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA)")
+            return (
+                "onnxruntime backend requested but the onnxruntime Python package is not installed; install "
+                "with pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA)"
+            )
         if device == "cuda" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            return ("onnxruntime backend requested on cuda but the CUDAExecutionProvider is not available "
-                    f"(providers: {onnxruntime.get_available_providers()}); install onnxruntime-gpu instead of "
-                    "onnxruntime on a machine with an NVIDIA GPU, or use device cpu")
+            return (
+                "onnxruntime backend requested on cuda but the CUDAExecutionProvider is not available "
+                f"(providers: {onnxruntime.get_available_providers()}); install onnxruntime-gpu instead of "
+                "onnxruntime on a machine with an NVIDIA GPU, or use device cpu"
+            )
         return None
     # tensorrt
     from dima_core.export.tensorrt_engine import current_environment
@@ -192,18 +201,32 @@ def build_backend(config: BackendConfig) -> PlannerBackend:
     if config.backend == "torch":
         from dima_core.export.torch_backend import TorchBackend
 
-        return TorchBackend(checkpoint=config.checkpoint, model_config=config.model_config, device=device,
-                            with_beam=config.with_beam, threads=config.threads, seed=config.seed,
-                            precision=resolve_precision("torch", config.precision))
+        return TorchBackend(
+            checkpoint=config.checkpoint,
+            model_config=config.model_config,
+            device=device,
+            with_beam=config.with_beam,
+            threads=config.threads,
+            seed=config.seed,
+            precision=resolve_precision("torch", config.precision),
+        )
     if config.backend == "onnxruntime":
         from dima_core.export.ort_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(config.onnx, device=device, threads=config.threads,  # type: ignore[arg-type]
-                                  precision=config.precision)
+        return OnnxRuntimeBackend(
+            config.onnx,
+            device=device,
+            threads=config.threads,  # type: ignore[arg-type]
+            precision=config.precision,
+        )
     from dima_core.export.trt_backend import TensorRTBackend
 
-    return TensorRTBackend(config.onnx, precision=resolve_precision("tensorrt", config.precision),  # type: ignore[arg-type]
-                           engine_dir=config.engine_dir, workspace_gib=config.workspace_gib)
+    return TensorRTBackend(
+        config.onnx,
+        precision=resolve_precision("tensorrt", config.precision),  # type: ignore[arg-type]
+        engine_dir=config.engine_dir,
+        workspace_gib=config.workspace_gib,
+    )
 
 
 def create_backend(config: BackendConfig | None = None, **overrides: Any) -> PlannerBackend:

@@ -17,8 +17,13 @@ from types import TracebackType
 class BuildHeartbeat:
     """``with BuildHeartbeat("building TensorRT engine x.engine"): build()`` logs progress while ``build`` runs."""
 
-    def __init__(self, what: str, interval: float = 5.0, logger: logging.Logger | None = None,
-                 hint: str = "this can take minutes; do not interrupt") -> None:
+    def __init__(
+        self,
+        what: str,
+        interval: float = 5.0,
+        logger: logging.Logger | None = None,
+        hint: str = "this can take minutes; do not interrupt",
+    ) -> None:
         self.what = what
         self.interval = interval
         self.hint = hint
@@ -29,8 +34,9 @@ class BuildHeartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
-            self.log.warning("%s ... still running (%.0f s elapsed; %s)", self.what, time.monotonic() - self._start,
-                             self.hint)
+            self.log.warning(
+                "%s ... still running (%.0f s elapsed; %s)", self.what, time.monotonic() - self._start, self.hint
+            )
 
     def __enter__(self) -> BuildHeartbeat:
         self._start = time.monotonic()
@@ -39,8 +45,9 @@ class BuildHeartbeat:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -64,8 +64,9 @@ class FrameSource:
             raise FileNotFoundError(f"dataset root {root} does not exist")
         versions = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("v1.0-"))
         if len(versions) != 1:
-            raise ValueError(f"{root} has table directories {versions or 'none'}: give the version "
-                             "(e.g. v1.0-synth) explicitly")
+            raise ValueError(
+                f"{root} has table directories {versions or 'none'}: give the version (e.g. v1.0-synth) explicitly"
+            )
         return versions[0]
 
 
@@ -145,8 +146,9 @@ def _sample_index(source: FrameSource, cfg: DataConfig, count: int, temporal: bo
         return index, tokens
     # Build only the chosen keyframes (and their predecessors for temporal models), without the GT map nothing
     # here reads: a few seconds instead of indexing the whole split.
-    reader = NuScenesReader.from_config(dataclasses.replace(cfg, dataroot=source.dataroot, version=version,
-                                                            with_map=False))
+    reader = NuScenesReader.from_config(
+        dataclasses.replace(cfg, dataroot=source.dataroot, version=version, with_map=False)
+    )
     tokens = _evenly_spaced(reader.sample_tokens(source.split), count)
     samples = {t: reader.build_sample(t) for t in tokens}
     if temporal:
@@ -154,13 +156,18 @@ def _sample_index(source: FrameSource, cfg: DataConfig, count: int, temporal: bo
             prev = samples[t].prev_token
             if prev and prev not in samples:
                 samples[prev] = reader.build_sample(prev)
-    index = SampleIndex(samples=list(samples.values()), dataroot=reader.dataroot, version=version,
-                        fingerprint=dataset_fingerprint(reader.dataroot, version))
+    index = SampleIndex(
+        samples=list(samples.values()),
+        dataroot=reader.dataroot,
+        version=version,
+        fingerprint=dataset_fingerprint(reader.dataroot, version),
+    )
     return index, tokens
 
 
-def load_frames(model_config: ModelConfig, source: FrameSource, count: int,
-                data_config: DataConfig | None = None) -> list[PlannerFrame]:
+def load_frames(
+    model_config: ModelConfig, source: FrameSource, count: int, data_config: DataConfig | None = None
+) -> list[PlannerFrame]:
     """``count`` keyframes of ``source.split``, evenly spaced in scene order, as this model's inputs.
 
     Raises ValueError when the split has no keyframes (or ``count`` < 1), FileNotFoundError for a missing dataset.
@@ -189,14 +196,23 @@ def load_frames(model_config: ModelConfig, source: FrameSource, count: int,
         if temporal and bool(item["prev_mask"][0]):
             previous = item["prev_images"][0].numpy()[None]
             motion = item["prev_ego_to_ego"][0].numpy()[None]
-        frames.append(PlannerFrame(token, inputs, previous, motion, item["ego_future"].numpy().astype(np.float64),
-                                   item["ego_future_mask"].numpy().astype(bool)))
+        frames.append(
+            PlannerFrame(
+                token,
+                inputs,
+                previous,
+                motion,
+                item["ego_future"].numpy().astype(np.float64),
+                item["ego_future_mask"].numpy().astype(bool),
+            )
+        )
     log.info("loaded %d frames of %s", len(frames), source.describe())
     return frames
 
 
-def run_frame(frame: PlannerFrame, specs: tuple[TensorSpec, ...], infer: Infer
-              ) -> tuple[list[dict[str, np.ndarray]], Mapping[str, np.ndarray]]:
+def run_frame(
+    frame: PlannerFrame, specs: tuple[TensorSpec, ...], infer: Infer
+) -> tuple[list[dict[str, np.ndarray]], Mapping[str, np.ndarray]]:
     """Run ``frame`` through ``infer`` as the runtime would; returns (every feed given, the frame's outputs)."""
     names = {s.name for s in specs}
     feeds = {k: v for k, v in frame.inputs.items() if k in names}  # ego_status is pruned without ego status
@@ -209,8 +225,11 @@ def run_frame(frame: PlannerFrame, specs: tuple[TensorSpec, ...], infer: Infer
         return [first], infer(first)
     previous = {**feeds, "images": frame.previous_images, **zero_state}
     state = infer(previous)["bev_map"]
-    current = {**feeds, "prev_bev": np.asarray(state, np.float32),
-               "ego_motion": np.asarray(frame.ego_motion, np.float32)}
+    current = {
+        **feeds,
+        "prev_bev": np.asarray(state, np.float32),
+        "ego_motion": np.asarray(frame.ego_motion, np.float32),
+    }
     return [previous, current], infer(current)
 
 

@@ -117,12 +117,16 @@ class EngineCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise EngineBuildError(f"engine cache directory {self.directory} cannot be created ({exc}); pass a "
-                                   f"writable --engine-dir or set {ENV_ENGINE_DIR}") from exc
+            raise EngineBuildError(
+                f"engine cache directory {self.directory} cannot be created ({exc}); pass a "
+                f"writable --engine-dir or set {ENV_ENGINE_DIR}"
+            ) from exc
         if not os.access(self.directory, os.W_OK | os.X_OK):
-            raise EngineBuildError(f"engine cache directory {self.directory} is not writable: engines could not be "
-                                   f"persisted and would be rebuilt at every start; pass a writable --engine-dir or "
-                                   f"set {ENV_ENGINE_DIR}")
+            raise EngineBuildError(
+                f"engine cache directory {self.directory} is not writable: engines could not be "
+                f"persisted and would be rebuilt at every start; pass a writable --engine-dir or "
+                f"set {ENV_ENGINE_DIR}"
+            )
 
     def path_for(self, stem: str, key: EngineKey) -> Path:
         return self.directory / f"{stem}.{key.precision}.{key.digest()}.engine"
@@ -151,11 +155,15 @@ class EngineCache:
             return CacheDecision("rebuild", f"cached engine was built for a different {changed}", path)
         size = path.stat().st_size
         if size != meta.get("engine_bytes"):
-            return CacheDecision("rebuild", f"engine file has {size} bytes, metadata records {meta.get('engine_bytes')}"
-                                 " (truncated or replaced)", path)
+            return CacheDecision(
+                "rebuild",
+                f"engine file has {size} bytes, metadata records {meta.get('engine_bytes')} (truncated or replaced)",
+                path,
+            )
         if _sha256_file(path) != meta.get("engine_sha256"):
-            return CacheDecision("rebuild", "engine file sha256 differs from its metadata (corrupted or replaced)",
-                                 path)
+            return CacheDecision(
+                "rebuild", "engine file sha256 differs from its metadata (corrupted or replaced)", path
+            )
         return CacheDecision("hit", "cached engine matches every key part", path)
 
     @contextlib.contextmanager
@@ -173,8 +181,9 @@ class EngineCache:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def get_or_build(self, stem: str, key: EngineKey, build: Callable[[], bytes],
-                     extra_meta: dict[str, Any] | None = None) -> tuple[Path, CacheDecision]:
+    def get_or_build(
+        self, stem: str, key: EngineKey, build: Callable[[], bytes], extra_meta: dict[str, Any] | None = None
+    ) -> tuple[Path, CacheDecision]:
         """The cached engine for ``key``, building it with ``build()`` on a miss; returns (path, decision)."""
         self.ensure_writable()
         path = self.path_for(stem, key)

@@ -105,20 +105,23 @@ def validate_inputs(inputs: Mapping[str, Any], specs: tuple[TensorSpec, ...], so
     extra = sorted(set(inputs) - set(expected))
     if missing or extra:
         parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
-        raise InputValidationError(f"{source}: inputs do not match the model interface ({'; '.join(parts)}); "
-                                   f"expected exactly {expected}")
+        raise InputValidationError(
+            f"{source}: inputs do not match the model interface ({'; '.join(parts)}); expected exactly {expected}"
+        )
     out: dict[str, np.ndarray] = {}
     for spec in specs:
         value = np.asarray(inputs[spec.name])
         if tuple(value.shape) != spec.shape:
             raise InputValidationError(
-                f"{source}: input '{spec.name}' has shape {tuple(value.shape)}, the model expects {spec.shape}")
+                f"{source}: input '{spec.name}' has shape {tuple(value.shape)}, the model expects {spec.shape}"
+            )
         want = np.dtype(spec.dtype)
         if value.dtype != want:
             same_kind = (value.dtype.kind == want.kind == "f") or (value.dtype.kind in "iu" and want.kind in "iu")
             if not same_kind:
                 raise InputValidationError(
-                    f"{source}: input '{spec.name}' has dtype {value.dtype}, the model expects {spec.dtype}")
+                    f"{source}: input '{spec.name}' has dtype {value.dtype}, the model expects {spec.dtype}"
+                )
             value = value.astype(want)
         if want.kind == "f" and not np.isfinite(value).all():
             bad = int(np.size(value) - np.isfinite(value).sum())

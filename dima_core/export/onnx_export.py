@@ -83,8 +83,13 @@ def _ort_session(path: Path) -> Any:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def measure_parity(model: nn.Module, input_specs: tuple[TensorSpec, ...], output_names: tuple[str, ...],
-                   onnx_path: Path, input_sets: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+def measure_parity(
+    model: nn.Module,
+    input_specs: tuple[TensorSpec, ...],
+    output_names: tuple[str, ...],
+    onnx_path: Path,
+    input_sets: Mapping[str, Mapping[str, np.ndarray]],
+) -> dict[str, Any]:
     """Max abs error per output between PyTorch (``model`` on CPU, fp32) and onnxruntime, per named input set."""
     session = _ort_session(onnx_path)
     report: dict[str, Any] = {"reference": f"torch {torch.__version__} fp32 CPU vs onnxruntime CPU"}
@@ -93,15 +98,22 @@ def measure_parity(model: nn.Module, input_specs: tuple[TensorSpec, ...], output
         with torch.no_grad():
             expected = [t.numpy() for t in model(*positional_args(feeds)[1])]
         got = session.run(list(output_names), feeds)
-        report[set_name] = {name: float(np.abs(g.astype(np.float64) - e.astype(np.float64)).max())
-                            for name, g, e in zip(output_names, got, expected, strict=True)}
+        report[set_name] = {
+            name: float(np.abs(g.astype(np.float64) - e.astype(np.float64)).max())
+            for name, g, e in zip(output_names, got, expected, strict=True)
+        }
     return report
 
 
-def export_onnx(loaded: LoadedPlanner, out_dir: str | os.PathLike[str], opset: int = DEFAULT_OPSET,
-                with_beam: bool = False,
-                real_inputs: Mapping[str, np.ndarray] | None = None, name: str | None = None,
-                parity_tolerance: float | None = None) -> ExportResult:
+def export_onnx(
+    loaded: LoadedPlanner,
+    out_dir: str | os.PathLike[str],
+    opset: int = DEFAULT_OPSET,
+    with_beam: bool = False,
+    real_inputs: Mapping[str, np.ndarray] | None = None,
+    name: str | None = None,
+    parity_tolerance: float | None = None,
+) -> ExportResult:
     """Export ``loaded`` to ``out_dir/<name>.onnx`` (+ ``.onnx.json``); see the module docstring."""
     import onnx
 
@@ -124,20 +136,32 @@ def export_onnx(loaded: LoadedPlanner, out_dir: str | os.PathLike[str], opset: i
             # The model builds small constant tensors from Python floats; the tracer warns about each one, harmlessly
             # (shapes are fixed by design). Keep the log readable.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(wrapper, args, str(tmp), input_names=list(arg_names), output_names=list(output_names),
-                              opset_version=opset, dynamo=False)
+            torch.onnx.export(
+                wrapper,
+                args,
+                str(tmp),
+                input_names=list(arg_names),
+                output_names=list(output_names),
+                opset_version=opset,
+                dynamo=False,
+            )
         onnx.checker.check_model(str(tmp))
         graph = onnx.load(str(tmp), load_external_data=False).graph
         graph_inputs, graph_outputs = _graph_specs(graph.input), _graph_specs(graph.output)
         if graph_inputs != input_specs:
-            raise ExportError(f"exported graph inputs {[s.to_dict() for s in graph_inputs]} differ from the planner "
-                              f"interface {[s.to_dict() for s in input_specs]}")
+            raise ExportError(
+                f"exported graph inputs {[s.to_dict() for s in graph_inputs]} differ from the planner "
+                f"interface {[s.to_dict() for s in input_specs]}"
+            )
         if tuple(s.name for s in graph_outputs) != output_names or any(d < 0 for s in graph_outputs for d in s.shape):
-            raise ExportError(f"exported graph outputs {[s.to_dict() for s in graph_outputs]} are not the fixed-shape "
-                              f"outputs {list(output_names)}")
+            raise ExportError(
+                f"exported graph outputs {[s.to_dict() for s in graph_outputs]} are not the fixed-shape "
+                f"outputs {list(output_names)}"
+            )
 
         input_sets: dict[str, Mapping[str, np.ndarray]] = {
-            f"random_seed{seed}": example_inputs(config, input_specs, seed=seed) for seed in PARITY_SEEDS}
+            f"random_seed{seed}": example_inputs(config, input_specs, seed=seed) for seed in PARITY_SEEDS
+        }
         if real_inputs is not None:
             # A recorded frame may carry inputs this model does not read (ego_status without use_ego_status).
             input_sets["real"] = {k: v for k, v in real_inputs.items() if k in {s.name for s in input_specs}}
@@ -159,17 +183,34 @@ def export_onnx(loaded: LoadedPlanner, out_dir: str | os.PathLike[str], opset: i
     import onnxruntime
 
     sidecar = ModelSidecar(
-        onnx_file=final.name, onnx_sha256=file_sha256(final), opset=opset, precision="fp32", with_beam=with_beam,
-        model_name=config.name, model_config=model_config_dict(config), inputs=input_specs, outputs=graph_outputs,
-        dima_version=dima_core.__version__, parity=parity, source=loaded.source,
-        extra={"torch_version": str(torch.__version__), "onnx_version": onnx.__version__,
-               "onnxruntime_version": onnxruntime.__version__,
-               "exported_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        onnx_file=final.name,
+        onnx_sha256=file_sha256(final),
+        opset=opset,
+        precision="fp32",
+        with_beam=with_beam,
+        model_name=config.name,
+        model_config=model_config_dict(config),
+        inputs=input_specs,
+        outputs=graph_outputs,
+        dima_version=dima_core.__version__,
+        parity=parity,
+        source=loaded.source,
+        extra={
+            "torch_version": str(torch.__version__),
+            "onnx_version": onnx.__version__,
+            "onnxruntime_version": onnxruntime.__version__,
+            "exported_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
     )
     sidecar.write(final)
     seconds = time.perf_counter() - t0
-    log.info("exported %s (opset %d) in %.1f s; max abs error vs torch: %s", final, opset, seconds,
-             {k: f"{v:.2e}" for k, v in parity["max_abs_error"].items()})
+    log.info(
+        "exported %s (opset %d) in %.1f s; max abs error vs torch: %s",
+        final,
+        opset,
+        seconds,
+        {k: f"{v:.2e}" for k, v in parity["max_abs_error"].items()},
+    )
     return ExportResult(final, sidecar_path(final), sidecar, seconds)
 
 

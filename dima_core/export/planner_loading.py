@@ -29,8 +29,9 @@ class LoadedPlanner:
     source: dict[str, Any]
 
 
-def load_planner(checkpoint: str | os.PathLike[str] | None = None,
-                 model_config: str | os.PathLike[str] | None = None, seed: int = 0) -> LoadedPlanner:
+def load_planner(
+    checkpoint: str | os.PathLike[str] | None = None, model_config: str | os.PathLike[str] | None = None, seed: int = 0
+) -> LoadedPlanner:
     """Exactly one of ``checkpoint`` (file or run directory) or ``model_config`` (YAML, random weights)."""
     if (checkpoint is None) == (model_config is None):
         raise ValueError("give exactly one of a checkpoint (trained weights) or a model config (random weights)")

@@ -16,8 +16,15 @@ from torch import nn
 from dima_core.models.vision_planner import EXPORT_OUTPUT_NAMES, ExportablePlanner, VisionPlanner
 
 # ExportablePlanner.forward's positional parameters, in order.
-FORWARD_ARGS: tuple[str, ...] = ("images", "intrinsics", "cam_to_ego", "ego_status", "command", "prev_bev",
-                                 "ego_motion")
+FORWARD_ARGS: tuple[str, ...] = (
+    "images",
+    "intrinsics",
+    "cam_to_ego",
+    "ego_status",
+    "command",
+    "prev_bev",
+    "ego_motion",
+)
 
 
 class DeploymentPlanner(nn.Module):
@@ -37,8 +44,9 @@ class DeploymentPlanner(nn.Module):
         return tuple(out[i] for i in self.indices)
 
 
-def positional_args(feeds: Mapping[str, np.ndarray], device: torch.device | str = "cpu"
-                    ) -> tuple[tuple[str, ...], tuple[torch.Tensor, ...]]:
+def positional_args(
+    feeds: Mapping[str, np.ndarray], device: torch.device | str = "cpu"
+) -> tuple[tuple[str, ...], tuple[torch.Tensor, ...]]:
     """(names, tensors) of :class:`DeploymentPlanner`'s positional arguments from a validated frame.
 
     An input the graph prunes (``ego_status`` of a model without ego status) is absent from the frame; the module

@@ -50,8 +50,9 @@ def backend_precisions(backend: str, device: str | None = None) -> tuple[str, ..
     if backend not in _SUPPORT:
         raise PrecisionError(f"unknown backend {backend!r}; choose one of {sorted(_SUPPORT)}")
     support = _SUPPORT[backend]
-    return tuple(p for p in PRECISIONS if p in support and (device is None or support[p] is None
-                                                            or device in support[p]))  # type: ignore[operator]
+    return tuple(
+        p for p in PRECISIONS if p in support and (device is None or support[p] is None or device in support[p])
+    )  # type: ignore[operator]
 
 
 def check_precision(backend: str, precision: str, device: str) -> None:
@@ -67,16 +68,18 @@ def check_precision(backend: str, precision: str, device: str) -> None:
         ("torch", "fp16"): "fp16 autocast needs cuda (CPUs have no fast fp16 kernels); use bf16 or fp32 on the cpu",
         ("torch", "int8"): "int8 runs on onnxruntime: dima export --format onnx --precision int8",
         ("onnxruntime", "bf16"): "onnxruntime's CPU provider has almost no bf16/fp16 kernels (an fp16 graph measured "
-                                 "~1.5x slower than fp32); use torch with bf16, or onnxruntime int8",
+        "~1.5x slower than fp32); use torch with bf16, or onnxruntime int8",
         ("onnxruntime", "fp16"): "onnxruntime's CPU provider has almost no bf16/fp16 kernels (an fp16 graph measured "
-                                 "~1.5x slower than fp32); fp16 belongs to the tensorrt backend",
+        "~1.5x slower than fp32); fp16 belongs to the tensorrt backend",
         ("onnxruntime", "int8"): "the int8 (QDQ) graph is calibrated and checked for onnxruntime's CPU provider",
         ("tensorrt", "int8"): "int8 runs on onnxruntime (cpu); TensorRT engines are built fp16 or fp32 from an fp32 "
-                              "graph",
+        "graph",
         ("tensorrt", "bf16"): "TensorRT engines are built fp16 or fp32",
     }.get((backend, precision), "")
-    raise PrecisionError(f"the {backend} backend on {device} has no precision {precision!r} (it runs "
-                         f"{list(allowed)}){': ' + hint if hint else ''}")
+    raise PrecisionError(
+        f"the {backend} backend on {device} has no precision {precision!r} (it runs "
+        f"{list(allowed)}){': ' + hint if hint else ''}"
+    )
 
 
 def resolve_precision(backend: str, precision: str, model_precision: str | None = None) -> str:
@@ -93,12 +96,16 @@ def check_model_precision(configured: str, model_precision: str, model: str) -> 
     """Raise :class:`PrecisionError` when a model file is not of the configured precision (``auto`` takes any)."""
     if configured == AUTO or configured == model_precision:
         return
-    how = ("re-export it with dima export --format onnx --precision " + configured) if configured in \
-        EXPORT_PRECISIONS else "export a model of that precision"
+    how = (
+        ("re-export it with dima export --format onnx --precision " + configured)
+        if configured in EXPORT_PRECISIONS
+        else "export a model of that precision"
+    )
     raise PrecisionError(
         f"{model} is a {model_precision} model (its sidecar records precision {model_precision!r}), but precision "
         f"{configured!r} was configured: set the precision to {model_precision} (ROS parameter model.precision, "
-        f"BackendConfig.precision) or 'auto' to run this file, or {how}")
+        f"BackendConfig.precision) or 'auto' to run this file, or {how}"
+    )
 
 
 __all__ = [

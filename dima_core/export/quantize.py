@@ -67,8 +67,12 @@ class QuantizationConfig:
     reduce_range: bool = False
     # ONNX op types to quantise; empty: every type onnxruntime's QDQ quantiser supports (not accurate enough here).
     op_types: list[str] = field(default_factory=lambda: list(DEFAULT_OP_TYPES))
-    tolerance_m: float = ranged(DEFAULT_INT8_TOLERANCE_M, lo=0.0, hi=100.0,
-                                help="max waypoint distance from the fp32 graph on the held-out frames, metres")
+    tolerance_m: float = ranged(
+        DEFAULT_INT8_TOLERANCE_M,
+        lo=0.0,
+        hi=100.0,
+        help="max waypoint distance from the fp32 graph on the held-out frames, metres",
+    )
 
     def validate(self) -> None:
         if len(set(self.op_types)) != len(self.op_types):
@@ -111,20 +115,31 @@ def _infer(session: Any, output_names: tuple[str, ...]):
 def _calibration_method(name: str) -> Any:
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-            "entropy": CalibrationMethod.Entropy}[name]
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[name]
 
 
-def _max_abs_errors(reference: Sequence[dict[str, np.ndarray]], candidate: Sequence[dict[str, np.ndarray]]
-                    ) -> dict[str, float]:
-    return {name: max(float(np.abs(c[name] - r[name]).max()) for r, c in zip(reference, candidate, strict=True))
-            for name in TRAJECTORY_OUTPUTS}
+def _max_abs_errors(
+    reference: Sequence[dict[str, np.ndarray]], candidate: Sequence[dict[str, np.ndarray]]
+) -> dict[str, float]:
+    return {
+        name: max(float(np.abs(c[name] - r[name]).max()) for r, c in zip(reference, candidate, strict=True))
+        for name in TRAJECTORY_OUTPUTS
+    }
 
 
-def quantize_onnx(fp32_onnx: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                  calibration: Sequence[PlannerFrame], held_out: Sequence[PlannerFrame],
-                  config: QuantizationConfig | None = None, name: str | None = None,
-                  data: dict[str, Any] | None = None) -> ExportResult:
+def quantize_onnx(
+    fp32_onnx: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    calibration: Sequence[PlannerFrame],
+    held_out: Sequence[PlannerFrame],
+    config: QuantizationConfig | None = None,
+    name: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> ExportResult:
     """Write ``out_dir/<name>.onnx`` (default name: the fp32 file's stem + ``_int8``) and its sidecar.
 
     ``data`` describes where ``calibration`` and ``held_out`` came from (recorded in the sidecar). Raises
@@ -140,12 +155,15 @@ def quantize_onnx(fp32_onnx: str | os.PathLike[str], out_dir: str | os.PathLike[
     config = config if config is not None else QuantizationConfig()
     config.validate()
     if not calibration or not held_out:
-        raise ExportError(f"int8 quantisation needs calibration and held-out frames (got {len(calibration)} and "
-                          f"{len(held_out)})")
+        raise ExportError(
+            f"int8 quantisation needs calibration and held-out frames (got {len(calibration)} and {len(held_out)})"
+        )
     overlap = sorted({f.token for f in calibration} & {f.token for f in held_out})
     if overlap:
-        raise ExportError(f"{len(overlap)} held-out frames are also calibration frames (e.g. {overlap[0]}): the "
-                          "accuracy gate must run on frames the ranges were not taken from; use another split")
+        raise ExportError(
+            f"{len(overlap)} held-out frames are also calibration frames (e.g. {overlap[0]}): the "
+            "accuracy gate must run on frames the ranges were not taken from; use another split"
+        )
     t0 = time.perf_counter()
     fp32_path = Path(fp32_onnx)
     fp32 = load_sidecar(fp32_path)
@@ -167,16 +185,25 @@ def quantize_onnx(fp32_onnx: str | os.PathLike[str], out_dir: str | os.PathLike[
     try:
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(
-            str(pre), str(tmp), _FeedReader(feeds), quant_format=QuantFormat.QDQ,  # type: ignore[arg-type]
-            op_types_to_quantize=list(config.op_types) or None, per_channel=config.per_channel,
-            reduce_range=config.reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=_calibration_method(config.calibration_method))
+            str(pre),
+            str(tmp),
+            _FeedReader(feeds),
+            quant_format=QuantFormat.QDQ,  # type: ignore[arg-type]
+            op_types_to_quantize=list(config.op_types) or None,
+            per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=_calibration_method(config.calibration_method),
+        )
         onnx.checker.check_model(str(tmp))
         graph = onnx.load(str(tmp), load_external_data=False).graph
         graph_inputs, graph_outputs = _graph_specs(graph.input), _graph_specs(graph.output)
         if graph_inputs != fp32.inputs or graph_outputs != fp32.outputs:
-            raise ExportError(f"the int8 graph's interface {[s.to_dict() for s in graph_inputs + graph_outputs]} "
-                              f"differs from its fp32 source's {[s.to_dict() for s in fp32.inputs + fp32.outputs]}")
+            raise ExportError(
+                f"the int8 graph's interface {[s.to_dict() for s in graph_inputs + graph_outputs]} "
+                f"differs from its fp32 source's {[s.to_dict() for s in fp32.inputs + fp32.outputs]}"
+            )
         quantized_ops = sorted({n.op_type for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")})
         if not quantized_ops:
             raise ExportError(
@@ -190,7 +217,7 @@ def quantize_onnx(fp32_onnx: str | os.PathLike[str], out_dir: str | os.PathLike[
         random_errors = _max_abs_errors([fp32_infer(f) for f in random_sets], [int8_infer(f) for f in random_sets])
         parity: dict[str, Any] = {
             "reference": f"the fp32 export {fp32_path.name} (sha256 {fp32.onnx_sha256[:16]}...) on onnxruntime "
-                         f"{onnxruntime.__version__} CPU",
+            f"{onnxruntime.__version__} CPU",
             "fp32_vs_torch_max_abs_error": fp32.parity.get("max_abs_error", {}),
             "held_out": cost.to_dict(),
             "max_abs_error": _max_abs_errors(reference, candidate),
@@ -215,20 +242,39 @@ def quantize_onnx(fp32_onnx: str | os.PathLike[str], out_dir: str | os.PathLike[
         pre.unlink(missing_ok=True)
 
     sidecar = ModelSidecar(
-        onnx_file=final.name, onnx_sha256=file_sha256(final), opset=fp32.opset, precision="int8",
-        with_beam=fp32.with_beam, model_name=fp32.model_name, model_config=fp32.model_config, inputs=fp32.inputs,
-        outputs=fp32.outputs, dima_version=dima_core.__version__, parity=parity, source=fp32.source,
+        onnx_file=final.name,
+        onnx_sha256=file_sha256(final),
+        opset=fp32.opset,
+        precision="int8",
+        with_beam=fp32.with_beam,
+        model_name=fp32.model_name,
+        model_config=fp32.model_config,
+        inputs=fp32.inputs,
+        outputs=fp32.outputs,
+        dima_version=dima_core.__version__,
+        parity=parity,
+        source=fp32.source,
         quantization={
             "tool": f"onnxruntime.quantization.quantize_static (onnxruntime {onnxruntime.__version__})",
-            "format": "QDQ", "activation_type": "uint8", "weight_type": "int8", "per_channel": config.per_channel,
-            "reduce_range": config.reduce_range, "op_types": list(config.op_types) or "all supported",
-            "calibration_method": config.calibration_method, "calibration_frames": len(calibration),
-            "calibration_feeds": len(feeds), "calibration_tokens": [f.token for f in calibration],
-            "held_out_tokens": [f.token for f in held_out], "data": data or {},
+            "format": "QDQ",
+            "activation_type": "uint8",
+            "weight_type": "int8",
+            "per_channel": config.per_channel,
+            "reduce_range": config.reduce_range,
+            "op_types": list(config.op_types) or "all supported",
+            "calibration_method": config.calibration_method,
+            "calibration_frames": len(calibration),
+            "calibration_feeds": len(feeds),
+            "calibration_tokens": [f.token for f in calibration],
+            "held_out_tokens": [f.token for f in held_out],
+            "data": data or {},
             "fp32_source": {"onnx_file": fp32_path.name, "onnx_sha256": fp32.onnx_sha256},
         },
-        extra={"onnx_version": onnx.__version__, "onnxruntime_version": onnxruntime.__version__,
-               "exported_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        extra={
+            "onnx_version": onnx.__version__,
+            "onnxruntime_version": onnxruntime.__version__,
+            "exported_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
     )
     sidecar.write(final)
     seconds = time.perf_counter() - t0

@@ -100,8 +100,22 @@ class ModelSidecar:
         return write_atomic(sidecar_path(onnx_path), lambda f: f.write(text.encode()))
 
 
-_KNOWN = {"format", "format_version", "dima_version", "onnx_file", "onnx_sha256", "opset", "precision", "with_beam",
-          "model_name", "model_config", "inputs", "outputs", "parity", "source"}
+_KNOWN = {
+    "format",
+    "format_version",
+    "dima_version",
+    "onnx_file",
+    "onnx_sha256",
+    "opset",
+    "precision",
+    "with_beam",
+    "model_name",
+    "model_config",
+    "inputs",
+    "outputs",
+    "parity",
+    "source",
+}
 # Optional entries: absent from fp32 sidecars (so every sidecar written before quantisation existed still loads).
 _OPTIONAL = {"quantization"}
 
@@ -113,8 +127,10 @@ def load_sidecar(onnx_path: str | os.PathLike[str], verify_hash: bool = True) ->
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model {onnx_path} does not exist")
     if not path.is_file():
-        raise SidecarError(f"{path} is missing: every ONNX model needs the sidecar written by `dima export --format "
-                           "onnx` (it records the interface and hash the runtime checks)")
+        raise SidecarError(
+            f"{path} is missing: every ONNX model needs the sidecar written by `dima export --format "
+            "onnx` (it records the interface and hash the runtime checks)"
+        )
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -122,37 +138,58 @@ def load_sidecar(onnx_path: str | os.PathLike[str], verify_hash: bool = True) ->
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise SidecarError(f"{path} is not a DiMA ONNX sidecar (format tag '{FORMAT_NAME}' missing)")
     if data.get("format_version") != FORMAT_VERSION:
-        raise SidecarError(f"{path} has sidecar format version {data.get('format_version')}; this dima reads "
-                           f"version {FORMAT_VERSION}: re-export the model with this dima version")
+        raise SidecarError(
+            f"{path} has sidecar format version {data.get('format_version')}; this dima reads "
+            f"version {FORMAT_VERSION}: re-export the model with this dima version"
+        )
     missing = sorted(k for k in _KNOWN if k not in data)
     if missing:
         raise SidecarError(f"{path} lacks entries {missing}")
     sidecar = ModelSidecar(
-        onnx_file=str(data["onnx_file"]), onnx_sha256=str(data["onnx_sha256"]), opset=int(data["opset"]),
-        precision=str(data["precision"]), with_beam=bool(data["with_beam"]), model_name=str(data["model_name"]),
-        model_config=dict(data["model_config"]), inputs=tuple(TensorSpec.from_dict(s) for s in data["inputs"]),
-        outputs=tuple(TensorSpec.from_dict(s) for s in data["outputs"]), dima_version=str(data["dima_version"]),
-        parity=dict(data["parity"]), source=dict(data["source"]), quantization=dict(data.get("quantization") or {}),
+        onnx_file=str(data["onnx_file"]),
+        onnx_sha256=str(data["onnx_sha256"]),
+        opset=int(data["opset"]),
+        precision=str(data["precision"]),
+        with_beam=bool(data["with_beam"]),
+        model_name=str(data["model_name"]),
+        model_config=dict(data["model_config"]),
+        inputs=tuple(TensorSpec.from_dict(s) for s in data["inputs"]),
+        outputs=tuple(TensorSpec.from_dict(s) for s in data["outputs"]),
+        dima_version=str(data["dima_version"]),
+        parity=dict(data["parity"]),
+        source=dict(data["source"]),
+        quantization=dict(data.get("quantization") or {}),
         extra={k: v for k, v in data.items() if k not in _KNOWN | _OPTIONAL},
     )
     if sidecar.precision not in ONNX_PRECISIONS:
-        raise SidecarError(f"{path} records precision {sidecar.precision!r}; this dima reads ONNX models of precision "
-                           f"{list(ONNX_PRECISIONS)}: re-export the model with this dima version")
+        raise SidecarError(
+            f"{path} records precision {sidecar.precision!r}; this dima reads ONNX models of precision "
+            f"{list(ONNX_PRECISIONS)}: re-export the model with this dima version"
+        )
     if (sidecar.precision == "int8") != bool(sidecar.quantization):
-        raise SidecarError(f"{path} records precision {sidecar.precision!r} " + (
-            "without its quantization entry" if sidecar.precision == "int8" else "with a quantization entry")
-            + ": the sidecar was edited or mixed up; re-export the model")
+        raise SidecarError(
+            f"{path} records precision {sidecar.precision!r} "
+            + ("without its quantization entry" if sidecar.precision == "int8" else "with a quantization entry")
+            + ": the sidecar was edited or mixed up; re-export the model"
+        )
     if verify_hash:
         actual = file_sha256(onnx_path)
         if actual != sidecar.onnx_sha256:
-            raise SidecarError(f"{onnx_path} has sha256 {actual[:16]}..., its sidecar {path.name} records "
-                               f"{sidecar.onnx_sha256[:16]}...: the ONNX file was replaced, modified or truncated "
-                               "after export; re-export it (or copy the matching pair)")
+            raise SidecarError(
+                f"{onnx_path} has sha256 {actual[:16]}..., its sidecar {path.name} records "
+                f"{sidecar.onnx_sha256[:16]}...: the ONNX file was replaced, modified or truncated "
+                "after export; re-export it (or copy the matching pair)"
+            )
     return sidecar
 
 
-def check_interface(sidecar: ModelSidecar, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
-                    runtime: str, compare_output_shapes: bool = True) -> None:
+def check_interface(
+    sidecar: ModelSidecar,
+    inputs: tuple[TensorSpec, ...],
+    outputs: tuple[TensorSpec, ...],
+    runtime: str,
+    compare_output_shapes: bool = True,
+) -> None:
     """Raise :class:`SidecarError` when a runtime's view of the model differs from the sidecar's record."""
     problems = []
     if tuple(inputs) != sidecar.inputs:
@@ -162,8 +199,10 @@ def check_interface(sidecar: ModelSidecar, inputs: tuple[TensorSpec, ...], outpu
     if got != want:
         problems.append(f"outputs {got} != sidecar {want}")
     if problems:
-        raise SidecarError(f"{runtime} sees a different model interface than the sidecar of {sidecar.onnx_file}: "
-                           + "; ".join(problems))
+        raise SidecarError(
+            f"{runtime} sees a different model interface than the sidecar of {sidecar.onnx_file}: "
+            + "; ".join(problems)
+        )
 
 
 __all__ = [

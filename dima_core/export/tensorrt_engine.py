@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "fp16"]
 DEFAULT_WORKSPACE_GIB = 4.0
-INSTALL_HINT = ("install with pip install '.[tensorrt]' (TensorRT 10 for CUDA 12) on a machine with an NVIDIA GPU "
-                "and driver")
+INSTALL_HINT = (
+    "install with pip install '.[tensorrt]' (TensorRT 10 for CUDA 12) on a machine with an NVIDIA GPU and driver"
+)
 
 
 def import_tensorrt() -> ModuleType:
@@ -45,7 +46,8 @@ def import_tensorrt() -> ModuleType:
         import tensorrt
     except ImportError as exc:
         raise BackendUnavailableError(
-            f"tensorrt backend requested but the tensorrt Python package is not installed; {INSTALL_HINT}") from exc
+            f"tensorrt backend requested but the tensorrt Python package is not installed; {INSTALL_HINT}"
+        ) from exc
     return tensorrt
 
 
@@ -68,9 +70,11 @@ def current_environment(device_index: int = 0) -> TrtEnvironment:
     import torch
 
     if not torch.cuda.is_available():
-        raise BackendUnavailableError("tensorrt backend requested but no CUDA GPU is visible to torch "
-                                      "(torch.cuda.is_available() is False: CPU-only torch build, no driver, or "
-                                      "CUDA_VISIBLE_DEVICES empty)")
+        raise BackendUnavailableError(
+            "tensorrt backend requested but no CUDA GPU is visible to torch "
+            "(torch.cuda.is_available() is False: CPU-only torch build, no driver, or "
+            "CUDA_VISIBLE_DEVICES empty)"
+        )
     major, minor = torch.cuda.get_device_capability(device_index)
     return TrtEnvironment(str(trt.__version__), torch.cuda.get_device_name(device_index), f"{major}.{minor}")
 
@@ -87,19 +91,25 @@ def check_precision(tensorrt_major: int, precision: str, onnx_precision: str) ->
     if onnx_precision == "int8":
         raise EngineBuildError(
             "this ONNX model is the int8 (QDQ) graph calibrated for onnxruntime's CPU provider; TensorRT engines are "
-            "built from the fp32 export (dima export --format onnx without --precision int8)")
+            "built from the fp32 export (dima export --format onnx without --precision int8)"
+        )
     if tensorrt_major >= 11 and precision != onnx_precision:
         raise EngineBuildError(
             f"TensorRT {tensorrt_major} builds strongly typed networks only (the FP16 builder flag is gone), and this "
             f"ONNX model is {onnx_precision}: a {precision} engine cannot be built from it. Use --precision "
             f"{onnx_precision}, or install TensorRT 10 (pip install '.[tensorrt]', which pins tensorrt-cu12<11) for "
-            "fp16 engines")
+            "fp16 engines"
+        )
 
 
 def engine_key(sidecar: ModelSidecar, env: TrtEnvironment, precision: Precision) -> EngineKey:
     return EngineKey(
-        tensorrt_version=env.tensorrt_version, gpu_name=env.gpu_name, compute_capability=env.compute_capability,
-        precision=precision, typing=typing_mode(env.tensorrt_major), inputs=sidecar.inputs,
+        tensorrt_version=env.tensorrt_version,
+        gpu_name=env.gpu_name,
+        compute_capability=env.compute_capability,
+        precision=precision,
+        typing=typing_mode(env.tensorrt_major),
+        inputs=sidecar.inputs,
         onnx_sha256=sidecar.onnx_sha256,
     )
 
@@ -153,7 +163,8 @@ def build_serialized_engine(onnx_path: Path, precision: Precision, typing: str, 
             f"TensorRT failed to build an engine from {onnx_path} ({precision}, workspace {workspace_gib:g} GiB): "
             f"{detail}. 'Could not find any implementation for node' or out-of-memory messages usually mean the GPU "
             f"ran out of memory or the workspace is too small: free GPU memory (other processes), or change "
-            f"--workspace-gib (larger if it is too small, smaller if the GPU is shared)")
+            f"--workspace-gib (larger if it is too small, smaller if the GPU is shared)"
+        )
     return bytes(serialized)
 
 
@@ -165,9 +176,13 @@ class EngineArtifact:
     sidecar: ModelSidecar
 
 
-def ensure_engine(onnx_path: str | os.PathLike[str], precision: Precision = "fp16",
-                  engine_dir: str | os.PathLike[str] | None = None,
-                  workspace_gib: float = DEFAULT_WORKSPACE_GIB, heartbeat_seconds: float = 5.0) -> EngineArtifact:
+def ensure_engine(
+    onnx_path: str | os.PathLike[str],
+    precision: Precision = "fp16",
+    engine_dir: str | os.PathLike[str] | None = None,
+    workspace_gib: float = DEFAULT_WORKSPACE_GIB,
+    heartbeat_seconds: float = 5.0,
+) -> EngineArtifact:
     """The engine for ``onnx_path`` at ``precision`` on this GPU: from the cache, or built (loudly) and cached."""
     onnx_path = Path(onnx_path)
     sidecar = load_sidecar(onnx_path)  # verifies the ONNX hash: the key must describe the file actually built
@@ -178,14 +193,21 @@ def ensure_engine(onnx_path: str | os.PathLike[str], precision: Precision = "fp1
     stem = onnx_path.name[: -len(".onnx")] if onnx_path.name.endswith(".onnx") else onnx_path.name
 
     def build() -> bytes:
-        label = (f"building TensorRT engine for {onnx_path.name} ({precision}, {key.typing} typing, TensorRT "
-                 f"{env.tensorrt_version}, {env.gpu_name}) into {cache.directory}")
-        with BuildHeartbeat(label, interval=heartbeat_seconds, logger=log,
-                            hint="this can take minutes; prebuild with `dima export --format tensorrt --build-only`"):
+        label = (
+            f"building TensorRT engine for {onnx_path.name} ({precision}, {key.typing} typing, TensorRT "
+            f"{env.tensorrt_version}, {env.gpu_name}) into {cache.directory}"
+        )
+        with BuildHeartbeat(
+            label,
+            interval=heartbeat_seconds,
+            logger=log,
+            hint="this can take minutes; prebuild with `dima export --format tensorrt --build-only`",
+        ):
             return build_serialized_engine(onnx_path, precision, key.typing, workspace_gib)
 
-    path, decision = cache.get_or_build(stem, key, build, extra_meta={"onnx_file": str(onnx_path.resolve()),
-                                                                       "workspace_gib": workspace_gib})
+    path, decision = cache.get_or_build(
+        stem, key, build, extra_meta={"onnx_file": str(onnx_path.resolve()), "workspace_gib": workspace_gib}
+    )
     return EngineArtifact(path, key, decision, sidecar)
 
 

@@ -31,9 +31,16 @@ class TorchBackend(PlannerBackend):
 
     name = "torch"
 
-    def __init__(self, checkpoint: str | os.PathLike[str] | None = None,
-                 model_config: str | os.PathLike[str] | None = None, device: str = "cpu", with_beam: bool = False,
-                 threads: int = 0, seed: int = 0, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None = None,
+        model_config: str | os.PathLike[str] | None = None,
+        device: str = "cpu",
+        with_beam: bool = False,
+        threads: int = 0,
+        seed: int = 0,
+        precision: str = "fp32",
+    ) -> None:
         super().__init__(device)
         check_precision(self.name, precision, device)
         self.precision = "fp32" if precision == "auto" else precision
@@ -62,8 +69,10 @@ class TorchBackend(PlannerBackend):
             outputs = self.module(*positional_args(feeds, self.device)[1])
             # .cpu() synchronises with the CUDA stream, so the measured latency is the real one. Half-precision
             # outputs go back to float32: the interface's dtype (and numpy has no bfloat16).
-            return {name: (t.float() if t.is_floating_point() else t).cpu().numpy()
-                    for name, t in zip(self.output_names, outputs, strict=True)}
+            return {
+                name: (t.float() if t.is_floating_point() else t).cpu().numpy()
+                for name, t in zip(self.output_names, outputs, strict=True)
+            }
 
     def describe(self) -> str:
         return super().describe() if self.precision == "fp32" else f"torch {self.precision} autocast on {self.device}"

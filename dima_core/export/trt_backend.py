@@ -31,9 +31,13 @@ class TensorRTBackend(PlannerBackend):
 
     name = "tensorrt"
 
-    def __init__(self, onnx_path: str | os.PathLike[str], precision: str = "fp16",
-                 engine_dir: str | os.PathLike[str] | None = None,
-                 workspace_gib: float = DEFAULT_WORKSPACE_GIB) -> None:
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike[str],
+        precision: str = "fp16",
+        engine_dir: str | os.PathLike[str] | None = None,
+        workspace_gib: float = DEFAULT_WORKSPACE_GIB,
+    ) -> None:
         super().__init__("cuda")
         self.onnx_path = Path(onnx_path)
         self.precision = precision
@@ -50,21 +54,33 @@ class TensorRTBackend(PlannerBackend):
         import torch
 
         trt = import_tensorrt()
-        self.artifact = ensure_engine(self.onnx_path, self.precision, self.engine_dir,  # type: ignore[arg-type]
-                                      self.workspace_gib)
+        self.artifact = ensure_engine(
+            self.onnx_path,
+            self.precision,
+            self.engine_dir,  # type: ignore[arg-type]
+            self.workspace_gib,
+        )
         self.sidecar = self.artifact.sidecar
-        torch_types = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16,
-                       trt.DataType.INT32: torch.int32, trt.DataType.INT64: torch.int64, trt.DataType.BOOL: torch.bool}
+        torch_types = {
+            trt.DataType.FLOAT: torch.float32,
+            trt.DataType.HALF: torch.float16,
+            trt.DataType.INT32: torch.int32,
+            trt.DataType.INT64: torch.int64,
+            trt.DataType.BOOL: torch.bool,
+        }
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
         self._engine = runtime.deserialize_cuda_engine(self.artifact.path.read_bytes())
         if self._engine is None:
-            raise EngineBuildError(f"TensorRT could not deserialize {self.artifact.path} (see the TensorRT log above);"
-                                   " delete it to force a rebuild")
+            raise EngineBuildError(
+                f"TensorRT could not deserialize {self.artifact.path} (see the TensorRT log above);"
+                " delete it to force a rebuild"
+            )
         self._context = self._engine.create_execution_context()
         if self._context is None:
-            raise EngineBuildError(f"TensorRT could not create an execution context for {self.artifact.path}: "
-                                   "usually out of GPU memory")
+            raise EngineBuildError(
+                f"TensorRT could not create an execution context for {self.artifact.path}: usually out of GPU memory"
+            )
         inputs, outputs = [], []
         for i in range(self._engine.num_io_tensors):
             name = self._engine.get_tensor_name(i)
@@ -88,8 +104,9 @@ class TensorRTBackend(PlannerBackend):
         self._stream = torch.cuda.Stream()
         self.input_specs = self.sidecar.inputs
         self.output_names = self.sidecar.output_names
-        self.model_config = config_from_dict(self.sidecar.model_config, ModelConfig,
-                                             source=f"{self.onnx_path}.json (model_config)")
+        self.model_config = config_from_dict(
+            self.sidecar.model_config, ModelConfig, source=f"{self.onnx_path}.json (model_config)"
+        )
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch

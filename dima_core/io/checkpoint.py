@@ -57,8 +57,18 @@ KEY_TORCH_VERSION = "torch_version"
 # The format tag is added by save_checkpoint; everything else the caller supplies.
 _FORMAT_KEYS: tuple[str, ...] = (KEY_FORMAT, KEY_FORMAT_VERSION)
 REQUIRED_KEYS: tuple[str, ...] = (
-    *_FORMAT_KEYS, KEY_STAGE, KEY_EPOCH, KEY_EPOCH_STEP, KEY_STEP, KEY_MODEL, KEY_OPTIMIZER, KEY_SCHEDULER,
-    KEY_SCALER, KEY_RNG, KEY_SAMPLER, KEY_CONFIG,
+    *_FORMAT_KEYS,
+    KEY_STAGE,
+    KEY_EPOCH,
+    KEY_EPOCH_STEP,
+    KEY_STEP,
+    KEY_MODEL,
+    KEY_OPTIMIZER,
+    KEY_SCHEDULER,
+    KEY_SCALER,
+    KEY_RNG,
+    KEY_SAMPLER,
+    KEY_CONFIG,
 )
 
 
@@ -108,9 +118,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return state
 
 
-def check_model_state(
-    model_state: Mapping[str, torch.Tensor], model: torch.nn.Module, source: str
-) -> None:
+def check_model_state(model_state: Mapping[str, torch.Tensor], model: torch.nn.Module, source: str) -> None:
     """Raise :class:`CheckpointError` listing missing/unexpected keys and shape mismatches against ``model``."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(model_state))

@@ -158,12 +158,10 @@ def _unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError("expected a state_dict (a mapping of names to tensors)")
     prefix = "module."
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in obj.items()}
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in obj.items()}
 
 
-def load_torchvision_resnet(
-    model: ResNet, path: str | os.PathLike, strict: bool = True
-) -> LoadReport:
+def load_torchvision_resnet(model: ResNet, path: str | os.PathLike, strict: bool = True) -> LoadReport:
     """Load a torchvision-format ResNet state_dict from a local file into ``model``.
 
     Keys of the classifier (``fc.*``) and of stages ``model`` does not build are *skipped*. With ``strict`` a

@@ -47,8 +47,9 @@ class SpatialCrossAttention(nn.Module):
     ref_uv (B, N, M, Z, 2) image fractions, valid (B, N, M, Z)) -> (B, M, C)`` (without residual).
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, num_levels: int, num_anchors: int, num_points: int,
-                 dropout: float = 0.0):
+    def __init__(
+        self, embed_dim: int, num_heads: int, num_levels: int, num_anchors: int, num_points: int, dropout: float = 0.0
+    ):
         super().__init__()
         self.embed_dim, self.num_heads, self.num_levels = embed_dim, num_heads, num_levels
         self.num_anchors, self.num_points = num_anchors, num_points
@@ -71,8 +72,9 @@ class SpatialCrossAttention(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
 
-    def forward(self, query: torch.Tensor, values: list[torch.Tensor], ref_uv: torch.Tensor,
-                valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, values: list[torch.Tensor], ref_uv: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
         b, m, c = query.shape
         n = ref_uv.shape[1]
         heads, z, pts, ch = self.num_heads, self.num_anchors, self.num_points, c // self.num_heads
@@ -122,8 +124,16 @@ class BevEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(c)
         self.ffn = FeedForward(c, config.ffn_dim, config.dropout)
 
-    def forward(self, bev: torch.Tensor, pos: torch.Tensor, ref_2d: torch.Tensor, prev: torch.Tensor | None,
-                values: list[torch.Tensor], ref_uv: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        bev: torch.Tensor,
+        pos: torch.Tensor,
+        ref_2d: torch.Tensor,
+        prev: torch.Tensor | None,
+        values: list[torch.Tensor],
+        ref_uv: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
         b, m, c = bev.shape
         h, w = self.grid_size
         current = bev.transpose(1, 2).reshape(b, 1, c, h, w)
@@ -140,8 +150,9 @@ class BevEncoderLayer(nn.Module):
 class BevEncoder(nn.Module):
     """Learned BEV queries lifted from multi-camera FPN features. See the module docstring for shapes."""
 
-    def __init__(self, config: BevConfig, in_channels: int, num_levels: int, num_cameras: int,
-                 image_size: tuple[int, int]):
+    def __init__(
+        self, config: BevConfig, in_channels: int, num_levels: int, num_cameras: int, image_size: tuple[int, int]
+    ):
         super().__init__()
         self.config = config
         self.image_size = image_size
@@ -172,8 +183,14 @@ class BevEncoder(nn.Module):
         cols = self.col_embed[None, :, :].expand(h, w, self.col_embed.shape[-1])
         return torch.cat([rows, cols], dim=-1).reshape(1, h * w, -1)
 
-    def forward(self, feats: list[torch.Tensor], intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-                prev_bev: torch.Tensor | None = None, ego_motion: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        feats: list[torch.Tensor],
+        intrinsics: torch.Tensor,
+        cam_to_ego: torch.Tensor,
+        prev_bev: torch.Tensor | None = None,
+        ego_motion: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         b, n = intrinsics.shape[:2]
         h, w = self.config.grid_size
         c = self.config.embed_dim
@@ -187,8 +204,11 @@ class BevEncoder(nn.Module):
             values.append(x.transpose(2, 3).reshape(b * n, c, fh, fw))
         prev = None
         if self.config.use_temporal and prev_bev is not None:
-            prev = prev_bev if ego_motion is None else warp_bev(prev_bev, ego_motion, self.config.x_range,
-                                                                 self.config.y_range)
+            prev = (
+                prev_bev
+                if ego_motion is None
+                else warp_bev(prev_bev, ego_motion, self.config.x_range, self.config.y_range)
+            )
         pos = self.positional_embedding()
         ref_2d = self.ref_2d.expand(b, h * w, 2)
         bev = self.bev_queries[None].expand(b, h * w, c)

@@ -99,8 +99,9 @@ class DimaJointModel(nn.Module):
             ablation rung "without all BEAM tokens"), so no scene information flows through them.
     """
 
-    def __init__(self, planner: VisionPlanner, teacher: nn.Module | None = None,
-                 beam_tokens: Sequence[str] = tuple(TOKEN_ATTRS)) -> None:
+    def __init__(
+        self, planner: VisionPlanner, teacher: nn.Module | None = None, beam_tokens: Sequence[str] = tuple(TOKEN_ATTRS)
+    ) -> None:
         super().__init__()
         unknown = sorted(set(beam_tokens) - set(TOKEN_ATTRS))
         if unknown or not beam_tokens:
@@ -120,7 +121,7 @@ class DimaJointModel(nn.Module):
     def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
         """Every tensor except the frozen LLM base (it is rebuilt from the MLLM config, not stored)."""
         state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
-        for key in [k for k in state if is_frozen_llm_key(k[len(prefix):])]:
+        for key in [k for k in state if is_frozen_llm_key(k[len(prefix) :])]:
             del state[key]
         return state
 
@@ -141,14 +142,24 @@ class DimaJointModel(nn.Module):
         """The BEAM tokens the teacher reads: excluded token types zeroed (shapes kept for the adapters)."""
         if len(self.beam_tokens) == len(TOKEN_ATTRS):
             return beam
-        replaced = {attr: torch.zeros_like(getattr(beam, attr)) for name, attr in TOKEN_ATTRS.items()
-                    if name not in self.beam_tokens}
+        replaced = {
+            attr: torch.zeros_like(getattr(beam, attr))
+            for name, attr in TOKEN_ATTRS.items()
+            if name not in self.beam_tokens
+        }
         return dataclasses.replace(beam, **replaced)
 
-    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: torch.Tensor | None = None,
-                ego_motion: torch.Tensor | None = None,
-                teacher_inputs: TeacherInputs | None = None) -> JointOutput:
+    def forward(
+        self,
+        images: torch.Tensor,
+        intrinsics: torch.Tensor,
+        cam_to_ego: torch.Tensor,
+        ego_status: torch.Tensor,
+        command: torch.Tensor,
+        prev_bev: torch.Tensor | None = None,
+        ego_motion: torch.Tensor | None = None,
+        teacher_inputs: TeacherInputs | None = None,
+    ) -> JointOutput:
         """Planner forward (VisionPlanner's arguments) and, with ``teacher_inputs``, the teacher's losses."""
         out = self.planner(images, intrinsics, cam_to_ego, ego_status, command, prev_bev, ego_motion)
         if teacher_inputs is None:
@@ -157,16 +168,23 @@ class DimaJointModel(nn.Module):
             raise RuntimeError("teacher_inputs given to a DimaJointModel built without a teacher")
         t = teacher_inputs
         total, terms, _ = self.teacher.losses(
-            self.teacher_view(out.beam), t.prompts, command, t.plan_gt, t.plan_mask,
+            self.teacher_view(out.beam),
+            t.prompts,
+            command,
+            t.plan_gt,
+            t.plan_mask,
             planner_feature=out.ego_feature if t.distill else None,
-            future_bev=t.future_bev, future_valid=t.future_valid,
-            edits=t.edits, edit_prompts=t.edit_prompts,
+            future_bev=t.future_bev,
+            future_valid=t.future_valid,
+            edits=t.edits,
+            edit_prompts=t.edit_prompts,
         )
         return JointOutput(out, total, terms)
 
     @torch.no_grad()
-    def encode_bev_tokens(self, images: torch.Tensor, intrinsics: torch.Tensor,
-                          cam_to_ego: torch.Tensor) -> torch.Tensor:
+    def encode_bev_tokens(
+        self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor
+    ) -> torch.Tensor:
         """(B, H*W, C) BEV tokens of other frames (the future-prediction targets): eval mode, no gradient."""
         was_training = self.planner.training
         self.planner.eval()  # targets without dropout noise
@@ -183,9 +201,17 @@ class DimaJointModel(nn.Module):
             raise RuntimeError(f"mode '{mode}' needs the MLLM teacher; this model was loaded without it")
         return self.teacher
 
-    def plan(self, mode: Mode, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-             ego_status: torch.Tensor, command: torch.Tensor, prev_bev: torch.Tensor | None = None,
-             ego_motion: torch.Tensor | None = None) -> PlannerOutput:
+    def plan(
+        self,
+        mode: Mode,
+        images: torch.Tensor,
+        intrinsics: torch.Tensor,
+        cam_to_ego: torch.Tensor,
+        ego_status: torch.Tensor,
+        command: torch.Tensor,
+        prev_bev: torch.Tensor | None = None,
+        ego_motion: torch.Tensor | None = None,
+    ) -> PlannerOutput:
         """The planner's output with ``trajectories`` / ``trajectory`` (and ``ego_feature`` in dual mode) taken
         from the chosen mode; the BEAM outputs are the planner's in every mode."""
         if mode not in MODES:
@@ -198,8 +224,9 @@ class DimaJointModel(nn.Module):
             trajs, feature = mllm_trajs.to(out.trajectories.dtype), out.ego_feature
         else:
             trajs, feature = self.dual_trajectories(out.beam, out.ego_feature)
-        return dataclasses.replace(out, trajectories=trajs, trajectory=select_by_command(trajs, command),
-                                   ego_feature=feature)
+        return dataclasses.replace(
+            out, trajectories=trajs, trajectory=select_by_command(trajs, command), ego_feature=feature
+        )
 
     def dual_trajectories(self, beam: BeamTokens, ego_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """DiMA-Dual from the planner's outputs alone, without the cameras (what the ROS MLLM node runs on the
@@ -246,9 +273,16 @@ class ModePlanner(nn.Module):
     def bev_encoder(self) -> nn.Module:
         return self.joint.planner.bev_encoder
 
-    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: torch.Tensor | None = None,
-                ego_motion: torch.Tensor | None = None) -> PlannerOutput:
+    def forward(
+        self,
+        images: torch.Tensor,
+        intrinsics: torch.Tensor,
+        cam_to_ego: torch.Tensor,
+        ego_status: torch.Tensor,
+        command: torch.Tensor,
+        prev_bev: torch.Tensor | None = None,
+        ego_motion: torch.Tensor | None = None,
+    ) -> PlannerOutput:
         return self.joint.plan(self.mode, images, intrinsics, cam_to_ego, ego_status, command, prev_bev, ego_motion)
 
 
@@ -275,8 +309,11 @@ def joint_model_config(model_config: ModelConfig, mllm_config: Any, beam_tokens:
     """The ``model_config`` a stage-2 checkpoint stores: planner and teacher configs (how to rebuild the LLM)."""
     from dima_core.config import config_to_dict
 
-    return {"planner": config_to_dict(model_config), "mllm": config_to_dict(mllm_config),
-            "beam_tokens": list(beam_tokens)}
+    return {
+        "planner": config_to_dict(model_config),
+        "mllm": config_to_dict(mllm_config),
+        "beam_tokens": list(beam_tokens),
+    }
 
 
 def build_teacher(mllm_config: Any, llm: nn.Module | None = None, tokenizer: Any = None) -> nn.Module:
@@ -286,8 +323,13 @@ def build_teacher(mllm_config: Any, llm: nn.Module | None = None, tokenizer: Any
     return DimaTeacher(mllm_config, llm=llm, tokenizer=tokenizer)
 
 
-def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location: str | torch.device = "cpu",
-              llm: nn.Module | None = None, tokenizer: Any = None) -> LoadedDima:
+def load_dima(
+    checkpoint: str | os.PathLike,
+    mode: Mode = "vision",
+    map_location: str | torch.device = "cpu",
+    llm: nn.Module | None = None,
+    tokenizer: Any = None,
+) -> LoadedDima:
     """Restore a stage-1 or stage-2 checkpoint (file or run directory), or a planner weights file, for ``mode``.
 
     ``vision`` builds the planner only: the LLM is neither loaded nor constructed, and the teacher's weights in
@@ -306,8 +348,10 @@ def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location
     path = Path(checkpoint) if is_weights_file(checkpoint) else resolve_checkpoint(checkpoint)
     if is_weights_file(path):
         if mode != "vision":
-            raise CheckpointError(f"{path} is a planner weights file (planner only): mode '{mode}' needs a stage-2 "
-                                  "checkpoint with the MLLM teacher")
+            raise CheckpointError(
+                f"{path} is a planner weights file (planner only): mode '{mode}' needs a stage-2 "
+                "checkpoint with the MLLM teacher"
+            )
         state = weights_as_checkpoint_state(path)
     else:
         state = load_checkpoint(path, map_location=map_location)
@@ -315,7 +359,7 @@ def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location
     weights: Mapping[str, torch.Tensor] = state[KEY_MODEL]
     if "planner" in stored and "mllm" in stored:  # stage 2
         model_config = config_from_dict(dict(stored["planner"]), ModelConfig, source=f"{path}:model_config.planner")
-        planner_state = {k[len("planner."):]: v for k, v in weights.items() if k.startswith("planner.")}
+        planner_state = {k[len("planner.") :]: v for k, v in weights.items() if k.startswith("planner.")}
         stage = 2
     elif stored:
         model_config = config_from_dict(stored, ModelConfig, source=f"{path}:model_config")
@@ -332,8 +376,10 @@ def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location
         mllm_config = config_from_dict(dict(stored["mllm"]), MllmConfig, source=f"{path}:model_config.mllm")
     if mode != "vision":
         if mllm_config is None:
-            raise CheckpointError(f"checkpoint {path} is a stage-1 (planner-only) checkpoint: mode '{mode}' needs "
-                                  "a stage-2 checkpoint with the MLLM teacher")
+            raise CheckpointError(
+                f"checkpoint {path} is a stage-1 (planner-only) checkpoint: mode '{mode}' needs "
+                "a stage-2 checkpoint with the MLLM teacher"
+            )
         teacher = build_teacher(mllm_config, llm, tokenizer)
     model = DimaJointModel(planner, teacher, beam_tokens)
     if teacher is None:
@@ -345,8 +391,15 @@ def load_dima(checkpoint: str | os.PathLike, mode: Mode = "vision", map_location
         except RuntimeError as exc:
             raise CheckpointError(f"checkpoint {path} does not fit its own configs: {exc}") from exc
     model.eval()
-    return LoadedDima(model, model_config, mllm_config, dict(state.get(KEY_CONFIG) or {}), str(path),
-                      int(state.get(KEY_STEP, 0)), stage)
+    return LoadedDima(
+        model,
+        model_config,
+        mllm_config,
+        dict(state.get(KEY_CONFIG) or {}),
+        str(path),
+        int(state.get(KEY_STEP, 0)),
+        stage,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- asking
@@ -374,9 +427,14 @@ def _stop_when(should_stop: Callable[[], bool]) -> Any:
     return StoppingCriteriaList([_CallbackStop()])
 
 
-def answer_question(model: DimaJointModel, sample_or_beam: Any, question: str, max_new_tokens: int = 64,
-                    max_question_tokens: int = DEFAULT_MAX_QUESTION_TOKENS,
-                    should_stop: Callable[[], bool] | None = None) -> tuple[str, float]:
+def answer_question(
+    model: DimaJointModel,
+    sample_or_beam: Any,
+    question: str,
+    max_new_tokens: int = 64,
+    max_question_tokens: int = DEFAULT_MAX_QUESTION_TOKENS,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[str, float]:
     """``(answer, latency_ms)``: the teacher's greedy answer grounded on one sample's BEAM tokens.
 
     Args:
@@ -405,14 +463,19 @@ def answer_question(model: DimaJointModel, sample_or_beam: Any, question: str, m
             was_training = model.training
             model.eval()
             try:
-                beam = model.planner(batch["images"], batch["intrinsics"], batch["cam_to_ego"],
-                                     batch["ego_status"], batch["command"]).beam
+                beam = model.planner(
+                    batch["images"], batch["intrinsics"], batch["cam_to_ego"], batch["ego_status"], batch["command"]
+                ).beam
             finally:
                 model.train(was_training)
         if beam.bev.shape[0] != 1:
             raise ValueError(f"answer_question takes one sample, got a batch of {beam.bev.shape[0]}")
-        answer = teacher.generate(model.teacher_view(beam), question, max_new_tokens=max_new_tokens,
-                                  stopping_criteria=_stop_when(should_stop) if should_stop else None)[0]
+        answer = teacher.generate(
+            model.teacher_view(beam),
+            question,
+            max_new_tokens=max_new_tokens,
+            stopping_criteria=_stop_when(should_stop) if should_stop else None,
+        )[0]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return answer, 1000.0 * (time.perf_counter() - start)

@@ -18,8 +18,9 @@ from dima_core.models.config import ModelConfig
 CAMERA_YAWS_DEG: tuple[float, ...] = (0.0, -55.0, 55.0, 180.0, 110.0, -110.0)
 
 
-def camera_rig(batch: int, image_size: tuple[int, int], num_cameras: int = 6,
-               fov_deg: float = 70.0) -> tuple[torch.Tensor, torch.Tensor]:
+def camera_rig(
+    batch: int, image_size: tuple[int, int], num_cameras: int = 6, fov_deg: float = 70.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(intrinsics (B, N, 3, 3), cam_to_ego (B, N, 4, 4))`` of a surround rig (optical frames)."""
     w, h = image_size
     f = (w / 2) / math.tan(math.radians(fov_deg) / 2)
@@ -60,16 +61,24 @@ def dummy_inputs(config: ModelConfig, batch: int = 1, seed: int = 0) -> dict[str
     return inputs
 
 
-def dummy_targets(config: ModelConfig, batch: int = 1, num_agents: int = 3, num_map: int = 2,
-                  seed: int = 0) -> dict[str, torch.Tensor]:
+def dummy_targets(
+    config: ModelConfig, batch: int = 1, num_agents: int = 3, num_map: int = 2, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Padded targets for :class:`~dima_core.models.losses.PlannerLoss` (one padding slot each)."""
     g = torch.Generator().manual_seed(seed)
     t = FUTURE_STEPS
     p = config.map_head.num_points
     ng, nv = num_agents + 1, num_map + 1
     xy = torch.rand(batch, ng, 2, generator=g) * torch.tensor([40.0, 20.0]) - torch.tensor([20.0, 10.0])
-    boxes = torch.cat([xy, torch.zeros(batch, ng, 1), torch.tensor([1.9, 4.5, 1.6]).expand(batch, ng, 3),
-                       torch.rand(batch, ng, 1, generator=g) * 6.0 - 3.0], dim=-1)
+    boxes = torch.cat(
+        [
+            xy,
+            torch.zeros(batch, ng, 1),
+            torch.tensor([1.9, 4.5, 1.6]).expand(batch, ng, 3),
+            torch.rand(batch, ng, 1, generator=g) * 6.0 - 3.0,
+        ],
+        dim=-1,
+    )
     steps = torch.arange(1, t + 1, dtype=torch.float32).view(1, 1, t, 1)
     vel = torch.randn(batch, ng, 2, generator=g)
     futures = xy[:, :, None] + steps * 0.5 * vel[:, :, None]

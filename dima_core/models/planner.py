@@ -40,8 +40,9 @@ class PlanningTransformer(nn.Module):
     """``forward(ego (B, 1, C), agents (B, Na, C), agent_centres (B, Na, 2), map_tokens (B, Nm, C),
     map_centres (B, Nm, 2), command (B,)) -> PlanOutputs``; centres are BEV grid fractions (col, row)."""
 
-    def __init__(self, config: PlannerConfig, embed_dim: int, x_range: tuple[float, float],
-                 y_range: tuple[float, float]):
+    def __init__(
+        self, config: PlannerConfig, embed_dim: int, x_range: tuple[float, float], y_range: tuple[float, float]
+    ):
         super().__init__()
         self.config = config
         c = embed_dim
@@ -55,8 +56,14 @@ class PlanningTransformer(nn.Module):
         )
         self.head = MLP(config.feature_dim, config.feature_dim, config.num_commands * config.future_steps * 2, 2)
 
-    def encode(self, ego: torch.Tensor, agents: torch.Tensor, agent_centres: torch.Tensor,
-               map_tokens: torch.Tensor, map_centres: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self,
+        ego: torch.Tensor,
+        agents: torch.Tensor,
+        agent_centres: torch.Tensor,
+        map_tokens: torch.Tensor,
+        map_centres: torch.Tensor,
+    ) -> torch.Tensor:
         """The penultimate ego feature ``(B, C_plan)``."""
         ego_pos = self.pos_encoder(self.ego_position)
         e_agent = self.ego_agent(ego, agents, ego_pos, self.pos_encoder(agent_centres.detach()))
@@ -69,8 +76,15 @@ class PlanningTransformer(nn.Module):
         offsets = self.head(ego_feature).view(b, self.config.num_commands, self.config.future_steps, 2)
         return offsets.cumsum(dim=2)
 
-    def forward(self, ego: torch.Tensor, agents: torch.Tensor, agent_centres: torch.Tensor,
-                map_tokens: torch.Tensor, map_centres: torch.Tensor, command: torch.Tensor) -> PlanOutputs:
+    def forward(
+        self,
+        ego: torch.Tensor,
+        agents: torch.Tensor,
+        agent_centres: torch.Tensor,
+        map_tokens: torch.Tensor,
+        map_centres: torch.Tensor,
+        command: torch.Tensor,
+    ) -> PlanOutputs:
         feature = self.encode(ego, agents, agent_centres, map_tokens, map_centres)
         trajectories = self.decode(feature)
         return PlanOutputs(trajectories, select_by_command(trajectories, command), feature)

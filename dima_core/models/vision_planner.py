@@ -51,9 +51,16 @@ class VisionPlanner(nn.Module):
         self.ego_encoder = EgoEncoder(config.ego, config.embed_dim, config.planner.num_commands)
         self.planner = PlanningTransformer(config.planner, config.embed_dim, bev_cfg.x_range, bev_cfg.y_range)
 
-    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: torch.Tensor | None = None,
-                ego_motion: torch.Tensor | None = None) -> PlannerOutput:
+    def forward(
+        self,
+        images: torch.Tensor,
+        intrinsics: torch.Tensor,
+        cam_to_ego: torch.Tensor,
+        ego_status: torch.Tensor,
+        command: torch.Tensor,
+        prev_bev: torch.Tensor | None = None,
+        ego_motion: torch.Tensor | None = None,
+    ) -> PlannerOutput:
         b, n = images.shape[:2]
         feats = self.backbone(images.flatten(0, 1))
         bev = self.bev_encoder(feats, intrinsics, cam_to_ego, prev_bev, ego_motion)
@@ -74,8 +81,9 @@ class VisionPlanner(nn.Module):
             map_polylines=maps.polylines,
             map_logits=maps.logits,
         )
-        return PlannerOutput(plan.trajectories, plan.trajectory, plan.ego_feature, beam, bev, agents.centres,
-                             maps.centres)
+        return PlannerOutput(
+            plan.trajectories, plan.trajectory, plan.ego_feature, beam, bev, agents.centres, maps.centres
+        )
 
     def num_parameters(self, trainable_only: bool = False) -> dict[str, int]:
         """Parameter counts per top-level part and ``total``."""
@@ -109,9 +117,16 @@ class ExportablePlanner(nn.Module):
         temporal = self.model.config.bev.use_temporal
         return EXPORT_INPUT_NAMES + (EXPORT_TEMPORAL_INPUT_NAMES if temporal else ())
 
-    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
-                ego_status: torch.Tensor, command: torch.Tensor, prev_bev: torch.Tensor | None = None,
-                ego_motion: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self,
+        images: torch.Tensor,
+        intrinsics: torch.Tensor,
+        cam_to_ego: torch.Tensor,
+        ego_status: torch.Tensor,
+        command: torch.Tensor,
+        prev_bev: torch.Tensor | None = None,
+        ego_motion: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         out = self.model(images, intrinsics, cam_to_ego, ego_status, command, prev_bev, ego_motion)
         beam = out.beam.as_dict()
         return (out.trajectory, out.trajectories, out.ego_feature, out.bev) + tuple(beam[k] for k in BEAM_FIELDS)

@@ -74,8 +74,12 @@ def _config_json(model_config: Mapping[str, Any]) -> str:
     return json.dumps(model_config, sort_keys=True, separators=(",", ":"))
 
 
-def save_planner_weights(path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor],
-                         model_config: Mapping[str, Any], source: Mapping[str, Any] | None = None) -> Path:
+def save_planner_weights(
+    path: str | os.PathLike[str],
+    state_dict: Mapping[str, torch.Tensor],
+    model_config: Mapping[str, Any],
+    source: Mapping[str, Any] | None = None,
+) -> Path:
     """Write ``state_dict`` (float32, contiguous, CPU) with its config and provenance; returns the path.
 
     Written atomically (``write_atomic``): an interrupted write never leaves a half file under ``path``.
@@ -114,18 +118,25 @@ def read_planner_weights(path: str | os.PathLike[str]) -> PlannerWeights:
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:  # noqa: BLE001 - header, JSON and truncation errors all mean "cannot be read"
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsFileError(f"planner weights file {path} is corrupt or truncated and cannot be read ({detail})") \
-            from exc
+        raise WeightsFileError(
+            f"planner weights file {path} is corrupt or truncated and cannot be read ({detail})"
+        ) from exc
     if metadata.get("format") != WEIGHTS_FORMAT:
-        raise WeightsFileError(f"{path} is a safetensors file but not DiMA planner weights (no '{WEIGHTS_FORMAT}' "
-                               "format tag): export a trained run with `dima weights export`")
+        raise WeightsFileError(
+            f"{path} is a safetensors file but not DiMA planner weights (no '{WEIGHTS_FORMAT}' "
+            "format tag): export a trained run with `dima weights export`"
+        )
     if metadata.get("format_version") != WEIGHTS_FORMAT_VERSION:
-        raise WeightsFileError(f"planner weights file {path} has format version {metadata.get('format_version')}; "
-                               f"this code reads {WEIGHTS_FORMAT_VERSION}")
+        raise WeightsFileError(
+            f"planner weights file {path} has format version {metadata.get('format_version')}; "
+            f"this code reads {WEIGHTS_FORMAT_VERSION}"
+        )
     config_json = metadata.get("model_config", "")
     if hashlib.sha256(config_json.encode()).hexdigest() != metadata.get("model_config_sha256"):
-        raise WeightsFileError(f"planner weights file {path}: its stored model config does not match its hash "
-                               "(the header was edited or damaged)")
+        raise WeightsFileError(
+            f"planner weights file {path}: its stored model config does not match its hash "
+            "(the header was edited or damaged)"
+        )
     try:
         model_config = json.loads(config_json)
         source = json.loads(metadata.get("source") or "{}")
@@ -160,8 +171,7 @@ def load_weights_or_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, dict
     return file, load_checkpoint(file, map_location="cpu")
 
 
-def check_expected_config(path: str | os.PathLike[str], stored: Mapping[str, Any],
-                          expected: Mapping[str, Any]) -> None:
+def check_expected_config(path: str | os.PathLike[str], stored: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
     """Raise :class:`WeightsFileError` when a file's config differs from the one a deployment expects.
 
     ``expected`` is the ``config_to_dict`` form of the model config the caller was set up for (e.g. a node
@@ -175,7 +185,16 @@ def check_expected_config(path: str | os.PathLike[str], stored: Mapping[str, Any
 
 
 __all__ = [
-    "PlannerWeights", "SHIPPED_PLANNER", "WEIGHTS_FORMAT", "WEIGHTS_FORMAT_VERSION", "WEIGHTS_SUFFIX",
-    "WeightsFileError", "check_expected_config", "is_weights_file", "load_weights_or_checkpoint",
-    "read_planner_weights", "save_planner_weights", "weights_as_checkpoint_state",
+    "PlannerWeights",
+    "SHIPPED_PLANNER",
+    "WEIGHTS_FORMAT",
+    "WEIGHTS_FORMAT_VERSION",
+    "WEIGHTS_SUFFIX",
+    "WeightsFileError",
+    "check_expected_config",
+    "is_weights_file",
+    "load_weights_or_checkpoint",
+    "read_planner_weights",
+    "save_planner_weights",
+    "weights_as_checkpoint_state",
 ]

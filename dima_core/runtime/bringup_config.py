@@ -1,16 +1,16 @@
 """``BringupConfig``: what ``dima ros bringup --config FILE`` starts (nodes of :mod:`dima_ros.launch_spec`).
 
-    # config/bringup.yaml
-    bringup:
-      use_sim_time: false
-      with_mllm: false
-      with_evaluator: false
-      with_sim: false                    # the closed-loop simulator (dima ros bringup --sim)
-      config_dir: ""                     # node parameter files; "" = the repository's config/
-      parameters:                        # per-node overrides, applied after the node's YAML file
-        planner: {model.backend: onnxruntime, model.onnx_path: outputs/demo/planner.onnx}
-        mllm: {checkpoint: outputs/demo/stage2}
-        sim: {scenarios: [cruise, follow], episodes: 2}
+# config/bringup.yaml
+bringup:
+  use_sim_time: false
+  with_mllm: false
+  with_evaluator: false
+  with_sim: false                    # the closed-loop simulator (dima ros bringup --sim)
+  config_dir: ""                     # node parameter files; "" = the repository's config/
+  parameters:                        # per-node overrides, applied after the node's YAML file
+    planner: {model.backend: onnxruntime, model.onnx_path: outputs/demo/planner.onnx}
+    mllm: {checkpoint: outputs/demo/stage2}
+    sim: {scenarios: [cruise, follow], episodes: 2}
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class BringupConfig:
     executor_threads: int = ranged(0, lo=0, hi=256, help="MultiThreadedExecutor threads; 0 = enough for the nodes")
     replay_rate: float = ranged(1.0, lo=0.01, hi=100.0, help="--bag: playback rate")
     replay_settle_s: float = ranged(
-        3.0, lo=0.0, hi=600.0, help="--bag: after the replay, wait this long with no new trajectory before the report")
+        3.0, lo=0.0, hi=600.0, help="--bag: after the replay, wait this long with no new trajectory before the report"
+    )
 
 
 __all__ = ["BringupConfig"]

@@ -42,11 +42,14 @@ def plan_feature_from_flat(values: Sequence[float], shape: Sequence[int]) -> tor
     array = np.asarray(values, dtype=np.float32)
     shape = [int(d) for d in shape]
     if array.size == 0:
-        raise ValueError("BeamTokens.plan_feature is empty: the planner publishes it only when its backend outputs "
-                         "'ego_feature' (export with BEAM outputs)")
+        raise ValueError(
+            "BeamTokens.plan_feature is empty: the planner publishes it only when its backend outputs "
+            "'ego_feature' (export with BEAM outputs)"
+        )
     if len(shape) != 2 or shape[0] != 1 or int(np.prod(shape)) != array.size:
-        raise ValueError(f"BeamTokens.plan_feature: shape {shape} does not fit {array.size} values "
-                         "(expected [1, channels])")
+        raise ValueError(
+            f"BeamTokens.plan_feature: shape {shape} does not fit {array.size} values (expected [1, channels])"
+        )
     return torch.from_numpy(array.reshape(shape))
 
 
@@ -61,8 +64,9 @@ class DualPlan:
     latency_ms: float  # wall time of the teacher forward + fusion + head
 
 
-def plan_dual(model: DimaJointModel, beam: BeamTokens, plan_feature: torch.Tensor, command: int,
-              stamp_ns: int) -> DualPlan:
+def plan_dual(
+    model: DimaJointModel, beam: BeamTokens, plan_feature: torch.Tensor, command: int, stamp_ns: int
+) -> DualPlan:
     """DiMA-Dual on one frame: :meth:`~dima_core.models.dima.DimaJointModel.dual_trajectories`.
 
     Args:

@@ -171,7 +171,8 @@ class FrameSynchronizer:
     def _reset_state(self) -> None:
         s = self.settings
         self._inputs: dict[str, _Input] = {
-            c: _Input(c, "camera", s.camera_queue_size) for c in s.cameras if c != s.anchor}
+            c: _Input(c, "camera", s.camera_queue_size) for c in s.cameras if c != s.anchor
+        }
         self._inputs["odometry"] = _Input("odometry", "odometry", s.odometry_queue_size)
         if s.use_acceleration:
             self._inputs["acceleration"] = _Input("acceleration", "acceleration", s.odometry_queue_size)
@@ -207,8 +208,9 @@ class FrameSynchronizer:
         if last is not None and stamp_ns <= last:
             self.stats.backwards += 1
             what = "duplicate" if stamp_ns == last else f"{_ms(last - stamp_ns):.1f} ms before the previous one"
-            issue = SyncIssue("backwards", stamp_ns, (f"backwards timestamp on {name}: stamp {stamp_ns} is {what}; "
-                                                      "message dropped",))
+            issue = SyncIssue(
+                "backwards", stamp_ns, (f"backwards timestamp on {name}: stamp {stamp_ns} is {what}; message dropped",)
+            )
             self.stats.last_reasons = issue.reasons
             return issue
         self._last[name] = stamp_ns
@@ -227,8 +229,13 @@ class FrameSynchronizer:
         if len(self._pending) >= max(1, s.camera_queue_size):
             # Bounded memory: the oldest set's camera frames are about to fall out of the camera queues anyway.
             oldest = self._pending.popleft()
-            events.append(self._give_up(oldest, now_ns, (
-                f"gave up waiting: {s.camera_queue_size} newer CAM_FRONT frames arrived while it waited",)))
+            events.append(
+                self._give_up(
+                    oldest,
+                    now_ns,
+                    (f"gave up waiting: {s.camera_queue_size} newer CAM_FRONT frames arrived while it waited",),
+                )
+            )
         self._pending.append(_Pending(Stamped(stamp_ns, value), now_ns, self._initial_matches(stamp_ns)))
         return events + self._advance(now_ns)
 
@@ -266,9 +273,16 @@ class FrameSynchronizer:
         events: list[SyncEvent] = [self._give_up(p, None, ()) for p in self._pending]
         self._reset_state()
         self.stats.resets += 1
-        events.append(SyncIssue("reset", stamp_ns, (
-            f"{name} stamp jumped back by {_ms(last - stamp_ns) / 1000.0:.2f} s: synchroniser reset "
-            "(bag restarted or simulation reset)",)))
+        events.append(
+            SyncIssue(
+                "reset",
+                stamp_ns,
+                (
+                    f"{name} stamp jumped back by {_ms(last - stamp_ns) / 1000.0:.2f} s: synchroniser reset "
+                    "(bag restarted or simulation reset)",
+                ),
+            )
+        )
         return events
 
     def poll(self, now_ns: int) -> list[SyncEvent]:
@@ -328,15 +342,21 @@ class FrameSynchronizer:
         i = 0
         while i < len(self._pending):
             pending = self._pending[i]
-            waiting = [inp for inp in self._inputs.values()
-                       if inp.name not in pending.matches and not self._settled(inp, pending.anchor.stamp_ns)]
+            waiting = [
+                inp
+                for inp in self._inputs.values()
+                if inp.name not in pending.matches and not self._settled(inp, pending.anchor.stamp_ns)
+            ]
             unmatched = [inp for inp in self._inputs.values() if inp.name not in pending.matches]
             if not unmatched:
                 # Older sets could only be planned out of order now: end them (reported), then emit this one.
                 for _ in range(i):
                     older = self._pending.popleft()
-                    events.append(self._give_up(older, now_ns, (
-                        f"a newer CAM_FRONT frame ({pending.anchor.stamp_ns}) completed first",)))
+                    events.append(
+                        self._give_up(
+                            older, now_ns, (f"a newer CAM_FRONT frame ({pending.anchor.stamp_ns}) completed first",)
+                        )
+                    )
                 self._pending.popleft()
                 events.append(self._complete(pending, now_ns))
                 i = 0
@@ -345,8 +365,11 @@ class FrameSynchronizer:
             # A set that can no longer complete (an input settled without a match) still waits for its other
             # inputs, so that each reason is exact (late vs. missing), but not beyond max_wait: it is only a report.
             failed = len(waiting) < len(unmatched)
-            if (not waiting or waited >= s.max_delay_ns or (waited >= s.max_wait_ns and (
-                    failed or any(self._quiet(inp, now_ns) for inp in waiting)))):
+            if (
+                not waiting
+                or waited >= s.max_delay_ns
+                or (waited >= s.max_wait_ns and (failed or any(self._quiet(inp, now_ns) for inp in waiting)))
+            ):
                 del self._pending[i]
                 events.append(self._give_up(pending, now_ns, ()))
                 continue
@@ -383,10 +406,14 @@ class FrameSynchronizer:
             if best is None:
                 return f"missing camera {cam}: no frame queued near this CAM_FRONT stamp"
             if abs(best.stamp_ns - a) <= 2 * tol:
-                return (f"late camera {cam} by {_ms(abs(best.stamp_ns - a) - tol):.1f} ms: nearest frame "
-                        f"{_ms(best.stamp_ns - a):+.1f} ms from CAM_FRONT (tolerance {_ms(tol):.0f} ms)")
-            return (f"missing camera {cam}: nearest frame {_ms(best.stamp_ns - a):+.1f} ms from CAM_FRONT "
-                    f"(tolerance {_ms(tol):.0f} ms)")
+                return (
+                    f"late camera {cam} by {_ms(abs(best.stamp_ns - a) - tol):.1f} ms: nearest frame "
+                    f"{_ms(best.stamp_ns - a):+.1f} ms from CAM_FRONT (tolerance {_ms(tol):.0f} ms)"
+                )
+            return (
+                f"missing camera {cam}: nearest frame {_ms(best.stamp_ns - a):+.1f} ms from CAM_FRONT "
+                f"(tolerance {_ms(tol):.0f} ms)"
+            )
         if inp.kind in ("odometry", "acceleration"):
             best = self._nearest(inp.queue, a)
             if best is None and inp.kind == "odometry":
@@ -394,8 +421,10 @@ class FrameSynchronizer:
             if best is None:
                 return "no acceleration received (inputs.use_acceleration is true)"
             what = "nearest odometry" if inp.kind == "odometry" else "nearest"
-            return (f"stale {inp.kind}: {what} {_ms(best.stamp_ns - a):+.1f} ms from CAM_FRONT "
-                    f"(limit {_ms(s.odometry_max_age_ns):.0f} ms)")
+            return (
+                f"stale {inp.kind}: {what} {_ms(best.stamp_ns - a):+.1f} ms from CAM_FRONT "
+                f"(limit {_ms(s.odometry_max_age_ns):.0f} ms)"
+            )
         if s.command_policy == "match":
             best = self._nearest(inp.queue, a)
             near = "" if best is None else f" (nearest {_ms(best.stamp_ns - a):+.1f} ms)"
@@ -418,9 +447,11 @@ class FrameSynchronizer:
                     reason += f"; no {inp.label} message for {_ms(silence):.0f} ms"
                 else:
                     newest = self._last.get(inp.name, a)
-                    reason += (f"; {inp.label} not quiet (last message {_ms(silence):.0f} ms ago, mean interval "
-                               f"{_ms(inp.mean_interval_ns()):.0f} ms) but nothing past this stamp yet (newest "
-                               f"{_ms(newest - a):+.1f} ms) after {_ms(now_ns - pending.arrived_ns):.0f} ms")
+                    reason += (
+                        f"; {inp.label} not quiet (last message {_ms(silence):.0f} ms ago, mean interval "
+                        f"{_ms(inp.mean_interval_ns()):.0f} ms) but nothing past this stamp yet (newest "
+                        f"{_ms(newest - a):+.1f} ms) after {_ms(now_ns - pending.arrived_ns):.0f} ms"
+                    )
             reasons.append(reason)
         reasons.extend(extra)
         self.stats.incomplete += 1
@@ -442,5 +473,14 @@ class FrameSynchronizer:
                 q.popleft()
 
 
-__all__ = ["ARRIVAL_HISTORY", "FrameSet", "FrameSynchronizer", "NS_PER_MS", "Stamped", "SyncEvent", "SyncIssue",
-           "SyncSettings", "SyncStats"]
+__all__ = [
+    "ARRIVAL_HISTORY",
+    "FrameSet",
+    "FrameSynchronizer",
+    "NS_PER_MS",
+    "Stamped",
+    "SyncEvent",
+    "SyncIssue",
+    "SyncSettings",
+    "SyncStats",
+]

@@ -45,8 +45,12 @@ JPEG_SOI = b"\xff\xd8"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # libjpeg's scale denominators; OpenCV names them IMREAD_REDUCED_COLOR_2/4/8.
 JPEG_REDUCTIONS: tuple[int, ...] = (1, 2, 4, 8)
-_IMREAD_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                 8: cv2.IMREAD_REDUCED_COLOR_8}
+_IMREAD_FLAGS = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 _BARE_CODECS: dict[str, Codec] = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
 # sensor_msgs/image_encodings: the colour encodings (isColor); anything else before the ';' is not a colour image.
 COLOUR_ENCODINGS = frozenset({"rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16", "bgra16"})
@@ -95,28 +99,43 @@ def parse_format(fmt: str, source: str = "image") -> CompressedFormat:
     if ";" not in stripped:
         codec = _BARE_CODECS.get(stripped.lower())
         if codec is None:
-            raise InputError("encoding", f"{source}: CompressedImage format '{text}' is not JPEG or PNG; the planner "
-                                         "decodes only 'jpeg'/'png' (image_transport 'compressed'): decode other "
-                                         "codecs upstream")
+            raise InputError(
+                "encoding",
+                f"{source}: CompressedImage format '{text}' is not JPEG or PNG; the planner "
+                "decodes only 'jpeg'/'png' (image_transport 'compressed'): decode other "
+                "codecs upstream",
+            )
         return CompressedFormat(codec, True, text)
     original, rest = (part.strip() for part in stripped.split(";", 1))
     words = rest.lower().split()
     if words and words[0] == "compresseddepth":
-        raise InputError("encoding", f"{source}: CompressedImage format '{text}' is a depth image "
-                                     "(compressed_depth_image_transport), not a colour camera image")
+        raise InputError(
+            "encoding",
+            f"{source}: CompressedImage format '{text}' is a depth image "
+            "(compressed_depth_image_transport), not a colour camera image",
+        )
     codec = _BARE_CODECS.get(words[0]) if words else None
     if codec is None or (len(words) > 1 and words[1] != "compressed") or len(words) > 3:
-        raise InputError("encoding", f"{source}: CompressedImage format '{text}' is not JPEG or PNG in "
-                                     "compressed_image_transport's 'ORIG_PIXFMT; CODEC compressed [PIXFMT]' form; "
-                                     "the planner decodes only jpeg and png")
+        raise InputError(
+            "encoding",
+            f"{source}: CompressedImage format '{text}' is not JPEG or PNG in "
+            "compressed_image_transport's 'ORIG_PIXFMT; CODEC compressed [PIXFMT]' form; "
+            "the planner decodes only jpeg and png",
+        )
     if original.lower() not in COLOUR_ENCODINGS:
-        raise InputError("encoding", f"{source}: CompressedImage format '{text}': the image was '{original}', not a "
-                                     f"colour image; the planner needs 8-bit colour cameras ({sorted(COLOUR_ENCODINGS)}"
-                                     " before compression)")
+        raise InputError(
+            "encoding",
+            f"{source}: CompressedImage format '{text}': the image was '{original}', not a "
+            f"colour image; the planner needs 8-bit colour cameras ({sorted(COLOUR_ENCODINGS)}"
+            " before compression)",
+        )
     packed = words[2] if len(words) > 2 else ""
     if packed and packed not in ("bgr8", "rgb8"):
-        raise InputError("encoding", f"{source}: CompressedImage format '{text}': the payload is '{packed}'; the "
-                                     "planner needs 8-bit colour (bgr8 or rgb8), not 16-bit samples")
+        raise InputError(
+            "encoding",
+            f"{source}: CompressedImage format '{text}': the payload is '{packed}'; the "
+            "planner needs 8-bit colour (bgr8 or rgb8), not 16-bit samples",
+        )
     return CompressedFormat(codec, "compressed bgr" in rest.lower(), text)
 
 
@@ -189,10 +208,13 @@ def read_header(buf: np.ndarray, spec: CompressedFormat, source: str = "image") 
     head = buf[:16].tobytes()
     magic = JPEG_SOI if spec.codec == "jpeg" else PNG_SIGNATURE
     if not head.startswith(magic):
-        raise InputError("encoding", f"{source}: CompressedImage format '{spec.text}' declares {spec.codec.upper()} "
-                                     f"but the data is {_looks_like(head)} (first bytes {head[:8].hex(' ')}); "
-                                     "refused, not decoded by guessing")
-    corrupt = (f"{source}: corrupt or undecodable CompressedImage ({buf.size} bytes, format '{spec.text}')")
+        raise InputError(
+            "encoding",
+            f"{source}: CompressedImage format '{spec.text}' declares {spec.codec.upper()} "
+            f"but the data is {_looks_like(head)} (first bytes {head[:8].hex(' ')}); "
+            "refused, not decoded by guessing",
+        )
+    corrupt = f"{source}: corrupt or undecodable CompressedImage ({buf.size} bytes, format '{spec.text}')"
     if spec.codec == "jpeg":
         try:
             width, height, channels, depth = _jpeg_header(memoryview(buf))
@@ -200,7 +222,8 @@ def read_header(buf: np.ndarray, spec: CompressedFormat, source: str = "image") 
             raise InputError("decode", f"{corrupt}: {exc}") from None
         if channels != 3:
             what = {1: "a greyscale (1-component)", 4: "a CMYK/YCCK (4-component)"}.get(
-                channels, f"a {channels}-component")
+                channels, f"a {channels}-component"
+            )
             raise InputError("encoding", f"{source}: {what} JPEG; the planner needs colour (3-component) images")
         if depth != 8:
             raise InputError("encoding", f"{source}: a {depth}-bit JPEG; the planner needs 8-bit samples")
@@ -216,8 +239,11 @@ def read_header(buf: np.ndarray, spec: CompressedFormat, source: str = "image") 
         if colour in (0, 4):
             raise InputError("encoding", f"{source}: a {kind} PNG; the planner needs colour images")
         if depth != 8 and not (colour == 3 and depth < 8):
-            raise InputError("encoding", f"{source}: a {depth}-bit {kind} PNG; the planner needs 8-bit samples "
-                                         "(16-bit images are not converted by guessing a scale)")
+            raise InputError(
+                "encoding",
+                f"{source}: a {depth}-bit {kind} PNG; the planner needs 8-bit samples "
+                "(16-bit images are not converted by guessing a scale)",
+            )
         channels = 4 if colour == 6 else 3
     if width <= 0 or height <= 0:
         raise InputError("decode", f"{corrupt}: header declares a {width}x{height} image")
@@ -238,9 +264,13 @@ def jpeg_reduction(full_wh: tuple[int, int], target_wh: tuple[int, int], max_red
     return 1
 
 
-def decode_image(data: bytes | bytearray | memoryview | np.ndarray | Sequence[int], fmt: str = "jpeg",
-                 source: str = "image", target_wh: tuple[int, int] | None = None,
-                 max_reduction: int = 1) -> DecodedImage:
+def decode_image(
+    data: bytes | bytearray | memoryview | np.ndarray | Sequence[int],
+    fmt: str = "jpeg",
+    source: str = "image",
+    target_wh: tuple[int, int] | None = None,
+    max_reduction: int = 1,
+) -> DecodedImage:
     """Decode CompressedImage bytes to RGB, checked against ``fmt`` first.
 
     With ``target_wh`` and ``max_reduction`` > 1 a JPEG is decoded at :func:`jpeg_reduction` of its header size;
@@ -259,17 +289,34 @@ def decode_image(data: bytes | bytearray | memoryview | np.ndarray | Sequence[in
         reduction = jpeg_reduction((header.width, header.height), target_wh, max_reduction)
     image = cv2.imdecode(buf, _IMREAD_FLAGS[reduction])
     if image is None or image.ndim != 3 or image.size == 0:
-        raise InputError("decode", f"{source}: corrupt or undecodable CompressedImage ({buf.size} bytes, "
-                                   f"format '{fmt}')")
+        raise InputError(
+            "decode", f"{source}: corrupt or undecodable CompressedImage ({buf.size} bytes, format '{fmt}')"
+        )
     expected = (math.ceil(header.height / reduction), math.ceil(header.width / reduction))
     if image.shape[:2] != expected:
-        raise InputError("decode", f"{source}: decoded {image.shape[1]}x{image.shape[0]} but the {spec.codec} "
-                                   f"header declares {header.width}x{header.height} (decoded at 1/{reduction}); an "
-                                   "EXIF orientation tag rotating the image?")
+        raise InputError(
+            "decode",
+            f"{source}: decoded {image.shape[1]}x{image.shape[0]} but the {spec.codec} "
+            f"header declares {header.width}x{header.height} (decoded at 1/{reduction}); an "
+            "EXIF orientation tag rotating the image?",
+        )
     if spec.bgr:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return DecodedImage(image, header.width, header.height, reduction)
 
 
-__all__ = ["COLOUR_ENCODINGS", "Codec", "CompressedFormat", "DecodedImage", "ImageHeader", "JPEG_REDUCTIONS",
-           "JPEG_SOI", "PNG_SIGNATURE", "as_uint8", "decode_image", "jpeg_reduction", "parse_format", "read_header"]
+__all__ = [
+    "COLOUR_ENCODINGS",
+    "Codec",
+    "CompressedFormat",
+    "DecodedImage",
+    "ImageHeader",
+    "JPEG_REDUCTIONS",
+    "JPEG_SOI",
+    "PNG_SIGNATURE",
+    "as_uint8",
+    "decode_image",
+    "jpeg_reduction",
+    "parse_format",
+    "read_header",
+]

@@ -76,10 +76,17 @@ def scene_tokens_from_flat(arrays: dict[str, Sequence[float]], shapes: dict[str,
     na, nm = tokens["agents"].shape[1], tokens["map"].shape[1]
     zeros = torch.zeros
     return BeamTokens(
-        bev=tokens["bev"], ego=tokens["ego"], agents=tokens["agents"], map=tokens["map"],
-        agent_boxes=zeros(1, na, 7), agent_logits=zeros(1, na, 1), agent_velocities=zeros(1, na, 2),
-        agent_trajectories=zeros(1, na, 1, 1, 2), agent_mode_logits=zeros(1, na, 1),
-        map_polylines=zeros(1, nm, 1, 2), map_logits=zeros(1, nm, 1),
+        bev=tokens["bev"],
+        ego=tokens["ego"],
+        agents=tokens["agents"],
+        map=tokens["map"],
+        agent_boxes=zeros(1, na, 7),
+        agent_logits=zeros(1, na, 1),
+        agent_velocities=zeros(1, na, 2),
+        agent_trajectories=zeros(1, na, 1, 1, 2),
+        agent_mode_logits=zeros(1, na, 1),
+        map_polylines=zeros(1, nm, 1, 2),
+        map_logits=zeros(1, nm, 1),
     )
 
 
@@ -106,15 +113,18 @@ class TokenBuffer:
         """
         with self._lock:
             if not self._frames:
-                raise LookupError("no BEAM tokens received yet (is the planner running and publishing "
-                                  "~/output/beam_tokens?)")
+                raise LookupError(
+                    "no BEAM tokens received yet (is the planner running and publishing ~/output/beam_tokens?)"
+                )
             if stamp_ns == 0:
                 latest = next(reversed(self._frames))
                 return latest, self._frames[latest]
             if stamp_ns not in self._frames:
                 oldest, newest = next(iter(self._frames)), next(reversed(self._frames))
-                raise LookupError(f"no BEAM tokens with stamp {stamp_ns} ns are buffered (buffer holds "
-                                  f"{len(self._frames)} frames, {oldest} .. {newest} ns)")
+                raise LookupError(
+                    f"no BEAM tokens with stamp {stamp_ns} ns are buffered (buffer holds "
+                    f"{len(self._frames)} frames, {oldest} .. {newest} ns)"
+                )
             return stamp_ns, self._frames[stamp_ns]
 
     def __len__(self) -> int:
@@ -141,9 +151,13 @@ class QuestionWorker:
         check: cheap validation run in the caller's thread (e.g. question length); raises ValueError.
     """
 
-    def __init__(self, answer: Callable[[Any, str, Callable[[], bool]], tuple[str, float]], tokens: TokenBuffer,
-                 queue_size: int,
-                 check: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        answer: Callable[[Any, str, Callable[[], bool]], tuple[str, float]],
+        tokens: TokenBuffer,
+        queue_size: int,
+        check: Callable[[str], None] | None = None,
+    ) -> None:
         self._answer = answer
         self._tokens = tokens
         self._check = check
@@ -165,8 +179,11 @@ class QuestionWorker:
         except (ValueError, LookupError) as exc:
             return AskResult(False, error=str(exc))
         if not self._slots.acquire(blocking=False):
-            return AskResult(False, error=f"busy: {self.queue_size} requests are already queued or running; "
-                                          "retry later (or raise the queue_size parameter)")
+            return AskResult(
+                False,
+                error=f"busy: {self.queue_size} requests are already queued or running; "
+                "retry later (or raise the queue_size parameter)",
+            )
         job = _Job(question, stamp_ns, Future(), time.monotonic() + timeout_s)
         job.future.add_done_callback(lambda _f: self._slots.release())
         self._queue.put(job)
@@ -174,11 +191,19 @@ class QuestionWorker:
             result = job.future.result(timeout=timeout_s)
         except TimeoutError:
             started = not job.future.cancel()  # cancel() fails once the worker has started the job
-            return AskResult(False, error=(
-                f"timed out after {timeout_s:.1f} s ("
-                + ("generation stopped at the deadline" if started else "still waiting in the queue behind earlier "
-                   "questions") + "); raise the timeout_s parameter or lower max_new_tokens"),
-                latency_ms=1000.0 * (time.perf_counter() - start))
+            return AskResult(
+                False,
+                error=(
+                    f"timed out after {timeout_s:.1f} s ("
+                    + (
+                        "generation stopped at the deadline"
+                        if started
+                        else "still waiting in the queue behind earlier questions"
+                    )
+                    + "); raise the timeout_s parameter or lower max_new_tokens"
+                ),
+                latency_ms=1000.0 * (time.perf_counter() - start),
+            )
         return result
 
     def _run(self) -> None:

@@ -28,10 +28,13 @@ class EvaluatorNodeConfig:
 
     report_path: str = param("", help="JSON report written at shutdown and on ~/report; empty = do not write")
     results_path: str = param(
-        "", help="the paired trajectories as a results file (docs/design.md, Evaluation protocol), for "
-                 "`dima eval --results`")
-    max_pending: int = param(200, lo=1, hi=100_000, read_only=True,
-                             help="unpaired trajectories / GT frames kept per side")
+        "",
+        help="the paired trajectories as a results file (docs/design.md, Evaluation protocol), for "
+        "`dima eval --results`",
+    )
+    max_pending: int = param(
+        200, lo=1, hi=100_000, read_only=True, help="unpaired trajectories / GT frames kept per side"
+    )
     summary_every: int = param(1, lo=1, hi=100_000, help="publish and log the running summary every N pairs")
 
 
@@ -105,9 +108,12 @@ class OnlineEvaluator:
             formula = report.pop("formula")
             report["method"] = "online"
             report["online"] = {
-                "num_trajectories": self.num_trajectories, "num_ground_truth_frames": self.num_ground_truth,
-                "num_paired": self.num_paired, "num_trajectories_unpaired": len(self._trajectories),
-                "num_ground_truth_unpaired": len(self._ground_truth), "num_dropped": self.num_dropped,
+                "num_trajectories": self.num_trajectories,
+                "num_ground_truth_frames": self.num_ground_truth,
+                "num_paired": self.num_paired,
+                "num_trajectories_unpaired": len(self._trajectories),
+                "num_ground_truth_unpaired": len(self._ground_truth),
+                "num_dropped": self.num_dropped,
             }
             report["formula"] = formula
             return report
@@ -120,8 +126,10 @@ class OnlineEvaluator:
         def fmt(v: float | None, unit: str) -> str:
             return "n/a" if v is None else f"{v:.3f}{unit}"
 
-        return (f"{report['online']['num_paired']} pairs, {report['num_samples']} scored: "
-                f"L2 avg {fmt(vad['l2']['avg'], ' m')}, collision avg {fmt(vad['collision']['avg'], ' %')} (VAD)")
+        return (
+            f"{report['online']['num_paired']} pairs, {report['num_samples']} scored: "
+            f"L2 avg {fmt(vad['l2']['avg'], ' m')}, collision avg {fmt(vad['collision']['avg'], ' %')} (VAD)"
+        )
 
     def write(self, report_path: str = "", results_path: str = "") -> dict[str, Any]:
         """Write the report (atomically) and/or the paired trajectories as a results file; returns the report."""

@@ -38,19 +38,24 @@ from dima_core.runtime.input_error import InputError
 RAW_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8")
 
 
-def decode_compressed(data: bytes | bytearray | memoryview | Sequence[int], fmt: str = "jpeg",
-                      source: str = "image") -> np.ndarray:
+def decode_compressed(
+    data: bytes | bytearray | memoryview | Sequence[int], fmt: str = "jpeg", source: str = "image"
+) -> np.ndarray:
     """(H, W, 3) uint8 RGB at full size from CompressedImage bytes (JPEG or PNG, format and bytes checked),
     decoded exactly as the training loader decodes files."""
     return decode_image(data, fmt, source).pixels
 
 
-def decode_raw(encoding: str, height: int, width: int, step: int, data: bytes | bytearray | Sequence[int],
-               source: str = "image") -> np.ndarray:
+def decode_raw(
+    encoding: str, height: int, width: int, step: int, data: bytes | bytearray | Sequence[int], source: str = "image"
+) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a raw sensor_msgs/Image; only rgb8 and bgr8 are accepted (clear error otherwise)."""
     if encoding not in RAW_ENCODINGS:
-        raise InputError("encoding", f"{source}: unsupported image encoding '{encoding}'; the planner accepts "
-                                     f"{list(RAW_ENCODINGS)} (convert upstream, e.g. image_proc debayer)")
+        raise InputError(
+            "encoding",
+            f"{source}: unsupported image encoding '{encoding}'; the planner accepts "
+            f"{list(RAW_ENCODINGS)} (convert upstream, e.g. image_proc debayer)",
+        )
     if height <= 0 or width <= 0 or step < width * 3:
         raise InputError("encoding", f"{source}: invalid image geometry {width}x{height}, step {step}")
     raw = np.frombuffer(bytes(data), dtype=np.uint8)
@@ -70,8 +75,9 @@ class CameraModel:
     cam_to_ego: np.ndarray  # (4, 4)
 
     @classmethod
-    def from_lists(cls, intrinsics: Sequence[float], width: int, height: int, cam_to_ego: Sequence[float],
-                   source: str = "camera") -> CameraModel:
+    def from_lists(
+        cls, intrinsics: Sequence[float], width: int, height: int, cam_to_ego: Sequence[float], source: str = "camera"
+    ) -> CameraModel:
         k = np.asarray(intrinsics, np.float64).reshape(3, 3)
         t = np.asarray(cam_to_ego, np.float64).reshape(4, 4)
         if not (np.isfinite(k).all() and np.isfinite(t).all()) or k[0, 0] <= 0 or k[1, 1] <= 0:
@@ -103,11 +109,13 @@ def pose_matrix(position: Sequence[float], quaternion_xyzw: Sequence[float]) -> 
         out = np.full((4, 4), np.nan)
         return out
     s = 2.0 / n
-    rot = np.array([
-        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
-        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
-        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
-    ])
+    rot = np.array(
+        [
+            [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
+            [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
+            [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
+        ]
+    )
     out = np.eye(4)
     out[:3, :3] = rot
     out[:3, 3] = np.asarray(position, np.float64)
@@ -131,16 +139,19 @@ class PreprocessSettings:
         if self.jpeg_max_reduction not in JPEG_REDUCTIONS:
             raise ValueError(f"jpeg_max_reduction must be one of {JPEG_REDUCTIONS}, got {self.jpeg_max_reduction}")
         if self.jpeg_max_reduction > 1 and self.interpolation != "area":
-            raise ValueError(f"jpeg_max_reduction {self.jpeg_max_reduction} needs interpolation 'area' (a reduced JPEG "
-                             "decode averages blocks of pixels; with "
-                             f"'{self.interpolation}' it would not match training): use jpeg_max_reduction 1")
+            raise ValueError(
+                f"jpeg_max_reduction {self.jpeg_max_reduction} needs interpolation 'area' (a reduced JPEG "
+                "decode averages blocks of pixels; with "
+                f"'{self.interpolation}' it would not match training): use jpeg_max_reduction 1"
+            )
 
 
 ImageInput = np.ndarray | DecodedImage
 
 
-def decode_for_network(data: bytes | bytearray | memoryview | Sequence[int], fmt: str, settings: PreprocessSettings,
-                       source: str = "image") -> DecodedImage:
+def decode_for_network(
+    data: bytes | bytearray | memoryview | Sequence[int], fmt: str, settings: PreprocessSettings, source: str = "image"
+) -> DecodedImage:
     """CompressedImage bytes decoded for the network input of ``settings``: JPEGs at the largest reduction up to
     ``settings.jpeg_max_reduction`` that still covers the input size, PNGs (and reduction 1) at full size."""
     return decode_image(data, fmt, source, tuple(settings.image_size_wh), settings.jpeg_max_reduction)
@@ -172,8 +183,9 @@ def resize_reduced(image: DecodedImage, size_wh: tuple[int, int]) -> np.ndarray:
     return cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)
 
 
-def camera_tensor(image: ImageInput, camera: CameraModel, settings: PreprocessSettings, name: str = "camera"
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def camera_tensor(
+    image: ImageInput, camera: CameraModel, settings: PreprocessSettings, name: str = "camera"
+) -> tuple[np.ndarray, np.ndarray]:
     """``(3, H, W)`` float32 network image and its ``(3, 3)`` intrinsics scaled to the network input.
 
     ``image`` is a full-size (h, w, 3) uint8 RGB array or a :class:`DecodedImage` (possibly reduced); its full size
@@ -183,25 +195,34 @@ def camera_tensor(image: ImageInput, camera: CameraModel, settings: PreprocessSe
     """
     decoded = image if isinstance(image, DecodedImage) else DecodedImage(image, image.shape[1], image.shape[0], 1)
     if (decoded.full_height, decoded.full_width) != (camera.height, camera.width):
-        raise InputError("calibration", f"{name}: image is {decoded.full_width}x{decoded.full_height} but its "
-                                        f"calibration is for {camera.width}x{camera.height}; intrinsics would be "
-                                        "wrong")
+        raise InputError(
+            "calibration",
+            f"{name}: image is {decoded.full_width}x{decoded.full_height} but its "
+            f"calibration is for {camera.width}x{camera.height}; intrinsics would be "
+            "wrong",
+        )
     w, h = settings.image_size_wh
     if decoded.reduction == 1:
-        tensor, sx, sy = prepare_image(decoded.pixels, (h, w), settings.image_mean, settings.image_std,
-                                       INTERPOLATION_FLAGS[settings.interpolation])
+        tensor, sx, sy = prepare_image(
+            decoded.pixels, (h, w), settings.image_mean, settings.image_std, INTERPOLATION_FLAGS[settings.interpolation]
+        )
     else:
         if settings.interpolation != "area":
-            raise InputError("interface", f"{name}: a 1/{decoded.reduction} JPEG decode needs interpolation 'area', "
-                                          f"not '{settings.interpolation}'")
-        tensor, _, _ = prepare_image(resize_reduced(decoded, (w, h)), (h, w), settings.image_mean,
-                                     settings.image_std)  # already at (h, w): the normalisation only
+            raise InputError(
+                "interface",
+                f"{name}: a 1/{decoded.reduction} JPEG decode needs interpolation 'area', "
+                f"not '{settings.interpolation}'",
+            )
+        tensor, _, _ = prepare_image(
+            resize_reduced(decoded, (w, h)), (h, w), settings.image_mean, settings.image_std
+        )  # already at (h, w): the normalisation only
         sx, sy = w / decoded.full_width, h / decoded.full_height
     return tensor, scale_intrinsic(camera.intrinsics, sx, sy)
 
 
-def camera_tensors(images_rgb: Sequence[ImageInput], cameras: Sequence[CameraModel], settings: PreprocessSettings,
-                   names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def camera_tensors(
+    images_rgb: Sequence[ImageInput], cameras: Sequence[CameraModel], settings: PreprocessSettings, names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``images (N,3,H,W)``, ``intrinsics (N,3,3)`` scaled to the network input, ``cam_to_ego (N,4,4)``, float32."""
     outs = [
         camera_tensor(image, cam, settings, name) for name, image, cam in zip(names, images_rgb, cameras, strict=True)
@@ -209,10 +230,14 @@ def camera_tensors(images_rgb: Sequence[ImageInput], cameras: Sequence[CameraMod
     return _stack(outs, cameras)
 
 
-def _stack(outs: Sequence[tuple[np.ndarray, np.ndarray]], cameras: Sequence[CameraModel]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (np.stack([t for t, _ in outs]).astype(np.float32), np.stack([k for _, k in outs]).astype(np.float32),
-            np.stack([c.cam_to_ego for c in cameras]).astype(np.float32))
+def _stack(
+    outs: Sequence[tuple[np.ndarray, np.ndarray]], cameras: Sequence[CameraModel]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.stack([t for t, _ in outs]).astype(np.float32),
+        np.stack([k for _, k in outs]).astype(np.float32),
+        np.stack([c.cam_to_ego for c in cameras]).astype(np.float32),
+    )
 
 
 CameraSource = Callable[[str], tuple[ImageInput, CameraModel]]
@@ -233,8 +258,9 @@ class CameraPipeline:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.settings = settings
         self.threads = int(threads)
-        self._pool = (ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="dima-decode")
-                      if self.threads > 1 else None)
+        self._pool = (
+            ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="dima-decode") if self.threads > 1 else None
+        )
 
     def _one(self, name: str, source: CameraSource) -> tuple[np.ndarray, np.ndarray, CameraModel]:
         image, camera = source(name)
@@ -288,9 +314,15 @@ class TemporalState:
         self.prev_pose = pose
 
 
-def build_inputs(specs: Sequence[TensorSpec], images: np.ndarray, intrinsics: np.ndarray, cam_to_ego: np.ndarray,
-                 ego_status: np.ndarray, command: int, temporal: dict[str, np.ndarray] | None = None
-                 ) -> dict[str, np.ndarray]:
+def build_inputs(
+    specs: Sequence[TensorSpec],
+    images: np.ndarray,
+    intrinsics: np.ndarray,
+    cam_to_ego: np.ndarray,
+    ego_status: np.ndarray,
+    command: int,
+    temporal: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """The backend's input dict for one frame: only the names in ``specs`` (an export may prune ego_status)."""
     if int(command) not in (0, 1, 2):
         raise InputError("command", f"driving command {command} is not 0 (right), 1 (left) or 2 (straight)")

@@ -35,55 +35,80 @@ class SimNodeConfig:
     """Parameters of the simulator node (ROS names are the field names)."""
 
     scenarios: list[str] = param(
-        default_factory=lambda: ["all"], read_only=True,
-        help="scenario names of the synthetic world, or 'all' (every scenario of dima_core.data.synth.config)")
+        default_factory=lambda: ["all"],
+        read_only=True,
+        help="scenario names of the synthetic world, or 'all' (every scenario of dima_core.data.synth.config)",
+    )
     episodes: int = param(1, lo=1, hi=100_000, read_only=True, help="episodes (seeds) per scenario")
     seed: int = param(0, lo=0, hi=2**31 - 1, read_only=True, help="first seed; episodes use seed, seed+1, ...")
     sim_config: str = param("config/sim.yaml", read_only=True, help="SimConfig YAML (dima_core.sim.config)")
     world_config: str = param(
-        "", read_only=True, help="SynthConfig YAML of the world; empty: the sim config's world_config")
+        "", read_only=True, help="SynthConfig YAML of the world; empty: the sim config's world_config"
+    )
     episode_seconds: float = param(
-        0.0, lo=0.0, hi=3600.0, read_only=True, help="episode length; 0: the sim config's (or the world's)")
+        0.0, lo=0.0, hi=3600.0, read_only=True, help="episode length; 0: the sim config's (or the world's)"
+    )
     timing: TimingMode = param(
-        "lockstep", read_only=True,
+        "lockstep",
+        read_only=True,
         help="lockstep: after each frame the simulation waits for the trajectory stamped with it (the planner is "
-             "scored on its decisions); realtime: simulated time advances with the wall clock and a plan is applied "
-             "when it arrives (its latency counts)")
+        "scored on its decisions); realtime: simulated time advances with the wall clock and a plan is applied "
+        "when it arrives (its latency counts)",
+    )
     plan_timeout_s: float = param(
-        30.0, lo=0.01, hi=3600.0,
+        30.0,
+        lo=0.01,
+        hi=3600.0,
         help="lockstep: wall seconds to wait for a frame's trajectory before counting a missed plan (the ego keeps "
-             "its last plan)")
-    realtime_rate: float = param(
-        1.0, lo=0.01, hi=100.0, help="realtime: simulated seconds per wall-clock second")
+        "its last plan)",
+    )
+    realtime_rate: float = param(1.0, lo=0.01, hi=100.0, help="realtime: simulated seconds per wall-clock second")
     connect_timeout_s: float = param(
-        120.0, lo=1.0, hi=3600.0, read_only=True,
-        help="wall seconds to wait for the planner to subscribe and answer a probe frame before giving up")
+        120.0,
+        lo=1.0,
+        hi=3600.0,
+        read_only=True,
+        help="wall seconds to wait for the planner to subscribe and answer a probe frame before giving up",
+    )
     baselines: list[str] = param(
-        default_factory=lambda: ["expert", "cv"], read_only=True,
+        default_factory=lambda: ["expert", "cv"],
+        read_only=True,
         help="policies run in-process on every episode beside the ROS planner (dima sim run's POLICY_KINDS); the "
-             "expert always runs, its metrics are the reference the planner is scored against")
+        "expert always runs, its metrics are the reference the planner is scored against",
+    )
     policy_name: str = param("planner (ROS)", read_only=True, help="the ROS-driven planner's name in the report")
     output_dir: str = param(
-        "outputs/sim_node", read_only=True,
-        help="report.json, table.md and episodes/*.npz (ego poses and plans of the ROS episodes); empty: none")
+        "outputs/sim_node",
+        read_only=True,
+        help="report.json, table.md and episodes/*.npz (ego poses and plans of the ROS episodes); empty: none",
+    )
     episode_gap_s: float = param(
-        1.0, lo=0.0, hi=3600.0, read_only=True, help="simulated seconds between two episodes (the clock never "
-                                                     "goes back)")
+        1.0,
+        lo=0.0,
+        hi=3600.0,
+        read_only=True,
+        help="simulated seconds between two episodes (the clock never goes back)",
+    )
     publish_markers: bool = param(True, help="publish ~/output/markers (visualization_msgs/MarkerArray) every frame")
     shutdown_when_done: bool = param(
-        True, read_only=True,
+        True,
+        read_only=True,
         help="as its own process (ros2 run / launch / python -m): exit after the last episode, which ends a launch; "
-             "dima ros bringup --sim always ends after printing the table")
-    diagnostics_period_s: float = param(1.0, lo=0.05, hi=60.0, read_only=True,
-                                        help="period of the /diagnostics summary")
+        "dima ros bringup --sim always ends after printing the table",
+    )
+    diagnostics_period_s: float = param(
+        1.0, lo=0.05, hi=60.0, read_only=True, help="period of the /diagnostics summary"
+    )
 
     def validate(self) -> None:
         if not self.scenarios:
             raise ValueError("scenarios is empty: name at least one scenario (or 'all')")
         if not any(b.partition(":")[0] == "expert" for b in self.baselines):
             # Kept explicit rather than added silently: the report's reference must be visible in the config.
-            raise ValueError("baselines must include 'expert': its metrics are the reference every policy is "
-                             "scored against (dima_core.sim.runner)")
+            raise ValueError(
+                "baselines must include 'expert': its metrics are the reference every policy is "
+                "scored against (dima_core.sim.runner)"
+            )
 
 
 @dataclass
@@ -137,13 +162,21 @@ def load_sim_setup(cfg: SimNodeConfig) -> SimSetup:
     sim_path = resolve_path(cfg.sim_config, "sim_config")
     world_path = cfg.world_config or load_config(sim_path, SimConfig).world_config
     world_path = resolve_path(world_path, "world_config") if world_path else None
-    args = types.SimpleNamespace(sim_config=sim_path, world_config=world_path,
-                                 seconds=cfg.episode_seconds if cfg.episode_seconds > 0 else None)
+    args = types.SimpleNamespace(
+        sim_config=sim_path, world_config=world_path, seconds=cfg.episode_seconds if cfg.episode_seconds > 0 else None
+    )
     world_cfg, sim_cfg = load_configs(args)
     scenarios = resolve_scenarios(list(cfg.scenarios))
     seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
-    return SimSetup(world_cfg, sim_cfg, scenarios, seeds, sim_path, world_path,
-                    {"sim_config": sim_path, "world_config": world_path or "(SynthConfig defaults)"})
+    return SimSetup(
+        world_cfg,
+        sim_cfg,
+        scenarios,
+        seeds,
+        sim_path,
+        world_path,
+        {"sim_config": sim_path, "world_config": world_path or "(SynthConfig defaults)"},
+    )
 
 
 def planner_calibration_overrides() -> dict[str, list[float]]:
@@ -153,9 +186,19 @@ def planner_calibration_overrides() -> dict[str, list[float]]:
     """
     from dima_core.data.synth.cameras import FULL_HEIGHT, FULL_WIDTH, camera_rig
 
-    return {f"calibration.{cam.name}.cam_to_ego": [float(v) for v in cam.cam_to_ego.reshape(-1)]
-            for cam in camera_rig(FULL_WIDTH, FULL_HEIGHT)}
+    return {
+        f"calibration.{cam.name}.cam_to_ego": [float(v) for v in cam.cam_to_ego.reshape(-1)]
+        for cam in camera_rig(FULL_WIDTH, FULL_HEIGHT)
+    }
 
 
-__all__ = ["SimNodeConfig", "SimSetup", "TimingMode", "load_sim_setup", "package_root",
-           "planner_calibration_overrides", "resolve_path", "search_roots"]
+__all__ = [
+    "SimNodeConfig",
+    "SimSetup",
+    "TimingMode",
+    "load_sim_setup",
+    "package_root",
+    "planner_calibration_overrides",
+    "resolve_path",
+    "search_roots",
+]

@@ -19,17 +19,21 @@ class SimConfig:
 
     world_config: str | None = field(
         default="config/synth.yaml",
-        metadata={"help": "SynthConfig YAML of the world (null: SynthConfig defaults); camera size etc. come from it"})
+        metadata={"help": "SynthConfig YAML of the world (null: SynthConfig defaults); camera size etc. come from it"},
+    )
     camera_width: int | None = field(default=None, metadata={"help": "override the world's camera width"})
     camera_height: int | None = field(default=None, metadata={"help": "override the world's camera height"})
     planning_hz: float = ranged(2.0, lo=0.1, hi=20.0, help="planner calls per second (the dataset's keyframe rate)")
     sim_hz: float = ranged(10.0, lo=5.0, hi=100.0, help="simulation steps per second (vehicle, controller, traffic)")
     episode_seconds: float | None = field(
-        default=None, metadata={"help": "episode length; null: the world's scene_seconds"})
+        default=None, metadata={"help": "episode length; null: the world's scene_seconds"}
+    )
     stop_on_collision: bool = field(
-        default=False, metadata={"help": "end the episode at the first ego collision (the metrics see it either way)"})
+        default=False, metadata={"help": "end the episode at the first ego collision (the metrics see it either way)"}
+    )
     max_route_deviation_m: float = ranged(
-        15.0, lo=1.0, hi=1000.0, help="end the episode when the ego is this far from its route (it is lost)")
+        15.0, lo=1.0, hi=1000.0, help="end the episode when the ego is this far from its route (it is lost)"
+    )
     vehicle: VehicleConfig = field(default_factory=VehicleConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
 

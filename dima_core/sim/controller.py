@@ -67,12 +67,18 @@ class ControllerConfig:
     )
     stop_speed_mps: float = ranged(0.3, lo=0.0, hi=3.0, help="below this speed a standing reference means: stop")
     stop_distance_m: float = ranged(
-        0.3, lo=0.0, hi=3.0, help="a standing reference within this distance of the car is reached (hold, do not "
-        "creep or shuffle); also the shortest run of a plan that is driven"
+        0.3,
+        lo=0.0,
+        hi=3.0,
+        help="a standing reference within this distance of the car is reached (hold, do not "
+        "creep or shuffle); also the shortest run of a plan that is driven",
     )
     stop_decel: float = ranged(
-        4.0, lo=0.1, hi=20.0, help="m/s^2, the most braking used to stop at a cusp and to come to rest at a standing "
-        "reference (at the plan's end the car may brake up to the vehicle's max_decel); <= the vehicle's max_decel"
+        4.0,
+        lo=0.1,
+        hi=20.0,
+        help="m/s^2, the most braking used to stop at a cusp and to come to rest at a standing "
+        "reference (at the plan's end the car may brake up to the vehicle's max_decel); <= the vehicle's max_decel",
     )
     hold_horizon_s: float = ranged(1.0, lo=0.0, hi=3.0, help="how far ahead the reference is checked for standing")
     start_steer_tolerance_rad: float = ranged(
@@ -417,9 +423,7 @@ class TrajectoryTracker:
         jerk = self.vehicle_cfg.max_jerk
         if state.v == 0.0:
             self._braking = False
-        elif u > 0.0 and (
-            self._braking or _stopping_distance(u, gear * state.a, b, jerk) + u * period >= remaining
-        ):
+        elif u > 0.0 and (self._braking or _stopping_distance(u, gear * state.a, b, jerk) + u * period >= remaining):
             self._braking = True
             a_u = min(a_u, -_braking_to_stop(u, gear * state.a, remaining, b, jerk))
         if u <= 0.0:

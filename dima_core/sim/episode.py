@@ -165,12 +165,20 @@ class ClosedLoopEpisode:
         command = self.route.command(s.x, s.y, s.yaw, s.v)
         self._last_command = command
         return SimObservation(
-            time=self.time, frame=self.frame, images_jpeg=jpegs, cameras=self.cameras,
-            ego_pose=ego_pose_matrix(s.x, s.y, s.yaw), ego_status=ego_status(s.v, s.a, self.yaw_rate()),
-            ego_past=past, ego_past_mask=past_mask, command=command)
+            time=self.time,
+            frame=self.frame,
+            images_jpeg=jpegs,
+            cameras=self.cameras,
+            ego_pose=ego_pose_matrix(s.x, s.y, s.yaw),
+            ego_status=ego_status(s.v, s.a, self.yaw_rate()),
+            ego_past=past,
+            ego_past_mask=past_mask,
+            command=command,
+        )
 
-    def apply_plan(self, plan: object, command: int, latency_ms: float = 0.0,
-                   planned_at: tuple[float, VehicleState] | None = None) -> bool:
+    def apply_plan(
+        self, plan: object, command: int, latency_ms: float = 0.0, planned_at: tuple[float, VehicleState] | None = None
+    ) -> bool:
         """Hand a policy output to the controller; False (and counted) when it is refused.
 
         ``planned_at`` (time, ego state): the planning cycle the plan was made for, when that is earlier than the
@@ -213,8 +221,13 @@ class ClosedLoopEpisode:
         if off_route > self.sim_cfg.max_route_deviation_m:
             self.ended_early = f"lost: {off_route:.1f} m from the route"
 
-    def run(self, policy: Policy, progress: Callable[[StepView], None] | None = None,
-            time_policy: bool = True, keep_frames: bool = False) -> EpisodeLog:
+    def run(
+        self,
+        policy: Policy,
+        progress: Callable[[StepView], None] | None = None,
+        time_policy: bool = True,
+        keep_frames: bool = False,
+    ) -> EpisodeLog:
         """Drive the whole episode with ``policy``; returns its log (with the camera frames if ``keep_frames``)."""
         self.start(policy.name)
         policy.reset(self.context())
@@ -248,8 +261,12 @@ class ClosedLoopEpisode:
         actors = self.live.actors
         agents = np.stack(self._agents, axis=1) if actors else np.zeros((0, len(self._times), 4))
         present = np.stack(self._present, axis=1) if actors else np.zeros((0, len(self._times)), bool)
-        lanes = [LaneGeometry(lane.id, np.asarray(lane.centerline), np.concatenate([lane.left, lane.right[::-1]]),
-                              lane.road is None) for lane in self.live.net.lanes.values()]
+        lanes = [
+            LaneGeometry(
+                lane.id, np.asarray(lane.centerline), np.concatenate([lane.left, lane.right[::-1]]), lane.road is None
+            )
+            for lane in self.live.net.lanes.values()
+        ]
         return EpisodeLog(
             scenario=self.scenario,
             seed=self.seed,

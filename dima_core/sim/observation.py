@@ -57,8 +57,10 @@ class SimObservation:
 
 
 def camera_models(cameras: list[Camera]) -> list[CameraModel]:
-    return [CameraModel(np.asarray(c.K, np.float64), c.width, c.height, np.asarray(c.cam_to_ego, np.float64))
-            for c in cameras]
+    return [
+        CameraModel(np.asarray(c.K, np.float64), c.width, c.height, np.asarray(c.cam_to_ego, np.float64))
+        for c in cameras
+    ]
 
 
 def encode_jpeg(images_bgr: list[np.ndarray], quality: int) -> list[bytes]:
@@ -71,8 +73,9 @@ def encode_jpeg(images_bgr: list[np.ndarray], quality: int) -> list[bytes]:
     return out
 
 
-def ego_history(times: np.ndarray, poses: np.ndarray, now: float, x: float, y: float, yaw: float
-                ) -> tuple[np.ndarray, np.ndarray]:
+def ego_history(
+    times: np.ndarray, poses: np.ndarray, now: float, x: float, y: float, yaw: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Past positions at now - 2.0 .. now - 0.5 s in the current ego frame and their mask.
 
     ``times`` (K,) and ``poses`` (K, >=2) x, y of the steps logged so far (increasing times, ``now`` excluded).
@@ -93,8 +96,12 @@ def ego_history(times: np.ndarray, poses: np.ndarray, now: float, x: float, y: f
 
 def ego_status(speed: float, accel: float, yaw_rate: float) -> EgoStatus:
     """The dataset's CAN-bus ego status for a planar vehicle: lateral acceleration = speed * yaw rate."""
-    return EgoStatus(speed=float(speed), acceleration=np.array([accel, speed * yaw_rate], np.float32),
-                     yaw_rate=float(yaw_rate), source=EGO_STATUS_FROM_CAN_BUS)
+    return EgoStatus(
+        speed=float(speed),
+        acceleration=np.array([accel, speed * yaw_rate], np.float32),
+        yaw_rate=float(yaw_rate),
+        source=EGO_STATUS_FROM_CAN_BUS,
+    )
 
 
 def ego_pose_matrix(x: float, y: float, yaw: float) -> np.ndarray:

@@ -91,8 +91,9 @@ class PlannerPolicy:
     def plan(self, obs: SimObservation) -> np.ndarray:
         images, intrinsics, cam_to_ego = camera_tensors(obs.images_rgb(), obs.cameras, self.settings, CAMERA_NAMES)
         temporal = self.temporal.inputs({s.name: s for s in self.specs}, obs.ego_pose) if self.temporal else None
-        inputs = build_inputs(self.specs, images, intrinsics, cam_to_ego, obs.ego_status.as_vector(), obs.command,
-                              temporal)
+        inputs = build_inputs(
+            self.specs, images, intrinsics, cam_to_ego, obs.ego_status.as_vector(), obs.command, temporal
+        )
         outputs = self.backend.infer(inputs)
         if self.temporal is not None:
             self.temporal.update(outputs.get("bev_map"), obs.ego_pose)
@@ -223,8 +224,11 @@ def make_policy(spec: str, threads: int = 1) -> Policy:
             raise PolicyLoadError(f"policy {spec!r} needs a path: {kind}:PATH")
         if not os.path.exists(arg):
             raise PolicyLoadError(f"policy {spec!r}: {arg} does not exist")
-        cfg = (BackendConfig(backend="torch", checkpoint=arg, threads=threads) if kind == "checkpoint"
-               else BackendConfig(backend="onnxruntime", onnx=arg, threads=threads))
+        cfg = (
+            BackendConfig(backend="torch", checkpoint=arg, threads=threads)
+            if kind == "checkpoint"
+            else BackendConfig(backend="onnxruntime", onnx=arg, threads=threads)
+        )
         try:
             return PlannerPolicy(cfg, name=f"planner ({os.path.basename(os.path.normpath(arg))})")
         except PolicyLoadError:

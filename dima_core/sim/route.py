@@ -27,8 +27,9 @@ class Route:
     direction there).
     """
 
-    def __init__(self, xy: np.ndarray, reverse_spans: list[tuple[float, float]] | None = None,
-                 search_window_m: float = 25.0):
+    def __init__(
+        self, xy: np.ndarray, reverse_spans: list[tuple[float, float]] | None = None, search_window_m: float = 25.0
+    ):
         xy = np.asarray(xy, np.float64)
         if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) < 2 or not np.isfinite(xy).all():
             raise ValueError(f"a route needs a finite (N >= 2, 2) polyline, got shape {xy.shape}")
@@ -94,8 +95,9 @@ def route_of_driver(driver) -> Route:
         if parts and np.linalg.norm(xy[0] - parts[-1][-1]) < 1e-6:
             xy = xy[1:]
         # Measured from the previous leg's end, so a gap between legs counts as route length (as Route.s does).
-        length = float(np.linalg.norm(np.diff(np.concatenate([parts[-1][-1:], xy]) if parts else xy, axis=0),
-                                      axis=1).sum())
+        length = float(
+            np.linalg.norm(np.diff(np.concatenate([parts[-1][-1:], xy]) if parts else xy, axis=0), axis=1).sum()
+        )
         if seg.path.reverse:
             spans.append((s0, s0 + length))
         parts.append(xy)

@@ -65,16 +65,29 @@ class ClosedLoopReport:
         return format_table(self.aggregates(), order)
 
     def to_dict(self, **extra: object) -> dict:
-        return {"formula": SCORE_FORMULA, "success_rule": SUCCESS_RULE, "aggregates": self.aggregates(),
-                "episodes": [m.to_dict() for m in self.metrics], "files": self.files, "wall_s": self.wall_s, **extra}
+        return {
+            "formula": SCORE_FORMULA,
+            "success_rule": SUCCESS_RULE,
+            "aggregates": self.aggregates(),
+            "episodes": [m.to_dict() for m in self.metrics],
+            "files": self.files,
+            "wall_s": self.wall_s,
+            **extra,
+        }
 
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("_") or "policy"
 
 
-def run_closed_loop(world_cfg: SynthConfig, sim_cfg: SimConfig, scenarios: Sequence[str], seeds: Sequence[int],
-                    policies: Sequence[Policy], options: RunOptions | None = None) -> ClosedLoopReport:
+def run_closed_loop(
+    world_cfg: SynthConfig,
+    sim_cfg: SimConfig,
+    scenarios: Sequence[str],
+    seeds: Sequence[int],
+    policies: Sequence[Policy],
+    options: RunOptions | None = None,
+) -> ClosedLoopReport:
     """Drive every policy through every (scenario, seed); the expert runs first on each episode (added if absent)."""
     options = options or RunOptions()
     ordered = list(policies)
@@ -88,9 +101,15 @@ def run_closed_loop(world_cfg: SynthConfig, sim_cfg: SimConfig, scenarios: Seque
             episode = ClosedLoopEpisode(world_cfg, sim_cfg, scenario, int(seed))
             reference: EpisodeMetrics | None = None
             for policy in ordered:
-                wants_video = options.out_dir is not None and options.video and (
-                    policy.name in options.video_policies if options.video_policies is not None
-                    else policy.name not in BASELINE_ORDER)
+                wants_video = (
+                    options.out_dir is not None
+                    and options.video
+                    and (
+                        policy.name in options.video_policies
+                        if options.video_policies is not None
+                        else policy.name not in BASELINE_ORDER
+                    )
+                )
                 t_ep = time.perf_counter()
                 ep_log = episode.run(policy, keep_frames=wants_video)
                 # The expert is its own reference: a map rule its sanctioned manoeuvre breaks (the overtake's
@@ -101,9 +120,11 @@ def run_closed_loop(world_cfg: SynthConfig, sim_cfg: SimConfig, scenarios: Seque
                 metrics = score_episode(ep_log, reference)
                 report.metrics.append(metrics)
                 if options.progress is not None:
-                    options.progress(f"{scenario} seed {seed} {policy.name}: score {metrics.score:.3f}, "
-                                     f"{'success' if metrics.success else 'fail'}, progress {metrics.progress_m:.0f} m "
-                                     f"({time.perf_counter() - t_ep:.1f} s)")
+                    options.progress(
+                        f"{scenario} seed {seed} {policy.name}: score {metrics.score:.3f}, "
+                        f"{'success' if metrics.success else 'fail'}, progress {metrics.progress_m:.0f} m "
+                        f"({time.perf_counter() - t_ep:.1f} s)"
+                    )
                 if options.out_dir is not None:
                     stem = os.path.join(options.out_dir, "episodes", f"{scenario}_s{seed}_{_safe(policy.name)}")
                     os.makedirs(os.path.dirname(stem), exist_ok=True)
@@ -113,8 +134,13 @@ def run_closed_loop(world_cfg: SynthConfig, sim_cfg: SimConfig, scenarios: Seque
                         report.files.append(stem + ".mp4")
                     if options.summary_png:
                         collisions = [(c.step, c.agent_id) for c in metrics.collisions if c.at_fault]
-                        write_episode_summary(ep_log, stem + ".png", summary_lines(metrics),
-                                              episode.reference.record.ego[: episode.num_steps, :2], collisions)
+                        write_episode_summary(
+                            ep_log,
+                            stem + ".png",
+                            summary_lines(metrics),
+                            episode.reference.record.ego[: episode.num_steps, :2],
+                            collisions,
+                        )
                         report.files.append(stem + ".png")
     report.wall_s = time.perf_counter() - t0
     return report
@@ -132,8 +158,10 @@ def summary_lines(m: EpisodeMetrics) -> list[str]:
 
 def machine_line() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return (f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} logical cores; Python "
-            f"{platform.python_version()}; 1/5/15-min load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
+    return (
+        f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} logical cores; Python "
+        f"{platform.python_version()}; 1/5/15-min load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}"
+    )
 
 
 def write_report(report: ClosedLoopReport, path: str, **extra: object) -> None:
@@ -161,5 +189,14 @@ def config_record(world_cfg: SynthConfig, sim_cfg: SimConfig) -> dict:
     return {"world": config_to_dict(world_cfg), "sim": config_to_dict(sim_cfg)}
 
 
-__all__ = ["BASELINE_ORDER", "ClosedLoopReport", "RunOptions", "config_record", "jsonable", "machine_line",
-           "run_closed_loop", "summary_lines", "write_report"]
+__all__ = [
+    "BASELINE_ORDER",
+    "ClosedLoopReport",
+    "RunOptions",
+    "config_record",
+    "jsonable",
+    "machine_line",
+    "run_closed_loop",
+    "summary_lines",
+    "write_report",
+]

@@ -31,8 +31,7 @@ def check_scenarios(names: list[str]) -> list[str]:
     return list(names)
 
 
-def simulator_world_config(cfg: SynthConfig, episode_seconds: float | None, sim_hz: float | None = None
-                           ) -> SynthConfig:
+def simulator_world_config(cfg: SynthConfig, episode_seconds: float | None, sim_hz: float | None = None) -> SynthConfig:
     """The world config the simulator runs: the expert's logged drive is never perturbed (recovery demonstrations
     are training data, not the reference), and the reference lasts as long as the episode, at the loop's rate."""
     out = replace(cfg, ego_perturbation=replace(cfg.ego_perturbation, scene_fraction=0.0))
@@ -43,8 +42,9 @@ def simulator_world_config(cfg: SynthConfig, episode_seconds: float | None, sim_
     return out
 
 
-def episode_scene(cfg: SynthConfig, scenario: str, seed: int, reference_extra_s: float = 0.0
-                  ) -> tuple[SynthScene, ScenePlan]:
+def episode_scene(
+    cfg: SynthConfig, scenario: str, seed: int, reference_extra_s: float = 0.0
+) -> tuple[SynthScene, ScenePlan]:
     """(reference scene, fresh plan) of ``scenario`` for ``seed``; deterministic in (cfg, scenario, seed).
 
     ``reference_extra_s``: simulate the reference this much longer than ``cfg.scene_seconds`` (the scene itself is

@@ -127,8 +127,9 @@ class ReactiveTraffic(Simulation):
             dist = s_in - d.s - d.front
             if dist > max(8.0, d.v * 2.5 + 4.0):
                 break
-            if dist > -1.0 and ((self.ego_holds(jid) and self._ego_conflict(key, d, jid))
-                                or self._ego_blocks_junction(key, d, jid)):
+            if dist > -1.0 and (
+                (self.ego_holds(jid) and self._ego_conflict(key, d, jid)) or self._ego_blocks_junction(key, d, jid)
+            ):
                 return max(dist - 1.0, 0.05)
             break
         holders = {jid: set(h) for jid, h in self.holders.items()}
@@ -149,8 +150,9 @@ class ReactiveTraffic(Simulation):
         rollout.follow_driver = True
         for jid, held in rollout.holders.items():
             held.discard(EGO_KEY)
-            if any(sp[0] == jid and ego.s - ego.front <= sp[2] for sp in ego.junction_spans[ego.seg]) \
-                    and self.ego_holds(jid):
+            if any(
+                sp[0] == jid and ego.s - ego.front <= sp[2] for sp in ego.junction_spans[ego.seg]
+            ) and self.ego_holds(jid):
                 held.add(EGO_KEY)  # keep the live ego's right of way where the expert's current leg crosses it
         return rollout
 

@@ -62,8 +62,11 @@ class VehicleConfig:
         0.6, lo=0.01, hi=1.2, help="largest road-wheel angle; L / tan(0.6) = 3.8 m rear-axle turning radius"
     )
     max_steer_rate_rad_s: float = ranged(
-        1.0, lo=0.01, hi=20.0, help="road-wheel angle rate, rad/s; 1.0 is ~860 deg/s at the steering wheel with a 15:1 "
-        "ratio, a fast by-wire steering: lock to lock at a three-point turn's cusp takes ~1 s"
+        1.0,
+        lo=0.01,
+        hi=20.0,
+        help="road-wheel angle rate, rad/s; 1.0 is ~860 deg/s at the steering wheel with a 15:1 "
+        "ratio, a fast by-wire steering: lock to lock at a three-point turn's cusp takes ~1 s",
     )
     max_accel: float = ranged(3.0, lo=0.1, hi=20.0, help="largest traction acceleration, m/s^2 (either direction)")
     max_decel: float = ranged(8.0, lo=0.1, hi=20.0, help="hardest braking, m/s^2 (a positive number)")

@@ -70,8 +70,16 @@ class _Canvas:
 
     def text(self, lines: Sequence[str], origin: tuple[int, int] = (8, 18), scale: float = 0.45) -> None:
         for i, line in enumerate(lines):
-            cv2.putText(self.img, line, (origin[0], origin[1] + i * int(22 * scale / 0.45)),
-                        cv2.FONT_HERSHEY_SIMPLEX, scale, (40, 40, 40), 1, cv2.LINE_AA)
+            cv2.putText(
+                self.img,
+                line,
+                (origin[0], origin[1] + i * int(22 * scale / 0.45)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                scale,
+                (40, 40, 40),
+                1,
+                cv2.LINE_AA,
+            )
 
 
 def _polygons(geom) -> list[np.ndarray]:
@@ -105,8 +113,9 @@ def _draw_agents(canvas: _Canvas, log: EpisodeLog, k: int) -> None:
         if not log.agent_present[i, k]:
             continue
         x, y, yaw, _ = log.agents[i, k]
-        corners = box_corners_2d(float(x), float(y), float(yaw), float(log.agent_sizes[i, 0]),
-                                 float(log.agent_sizes[i, 1]))
+        corners = box_corners_2d(
+            float(x), float(y), float(yaw), float(log.agent_sizes[i, 0]), float(log.agent_sizes[i, 1])
+        )
         color = _category_color(log.agent_categories[i])
         canvas.fill(corners, color)
         canvas.line(corners, (60, 60, 60), 1, closed=True)
@@ -124,8 +133,14 @@ def camera_view(model: CameraModel, name: str) -> CameraView:
     return CameraView(name, "", model.intrinsics, model.cam_to_ego, model.width, model.height, 0, "")
 
 
-def episode_frame(log: EpisodeLog, cycle: int, cameras: Sequence[CameraModel], tile_width: int = 320,
-                  bev_metres: float = 60.0, score_line: str = "") -> np.ndarray:
+def episode_frame(
+    log: EpisodeLog,
+    cycle: int,
+    cameras: Sequence[CameraModel],
+    tile_width: int = 320,
+    bev_metres: float = 60.0,
+    score_line: str = "",
+) -> np.ndarray:
     """(H, W, 3) BGR frame of planning cycle ``cycle``: camera grid (left) + BEV (right)."""
     plan = log.plans[min(cycle, len(log.plans) - 1)] if log.plans else None
     k = int(round((plan.time if plan is not None else 0.0) / log.dt)) if plan is not None else 0
@@ -147,8 +162,9 @@ def episode_frame(log: EpisodeLog, cycle: int, cameras: Sequence[CameraModel], t
             cv2.putText(tile, name, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
             grid[r * tile_h : (r + 1) * tile_h, c * tile_width : (c + 1) * tile_width] = tile
     x, y, yaw = log.ego[k, :3]
-    canvas = _Canvas(2 * tile_h, np.array([x, y]) + 10.0 * np.array([math.cos(yaw), math.sin(yaw)]), bev_metres,
-                     heading=float(yaw))
+    canvas = _Canvas(
+        2 * tile_h, np.array([x, y]) + 10.0 * np.array([math.cos(yaw), math.sin(yaw)]), bev_metres, heading=float(yaw)
+    )
     _draw_map(canvas, log)
     _draw_agents(canvas, log, k)
     canvas.line(log.ego[: k + 1, :2], DRIVEN_COLOR, 2)
@@ -157,14 +173,21 @@ def episode_frame(log: EpisodeLog, cycle: int, cameras: Sequence[CameraModel], t
         canvas.dot(plan.trajectory_global, PLAN_COLOR, 2)
     canvas.fill(_ego_box(log, k), (40, 40, 40))
     command = COMMAND_NAMES[plan.command] if plan is not None else "-"
-    canvas.text([f"{log.policy}", f"{log.scenario}  seed {log.seed}",
-                 f"t {log.times[k]:4.1f} s  v {log.ego[k, EGO_SPEED]:4.1f} m/s", f"command: {command}",
-                 score_line])
+    canvas.text(
+        [
+            f"{log.policy}",
+            f"{log.scenario}  seed {log.seed}",
+            f"t {log.times[k]:4.1f} s  v {log.ego[k, EGO_SPEED]:4.1f} m/s",
+            f"command: {command}",
+            score_line,
+        ]
+    )
     return np.hstack([grid, canvas.img])
 
 
-def write_episode_video(log: EpisodeLog, cameras: Sequence[CameraModel], path: str | os.PathLike,
-                        fps: float = 2.0, score_line: str = "") -> int:
+def write_episode_video(
+    log: EpisodeLog, cameras: Sequence[CameraModel], path: str | os.PathLike, fps: float = 2.0, score_line: str = ""
+) -> int:
     """One frame per planning cycle; returns the number of frames written."""
     with VideoWriter(path, fps=fps) as video:
         for cycle in range(max(len(log.plans), len(log.camera_frames))):
@@ -172,8 +195,13 @@ def write_episode_video(log: EpisodeLog, cameras: Sequence[CameraModel], path: s
         return video.num_frames
 
 
-def episode_summary(log: EpisodeLog, lines: Sequence[str], reference_xy: np.ndarray | None = None,
-                    collisions: Sequence[tuple[int, int]] = (), size: int = 720) -> np.ndarray:
+def episode_summary(
+    log: EpisodeLog,
+    lines: Sequence[str],
+    reference_xy: np.ndarray | None = None,
+    collisions: Sequence[tuple[int, int]] = (),
+    size: int = 720,
+) -> np.ndarray:
     """Top view of the whole episode: map, route, the logged expert (dashed), the driven path coloured by speed,
     the agents at the end, collision points; ``lines`` of text (the metrics)."""
     pts = log.ego[:, :2]
@@ -200,8 +228,13 @@ def episode_summary(log: EpisodeLog, lines: Sequence[str], reference_xy: np.ndar
     return canvas.img
 
 
-def write_episode_summary(log: EpisodeLog, path: str | os.PathLike, lines: Sequence[str],
-                          reference_xy: np.ndarray | None = None, collisions: Sequence[tuple[int, int]] = ()) -> None:
+def write_episode_summary(
+    log: EpisodeLog,
+    path: str | os.PathLike,
+    lines: Sequence[str],
+    reference_xy: np.ndarray | None = None,
+    collisions: Sequence[tuple[int, int]] = (),
+) -> None:
     save_png(episode_summary(log, lines, reference_xy, collisions), path)
 
 

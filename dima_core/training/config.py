@@ -39,8 +39,9 @@ class TrainDataConfig:
     batch_size: int = ranged(1, lo=1, hi=4096, help="samples per process (per GPU); VAD: 1 per GPU x 8 GPUs")
     num_workers: int = ranged(0, lo=0, hi=64, help="DataLoader worker processes per rank")
     cache_images: bool = ranged(
-        False, help="decode every camera image once at the model's input size into <output_dir>/image_cache_<W>x<H> "
-        "(built on first use, reused on resume) and train from it; dataset.image_cache names a shared cache instead"
+        False,
+        help="decode every camera image once at the model's input size into <output_dir>/image_cache_<W>x<H> "
+        "(built on first use, reused on resume) and train from it; dataset.image_cache names a shared cache instead",
     )
     pin_memory: bool = ranged(True, help="page-locked host memory for faster host-to-GPU copies (ignored on CPU)")
     drop_last: bool = ranged(
@@ -58,9 +59,10 @@ class OptimizerConfig:
     betas: tuple[float, float] = ranged((0.9, 0.999), lo=0.0, hi=1.0, help="Adam moment decay rates")
     eps: float = ranged(1e-8, lo=0.0, hi=1.0, help="Adam denominator epsilon")
     implementation: Literal["auto", "for_loop", "foreach", "fused"] = ranged(
-        "auto", help="AdamW kernel: auto = torch's choice (per-tensor loop on CPU and for FSDP's DTensors); "
+        "auto",
+        help="AdamW kernel: auto = torch's choice (per-tensor loop on CPU and for FSDP's DTensors); "
         "foreach = one multi-tensor op per step; fused = a single fused kernel (CPU and CUDA). Same update rule, "
-        "float rounding differs"
+        "float rounding differs",
     )
 
 
@@ -79,28 +81,32 @@ class FSDPConfig:
     """FSDP2 settings (``distributed.fsdp``); how they map onto ``fully_shard``: dima_core/training/fsdp.py."""
 
     sharding: Literal["full", "hybrid", "grad_op"] = ranged(
-        "full", help="full: parameters re-sharded after each unit's forward (ZeRO-3, least memory); grad_op: kept "
+        "full",
+        help="full: parameters re-sharded after each unit's forward (ZeRO-3, least memory); grad_op: kept "
         "gathered from forward to backward (ZeRO-2, one all-gather less per unit); hybrid: full sharding inside "
-        "groups of hybrid_shard_size ranks, replicated across groups (HSDP: all-gathers stay on a node's NVLink)"
+        "groups of hybrid_shard_size ranks, replicated across groups (HSDP: all-gathers stay on a node's NVLink)",
     )
     hybrid_shard_size: int | None = ranged(
         None, lo=1, help="hybrid: ranks per shard group; None: torchrun's LOCAL_WORLD_SIZE (the GPUs of one node)"
     )
     cpu_offload: bool = ranged(
-        False, help="keep sharded parameters, gradients and the AdamW step on the CPU (CUDA only; slower, for GPUs "
-        "that cannot hold even the shards)"
+        False,
+        help="keep sharded parameters, gradients and the AdamW step on the CPU (CUDA only; slower, for GPUs "
+        "that cannot hold even the shards)",
     )
     param_dtype: Literal["bf16", "fp16", "fp32"] = ranged(
-        "bf16", help="dtype the LLM's units are all-gathered and computed in (their stored shards keep their own "
+        "bf16",
+        help="dtype the LLM's units are all-gathered and computed in (their stored shards keep their own "
         "dtype: frozen bf16 base, fp32 LoRA master weights); the planner, adapters and heads keep fp32 and the "
-        "trainer's autocast ('precision'), as under DDP. CUDA only: on a CPU fp32 with a WARNING, like 'precision'"
+        "trainer's autocast ('precision'), as under DDP. CUDA only: on a CPU fp32 with a WARNING, like 'precision'",
     )
     reduce_dtype: Literal["bf16", "fp16", "fp32"] = ranged(
         "fp32", help="dtype in which the LLM units' (LoRA) gradients are reduce-scattered (fp32 on a CPU)"
     )
     wrap_llm_layers: bool = ranged(
-        True, help="one FSDP unit per LLM decoder layer (classes named by the transformers model's "
-        "_no_split_modules); false leaves the LLM in the root unit, which is then gathered whole (no memory saving)"
+        True,
+        help="one FSDP unit per LLM decoder layer (classes named by the transformers model's "
+        "_no_split_modules); false leaves the LLM in the root unit, which is then gathered whole (no memory saving)",
     )
 
     def validate(self) -> None:
@@ -113,8 +119,9 @@ class DistributedConfig:
     """How the ranks of a torchrun job share the model (a single process ignores ``strategy: ddp``)."""
 
     strategy: Literal["ddp", "fsdp"] = ranged(
-        "ddp", help="ddp: every rank holds the whole model; fsdp: parameters, gradients and optimiser state are "
-        "sharded over the ranks (torch FSDP2; for the 7B LLM teacher)"
+        "ddp",
+        help="ddp: every rank holds the whole model; fsdp: parameters, gradients and optimiser state are "
+        "sharded over the ranks (torch FSDP2; for the 7B LLM teacher)",
     )
     fsdp: FSDPConfig = field(default_factory=FSDPConfig)
 
@@ -134,21 +141,25 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     grad_clip_norm: float | None = ranged(35.0, lo=0.0, help="max global L2 gradient norm; None disables clipping")
     precision: Literal["off", "fp16", "bf16"] = ranged(
-        "off", help="mixed precision on CUDA (and bf16 on a CPU with cpu_bf16); otherwise it falls back to fp32 with "
-        "a WARNING (module docstring)"
+        "off",
+        help="mixed precision on CUDA (and bf16 on a CPU with cpu_bf16); otherwise it falls back to fp32 with "
+        "a WARNING (module docstring)",
     )
     cpu_bf16: bool = ranged(
-        False, help="let precision bf16 autocast on a CPU: fast with native bf16 (AVX512-BF16/AMX), emulated and "
-        "slower than fp32 on AVX2-only CPUs (precision.py)"
+        False,
+        help="let precision bf16 autocast on a CPU: fast with native bf16 (AVX512-BF16/AMX), emulated and "
+        "slower than fp32 on AVX2-only CPUs (precision.py)",
     )
     channels_last: bool = ranged(
-        False, help="convolution weights and activations in NHWC memory layout (values unchanged; the kernels "
-        "oneDNN/cuDNN pick differ, so rounding does)"
+        False,
+        help="convolution weights and activations in NHWC memory layout (values unchanged; the kernels "
+        "oneDNN/cuDNN pick differ, so rounding does)",
     )
     device: Literal["auto", "cpu", "cuda"] = ranged("auto", help="auto picks CUDA when available")
     find_unused_parameters: bool = ranged(
-        False, help="tolerate parameters that get no gradient in a step on some rank (DDP's option of that name; "
-        "FSDP reduce-scatters zeros for them); slower, only if the model needs it"
+        False,
+        help="tolerate parameters that get no gradient in a step on some rank (DDP's option of that name; "
+        "FSDP reduce-scatters zeros for them); slower, only if the model needs it",
     )
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = ranged(0, lo=0, hi=2**31 - 1, help="base seed; rank r trains with seed + r")

@@ -82,8 +82,9 @@ def process_group_backend(device: torch.device, distributed: DistributedConfig |
     return "nccl"
 
 
-def init_distributed(requested_device: str = "auto", timeout_s: float = 1800.0,
-                     distributed: DistributedConfig | None = None) -> DistContext:
+def init_distributed(
+    requested_device: str = "auto", timeout_s: float = 1800.0, distributed: DistributedConfig | None = None
+) -> DistContext:
     """Read torchrun's variables, pick the device, and join the process group when ``WORLD_SIZE > 1`` (or when
     ``distributed.strategy`` is ``fsdp``: a one-rank group for a single process, module docstring)."""
     world_size = _env_int("WORLD_SIZE", 1)
@@ -104,8 +105,14 @@ def init_distributed(requested_device: str = "auto", timeout_s: float = 1800.0,
         if not dist.is_initialized():
             # A private in-memory store: a one-rank group needs no rendezvous, so this works with or without
             # torchrun and never collides with another job's port.
-            dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout,
-                                    device_id=device if device.type == "cuda" else None)
+            dist.init_process_group(
+                backend=backend,
+                store=dist.HashStore(),
+                rank=0,
+                world_size=1,
+                timeout=timeout,
+                device_id=device if device.type == "cuda" else None,
+            )
         log.info("one-rank process group for FSDP (backend %s, device %s): nothing is sharded", backend, device)
         return DistContext(rank=0, world_size=1, local_rank=local_rank, device=device, backend=backend)
     for name in ("MASTER_ADDR", "MASTER_PORT"):
@@ -121,8 +128,9 @@ def init_distributed(requested_device: str = "auto", timeout_s: float = 1800.0,
             device_id=device if device.type == "cuda" else None,
         )
     ctx = DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device, backend=backend)
-    log.info("process group up: rank %d/%d (local %d), backend %s, device %s", rank, world_size, local_rank,
-             backend, device)
+    log.info(
+        "process group up: rank %d/%d (local %d), backend %s, device %s", rank, world_size, local_rank, backend, device
+    )
     return ctx
 
 
@@ -180,7 +188,7 @@ def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
         dist.broadcast(flat, src=0)
         offset = 0
         for buffer in buffers:
-            buffer.data.copy_(flat[offset:offset + buffer.numel()].view_as(buffer))
+            buffer.data.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
             offset += buffer.numel()
 
 

@@ -205,9 +205,13 @@ def shard_model(model: nn.Module, ctx: DistContext, cfg: FSDPConfig, reduce_unus
     if ctx.device.type != "cuda" and (param_dtype, reduce_dtype) != ("fp32", "fp32"):
         # The trainer's precision policy (precision.py): mixed precision is a GPU feature. On a CPU, bf16 layers run
         # about ten times slower than fp32 ones (measured: a SmolLM2 stage-2 step took 60 s instead of 6 s).
-        log.warning("distributed.fsdp param_dtype %s / reduce_dtype %s requested but training runs on %s: mixed "
-                    "precision is GPU-only, the LLM layers compute and reduce in fp32", param_dtype, reduce_dtype,
-                    ctx.device)
+        log.warning(
+            "distributed.fsdp param_dtype %s / reduce_dtype %s requested but training runs on %s: mixed "
+            "precision is GPU-only, the LLM layers compute and reduce in fp32",
+            param_dtype,
+            reduce_dtype,
+            ctx.device,
+        )
         param_dtype = reduce_dtype = "fp32"
     # Per language model: its layers, and the dtype its hidden states travel in between them (its embeddings'):
     # each unit returns that dtype whatever it computed in, as the unwrapped layer would, because the final norm and
@@ -221,8 +225,9 @@ def shard_model(model: nn.Module, ctx: DistContext, cfg: FSDPConfig, reduce_unus
     classes = tuple(sorted({type(layer).__name__ for _, layer in layers}))  # before fully_shard renames them
     check_trainable_dtypes(model, layers)
     for _, layer, hidden_dtype in units:
-        mp = MixedPrecisionPolicy(param_dtype=DTYPES[param_dtype], reduce_dtype=DTYPES[reduce_dtype],
-                                  output_dtype=hidden_dtype)
+        mp = MixedPrecisionPolicy(
+            param_dtype=DTYPES[param_dtype], reduce_dtype=DTYPES[reduce_dtype], output_dtype=hidden_dtype
+        )
         fully_shard(layer, mesh=mesh, reshard_after_forward=reshard, mp_policy=mp, offload_policy=offload)
     # The root keeps its own dtypes (no mixed-precision policy, module docstring) and stays gathered from its
     # forward into the backward (FSDP's own default for a root: the backward starts with it); gather_root holds it
@@ -237,13 +242,21 @@ def shard_model(model: nn.Module, ctx: DistContext, cfg: FSDPConfig, reduce_unus
     log.info(
         "FSDP: %s sharding over mesh %s; %d decoder-layer units (%s, %.1f %% of %.2f M parameters) + the root; "
         "layers gathered in %s, gradients reduced in %s; cpu offload %s",
-        cfg.sharding, tuple(mesh.shape), len(layers), ", ".join(classes) or "none found",
-        100.0 * in_layers / max(total, 1), total / 1e6, param_dtype, reduce_dtype,
+        cfg.sharding,
+        tuple(mesh.shape),
+        len(layers),
+        ", ".join(classes) or "none found",
+        100.0 * in_layers / max(total, 1),
+        total / 1e6,
+        param_dtype,
+        reduce_dtype,
         isinstance(offload, CPUOffloadPolicy),
     )
     if cfg.wrap_llm_layers and not layers:
-        log.warning("FSDP: the model holds no transformers decoder layer: the root unit is the only one (it is "
-                    "gathered for the whole step, so only gradients and optimiser state are sharded)")
+        log.warning(
+            "FSDP: the model holds no transformers decoder layer: the root unit is the only one (it is "
+            "gathered for the whole step, so only gradients and optimiser state are sharded)"
+        )
     return result
 
 
@@ -341,8 +354,9 @@ def optimizer_state_by_index(state: Mapping[str, Any]) -> dict[str, Any]:
     return {"state": {index[name]: value for name, value in state["state"].items()}, "param_groups": groups}
 
 
-def optimizer_state_by_name(state: Mapping[str, Any], model: nn.Module,
-                            optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def optimizer_state_by_name(
+    state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
     """The inverse of :func:`optimizer_state_by_index` for ``optimizer``'s parameters (named by ``model``)."""
     names = {id(p): name for name, p in model.named_parameters()}
     try:
@@ -350,13 +364,17 @@ def optimizer_state_by_name(state: Mapping[str, Any], model: nn.Module,
     except KeyError as exc:
         raise ValueError("the optimiser holds a parameter that is not the model's") from exc
     if len(state["param_groups"]) != len(optimizer.param_groups):
-        raise ValueError(f"{len(state['param_groups'])} param groups in the checkpoint, "
-                         f"{len(optimizer.param_groups)} in this optimiser")
+        raise ValueError(
+            f"{len(state['param_groups'])} param groups in the checkpoint, "
+            f"{len(optimizer.param_groups)} in this optimiser"
+        )
     groups = []
     for saved, current in zip(state["param_groups"], optimizer.param_groups, strict=True):
         if len(saved["params"]) != len(current["params"]):
-            raise ValueError(f"a param group has {len(saved['params'])} parameters in the checkpoint and "
-                             f"{len(current['params'])} in this optimiser")
+            raise ValueError(
+                f"a param group has {len(saved['params'])} parameters in the checkpoint and "
+                f"{len(current['params'])} in this optimiser"
+            )
         groups.append({**saved, "params": [order[i] for i in saved["params"]]})
     return {"state": {order[int(i)]: value for i, value in state["state"].items()}, "param_groups": groups}
 

@@ -92,8 +92,7 @@ def _project_off(g: torch.Tensor, other: torch.Tensor, other_norm2: torch.Tensor
     return g - coef * other
 
 
-def combine(grads: torch.Tensor, generator: torch.Generator | None = None,
-            anchor: int | None = None) -> torch.Tensor:
+def combine(grads: torch.Tensor, generator: torch.Generator | None = None, anchor: int | None = None) -> torch.Tensor:
     """(K, N) -> (N,): the sum of :func:`project_conflicting`'s rows, i.e. the PCGrad update."""
     return project_conflicting(grads, generator, anchor).sum(dim=0)
 
@@ -132,8 +131,10 @@ def module_parameters(model: nn.Module, modules: Sequence[str]) -> list[tuple[st
         hits = [(n, p) for n, p in named if n == prefix or n.startswith(prefix + ".")]
         if not hits:
             tops = sorted({n.split(".")[0] for n, _ in named})
-            raise ValueError(f"gradient_projection.modules: '{prefix}' holds no trainable parameter of the model "
-                             f"(trainable top-level modules: {tops})")
+            raise ValueError(
+                f"gradient_projection.modules: '{prefix}' holds no trainable parameter of the model "
+                f"(trainable top-level modules: {tops})"
+            )
         chosen.update(hits)
     return list(chosen.items())
 
@@ -174,8 +175,13 @@ class GradientProjector:
         process_group: the group to average over (None = the default group).
     """
 
-    def __init__(self, terms: Sequence[str], anchor: str | None = None, sync_ranks: bool = True,
-                 process_group: object | None = None) -> None:
+    def __init__(
+        self,
+        terms: Sequence[str],
+        anchor: str | None = None,
+        sync_ranks: bool = True,
+        process_group: object | None = None,
+    ) -> None:
         self.terms = list(terms)
         if len(set(self.terms)) != len(self.terms) or len(self.terms) < 2:
             raise ValueError(f"gradient projection needs at least two distinct terms, got {self.terms}")
@@ -192,8 +198,9 @@ class GradientProjector:
             return 1
         return dist.get_world_size(self.process_group)
 
-    def term_gradients(self, losses: Mapping[str, torch.Tensor], params: Sequence[nn.Parameter],
-                       grad_scale: float = 1.0) -> torch.Tensor:
+    def term_gradients(
+        self, losses: Mapping[str, torch.Tensor], params: Sequence[nn.Parameter], grad_scale: float = 1.0
+    ) -> torch.Tensor:
         """(K, N) fp32: row k is d(losses[terms[k]]) / d(params), flattened; zeros for an absent term or one that
         does not reach the parameters. The graph is kept for the ordinary backward that follows.
 
@@ -211,14 +218,15 @@ class GradientProjector:
             offset = 0
             for p, g in zip(params, grads, strict=True):
                 if g is not None:
-                    rows[k, offset:offset + p.numel()] = g.reshape(-1).float()
+                    rows[k, offset : offset + p.numel()] = g.reshape(-1).float()
                 offset += p.numel()
         if grad_scale != 1.0:
             rows /= grad_scale
         return rows
 
-    def surrogate(self, losses: Mapping[str, torch.Tensor], params: Sequence[nn.Parameter], seed: int,
-                  grad_scale: float = 1.0) -> tuple[torch.Tensor, ProjectionStats]:
+    def surrogate(
+        self, losses: Mapping[str, torch.Tensor], params: Sequence[nn.Parameter], seed: int, grad_scale: float = 1.0
+    ) -> tuple[torch.Tensor, ProjectionStats]:
         """The zero-valued scalar to add to the total loss, and what the projection saw.
 
         Args:
@@ -233,8 +241,10 @@ class GradientProjector:
         if not params:
             raise ValueError("gradient projection: no shared parameters")
         if _is_sharded(params):
-            raise RuntimeError("gradient projection needs unsharded parameters (single process or DDP); the shared "
-                               "student is FSDP-sharded here")
+            raise RuntimeError(
+                "gradient projection needs unsharded parameters (single process or DDP); the shared "
+                "student is FSDP-sharded here"
+            )
         local = self.term_gradients(losses, params, grad_scale)
         local_sum = local.sum(dim=0)
         grads = local
@@ -251,8 +261,7 @@ class GradientProjector:
             return zero, ProjectionStats(present=present, conflicts=0, min_cosine=float("nan"), skipped=True)
         cos = cosine_matrix(grads)
         nonzero = grads.abs().sum(dim=1) > 0
-        pair = nonzero[:, None] & nonzero[None, :] & ~torch.eye(len(self.terms), dtype=torch.bool,
-                                                                   device=grads.device)
+        pair = nonzero[:, None] & nonzero[None, :] & ~torch.eye(len(self.terms), dtype=torch.bool, device=grads.device)
         conflicts = int(((cos < 0) & pair).sum()) // 2
         min_cos = float(cos[pair].min()) if bool(pair.any()) else 1.0
         generator = torch.Generator().manual_seed(int(seed) % (2**63))
@@ -261,7 +270,7 @@ class GradientProjector:
         s = torch.zeros((), dtype=torch.float32, device=params[0].device)
         offset = 0
         for p in params:
-            c = correction[offset:offset + p.numel()].view_as(p).to(p.dtype)
+            c = correction[offset : offset + p.numel()].view_as(p).to(p.dtype)
             s = s + (p * c).sum().float()
             offset += p.numel()
         # Value exactly 0 (the logged total is unchanged), gradient `correction` on each shared parameter.

@@ -55,8 +55,10 @@ def resolve_precision(requested: str, device: torch.device, cpu_bf16: bool = Fal
     if device.type != "cuda":
         if requested == "bf16" and device.type == "cpu" and cpu_bf16:
             if not cpu_has_native_bf16():
-                log.warning("precision bf16 with cpu_bf16 on a CPU without native bf16 (no AVX512-BF16/AMX): oneDNN "
-                            "emulates it, expect a step several times slower than in fp32")
+                log.warning(
+                    "precision bf16 with cpu_bf16 on a CPU without native bf16 (no AVX512-BF16/AMX): oneDNN "
+                    "emulates it, expect a step several times slower than in fp32"
+                )
             return Precision("bf16", torch.bfloat16, False)
         hint = " (set cpu_bf16: true for bf16 autocast on a CPU)" if requested == "bf16" else ""
         log.warning(

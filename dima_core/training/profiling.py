@@ -84,9 +84,15 @@ class TimingSummary:
         return self.sections.get(name, 0.0) / self.wall_s if self.wall_s > 0 else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "samples": self.samples, "wall_s": self.wall_s, "cpu_s": self.cpu_s,
-                "samples_per_s": self.samples_per_s, "samples_per_cpu_s": self.samples_per_cpu_s,
-                "sections_s": dict(self.sections)}
+        return {
+            "steps": self.steps,
+            "samples": self.samples,
+            "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+            "samples_per_s": self.samples_per_s,
+            "samples_per_cpu_s": self.samples_per_cpu_s,
+            "sections_s": dict(self.sections),
+        }
 
 
 class StepTimer:

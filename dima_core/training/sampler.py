@@ -25,8 +25,7 @@ class ResumableDistributedSampler(DistributedSampler):
         seed: int = 0,
         drop_last: bool = False,
     ) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
-                         drop_last=drop_last)  # type: ignore[arg-type]
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)  # type: ignore[arg-type]
         self.start_index = 0
 
     def set_epoch(self, epoch: int, start_index: int = 0) -> None:
@@ -38,7 +37,7 @@ class ResumableDistributedSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())
-        return iter(indices[self.start_index:])
+        return iter(indices[self.start_index :])
 
     def __len__(self) -> int:
         return self.num_samples - self.start_index

@@ -59,7 +59,8 @@ def planner_targets(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The dataset's batch dict renamed to :class:`PlannerLoss` targets (its module docstring has the table)."""
     labels = batch["agent_labels"]
     velocities = torch.where(
-        batch["agent_velocity_mask"][..., None], batch["agent_velocities"],
+        batch["agent_velocity_mask"][..., None],
+        batch["agent_velocities"],
         torch.full_like(batch["agent_velocities"], float("nan")),  # PlannerLoss ignores NaN (unknown) velocities
     )
     return {
@@ -84,9 +85,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def history_bev(
-    planner: nn.Module, batch: Mapping[str, Any]
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def history_bev(planner: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``(prev_bev (B, C, Hb, Wb), ego_motion (B, 4, 4))`` from the batch's previous frames (module docstring).
 
     ``(None, None)`` when no sample of the batch has a previous frame: the encoder then lets the current queries
@@ -127,9 +126,15 @@ def planner_batch_inputs(planner: nn.Module, batch: Mapping[str, Any], temporal:
     prev_bev = ego_motion = None
     if temporal and "prev_images" in batch:
         prev_bev, ego_motion = history_bev(planner, batch)
-    return {"images": batch["images"], "intrinsics": batch["intrinsics"], "cam_to_ego": batch["cam_to_ego"],
-            "ego_status": batch["ego_status"], "command": batch["command"], "prev_bev": prev_bev,
-            "ego_motion": ego_motion}
+    return {
+        "images": batch["images"],
+        "intrinsics": batch["intrinsics"],
+        "cam_to_ego": batch["cam_to_ego"],
+        "ego_status": batch["ego_status"],
+        "command": batch["command"],
+        "prev_bev": prev_bev,
+        "ego_motion": ego_motion,
+    }
 
 
 def float32_outputs(output: Any) -> Any:
@@ -180,8 +185,13 @@ class Stage1Validation:
         # signal (VAD likewise evaluates on one GPU for the reported numbers).
         self.sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False)
         self.loader = DataLoader(
-            dataset, batch_size=config.data.batch_size, sampler=self.sampler, num_workers=config.data.num_workers,
-            collate_fn=collate_fn, worker_init_fn=seed_worker, generator=epoch_generator(config.seed, 0, ctx.rank),
+            dataset,
+            batch_size=config.data.batch_size,
+            sampler=self.sampler,
+            num_workers=config.data.num_workers,
+            collate_fn=collate_fn,
+            worker_init_fn=seed_worker,
+            generator=epoch_generator(config.seed, 0, ctx.rank),
         )
 
     def __call__(self, trainer: Trainer, epoch: int) -> dict[str, float]:
@@ -246,8 +256,13 @@ def load_index(data: DataConfig, config: TrainConfig, ctx: DistContext) -> Any:
                 log.warning("rebuilding %s: %s", path, exc)
                 path.unlink()
         if not path.is_file():
-            log.info("no data.dataset.index_path: indexing %s (%s) into %s (run `dima data index` once to reuse "
-                     "an index across runs)", data.dataroot, data.version, path)
+            log.info(
+                "no data.dataset.index_path: indexing %s (%s) into %s (run `dima data index` once to reuse "
+                "an index across runs)",
+                data.dataroot,
+                data.version,
+                path,
+            )
             build_index(NuScenesReader.from_config(data), split=None, progress=False).save(path)
     barrier(ctx)  # the other ranks read what rank 0 wrote
     return SampleIndex.load(path, dataroot=data.dataroot, version=data.version)
@@ -312,11 +327,26 @@ def build_stage1_trainer(config: TrainConfig, ctx: DistContext, record_history: 
     loss = PlannerLoss(model_config.loss, model_config.bev.x_range, model_config.bev.y_range)
     step = Stage1Step(loss, temporal=model_config.bev.use_temporal)
     counts = model.num_parameters()
-    log.info("model %s: %.2f M parameters; train %d samples (%s), val %d (%s)", model_config.name,
-             counts["total"] / 1e6, len(train_set), config.data.train_split, len(val_set) if val_set else 0,
-             config.data.val_split)
-    trainer = Trainer(model, step, train_set, config, ctx=ctx, collate_fn=collate, val_hook=None,
-                      model_config=config_to_dict(model_config), record_history=record_history)
+    log.info(
+        "model %s: %.2f M parameters; train %d samples (%s), val %d (%s)",
+        model_config.name,
+        counts["total"] / 1e6,
+        len(train_set),
+        config.data.train_split,
+        len(val_set) if val_set else 0,
+        config.data.val_split,
+    )
+    trainer = Trainer(
+        model,
+        step,
+        train_set,
+        config,
+        ctx=ctx,
+        collate_fn=collate,
+        val_hook=None,
+        model_config=config_to_dict(model_config),
+        record_history=record_history,
+    )
     if val_set is not None:
         trainer.val_hook = Stage1Validation(val_set, config, ctx, collate)
     return trainer

@@ -109,8 +109,19 @@ ValHook = Callable[["Trainer", int], Mapping[str, float]]
 # Config keys that may legitimately change between a run and its resumption (where to write, how far to go,
 # what to log); any other difference is reported because it breaks "resume == uninterrupted".
 _RESUME_FREE_KEYS = frozenset(
-    {"resume", "init", "output_dir", "max_steps", "progress_bar", "tensorboard", "log_interval",
-     "checkpoint_interval", "checkpoint_every_epoch", "keep_checkpoints", "validate_every_epochs"}
+    {
+        "resume",
+        "init",
+        "output_dir",
+        "max_steps",
+        "progress_bar",
+        "tensorboard",
+        "log_interval",
+        "checkpoint_interval",
+        "checkpoint_every_epoch",
+        "keep_checkpoints",
+        "validate_every_epochs",
+    }
 )
 # Nested keys of the same kind: the pre-decoded image cache yields exactly the pixels of the JPEG path (tested in
 # test/test_image_cache.py), so switching it on or off between a run and its resumption changes nothing.
@@ -149,8 +160,12 @@ def loss_values(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
 
 def optimizer_implementation(name: str) -> dict[str, bool]:
     """AdamW keyword arguments for ``OptimizerConfig.implementation`` (auto: torch's own choice)."""
-    choices: dict[str, dict[str, bool]] = {"auto": {}, "for_loop": {"foreach": False}, "foreach": {"foreach": True},
-                                           "fused": {"fused": True}}
+    choices: dict[str, dict[str, bool]] = {
+        "auto": {},
+        "for_loop": {"foreach": False},
+        "foreach": {"foreach": True},
+        "fused": {"fused": True},
+    }
     if name not in choices:
         raise ValueError(f"unknown optimizer implementation {name!r}: use {', '.join(choices)}")
     return choices[name]
@@ -235,13 +250,17 @@ class Trainer:
             from dima_core.training.fsdp import shard_model
 
             if config.channels_last:
-                raise ValueError("channels_last is not supported with distributed.strategy fsdp (the LLM teacher "
-                                 "has no convolutions to gain from it)")
+                raise ValueError(
+                    "channels_last is not supported with distributed.strategy fsdp (the LLM teacher "
+                    "has no convolutions to gain from it)"
+                )
             if self.precision.use_grad_scaler:
                 # Each rank would see inf/nan in its own shards only and skip steps on its own: the replicas would
                 # drift apart. bf16 needs no loss scaling.
-                raise ValueError("precision fp16 needs a gradient scaler, which FSDP training does not support: "
-                                 "use precision bf16 (or off) with distributed.strategy fsdp")
+                raise ValueError(
+                    "precision fp16 needs a gradient scaler, which FSDP training does not support: "
+                    "use precision bf16 (or off) with distributed.strategy fsdp"
+                )
             # No model.to(device) first: fully_shard moves one unit at a time and keeps only the local shard on the
             # device, so a 7B model never has to fit whole on one GPU.
             self.fsdp = shard_model(model, self.ctx, config.distributed.fsdp, config.find_unused_parameters)
@@ -289,8 +308,14 @@ class Trainer:
         # new list for the stage-2 test model on a CPU). "fused" / "foreach" are for plain tensors (config.py).
         opt = config.optimizer
         betas = (opt.betas[0], opt.betas[1])
-        self.optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=betas, eps=opt.eps, weight_decay=opt.weight_decay,
-                                           **optimizer_implementation(opt.implementation))
+        self.optimizer = torch.optim.AdamW(
+            params,
+            lr=opt.lr,
+            betas=betas,
+            eps=opt.eps,
+            weight_decay=opt.weight_decay,
+            **optimizer_implementation(opt.implementation),
+        )
         self.scheduler = build_scheduler(self.optimizer, config.schedule, self.total_steps)
         self.scaler = torch.amp.GradScaler(
             "cuda" if self.ctx.device.type == "cuda" else "cpu", enabled=self.precision.use_grad_scaler
@@ -389,8 +414,11 @@ class Trainer:
         check_model_state(state[KEY_MODEL], self.model, str(file))
         saved_model_config = state.get(KEY_MODEL_CONFIG) or {}
         if self.model_config and saved_model_config and saved_model_config != self.model_config:
-            keys = sorted(k for k in set(saved_model_config) | set(self.model_config)
-                          if saved_model_config.get(k) != self.model_config.get(k))
+            keys = sorted(
+                k
+                for k in set(saved_model_config) | set(self.model_config)
+                if saved_model_config.get(k) != self.model_config.get(k)
+            )
             raise CheckpointError(f"checkpoint {file} was trained with a different model config (differs in {keys})")
         if state[KEY_STAGE] != self.config.stage:
             raise CheckpointError(
@@ -417,7 +445,10 @@ class Trainer:
             log.warning(
                 "resume: checkpoint ran %d ranks x batch %d, this run %d x %d; the epoch position is kept in "
                 "batches, so the data order differs from an uninterrupted run",
-                sampler["num_replicas"], sampler["batch_size"], self.ctx.world_size, self.config.data.batch_size,
+                sampler["num_replicas"],
+                sampler["batch_size"],
+                self.ctx.world_size,
+                self.config.data.batch_size,
             )
         if self.epoch_step >= self.steps_per_epoch:  # the checkpoint closed its epoch
             self.epoch, self.epoch_step = self.epoch + 1, 0
@@ -427,8 +458,11 @@ class Trainer:
         if len(rng_states) == self.ctx.world_size:
             restore_rng_state(rng_states[self.ctx.rank])
         else:
-            log.warning("resume: checkpoint holds RNG states of %d ranks, this run has %d: reseeding instead",
-                        len(rng_states), self.ctx.world_size)
+            log.warning(
+                "resume: checkpoint holds RNG states of %d ranks, this run has %d: reseeding instead",
+                len(rng_states),
+                self.ctx.world_size,
+            )
             seed_everything(self.config.seed + self.ctx.rank + 7919 * self.step, self.config.deterministic)
         log.info("resumed from %s at epoch %d, batch %d, step %d", file, self.epoch, self.epoch_step, self.step)
         return file
@@ -547,8 +581,11 @@ class Trainer:
         now = tuple(p.requires_grad for p in self.model.parameters())
         if now != self._fsdp_requires_grad:
             # Not strict: a changed parameter count is the error raised below, not a zip() ValueError.
-            changed = [name for (name, p), before in zip(self.model.named_parameters(), self._fsdp_requires_grad,
-                                                         strict=False) if p.requires_grad != before]
+            changed = [
+                name
+                for (name, p), before in zip(self.model.named_parameters(), self._fsdp_requires_grad, strict=False)
+                if p.requires_grad != before
+            ]
             raise RuntimeError(
                 f"the step changed which parameters train ({len(changed)}, e.g. {changed[:3]}); FSDP fixes that "
                 "when it shards the model. Schedules that freeze and unfreeze parameters (the MLLM's two_stage) "
@@ -594,8 +631,9 @@ class Trainer:
             log_dir=str(self.output_dir / "tensorboard"), purge_step=self.step if resumed else None
         )
 
-    def _log_window(self, sums: dict[str, float], count: int, samples: int, seconds: float,
-                    grad_norm: float) -> dict[str, float]:
+    def _log_window(
+        self, sums: dict[str, float], count: int, samples: int, seconds: float, grad_norm: float
+    ) -> dict[str, float]:
         local = {f"loss/{k}": v / max(count, 1) for k, v in sums.items()}
         local["samples_per_s"] = samples / max(seconds, 1e-9)
         if not math.isnan(grad_norm):
@@ -662,8 +700,15 @@ class Trainer:
         log.info(
             "training: %d samples, %d ranks x batch %d, %d steps/epoch, epochs %d -> %d steps (stopping at %d), "
             "precision %s, device %s",
-            len(self.dataset), self.ctx.world_size, cfg.data.batch_size, self.steps_per_epoch,  # type: ignore[arg-type]
-            cfg.epochs, self.total_steps, target, self.precision.name, self.ctx.device,
+            len(self.dataset),
+            self.ctx.world_size,
+            cfg.data.batch_size,
+            self.steps_per_epoch,  # type: ignore[arg-type]
+            cfg.epochs,
+            self.total_steps,
+            target,
+            self.precision.name,
+            self.ctx.device,
         )
         metrics: dict[str, float] = {}
         val_metrics: dict[str, float] = {}
@@ -699,10 +744,14 @@ class Trainer:
                                 {"step": float(self.step), "lr": float(self.scheduler.get_last_lr()[0]), **values}
                             )
                         if self.step % cfg.log_interval == 0:
-                            metrics = self._log_window(sums, count, samples, time.perf_counter() - window_start,
-                                                       grad_norm)
-                            bar.set_postfix(loss=f"{metrics['loss/total']:.4f}",
-                                            samples_s=f"{metrics['samples_per_s']:.1f}", lr=f"{metrics['lr']:.2e}")
+                            metrics = self._log_window(
+                                sums, count, samples, time.perf_counter() - window_start, grad_norm
+                            )
+                            bar.set_postfix(
+                                loss=f"{metrics['loss/total']:.4f}",
+                                samples_s=f"{metrics['samples_per_s']:.1f}",
+                                lr=f"{metrics['lr']:.2e}",
+                            )
                             sums, count, samples = {}, 0, 0
                             window_start = time.perf_counter()
                         bar.update(1)
@@ -718,8 +767,12 @@ class Trainer:
                     if stopped:
                         break
                 if stopped:
-                    log.warning("stopped by signal at epoch %d, step %d; continue with --resume %s",
-                                self.epoch, self.step, self.output_dir)
+                    log.warning(
+                        "stopped by signal at epoch %d, step %d; continue with --resume %s",
+                        self.epoch,
+                        self.step,
+                        self.output_dir,
+                    )
                     break
                 if self.epoch_step < self.steps_per_epoch:
                     break  # stopped inside the epoch (max_steps); the final checkpoint records the position
@@ -780,5 +833,13 @@ class Trainer:
         return digest, consistent
 
 
-__all__ = ["Batch", "StepFn", "TrainResult", "Trainer", "ValHook", "loss_values", "optimizer_implementation",
-           "parameter_digest"]
+__all__ = [
+    "Batch",
+    "StepFn",
+    "TrainResult",
+    "Trainer",
+    "ValHook",
+    "loss_values",
+    "optimizer_implementation",
+    "parameter_digest",
+]

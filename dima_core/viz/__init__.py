@@ -1,8 +1,8 @@
 """Pictures of keyframes: cameras with projected 3D boxes and a BEV panel, composed into one image (cv2).
 
-    from dima_core.viz import render_sample, save_png
-    save_png(render_sample(sample), "x.png")
-    save_png(render_sample(sample, PredictionLayer(trajectory=plan)), "pred.png")
+from dima_core.viz import render_sample, save_png
+save_png(render_sample(sample), "x.png")
+save_png(render_sample(sample, PredictionLayer(trajectory=plan)), "pred.png")
 """
 
 from dima_core.viz.bev import BevView, bev_panel, default_view

@@ -72,8 +72,12 @@ def render_sample(
             panel = camera_panel(
                 sample.camera(name), (tile_w, tile_h), boxes, box_colors, extra_boxes, extra_colors, tags
             )
-            if (name == "CAM_FRONT" and prediction is not None and prediction.trajectory is not None
-                    and prediction.front_camera_trajectory):
+            if (
+                name == "CAM_FRONT"
+                and prediction is not None
+                and prediction.trajectory is not None
+                and prediction.front_camera_trajectory
+            ):
                 # GT future under the plan, so the two read against each other in the image as in the BEV.
                 gt_future = sample.ego_future[sample.ego_future_mask]
                 draw_trajectory(panel, sample.camera(name), gt_future, C.EGO_FUTURE_COLOR)
@@ -154,5 +158,12 @@ def count_video_frames(path: str | os.PathLike) -> int:
         capture.release()
 
 
-__all__ = ["CAMERA_GRID", "RenderOptions", "VideoWriter", "count_video_frames", "figure_size", "render_sample",
-           "save_png"]
+__all__ = [
+    "CAMERA_GRID",
+    "RenderOptions",
+    "VideoWriter",
+    "count_video_frames",
+    "figure_size",
+    "render_sample",
+    "save_png",
+]

@@ -28,20 +28,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     bringup.add_argument("--with-mllm", action="store_true", help="start the MLLM node")
     bringup.add_argument("--with-evaluator", action="store_true", help="start the online evaluator")
     bringup.add_argument("--bag", help="replay this bag (dima bag convert) and report the online metrics")
-    bringup.add_argument("--rate", type=float, default=None,
-                         help="--bag: playback rate (default: the config's replay_rate); below 1 when the planner is "
-                              "slower than the keyframe rate, which would otherwise drop frames")
+    bringup.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="--bag: playback rate (default: the config's replay_rate); below 1 when the planner is "
+        "slower than the keyframe rate, which would otherwise drop frames",
+    )
     bringup.add_argument("--report", help="evaluator JSON report path (turns the evaluator on)")
-    bringup.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
-                         help="override a node parameter (repeatable), e.g. planner.model.backend=torch")
+    bringup.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="override a node parameter (repeatable), e.g. planner.model.backend=torch",
+    )
     bringup.add_argument("--use-sim-time", action="store_true", help="use /clock (implied by --bag)")
     bringup.add_argument("--echo", action="store_true", help="print every planned trajectory")
-    bringup.add_argument("--linger", type=float, default=0.0, metavar="S",
-                         help="--bag / --sim: keep the nodes running S seconds after the replay or the last episode")
-    sim = bringup.add_argument_group("closed loop (--sim): simulator node parameters, see config/sim_node.yaml; "
-                                     "--set sim.PARAM=VALUE wins over these")
-    sim.add_argument("--sim", action="store_true",
-                     help="start the closed-loop simulator: the planner drives it, the table is printed at the end")
+    bringup.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="--bag / --sim: keep the nodes running S seconds after the replay or the last episode",
+    )
+    sim = bringup.add_argument_group(
+        "closed loop (--sim): simulator node parameters, see config/sim_node.yaml; "
+        "--set sim.PARAM=VALUE wins over these"
+    )
+    sim.add_argument(
+        "--sim",
+        action="store_true",
+        help="start the closed-loop simulator: the planner drives it, the table is printed at the end",
+    )
     sim.add_argument("--scenarios", nargs="+", default=None, help="scenario names or 'all'")
     sim.add_argument("--episodes", type=int, default=None, help="episodes (seeds) per scenario")
     sim.add_argument("--seed", type=int, default=None, help="first seed")
@@ -68,10 +87,15 @@ def run_bringup(args: argparse.Namespace) -> int:
     config.with_evaluator = config.with_evaluator or args.with_evaluator
     config.use_sim_time = config.use_sim_time or args.use_sim_time
     config.with_sim = config.with_sim or args.sim
-    sim_flags = [("--scenarios", "scenarios", args.scenarios), ("--episodes", "episodes", args.episodes),
-                 ("--seed", "seed", args.seed), ("--seconds", "episode_seconds", args.seconds),
-                 ("--timing", "timing", args.timing), ("--sim-config", "sim_config", args.sim_config),
-                 ("--sim-out", "output_dir", args.sim_out)]
+    sim_flags = [
+        ("--scenarios", "scenarios", args.scenarios),
+        ("--episodes", "episodes", args.episodes),
+        ("--seed", "seed", args.seed),
+        ("--seconds", "episode_seconds", args.seconds),
+        ("--timing", "timing", args.timing),
+        ("--sim-config", "sim_config", args.sim_config),
+        ("--sim-out", "output_dir", args.sim_out),
+    ]
     given = [(flag, name, value) for flag, name, value in sim_flags if value is not None]
     if given and not config.with_sim:
         raise ValueError(f"{', '.join(flag for flag, _, _ in given)}: simulator options need --sim")
@@ -97,8 +121,11 @@ def run_ask(args: argparse.Namespace) -> int:
         client = node.create_client(AskScene, args.service)
         deadline = time.monotonic() + args.timeout
         if not client.wait_for_service(timeout_sec=args.timeout):
-            print(f"dima ros ask: no service {args.service} within {args.timeout:.0f} s (is the MLLM node "
-                  "running? `dima ros bringup --with-mllm`)", file=sys.stderr)
+            print(
+                f"dima ros ask: no service {args.service} within {args.timeout:.0f} s (is the MLLM node "
+                "running? `dima ros bringup --with-mllm`)",
+                file=sys.stderr,
+            )
             return 2
         request = AskScene.Request(question=args.question)
         request.stamp.sec, request.stamp.nanosec = divmod(args.stamp_ns, 1_000_000_000)

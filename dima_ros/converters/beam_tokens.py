@@ -97,16 +97,23 @@ def from_msg(msg: BeamTokens) -> ReceivedBeamTokens:
         ValueError: a token set whose shape does not fit its values, or token sets of different widths (the message
             is unusable; ``plan_feature`` problems are reported in ``plan_feature_error`` instead).
     """
-    scene = scene_tokens_from_flat({n: getattr(msg, n) for n in SCENE_TOKEN_FIELDS},
-                                   {n: getattr(msg, f"{n}_shape") for n in SCENE_TOKEN_FIELDS})
+    scene = scene_tokens_from_flat(
+        {n: getattr(msg, n) for n in SCENE_TOKEN_FIELDS}, {n: getattr(msg, f"{n}_shape") for n in SCENE_TOKEN_FIELDS}
+    )
     feature, error = None, ""
     try:
         feature = plan_feature_from_flat(msg.plan_feature, msg.plan_feature_shape)
     except ValueError as exc:
         error = str(exc)
-    return ReceivedBeamTokens(stamp_ns=stamp_to_ns(msg.header.stamp), frame_id=msg.header.frame_id, scene=scene,
-                              plan_feature=feature, plan_feature_error=error,
-                              ego_status=np.asarray(msg.ego_status, np.float32), command=int(msg.command))
+    return ReceivedBeamTokens(
+        stamp_ns=stamp_to_ns(msg.header.stamp),
+        frame_id=msg.header.frame_id,
+        scene=scene,
+        plan_feature=feature,
+        plan_feature_error=error,
+        ego_status=np.asarray(msg.ego_status, np.float32),
+        command=int(msg.command),
+    )
 
 
 __all__ = ["BeamFrame", "ReceivedBeamTokens", "from_msg", "to_msg"]

@@ -42,8 +42,15 @@ def _colour(marker: Marker, rgba: Rgba) -> None:
     marker.color.r, marker.color.g, marker.color.b, marker.color.a = (float(v) for v in rgba)
 
 
-def box_marker(ns: str, ident: int, centre: tuple[float, float, float], yaw: float,
-               size_lwh: tuple[float, float, float], rgba: Rgba, text: str = "") -> Marker:
+def box_marker(
+    ns: str,
+    ident: int,
+    centre: tuple[float, float, float],
+    yaw: float,
+    size_lwh: tuple[float, float, float],
+    rgba: Rgba,
+    text: str = "",
+) -> Marker:
     """A CUBE at ``centre`` (x, y, z of the box centre, metres) rotated ``yaw`` about +z, ``size_lwh`` = length
     (along the heading), width, height."""
     box = Marker(ns=ns, id=int(ident), type=Marker.CUBE, action=Marker.ADD)
@@ -79,13 +86,22 @@ def _array(markers: list[Marker], header: Header) -> MarkerArray:
     return MarkerArray(markers=markers)
 
 
-def planner_markers(header: Header, selected: np.ndarray, agents: Sequence[AgentDetection],
-                    map_elements: Sequence[MapElement]) -> MarkerArray:
+def planner_markers(
+    header: Header, selected: np.ndarray, agents: Sequence[AgentDetection], map_elements: Sequence[MapElement]
+) -> MarkerArray:
     """DELETEALL, the plan from the ego origin through ``selected`` ((T, 2), base_link), a box per detected agent
     (labelled with its class) and a line per map element, all with ``header`` (the trajectory's)."""
-    markers = [Marker(action=Marker.DELETEALL),
-               line_marker("plan", 0, np.vstack([np.zeros((1, 2)), np.asarray(selected, np.float64).reshape(-1, 2)]),
-                           0.0, 0.3, PLAN_RGBA)]
+    markers = [
+        Marker(action=Marker.DELETEALL),
+        line_marker(
+            "plan",
+            0,
+            np.vstack([np.zeros((1, 2)), np.asarray(selected, np.float64).reshape(-1, 2)]),
+            0.0,
+            0.3,
+            PLAN_RGBA,
+        ),
+    ]
     for i, det in enumerate(agents):
         x, y, z, w, length, h, yaw = det.box
         label = DETECTION_CLASSES[det.label] if det.label < len(DETECTION_CLASSES) else str(det.label)
@@ -113,13 +129,16 @@ def scene_markers(scene: MarkerScene, stamp: object) -> MarkerArray:
     fewer than two points are left out."""
     x, y, yaw = scene.ego_pose
     cx, cy = x + EGO_FOOTPRINT_FORWARD_OFFSET_M * math.cos(yaw), y + EGO_FOOTPRINT_FORWARD_OFFSET_M * math.sin(yaw)
-    markers = [Marker(action=Marker.DELETEALL),
-               box_marker("ego", 0, (cx, cy, 0.8), yaw, (scene.ego_size[0], scene.ego_size[1], 1.6), EGO_RGBA)]
+    markers = [
+        Marker(action=Marker.DELETEALL),
+        box_marker("ego", 0, (cx, cy, 0.8), yaw, (scene.ego_size[0], scene.ego_size[1], 1.6), EGO_RGBA),
+    ]
     for ident, ax, ay, ayaw, length, width, category in scene.agents:
         height = 1.8 if category.startswith("human.") else 1.5
         rgba = SIM_HUMAN_RGBA if category.startswith("human.") else SIM_VEHICLE_RGBA
-        markers.append(box_marker("agents", ident, (ax, ay, height / 2.0), ayaw, (length, width, height), rgba,
-                                  category))
+        markers.append(
+            box_marker("agents", ident, (ax, ay, height / 2.0), ayaw, (length, width, height), rgba, category)
+        )
     if len(scene.route) >= 2:
         markers.append(line_marker("route", 0, scene.route, 0.05, 0.4, ROUTE_RGBA))
     if len(scene.driven) >= 2:

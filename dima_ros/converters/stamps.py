@@ -76,5 +76,12 @@ def duration_to_seconds(duration: Any) -> float:
     return stamp_to_ns(duration) / NS_PER_S
 
 
-__all__ = ["NS_PER_S", "duration_to_seconds", "ns_to_stamp", "seconds_to_duration", "set_stamp", "split_ns",
-           "stamp_to_ns"]
+__all__ = [
+    "NS_PER_S",
+    "duration_to_seconds",
+    "ns_to_stamp",
+    "seconds_to_duration",
+    "set_stamp",
+    "split_ns",
+    "stamp_to_ns",
+]

@@ -29,8 +29,15 @@ from dima_ros.converters.stamps import duration_to_seconds, seconds_to_duration
 TIME_TOLERANCE_S = 1e-3
 
 
-def trajectory_messages(stamp: Time, frame_id: str, command: int, mode: str, selected: np.ndarray,
-                        candidates: np.ndarray | None, processing_ms: float) -> tuple[Trajectory, Path]:
+def trajectory_messages(
+    stamp: Time,
+    frame_id: str,
+    command: int,
+    mode: str,
+    selected: np.ndarray,
+    candidates: np.ndarray | None,
+    processing_ms: float,
+) -> tuple[Trajectory, Path]:
     """The Trajectory (and the same poses as a Path) of one planned frame.
 
     Args:
@@ -57,8 +64,13 @@ def trajectory_messages(stamp: Time, frame_id: str, command: int, mode: str, sel
     for pt in trajectory_points(selected, STEP_SECONDS):
         qx, qy, qz, qw = yaw_to_quaternion(pt.yaw)
         pose = Pose(position=Point(x=pt.x, y=pt.y, z=0.0), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
-        traj.points.append(TrajectoryPoint(time_from_start=seconds_to_duration(pt.time_from_start_s), pose=pose,
-                                           longitudinal_velocity_mps=float(pt.velocity_mps)))
+        traj.points.append(
+            TrajectoryPoint(
+                time_from_start=seconds_to_duration(pt.time_from_start_s),
+                pose=pose,
+                longitudinal_velocity_mps=float(pt.velocity_mps),
+            )
+        )
         path.poses.append(PoseStamped(header=traj.header, pose=pose))
     if candidates is not None:
         candidates = np.asarray(candidates, np.float32)
@@ -92,8 +104,9 @@ def candidates_from_msg(msg: Trajectory) -> np.ndarray | None:
     if values.size == 0 and modes == 0:
         return None
     if values.size != modes * points * 2:
-        raise ValueError(f"Trajectory.candidate_positions has {values.size} values for {modes} modes x {points} "
-                         "points x 2")
+        raise ValueError(
+            f"Trajectory.candidate_positions has {values.size} values for {modes} modes x {points} points x 2"
+        )
     return values.reshape(modes, points, 2)
 
 
@@ -114,17 +127,28 @@ def plan_from_trajectory(msg: Any, frame_id: str = BASE_FRAME) -> np.ndarray:
     non-finite values are left to ``ClosedLoopEpisode.apply_plan``, which refuses and counts them.
     """
     if msg.header.frame_id != frame_id:
-        raise TrajectoryRejected("frame", f"trajectory in frame {msg.header.frame_id!r}, expected {frame_id!r} (the "
-                                          "ego frame of the stamped camera frame)")
+        raise TrajectoryRejected(
+            "frame",
+            f"trajectory in frame {msg.header.frame_id!r}, expected {frame_id!r} (the "
+            "ego frame of the stamped camera frame)",
+        )
     xy = trajectory_positions(msg)
     if len(xy) == FUTURE_STEPS:
         times = waypoint_times(msg)
         expected = STEP_SECONDS * np.arange(1, FUTURE_STEPS + 1)
         if not np.all(np.abs(times - expected) <= TIME_TOLERANCE_S):
-            raise TrajectoryRejected("timing", f"waypoints at {np.round(times, 3).tolist()} s, expected "
-                                               f"{expected.tolist()} s")
+            raise TrajectoryRejected(
+                "timing", f"waypoints at {np.round(times, 3).tolist()} s, expected {expected.tolist()} s"
+            )
     return xy
 
 
-__all__ = ["TIME_TOLERANCE_S", "TrajectoryRejected", "candidates_from_msg", "plan_from_trajectory",
-           "trajectory_messages", "trajectory_positions", "waypoint_times"]
+__all__ = [
+    "TIME_TOLERANCE_S",
+    "TrajectoryRejected",
+    "candidates_from_msg",
+    "plan_from_trajectory",
+    "trajectory_messages",
+    "trajectory_positions",
+    "waypoint_times",
+]

@@ -37,8 +37,9 @@ def _render_jpegs() -> list[bytes]:
     from dima_core.config import config_from_dict
     from dima_core.data.synth import SynthConfig, SynthWorld
 
-    cfg = config_from_dict({"scene_seconds": 3.0, "camera": {"width": SIZE[0], "height": SIZE[1]}}, SynthConfig,
-                           source="flood_feeder")
+    cfg = config_from_dict(
+        {"scene_seconds": 3.0, "camera": {"width": SIZE[0], "height": SIZE[1]}}, SynthConfig, source="flood_feeder"
+    )
     images, _, _ = SynthWorld.generate(cfg, 8, 1, ["follow"]).scenes[0].render(2)
     return [cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for im in images]
 
@@ -69,10 +70,12 @@ class Flood:
         cam_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
         aux_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.order = [c for c in CAMERA_NAMES if c != "CAM_FRONT"] + ["CAM_FRONT"]
-        self.pub_img = {c: node.create_publisher(CompressedImage, f"{base}/input/camera/{c}/image", cam_qos)
-                        for c in CAMERA_NAMES}
-        self.pub_info = {c: node.create_publisher(CameraInfo, f"{base}/input/camera/{c}/camera_info", aux_qos)
-                         for c in CAMERA_NAMES}
+        self.pub_img = {
+            c: node.create_publisher(CompressedImage, f"{base}/input/camera/{c}/image", cam_qos) for c in CAMERA_NAMES
+        }
+        self.pub_info = {
+            c: node.create_publisher(CameraInfo, f"{base}/input/camera/{c}/camera_info", aux_qos) for c in CAMERA_NAMES
+        }
         self.pub_odom = node.create_publisher(Odometry, f"{base}/input/odometry", aux_qos)
         self.pub_accel = node.create_publisher(AccelWithCovarianceStamped, f"{base}/input/acceleration", aux_qos)
         self.pub_cmd = node.create_publisher(DrivingCommand, f"{base}/input/command", aux_qos)
@@ -116,7 +119,8 @@ class Flood:
                 if status.name == f"{self.target}: inference":
                     if "stamp_ns" in values and "input_latency_ms" in values:
                         self.values[int(values["stamp_ns"])] = {
-                            k: float(values[k]) for k in ("input_latency_ms", "processing_time_ms", "model_time_ms")}
+                            k: float(values[k]) for k in ("input_latency_ms", "processing_time_ms", "model_time_ms")
+                        }
                     if "dropped_busy" in values:
                         self.counters = values
                 if status.message.startswith("no trajectory") and status.message not in self.reports[-50:]:
@@ -209,16 +213,30 @@ def run(cfg: dict) -> dict:
                 if sample_s and time.monotonic() >= next_sample:
                     next_sample += sample_s
                     with flood.lock:
-                        samples.append({"t_s": time.monotonic() - start, "rss_kib": _rss_kib(int(cfg["node_pid"])),
-                                        "counters": dict(flood.counters)})
+                        samples.append(
+                            {
+                                "t_s": time.monotonic() - start,
+                                "rss_kib": _rss_kib(int(cfg["node_pid"])),
+                                "counters": dict(flood.counters),
+                            }
+                        )
             time.sleep(float(cfg["pause_s"]))  # the node finishes the newest set, then idles
             rss.append(_rss_kib(int(cfg["node_pid"])))
         time.sleep(1.5)  # one more periodic /diagnostics summary with the counters
         with flood.lock:
-            return {"warmup": warm, "sent": sent, "trajectories": flood.trajectories,
-                    "values": {str(k): v for k, v in flood.values.items()}, "counters": dict(flood.counters),
-                    "reports": list(flood.reports), "rss_kib": rss, "samples": samples, "period_ms": period_s * 1000.0,
-                    "processing_ms": processing_ms, "jpeg_kib": sum(len(b) for b in jpegs) / 6 / 1024}
+            return {
+                "warmup": warm,
+                "sent": sent,
+                "trajectories": flood.trajectories,
+                "values": {str(k): v for k, v in flood.values.items()},
+                "counters": dict(flood.counters),
+                "reports": list(flood.reports),
+                "rss_kib": rss,
+                "samples": samples,
+                "period_ms": period_s * 1000.0,
+                "processing_ms": processing_ms,
+                "jpeg_kib": sum(len(b) for b in jpegs) / 6 / 1024,
+            }
     finally:
         stop.set()
         spinner.join(timeout=5.0)

@@ -129,5 +129,3 @@ class RosSubprocess:
         for f in (self._stdout, self._stderr):
             if not f.closed:
                 f.close()
-
-

@@ -109,9 +109,7 @@ def ego_footprint(x: float, y: float, yaw: float, margin: float = 0.0) -> np.nda
     )
 
 
-def min_gap(
-    ego_xy: np.ndarray, ego_yaw: np.ndarray, box: np.ndarray, motion: AgentMotion
-) -> float:
+def min_gap(ego_xy: np.ndarray, ego_yaw: np.ndarray, box: np.ndarray, motion: AgentMotion) -> float:
     """Smallest centre-independent clearance proxy over the rollout: distance between the ego footprint centre and
     the agent centre minus both half-diagonals (<= 0 means the circles overlap), in metres."""
     ego_r = 0.5 * math.hypot(EGO_LENGTH_M, EGO_WIDTH_M)

@@ -90,8 +90,10 @@ def agent_motion(agents: AgentAnnotations, i: int, cfg: QAConfig) -> AgentMotion
     c, s = math.cos(yaw), math.sin(yaw)
     d = end - pos
     forward, lateral = c * d[0] + s * d[1], -s * d[0] + c * d[1]
-    end_heading = float(yaws[valid[-1]]) if (valid.size and future_yaw_raw is not None) else (
-        _heading_from_motion(future[valid[-2]] if valid.size > 1 else pos, end, yaw) if valid.size else yaw
+    end_heading = (
+        float(yaws[valid[-1]])
+        if (valid.size and future_yaw_raw is not None)
+        else (_heading_from_motion(future[valid[-2]] if valid.size > 1 else pos, end, yaw) if valid.size else yaw)
     )
     turn = math.degrees(_wrap(end_heading - yaw))
 

@@ -113,7 +113,7 @@ def _safe_and_dangerous(facts: FrameFacts) -> tuple[list[str], list[str]]:
         elif turns_fit.get(key, True):
             safe.append(key)
     # Collisions first (most severe), then boundary crossings, then backing up (against the traffic rules).
-    dangerous.sort(key=lambda k: (0 if facts.actions[k].hits else 1 if facts.actions[k].crosses_boundary else 2))
+    dangerous.sort(key=lambda k: 0 if facts.actions[k].hits else 1 if facts.actions[k].crosses_boundary else 2)
     return safe, dangerous
 
 

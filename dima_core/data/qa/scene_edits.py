@@ -282,8 +282,9 @@ def _free_left_lane(scene: EditableScene, lane: Lane, cfg: SceneEditConfig) -> L
         return None
     x_hi = lane.x + 2 * EGO_LENGTH_M + 10.0
     for i in range(scene.num_agents):
-        pts = [scene.agent_boxes[i, :2]] + [scene.agent_futures[i, t] for t in range(FUTURE_STEPS)
-                                            if scene.agent_future_mask[i, t]]
+        pts = [scene.agent_boxes[i, :2]] + [
+            scene.agent_futures[i, t] for t in range(FUTURE_STEPS) if scene.agent_future_mask[i, t]
+        ]
         for x, y in pts:
             half = float(scene.agent_boxes[i, 3]) / 2
             if -EGO_LENGTH_M <= x <= x_hi and y + half > left.right_y and y - half < left.left_y:
@@ -363,15 +364,16 @@ def add_agent(scene: EditableScene, cfg: SceneEditConfig, rng: np.random.Generat
             agent_labels=np.concatenate([scene.agent_labels, [DETECTION_CLASSES.index("car")]]),
             agent_futures=np.concatenate([scene.agent_futures, future[None]], axis=0),
             agent_future_mask=np.concatenate([scene.agent_future_mask, np.ones((1, FUTURE_STEPS), bool)], axis=0),
-            agent_future_yaw=None if scene.agent_future_yaw is None else np.concatenate(
-                [scene.agent_future_yaw, np.full((1, FUTURE_STEPS), lane.heading)], axis=0
-            ),
+            agent_future_yaw=None
+            if scene.agent_future_yaw is None
+            else np.concatenate([scene.agent_future_yaw, np.full((1, FUTURE_STEPS), lane.heading)], axis=0),
             ego_future=edited,
             # The edited label is defined at every step (held progress where the GT had none).
             ego_future_mask=np.ones(FUTURE_STEPS, bool) if rule != "keep" else scene.ego_future_mask.copy(),
         )
-        return SceneEdit("add", new_scene, rule, box, future, DETECTION_CLASSES.index("car"), None,
-                         _add_qa(rule, d, speed, changed))
+        return SceneEdit(
+            "add", new_scene, rule, box, future, DETECTION_CLASSES.index("car"), None, _add_qa(rule, d, speed, changed)
+        )
     return None
 
 
@@ -382,8 +384,9 @@ def _in_ego_path(scene: EditableScene, i: int, half_width: float) -> bool:
     direction = pts[-1] - pts[-2] if len(pts) > 1 and np.linalg.norm(pts[-1] - pts[-2]) > 1e-3 else np.array([1, 0.0])
     direction = direction / np.linalg.norm(direction)
     path = np.vstack([pts, pts[-1] + 20.0 * direction])
-    samples = [scene.agent_boxes[i, :2]] + [scene.agent_futures[i, t] for t in range(FUTURE_STEPS)
-                                            if scene.agent_future_mask[i, t]]
+    samples = [scene.agent_boxes[i, :2]] + [
+        scene.agent_futures[i, t] for t in range(FUTURE_STEPS) if scene.agent_future_mask[i, t]
+    ]
     reach = half_width + float(scene.agent_boxes[i, 3]) / 2
     for p in samples:
         a, b = path[:-1], path[1:]
@@ -399,7 +402,8 @@ def remove_agent(scene: EditableScene, cfg: SceneEditConfig, rng: np.random.Gene
     allowed = {DETECTION_CLASSES.index(c) for c in cfg.removable_classes}
     half_lane = cfg.lane_width_range_m[1] / 2
     candidates = [
-        i for i in range(scene.num_agents)
+        i
+        for i in range(scene.num_agents)
         if int(scene.agent_labels[i]) in allowed and not _in_ego_path(scene, i, half_lane)
     ]
     if not candidates:
@@ -418,12 +422,22 @@ def remove_agent(scene: EditableScene, cfg: SceneEditConfig, rng: np.random.Gene
     )
     word = noun(DETECTION_CLASSES[int(scene.agent_labels[i])])
     x, y = scene.agent_boxes[i, :2]
-    qa = [(
-        f"What should the ego vehicle do if the {word} at ({x:.1f}, {y:.1f}) were not there?",
-        f"The {word} is not in the ego vehicle's path, so the ego vehicle keeps its plan.",
-    )]
-    return SceneEdit("remove", new_scene, "keep", scene.agent_boxes[i].copy(), scene.agent_futures[i].copy(),
-                     int(scene.agent_labels[i]), i, qa)
+    qa = [
+        (
+            f"What should the ego vehicle do if the {word} at ({x:.1f}, {y:.1f}) were not there?",
+            f"The {word} is not in the ego vehicle's path, so the ego vehicle keeps its plan.",
+        )
+    ]
+    return SceneEdit(
+        "remove",
+        new_scene,
+        "keep",
+        scene.agent_boxes[i].copy(),
+        scene.agent_futures[i].copy(),
+        int(scene.agent_labels[i]),
+        i,
+        qa,
+    )
 
 
 def edit_scene(scene: EditableScene, cfg: SceneEditConfig, seed: int) -> SceneEdit | None:

@@ -56,8 +56,19 @@ VISIBILITY = (
     ("4", "v80-100", "visibility of whole object is between 80 and 100%"),
 )
 TABLES = (
-    "category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose", "log", "scene",
-    "sample", "sample_data", "sample_annotation", "map",
+    "category",
+    "attribute",
+    "visibility",
+    "instance",
+    "sensor",
+    "calibrated_sensor",
+    "ego_pose",
+    "log",
+    "scene",
+    "sample",
+    "sample_data",
+    "sample_annotation",
+    "map",
 )
 
 

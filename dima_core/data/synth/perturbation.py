@@ -26,8 +26,9 @@ def _smoothstep_rate(u: np.ndarray) -> np.ndarray:
     return np.where(inside, 6.0 * u * (1.0 - u), 0.0)
 
 
-def drift_offsets(times: np.ndarray, speed: np.ndarray, cfg: EgoPerturbationConfig, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float, float]]]:
+def drift_offsets(
+    times: np.ndarray, speed: np.ndarray, cfg: EgoPerturbationConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float, float]]]:
     """Sideways offset d (K,) metres (left positive), its rate d' (K,) m/s, and the events (start s, end s, A m).
 
     ``times`` (K,) seconds, ``speed`` (K,) the expert's signed speed at those times.
@@ -63,8 +64,9 @@ def drift_offsets(times: np.ndarray, speed: np.ndarray, cfg: EgoPerturbationConf
     return d, rate, events
 
 
-def perturb_ego_record(times: np.ndarray, ego: np.ndarray, cfg: EgoPerturbationConfig, rng: np.random.Generator
-                       ) -> tuple[np.ndarray, list[tuple[float, float, float]]]:
+def perturb_ego_record(
+    times: np.ndarray, ego: np.ndarray, cfg: EgoPerturbationConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, list[tuple[float, float, float]]]:
     """The perturbed copy of a simulation record's ego (K, 5) x, y, yaw, signed speed, acceleration, and the
     events. Columns 3 and 4 are unchanged."""
     d, rate, events = drift_offsets(times, ego[:, 3], cfg, rng)

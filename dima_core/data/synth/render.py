@@ -60,8 +60,16 @@ class Lighting:
         az, el = rng.uniform(-math.pi, math.pi), rng.uniform(0.3, 1.2)
         sun = np.array([math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)])
         return Lighting(
-            sky_top, sky_hor, np.clip(ground, 0, 255), road, c(165, 170, 172), c(225, 228, 230), c(40, 190, 225),
-            sun, float(rng.uniform(0.45, 0.6)), float(rng.uniform(0.35, 0.55)),
+            sky_top,
+            sky_hor,
+            np.clip(ground, 0, 255),
+            road,
+            c(165, 170, 172),
+            c(225, 228, 230),
+            c(40, 190, 225),
+            sun,
+            float(rng.uniform(0.45, 0.6)),
+            float(rng.uniform(0.35, 0.55)),
         )
 
 
@@ -102,8 +110,16 @@ def _dashes(cl: np.ndarray, off: float, width: float, on: float, period: float) 
 class SceneRenderer:
     """Renders one scene's cameras. Static geometry is prepared once; ``render`` draws one frame."""
 
-    def __init__(self, net: RoadNetwork, cameras: list[Camera], light: Lighting, near: float, far: float,
-                 noise_std: float, noise_seed: int):
+    def __init__(
+        self,
+        net: RoadNetwork,
+        cameras: list[Camera],
+        light: Lighting,
+        near: float,
+        far: float,
+        noise_std: float,
+        noise_seed: int,
+    ):
         from dima_core.data.synth.geometry import offset, resample
 
         self.cameras = cameras
@@ -161,9 +177,11 @@ class SceneRenderer:
         # Sensor noise: a small bank of noise images, picked and offset deterministically per frame and camera.
         rng = np.random.default_rng(noise_seed)
         h, w = cameras[0].height, cameras[0].width
-        self.noise = [
-            np.round(rng.normal(0.0, noise_std, size=(h + 8, w + 8, 3))).astype(np.int16) for _ in range(4)
-        ] if noise_std > 0 else []
+        self.noise = (
+            [np.round(rng.normal(0.0, noise_std, size=(h + 8, w + 8, 3))).astype(np.int16) for _ in range(4)]
+            if noise_std > 0
+            else []
+        )
 
     def _background(self, cam: Camera) -> np.ndarray:
         h, w = cam.height, cam.width

@@ -476,4 +476,3 @@ def _footprint(b: StaticBox) -> Polygon:
             )
         ]
     )
-

@@ -25,8 +25,17 @@ VEHICLES = (
     ("vehicle.bus.rigid", (2.5, 2.8), (10.5, 12.5), (3.0, 3.4), 0.08),
 )
 CAR_COLOURS = (
-    (40, 40, 200), (200, 200, 200), (30, 30, 30), (160, 60, 20), (230, 230, 230), (20, 120, 220), (90, 90, 90),
-    (60, 160, 60), (20, 200, 230), (120, 40, 100), (180, 130, 60),
+    (40, 40, 200),
+    (200, 200, 200),
+    (30, 30, 30),
+    (160, 60, 20),
+    (230, 230, 230),
+    (20, 120, 220),
+    (90, 90, 90),
+    (60, 160, 60),
+    (20, 200, 230),
+    (120, 40, 100),
+    (180, 130, 60),
 )
 CLOTHES = ((40, 40, 160), (160, 60, 40), (30, 30, 30), (60, 140, 60), (200, 200, 200), (40, 150, 200), (120, 80, 140))
 
@@ -130,8 +139,13 @@ class _Builder:
         w = Walker(Path(path_xy), float(rng.uniform(1.1, 1.6)), start_time, crosswalk, s=s)
         cat = "human.pedestrian.adult" if adult else "human.pedestrian.child"
         actor = Actor(
-            len(self.actors), cat, float(rng.uniform(0.5, 0.8)), float(rng.uniform(0.5, 0.7)), h,
-            CLOTHES[int(rng.integers(len(CLOTHES)))], walker=w,
+            len(self.actors),
+            cat,
+            float(rng.uniform(0.5, 0.8)),
+            float(rng.uniform(0.5, 0.7)),
+            h,
+            CLOTHES[int(rng.integers(len(CLOTHES)))],
+            walker=w,
         )
         self.actors.append(actor)
         return actor
@@ -286,7 +300,7 @@ def _corridor_scene(b: _Builder, scenario: str) -> ScenePlan:
         for k in range(n):
             # Step off the kerb while the ego is still 4-5 s away (they wait for a gap if a car is closer).
             start = max(0.0, t_arrive - float(rng.uniform(4.0, 5.0)) + 0.5 * k)
-            jitter = (rng.uniform(-1.2, 1.2, size=2))
+            jitter = rng.uniform(-1.2, 1.2, size=2)
             b.add_walker(path + jitter * np.array([[0.3, 0.3]]), start, crosswalk=cw.id)
     b.populate_road(rid, lane.id, avoid, oncoming=0 if scenario == "overtake" else None)
     return b.finish(scenario, tags, ego, [lane.id])

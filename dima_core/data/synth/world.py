@@ -155,7 +155,12 @@ class SynthScene:
         if self._renderer is None:
             cam = self.cfg.camera
             self._renderer = SceneRenderer(
-                self.plan.net, self.cameras, self.lighting, cam.near_m, cam.far_m, cam.noise_std,
+                self.plan.net,
+                self.cameras,
+                self.lighting,
+                cam.near_m,
+                cam.far_m,
+                cam.noise_std,
                 noise_seed=int(token(self.seed, "noise", self.index)[:8], 16),
             )
         return self._renderer
@@ -196,9 +201,7 @@ class SynthWorld:
         self.scenes = scenes
 
     @classmethod
-    def generate(
-        cls, cfg: SynthConfig, seed: int, num_scenes: int, scenarios: list[str] | None = None
-    ) -> SynthWorld:
+    def generate(cls, cfg: SynthConfig, seed: int, num_scenes: int, scenarios: list[str] | None = None) -> SynthWorld:
         """Build and simulate ``num_scenes`` scenes; ``scenarios`` (optional) cycles through the given names instead
         of sampling the config's mix."""
         rng = np.random.default_rng([seed, 7919])

@@ -176,7 +176,8 @@ def evaluate_vqa(
         # DriveLM does not check this either, but a differing question usually means the ids are misaligned.
         logger.warning(
             "%d predictions quote a different question than the ground truth (first: %s)",
-            len(mismatched), ", ".join(mismatched[:_EXAMPLES]),
+            len(mismatched),
+            ", ".join(mismatched[:_EXAMPLES]),
         )
 
     def answer_for(item: GTItem) -> str:
@@ -206,8 +207,12 @@ def evaluate_vqa(
         "tagged": len(items),
         "scored": len(scored),
         "gated_out": gated_out,
-        "scored_by_tag": {"accuracy": len(acc_items), "chatgpt": len(gpt_items), "language": len(lang_items),
-                          "match": len(match_items)},
+        "scored_by_tag": {
+            "accuracy": len(acc_items),
+            "chatgpt": len(gpt_items),
+            "language": len(lang_items),
+            "match": len(match_items),
+        },
         "missing_predictions": len(missing),
         "missing_prediction_ids": missing[:_EXAMPLES],
         "extra_predictions": len(extra),
@@ -218,9 +223,13 @@ def evaluate_vqa(
     report = VQAReport(
         gt_source=gt.source,
         pred_source=pred_source,
-        settings={"tags": gt.tag_source, "graph_gating": graph_gating, "tokenizer": tokenizer,
-                  "judge": getattr(judge, "name", None) if judge is not None else None,
-                  "match_threshold_px": MATCH_THRESHOLD_PX},
+        settings={
+            "tags": gt.tag_source,
+            "graph_gating": graph_gating,
+            "tokenizer": tokenizer,
+            "judge": getattr(judge, "name", None) if judge is not None else None,
+            "match_threshold_px": MATCH_THRESHOLD_PX,
+        },
         counts=counts,
     )
 
@@ -259,10 +268,17 @@ def evaluate_vqa(
         if counts["judge_unparsed"]:
             logger.warning("%d judge replies held no number and scored 0", counts["judge_unparsed"])
 
-    components = {"chatgpt": report.chatgpt, "language": report.language_score, "match": report.match,
-                  "accuracy": report.accuracy}
-    for key, value, tag in (("accuracy", report.accuracy, TAG_ACCURACY), ("language", report.language_score,
-                            TAG_LANGUAGE), ("match_f1", report.match_f1, TAG_MATCH)):
+    components = {
+        "chatgpt": report.chatgpt,
+        "language": report.language_score,
+        "match": report.match,
+        "accuracy": report.accuracy,
+    }
+    for key, value, tag in (
+        ("accuracy", report.accuracy, TAG_ACCURACY),
+        ("language", report.language_score, TAG_LANGUAGE),
+        ("match_f1", report.match_f1, TAG_MATCH),
+    ):
         if value is None:
             report.not_computed[key] = f"no scored question carries tag {tag}"
     if report.chatgpt is None and judge is not None:

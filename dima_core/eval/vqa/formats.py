@@ -89,7 +89,7 @@ def _read_json(path: str | os.PathLike[str], what: str) -> Any:
 
 
 def _strip_prefix(text: str) -> str:
-    return text[len(_IMAGE_PREFIX):] if text.startswith(_IMAGE_PREFIX) else text
+    return text[len(_IMAGE_PREFIX) :] if text.startswith(_IMAGE_PREFIX) else text
 
 
 # ------------------------------------------------------------------------------------------------------ ground truth
@@ -110,8 +110,9 @@ def _nested_ground_truth(data: dict[str, Any], source: str, tags: TagPolicy) -> 
         else:
             chosen = [(i, list(qa.tags)) for i, qa in enumerate(qas) if qa.tags]
         items = [
-            GTItem(make_qa_id(scene_token, frame.frame_token, i), qas[i].question, qas[i].answer, tuple(t),
-                   qas[i].category)
+            GTItem(
+                make_qa_id(scene_token, frame.frame_token, i), qas[i].question, qas[i].answer, tuple(t), qas[i].category
+            )
             for i, t in chosen
         ]
         if items:
@@ -146,8 +147,13 @@ def _flat_ground_truth(data: list[Any], source: str, tags: TagPolicy) -> GroundT
         if not isinstance(question, str):
             raise VQAFormatError(source, f"'question' must be a string, got {question!r}", qa_id, where)
         if tag is None:
-            raise VQAFormatError(source, "no 'tag' list: flat ground truth must say which metric scores each QA "
-                                 "(0 accuracy, 1 GPT, 2 language, 3 match)", qa_id, where)
+            raise VQAFormatError(
+                source,
+                "no 'tag' list: flat ground truth must say which metric scores each QA "
+                "(0 accuracy, 1 GPT, 2 language, 3 match)",
+                qa_id,
+                where,
+            )
         if not isinstance(tag, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tag):
             raise VQAFormatError(source, f"'tag' must be a list of integers, got {tag!r}", qa_id, where)
         if tag:
@@ -181,8 +187,9 @@ def _flat_predictions(items: list[Any], source: str, prefix: str) -> dict[str, P
     for i, raw in enumerate(items):
         where = f"prediction {prefix}[{i}]"
         if not isinstance(raw, dict):
-            raise VQAFormatError(source, f"expected an object {{id, question, answer}}, got {type(raw).__name__}",
-                                 where=where)
+            raise VQAFormatError(
+                source, f"expected an object {{id, question, answer}}, got {type(raw).__name__}", where=where
+            )
         qa_id = raw.get("id")
         if not isinstance(qa_id, str):
             raise VQAFormatError(source, f"'id' must be a string, got {qa_id!r}", where=where)
@@ -194,8 +201,9 @@ def _flat_predictions(items: list[Any], source: str, prefix: str) -> dict[str, P
             raise VQAFormatError(source, f"duplicate id (first at [{first_seen[qa_id]}])", qa_id, where)
         first_seen[qa_id] = i
         if "answer" not in raw:
-            raise VQAFormatError(source, f"missing 'answer' (has: {', '.join(map(str, raw)) or 'nothing'})",
-                                 qa_id, where)
+            raise VQAFormatError(
+                source, f"missing 'answer' (has: {', '.join(map(str, raw)) or 'nothing'})", qa_id, where
+            )
         answer = raw["answer"]
         if not isinstance(answer, str):
             raise VQAFormatError(source, f"'answer' must be a string, got {answer!r}", qa_id, where)
@@ -220,12 +228,19 @@ def load_predictions(path: str | os.PathLike[str]) -> dict[str, Prediction]:
         try:
             dataset = drivelm_from_json(data, source)
         except DriveLMFormatError as exc:
-            raise VQAFormatError(source, f"not a prediction list nor a DriveLM QA file: {exc.problem}",
-                                 where=exc.key_path) from None
+            raise VQAFormatError(
+                source, f"not a prediction list nor a DriveLM QA file: {exc.problem}", where=exc.key_path
+            ) from None
         return {qa.qa_id: Prediction(qa.qa_id, qa.answer, qa.question) for qa in to_flat(dataset)}
     raise VQAFormatError(source, f"expected a list of predictions or a DriveLM object, got {type(data).__name__}")
 
 
 __all__ = [
-    "GTItem", "GroundTruth", "Prediction", "TagPolicy", "VQAFormatError", "load_ground_truth", "load_predictions"
+    "GTItem",
+    "GroundTruth",
+    "Prediction",
+    "TagPolicy",
+    "VQAFormatError",
+    "load_ground_truth",
+    "load_predictions",
 ]

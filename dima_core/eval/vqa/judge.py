@@ -111,8 +111,14 @@ class HFCausalLMJudge:
         model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
         chosen = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model.to(chosen).eval()
-        return cls(model, tokenizer, name=f"local:{path}", max_new_tokens=max_new_tokens, temperature=temperature,
-                   _device=chosen)
+        return cls(
+            model,
+            tokenizer,
+            name=f"local:{path}",
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            _device=chosen,
+        )
 
     def _prompt_ids(self, answer: str, ground_truth: str) -> Any:
         messages = drivelm_judge_messages(answer, ground_truth)
@@ -136,7 +142,7 @@ class HFCausalLMJudge:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, pad_token_id=pad, **sampling)
-        return str(self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+        return str(self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
 
     def score(self, answer: str, ground_truth: str) -> float | None:
         return parse_judge_score(self.reply(answer, ground_truth))

@@ -71,5 +71,11 @@ def renormalised_final_score(
     return PartialScore(value, included, excluded)
 
 
-__all__ = ["FORMULA_DRIVELM", "FORMULA_WITHOUT_GPT", "WEIGHTS", "PartialScore", "drivelm_final_score",
-           "renormalised_final_score"]
+__all__ = [
+    "FORMULA_DRIVELM",
+    "FORMULA_WITHOUT_GPT",
+    "WEIGHTS",
+    "PartialScore",
+    "drivelm_final_score",
+    "renormalised_final_score",
+]

@@ -35,8 +35,34 @@ _BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-
 # camera and the comma-led number run are separate tokens between the angle brackets.
 # PTB splits the period off an abbreviation when a capitalised sentence-initial word follows ("A. The ego ...").
 _SENTENCE_START = "|".join(
-    ["The", "This", "These", "That", "Those", "Then", "There", "It", "Its", "I", "We", "He", "She", "They", "But",
-     "And", "In", "On", "If", "So", "What", "When", "Where", "Which", "Who", "How"]
+    [
+        "The",
+        "This",
+        "These",
+        "That",
+        "Those",
+        "Then",
+        "There",
+        "It",
+        "Its",
+        "I",
+        "We",
+        "He",
+        "She",
+        "They",
+        "But",
+        "And",
+        "In",
+        "On",
+        "If",
+        "So",
+        "What",
+        "When",
+        "Where",
+        "Which",
+        "Who",
+        "How",
+    ]
 )
 
 _TOKEN_RE = re.compile(
@@ -129,5 +155,10 @@ def tokenize_captions(
 
 
 __all__ = [
-    "PUNCTUATIONS", "TokenizerName", "java_available", "python_ptb_tokenize", "resolve_tokenizer", "tokenize_captions"
+    "PUNCTUATIONS",
+    "TokenizerName",
+    "java_available",
+    "python_ptb_tokenize",
+    "resolve_tokenizer",
+    "tokenize_captions",
 ]

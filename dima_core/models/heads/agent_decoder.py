@@ -49,8 +49,9 @@ class AgentDecoder(nn.Module):
     ``map_centres`` are grid fractions (col, row) of the map instances.
     """
 
-    def __init__(self, config: AgentHeadConfig, embed_dim: int, x_range: tuple[float, float],
-                 y_range: tuple[float, float]):
+    def __init__(
+        self, config: AgentHeadConfig, embed_dim: int, x_range: tuple[float, float], y_range: tuple[float, float]
+    ):
         super().__init__()
         self.config = config
         self.x_range, self.y_range = x_range, y_range
@@ -76,8 +77,9 @@ class AgentDecoder(nn.Module):
         nn.init.uniform_(self.reference.weight, -0.1, 0.1)
         nn.init.zeros_(self.reference.bias)
 
-    def forward(self, bev: torch.Tensor, map_tokens: torch.Tensor | None = None,
-                map_centres: torch.Tensor | None = None) -> AgentOutputs:
+    def forward(
+        self, bev: torch.Tensor, map_tokens: torch.Tensor | None = None, map_centres: torch.Tensor | None = None
+    ) -> AgentOutputs:
         b, c = bev.shape[:2]
         cfg = self.config
         na, k, t = cfg.num_queries, cfg.num_modes, cfg.future_steps

@@ -27,8 +27,9 @@ class EgoEncoder(nn.Module):
         self.command_embed = nn.Embedding(num_commands, embed_dim) if config.use_command else None
         self.norm = nn.LayerNorm(embed_dim)
         self.register_buffer("status_scale", torch.tensor(config.ego_status_scale), persistent=False)
-        self.register_buffer("status_mask", torch.tensor([float(c) for c in config.ego_status_channels]),
-                             persistent=False)
+        self.register_buffer(
+            "status_mask", torch.tensor([float(c) for c in config.ego_status_channels]), persistent=False
+        )
 
     def forward(self, ego_status: torch.Tensor, command: torch.Tensor) -> torch.Tensor:
         b = command.shape[0]

@@ -33,8 +33,9 @@ class MapOutputs:
 class MapDecoder(nn.Module):
     """``forward(bev (B, C, H, W)) -> MapOutputs``."""
 
-    def __init__(self, config: MapHeadConfig, embed_dim: int, x_range: tuple[float, float],
-                 y_range: tuple[float, float]):
+    def __init__(
+        self, config: MapHeadConfig, embed_dim: int, x_range: tuple[float, float], y_range: tuple[float, float]
+    ):
         super().__init__()
         self.config = config
         self.x_range, self.y_range = x_range, y_range

@@ -42,9 +42,17 @@ class Matches:
         return sum(int(q.numel()) for q in self.query)
 
 
-def match_agents(logits: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
-                 gt_mask: torch.Tensor, cls_weight: float, box_weight: float, alpha: float,
-                 gamma: float) -> Matches:
+def match_agents(
+    logits: torch.Tensor,
+    boxes: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_mask: torch.Tensor,
+    cls_weight: float,
+    box_weight: float,
+    alpha: float,
+    gamma: float,
+) -> Matches:
     """Hungarian matching per sample; cost = ``cls_weight * focal cost + box_weight * L1(encoded boxes)``.
 
     ``logits (B, Na, C)``, ``boxes (B, Na, 7)``, ``gt_boxes (B, Ng, 7)``, ``gt_labels (B, Ng)``, ``gt_mask (B, Ng)``.
@@ -63,9 +71,17 @@ def match_agents(logits: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tens
     return Matches(queries, gts)
 
 
-def detection_loss(logits: torch.Tensor, boxes: torch.Tensor, velocities: torch.Tensor, gt_boxes: torch.Tensor,
-                   gt_labels: torch.Tensor, gt_velocities: torch.Tensor, matches: Matches, alpha: float,
-                   gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def detection_loss(
+    logits: torch.Tensor,
+    boxes: torch.Tensor,
+    velocities: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_velocities: torch.Tensor,
+    matches: Matches,
+    alpha: float,
+    gamma: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(focal classification, L1 box)``, each summed and divided by ``max(#matched, 1)``."""
     num_classes = logits.shape[-1]
     targets = torch.zeros_like(logits)
@@ -89,9 +105,15 @@ def detection_loss(logits: torch.Tensor, boxes: torch.Tensor, velocities: torch.
     return cls, box
 
 
-def motion_loss(trajectories: torch.Tensor, mode_logits: torch.Tensor, boxes: torch.Tensor,
-                gt_boxes: torch.Tensor, gt_futures: torch.Tensor, gt_future_mask: torch.Tensor,
-                matches: Matches) -> tuple[torch.Tensor, torch.Tensor]:
+def motion_loss(
+    trajectories: torch.Tensor,
+    mode_logits: torch.Tensor,
+    boxes: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_futures: torch.Tensor,
+    gt_future_mask: torch.Tensor,
+    matches: Matches,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(L1 on the minADE mode, CE towards that mode)``, averaged over matched agents with a valid future.
 
     ``trajectories (B, Na, K, T, 2)`` positions, ``mode_logits (B, Na, K)``, ``boxes (B, Na, 7)``,

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
-                       gamma: float = 2.0) -> torch.Tensor:
+def sigmoid_focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
     """Element-wise focal loss, summed. ``logits`` and ``targets`` (0/1 floats) share a shape; returns a scalar."""
     p = logits.sigmoid()
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
@@ -18,8 +19,9 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return loss.sum()
 
 
-def focal_cost(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0,
-               eps: float = 1e-8) -> torch.Tensor:
+def focal_cost(
+    logits: torch.Tensor, labels: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0, eps: float = 1e-8
+) -> torch.Tensor:
     """Classification matching cost ``(Nq, Ng)``: focal loss of predicting ``labels[g]`` minus that of not.
 
     ``logits (Nq, num_classes)``, ``labels (Ng,)`` int64.

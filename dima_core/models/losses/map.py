@@ -16,8 +16,9 @@ from dima_core.models.losses.focal import focal_cost, sigmoid_focal_loss
 from dima_core.models.losses.matching import hungarian_match
 
 
-def polyline_orderings(polylines: torch.Tensor, labels: torch.Tensor, closed_classes: tuple[int, ...],
-                       closed_tol: float = 1e-3) -> torch.Tensor:
+def polyline_orderings(
+    polylines: torch.Tensor, labels: torch.Tensor, closed_classes: tuple[int, ...], closed_tol: float = 1e-3
+) -> torch.Tensor:
     """``(N, P, 2)`` polylines -> ``(N, S, P, 2)`` equivalent orderings, ``S = max(2, 2 * (P - 1))``.
 
     Open polylines: forward, reversed (repeated to fill S). Closed ones of ``closed_classes``: all cyclic shifts
@@ -47,15 +48,24 @@ def polyline_orderings(polylines: torch.Tensor, labels: torch.Tensor, closed_cla
 
 
 def _normalise(points: torch.Tensor, x_range: tuple[float, float], y_range: tuple[float, float]) -> torch.Tensor:
-    scale = torch.tensor([x_range[1] - x_range[0], y_range[1] - y_range[0]], dtype=points.dtype,
-                         device=points.device)
+    scale = torch.tensor([x_range[1] - x_range[0], y_range[1] - y_range[0]], dtype=points.dtype, device=points.device)
     return points / scale
 
 
-def match_map(logits: torch.Tensor, polylines: torch.Tensor, gt_polylines: torch.Tensor, gt_labels: torch.Tensor,
-              gt_mask: torch.Tensor, x_range: tuple[float, float], y_range: tuple[float, float],
-              closed_classes: tuple[int, ...], cls_weight: float, pts_weight: float, alpha: float,
-              gamma: float) -> tuple[Matches, list[torch.Tensor]]:
+def match_map(
+    logits: torch.Tensor,
+    polylines: torch.Tensor,
+    gt_polylines: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_mask: torch.Tensor,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    closed_classes: tuple[int, ...],
+    cls_weight: float,
+    pts_weight: float,
+    alpha: float,
+    gamma: float,
+) -> tuple[Matches, list[torch.Tensor]]:
     """Hungarian matching per sample; cost = ``cls_weight * focal + pts_weight * min-ordering mean L1``.
 
     Returns the matches and, per sample, the ``(M_b, P, 2)`` matched GT in its best ordering (metres).
@@ -78,9 +88,17 @@ def match_map(logits: torch.Tensor, polylines: torch.Tensor, gt_polylines: torch
     return Matches(queries, gts), targets
 
 
-def map_loss(logits: torch.Tensor, polylines: torch.Tensor, gt_labels: torch.Tensor, matches: Matches,
-             matched_targets: list[torch.Tensor], x_range: tuple[float, float], y_range: tuple[float, float],
-             alpha: float, gamma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def map_loss(
+    logits: torch.Tensor,
+    polylines: torch.Tensor,
+    gt_labels: torch.Tensor,
+    matches: Matches,
+    matched_targets: list[torch.Tensor],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    alpha: float,
+    gamma: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(focal classification, point L1, direction)`` losses.
 
     Classification sums over all queries / ``max(#matched, 1)``; point L1 sums both normalised coordinates and

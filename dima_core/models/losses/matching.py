@@ -21,5 +21,7 @@ def hungarian_match(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     c = torch.nan_to_num(cost.detach().float(), nan=1e6, posinf=1e6, neginf=-1e6).cpu().numpy()
     rows, cols = linear_sum_assignment(c)
     order = np.argsort(cols)
-    return (torch.as_tensor(rows[order], dtype=torch.long, device=device),
-            torch.as_tensor(cols[order], dtype=torch.long, device=device))
+    return (
+        torch.as_tensor(rows[order], dtype=torch.long, device=device),
+        torch.as_tensor(cols[order], dtype=torch.long, device=device),
+    )

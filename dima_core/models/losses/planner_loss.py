@@ -60,9 +60,12 @@ VEHICLE_CLASSES = 5  # car, truck, bus, trailer, construction_vehicle: the first
 class PlannerLoss(nn.Module):
     """``forward(output: PlannerOutput, targets: Mapping[str, Tensor]) -> dict[str, Tensor]``."""
 
-    def __init__(self, config: LossConfig | None = None,
-                 x_range: tuple[float, float] = PERCEPTION_X_RANGE,
-                 y_range: tuple[float, float] = PERCEPTION_Y_RANGE):
+    def __init__(
+        self,
+        config: LossConfig | None = None,
+        x_range: tuple[float, float] = PERCEPTION_X_RANGE,
+        y_range: tuple[float, float] = PERCEPTION_Y_RANGE,
+    ):
         super().__init__()
         self.config = config or LossConfig()
         self.x_range, self.y_range = x_range, y_range
@@ -78,22 +81,64 @@ class PlannerLoss(nn.Module):
         agent_mask = t["gt_agent_mask"].bool()
         map_mask = t["gt_map_mask"].bool()
 
-        matches = match_agents(beam.agent_logits, beam.agent_boxes, gt_boxes, t["gt_labels"], agent_mask,
-                               cfg.det_match_cls, cfg.det_match_box, cfg.focal_alpha, cfg.focal_gamma)
-        det_cls, det_box = detection_loss(beam.agent_logits, beam.agent_boxes, beam.agent_velocities, gt_boxes,
-                                          t["gt_labels"], t["gt_velocities"].to(gt_boxes.dtype), matches,
-                                          cfg.focal_alpha, cfg.focal_gamma)
-        motion_reg, motion_cls = motion_loss(beam.agent_trajectories, beam.agent_mode_logits, beam.agent_boxes,
-                                             gt_boxes, t["gt_agent_futures"].to(gt_boxes.dtype),
-                                             t["gt_agent_future_mask"].bool(), matches)
+        matches = match_agents(
+            beam.agent_logits,
+            beam.agent_boxes,
+            gt_boxes,
+            t["gt_labels"],
+            agent_mask,
+            cfg.det_match_cls,
+            cfg.det_match_box,
+            cfg.focal_alpha,
+            cfg.focal_gamma,
+        )
+        det_cls, det_box = detection_loss(
+            beam.agent_logits,
+            beam.agent_boxes,
+            beam.agent_velocities,
+            gt_boxes,
+            t["gt_labels"],
+            t["gt_velocities"].to(gt_boxes.dtype),
+            matches,
+            cfg.focal_alpha,
+            cfg.focal_gamma,
+        )
+        motion_reg, motion_cls = motion_loss(
+            beam.agent_trajectories,
+            beam.agent_mode_logits,
+            beam.agent_boxes,
+            gt_boxes,
+            t["gt_agent_futures"].to(gt_boxes.dtype),
+            t["gt_agent_future_mask"].bool(),
+            matches,
+        )
 
         gt_polylines = torch.nan_to_num(t["gt_map_polylines"].to(beam.map_polylines.dtype))
-        map_matches, map_targets = match_map(beam.map_logits, beam.map_polylines, gt_polylines, t["gt_map_labels"],
-                                             map_mask, self.x_range, self.y_range, tuple(cfg.closed_map_classes),
-                                             cfg.map_match_cls, cfg.map_match_pts, cfg.focal_alpha, cfg.focal_gamma)
-        map_cls, map_pts, map_dir = map_loss(beam.map_logits, beam.map_polylines, t["gt_map_labels"], map_matches,
-                                             map_targets, self.x_range, self.y_range, cfg.focal_alpha,
-                                             cfg.focal_gamma)
+        map_matches, map_targets = match_map(
+            beam.map_logits,
+            beam.map_polylines,
+            gt_polylines,
+            t["gt_map_labels"],
+            map_mask,
+            self.x_range,
+            self.y_range,
+            tuple(cfg.closed_map_classes),
+            cfg.map_match_cls,
+            cfg.map_match_pts,
+            cfg.focal_alpha,
+            cfg.focal_gamma,
+        )
+        map_cls, map_pts, map_dir = map_loss(
+            beam.map_logits,
+            beam.map_polylines,
+            t["gt_map_labels"],
+            map_matches,
+            map_targets,
+            self.x_range,
+            self.y_range,
+            cfg.focal_alpha,
+            cfg.focal_gamma,
+        )
 
         plan = select_by_command(output.trajectories, t["command"])
         plan_mask = t["gt_ego_future_mask"].bool()
@@ -102,14 +147,37 @@ class PlannerLoss(nn.Module):
         def perceived(x: torch.Tensor) -> torch.Tensor:
             return x.detach() if cfg.detach_perception_in_plan else x
 
-        plan_col = collision_loss(plan, plan_mask, perceived(beam.agent_trajectories),
-                                  perceived(beam.agent_mode_logits), perceived(beam.agent_logits),
-                                  cfg.col_agent_score_thresh, cfg.col_lateral_thresh, cfg.col_longitudinal_thresh,
-                                  cfg.col_radius, VEHICLE_CLASSES if cfg.col_vehicle_classes_only else None)
-        plan_bound = boundary_loss(plan, plan_mask, perceived(beam.map_polylines), perceived(beam.map_logits),
-                                   cfg.bound_class, cfg.bound_score_thresh, cfg.bound_dis_thresh)
-        plan_dir = direction_loss(plan, plan_mask, perceived(beam.map_polylines), perceived(beam.map_logits),
-                                  cfg.dir_class, cfg.dir_score_thresh, cfg.dir_dis_thresh, cfg.dir_static_thresh)
+        plan_col = collision_loss(
+            plan,
+            plan_mask,
+            perceived(beam.agent_trajectories),
+            perceived(beam.agent_mode_logits),
+            perceived(beam.agent_logits),
+            cfg.col_agent_score_thresh,
+            cfg.col_lateral_thresh,
+            cfg.col_longitudinal_thresh,
+            cfg.col_radius,
+            VEHICLE_CLASSES if cfg.col_vehicle_classes_only else None,
+        )
+        plan_bound = boundary_loss(
+            plan,
+            plan_mask,
+            perceived(beam.map_polylines),
+            perceived(beam.map_logits),
+            cfg.bound_class,
+            cfg.bound_score_thresh,
+            cfg.bound_dis_thresh,
+        )
+        plan_dir = direction_loss(
+            plan,
+            plan_mask,
+            perceived(beam.map_polylines),
+            perceived(beam.map_logits),
+            cfg.dir_class,
+            cfg.dir_score_thresh,
+            cfg.dir_dis_thresh,
+            cfg.dir_static_thresh,
+        )
 
         losses = {
             "det_cls": cfg.det_cls * det_cls,

@@ -47,10 +47,18 @@ def best_mode_trajectories(trajectories: torch.Tensor, mode_logits: torch.Tensor
     return torch.gather(trajectories, 2, idx).squeeze(2)
 
 
-def collision_loss(plan: torch.Tensor, mask: torch.Tensor, agent_trajectories: torch.Tensor,
-                   agent_mode_logits: torch.Tensor, agent_logits: torch.Tensor, score_thresh: float = 0.5,
-                   lat_thresh: float = 1.5, lon_thresh: float = 3.0, radius: float = 3.0,
-                   vehicle_classes: int | None = 5) -> torch.Tensor:
+def collision_loss(
+    plan: torch.Tensor,
+    mask: torch.Tensor,
+    agent_trajectories: torch.Tensor,
+    agent_mode_logits: torch.Tensor,
+    agent_logits: torch.Tensor,
+    score_thresh: float = 0.5,
+    lat_thresh: float = 1.5,
+    lon_thresh: float = 3.0,
+    radius: float = 3.0,
+    vehicle_classes: int | None = 5,
+) -> torch.Tensor:
     """Ego-agent collision constraint; ``vehicle_classes``: only class indices below it count (None: all)."""
     futures = best_mode_trajectories(agent_trajectories, agent_mode_logits)  # (B, Na, T, 2)
     scores, classes = agent_logits.sigmoid().max(dim=-1)  # (B, Na)
@@ -90,8 +98,15 @@ def _segments_intersect(p0: torch.Tensor, p1: torch.Tensor, q0: torch.Tensor, q1
     return ok & (t >= 0) & (t <= 1) & (u >= 0) & (u <= 1)
 
 
-def boundary_loss(plan: torch.Tensor, mask: torch.Tensor, map_polylines: torch.Tensor, map_logits: torch.Tensor,
-                  boundary_class: int = 2, score_thresh: float = 0.5, dis_thresh: float = 1.0) -> torch.Tensor:
+def boundary_loss(
+    plan: torch.Tensor,
+    mask: torch.Tensor,
+    map_polylines: torch.Tensor,
+    map_logits: torch.Tensor,
+    boundary_class: int = 2,
+    score_thresh: float = 0.5,
+    dis_thresh: float = 1.0,
+) -> torch.Tensor:
     """Ego-boundary overstepping constraint. ``map_polylines (B, Nm, P, 2)``, ``map_logits (B, Nm, num_classes)``."""
     confident = map_logits[..., boundary_class].sigmoid() >= score_thresh  # (B, Nm)
     starts, ends = map_polylines[:, None, :, :-1], map_polylines[:, None, :, 1:]  # (B, 1, Nm, P-1, 2)
@@ -113,9 +128,16 @@ def _safe_heading(vec: torch.Tensor) -> torch.Tensor:
     return torch.atan2(safe[..., 1], safe[..., 0])
 
 
-def direction_loss(plan: torch.Tensor, mask: torch.Tensor, map_polylines: torch.Tensor, map_logits: torch.Tensor,
-                   divider_class: int = 0, score_thresh: float = 0.5, dis_thresh: float = 2.0,
-                   static_thresh: float = 1.0) -> torch.Tensor:
+def direction_loss(
+    plan: torch.Tensor,
+    mask: torch.Tensor,
+    map_polylines: torch.Tensor,
+    map_logits: torch.Tensor,
+    divider_class: int = 0,
+    score_thresh: float = 0.5,
+    dis_thresh: float = 2.0,
+    static_thresh: float = 1.0,
+) -> torch.Tensor:
     """Ego-lane direction constraint (see the module docstring)."""
     b, t, _ = plan.shape
     nm, p = map_polylines.shape[1:3]

@@ -85,7 +85,9 @@ class AdapterConfig:
     )
     queries: dict[str, int] = ranged(
         default_factory=lambda: {"bev": 32, "ego": 2, "agent": 16, "map": 16},
-        lo=1, hi=4096, help="learned queries (= LLM tokens) per token type: bev, ego, agent, map",
+        lo=1,
+        hi=4096,
+        help="learned queries (= LLM tokens) per token type: bev, ego, agent, map",
     )
     hidden_size: int = ranged(256, lo=8, hi=8192, help="Q-former width")
     num_layers: int = ranged(2, lo=1, hi=24, help="Q-former layers (each with self- and cross-attention)")
@@ -111,7 +113,9 @@ class HeadsConfig:
         128, lo=8, hi=16384, help="planning-head penultimate feature width (distilled; set = planner feature_dim)"
     )
     bev_tokens: int = ranged(
-        2500, lo=1, hi=1_000_000,
+        2500,
+        lo=1,
+        hi=1_000_000,
         help="H*W of the BEV token grid (model bev.grid_size; dima_tiny 50x50, VAD-Tiny 100x100)",
     )
     decoder_dim: int = ranged(256, lo=8, hi=8192, help="width of the BEV token decoders (recon, future)")
@@ -121,7 +125,9 @@ class HeadsConfig:
         default_factory=lambda: [1, 2], lo=1, hi=16, help="future keyframes predicted by surrogate (d): t+1, t+2"
     )
     future_query_subsample: int | None = ranged(
-        None, lo=1, hi=1_000_000,
+        None,
+        lo=1,
+        hi=1_000_000,
         help="predict only this many random BEV positions per future step (an unbiased L2 estimate); None = all",
     )
 
@@ -146,7 +152,9 @@ class SceneEditConfig:
 
     add_probability: float = ranged(0.5, lo=0.0, hi=1.0, help="chance an edit adds (else removes) an agent")
     add_distances_m: list[float] = ranged(
-        default_factory=lambda: [10.0, 15.0, 20.0, 8.0, 25.0], lo=1.0, hi=100.0,
+        default_factory=lambda: [10.0, 15.0, 20.0, 8.0, 25.0],
+        lo=1.0,
+        hi=100.0,
         help="candidate longitudinal distances of an added vehicle ahead, tried in a seeded order",
     )
     lane_width_range_m: tuple[float, float] = ranged((2.5, 5.5), lo=0.5, hi=20.0, help="a gap this wide is a lane")
@@ -175,9 +183,10 @@ class DistillConfig:
     the KL between softmax(feature / T) of both (dima_core/models/mllm/distill.py has every kind's formula)."""
 
     kind: DistillKind = ranged(
-        "kl", help="kl: KL of softmax(feature / T) (DiMA); l1: mean |s - t|; l2: mean (s - t)^2; cosine: mean "
+        "kl",
+        help="kl: KL of softmax(feature / T) (DiMA); l1: mean |s - t|; l2: mean (s - t)^2; cosine: mean "
         "1 - cos(s, t), all on the raw features (Orion-Lite's feature imitation); temperature and scale_by_t2 apply "
-        "to kl only"
+        "to kl only",
     )
     temperature: float = ranged(1.0, lo=1e-3, hi=100.0, help="softmax temperature T (kind kl)")
     student: Literal["planner", "mllm"] = ranged(
@@ -198,7 +207,9 @@ class LossWeights:
     scene_edit: float = ranged(1.0, lo=0.0, hi=1000.0, help="(e) L1 + collision hinge on the edited scene")
     distill: float = ranged(1.0, lo=0.0, hi=1000.0, help="(f) KL distillation")
     attention_distill: float = ranged(
-        1.0, lo=0.0, hi=1e6,
+        1.0,
+        lo=0.0,
+        hi=1e6,
         help="Drive-KD attention MSE (when enabled). A mean of squared differences of attention probabilities "
         "(each about 1/L), so it is tiny (~1e-6 on SmolLM2 even with a clearly perturbed LoRA): scale this up "
         "(hence the higher bound) and check its logged size against the other terms",
@@ -233,8 +244,9 @@ class AttentionDistillConfig:
 
     def validate(self) -> None:
         if self.enabled and not self.layers:
-            raise ValueError("attention_distill.enabled needs at least one (student, reference) pair in "
-                             "attention_distill.layers")
+            raise ValueError(
+                "attention_distill.enabled needs at least one (student, reference) pair in attention_distill.layers"
+            )
 
 
 @dataclass
@@ -259,12 +271,16 @@ class HiddenStateTeacher:
 
     name: str = ranged("perception", help="term name: logged and weighted as distill_<name> (letters, digits, _)")
     layer: int = ranged(
-        1, lo=-4096, hi=4096,
+        1,
+        lo=-4096,
+        hi=4096,
         help="hidden_states index of the <plan> token: 1 = first decoder layer, negative counts from the end; "
         "0 (the input embedding: the learned <plan> query, which has not seen the scene) is refused",
     )
     weight: float = ranged(
-        0.1, lo=0.0, hi=1000.0,
+        0.1,
+        lo=0.0,
+        hi=1000.0,
         help="loss weight: the planner's row of Drive-KD's capability mixing matrix (with weights.distill as the "
         "planning teacher's entry, e.g. 0.8 / 0.1 / 0.1)",
     )
@@ -305,7 +321,13 @@ class MultiTeacherConfig:
 PLANNER_TERM = "planner"
 # Teacher terms that can reach the shared student (planner + scene encoder); multi-teacher terms are distill_<name>.
 PROJECTABLE_TEACHER_TERMS: tuple[str, ...] = (
-    "vqa", "plan", "recon", "future", "scene_edit", "distill", "attention_distill",
+    "vqa",
+    "plan",
+    "recon",
+    "future",
+    "scene_edit",
+    "distill",
+    "attention_distill",
 )
 
 
@@ -321,8 +343,7 @@ class GradientProjectionConfig:
 
     enabled: bool = False
     terms: list[str] = ranged(
-        default_factory=lambda: ["planner", "distill", "distill_perception", "distill_reasoning",
-                                 "attention_distill"],
+        default_factory=lambda: ["planner", "distill", "distill_perception", "distill_reasoning", "attention_distill"],
         help="terms whose gradients are projected: 'planner' (planner_loss_weight x the planner's own losses), "
         "teacher terms (vqa, plan, recon, future, scene_edit, distill, attention_distill) and multi-teacher terms "
         "distill_<name>; a term absent in a step contributes nothing",
@@ -375,8 +396,10 @@ class MllmConfig:
     multi_teacher: MultiTeacherConfig = field(default_factory=MultiTeacherConfig)
     gradient_projection: GradientProjectionConfig = field(default_factory=GradientProjectionConfig)
     planner_feature_dim: int = ranged(
-        128, lo=1, hi=16384,
-        help="the planner's penultimate ego feature width (model planner.feature_dim); a projection bridges a mismatch"
+        128,
+        lo=1,
+        hi=16384,
+        help="the planner's penultimate ego feature width (model planner.feature_dim); a projection bridges a mismatch",
     )
 
     def validate(self) -> None:

@@ -59,7 +59,10 @@ def kl_divergence(
 
 
 def feature_distance(
-    student: torch.Tensor, teacher: torch.Tensor, kind: DistillKind, temperature: float = 1.0,
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    kind: DistillKind,
+    temperature: float = 1.0,
     scale_by_t2: bool = True,
 ) -> torch.Tensor:
     """The distillation distance ``kind`` between two (B, C) features (formulas in the module docstring).
@@ -71,8 +74,10 @@ def feature_distance(
         () scalar >= 0, exactly 0 when ``student`` equals ``teacher``.
     """
     if student.shape != teacher.shape:
-        raise ValueError(f"feature_distance needs equal shapes, got student {tuple(student.shape)} and teacher "
-                         f"{tuple(teacher.shape)}")
+        raise ValueError(
+            f"feature_distance needs equal shapes, got student {tuple(student.shape)} and teacher "
+            f"{tuple(teacher.shape)}"
+        )
     s, t = student.float(), teacher.float()
     if kind == "kl":
         return kl_divergence(t, s, temperature, scale_by_t2)
@@ -153,8 +158,14 @@ class MultiTeacherDistiller(nn.Module):
             rather than at the first step; None skips the early check.
     """
 
-    def __init__(self, planner_dim: int, llm_dim: int, teachers: Sequence[HiddenStateTeacher], distill: DistillConfig,
-                 num_hidden_states: int | None = None) -> None:
+    def __init__(
+        self,
+        planner_dim: int,
+        llm_dim: int,
+        teachers: Sequence[HiddenStateTeacher],
+        distill: DistillConfig,
+        num_hidden_states: int | None = None,
+    ) -> None:
         super().__init__()
         self.teachers = list(teachers)
         self.distill = distill
@@ -188,8 +199,9 @@ class MultiTeacherDistiller(nn.Module):
             out[t.name] = F.layer_norm(target, (target.shape[-1],))
         return out
 
-    def forward(self, planner_feature: torch.Tensor, hidden_states: Sequence[torch.Tensor],
-                plan_positions: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, planner_feature: torch.Tensor, hidden_states: Sequence[torch.Tensor], plan_positions: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Args:
             planner_feature: (B, C_plan) the planner's penultimate ego feature (the student).
             hidden_states / plan_positions: as in :meth:`targets`.
@@ -200,8 +212,9 @@ class MultiTeacherDistiller(nn.Module):
         losses = {}
         for t in self.teachers:
             student = self.regressors[t.name](planner_feature.to(self.regressors[t.name].weight.dtype))
-            losses[t.name] = hidden_distill_loss(student, targets[t.name], t.loss, self.distill.temperature,
-                                                 self.distill.scale_by_t2)
+            losses[t.name] = hidden_distill_loss(
+                student, targets[t.name], t.loss, self.distill.temperature, self.distill.scale_by_t2
+            )
         return losses
 
 

@@ -153,8 +153,9 @@ def scene_edit_loss(
     if not valid.any():
         return l1
     pred = select_mode(trajectories, command)[valid]
-    hinge = edit_collision_hinge(pred, targets["agent_future"][valid].to(pred.dtype),
-                                 targets["agent_size"][valid].to(pred.dtype), margin)
+    hinge = edit_collision_hinge(
+        pred, targets["agent_future"][valid].to(pred.dtype), targets["agent_size"][valid].to(pred.dtype), margin
+    )
     return l1 + hinge.mean()
 
 

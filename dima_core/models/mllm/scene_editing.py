@@ -25,8 +25,9 @@ def added_agent_features(box: np.ndarray | torch.Tensor, future: np.ndarray | to
     box = torch.as_tensor(box, dtype=torch.float32)
     future = torch.as_tensor(future, dtype=torch.float32)
     scale = 30.0
-    head = torch.stack([box[0] / scale, box[1] / scale, box[3] / 5, box[4] / 5, box[5] / 5,
-                        torch.sin(box[6]), torch.cos(box[6])])
+    head = torch.stack(
+        [box[0] / scale, box[1] / scale, box[3] / 5, box[4] / 5, box[5] / 5, torch.sin(box[6]), torch.cos(box[6])]
+    )
     return torch.cat([head, future.reshape(-1) / scale])
 
 

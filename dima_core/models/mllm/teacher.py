@@ -135,10 +135,12 @@ class DimaTeacher(nn.Module):
         self.plan_query = nn.Parameter(torch.randn(d_llm) * 0.02)
         self.masker = BevMasker(cfg.scene_dim, cfg.masking.ratio)
         self.plan_head = PlanningHead(d_llm, h.plan_hidden, h.plan_feature_dim, h.num_modes, h.num_steps)
-        self.recon_head = BevTokenDecoder(d_llm, cfg.scene_dim, h.bev_tokens, h.decoder_dim, h.decoder_heads,
-                                          h.mlp_hidden)
-        self.future_heads = FutureBevHeads(h.future_offsets, d_llm, cfg.scene_dim, h.bev_tokens, h.decoder_dim,
-                                           h.decoder_heads, h.mlp_hidden)
+        self.recon_head = BevTokenDecoder(
+            d_llm, cfg.scene_dim, h.bev_tokens, h.decoder_dim, h.decoder_heads, h.mlp_hidden
+        )
+        self.future_heads = FutureBevHeads(
+            h.future_offsets, d_llm, cfg.scene_dim, h.bev_tokens, h.decoder_dim, h.decoder_heads, h.mlp_hidden
+        )
         self.agent_encoder = AddedAgentEncoder(cfg.scene_dim, h.num_steps)
         self.distiller = FeatureDistiller(cfg.planner_feature_dim, h.plan_feature_dim, cfg.distill)
         # Drive-KD multi-teacher option: None when off, so checkpoints of the default config keep their keys.
@@ -146,7 +148,10 @@ class DimaTeacher(nn.Module):
         if cfg.multi_teacher.enabled:
             layers = getattr(getattr(llm, "config", None), "num_hidden_layers", None)
             self.multi_teacher = MultiTeacherDistiller(
-                cfg.planner_feature_dim, d_llm, cfg.multi_teacher.teachers, cfg.distill,
+                cfg.planner_feature_dim,
+                d_llm,
+                cfg.multi_teacher.teachers,
+                cfg.distill,
                 num_hidden_states=layers + 1 if isinstance(layers, int) else None,
             )
         if cfg.attention_distill.enabled:
@@ -229,11 +234,21 @@ class DimaTeacher(nn.Module):
         head_dtype = self.plan_query.dtype
         plan_hidden = _gather_positions(hidden, prompts.positions["plan"]).squeeze(1).to(head_dtype)
         trajectories, feature = self.plan_head(plan_hidden)
-        lm = (answer_token_loss(hidden, prompts.labels, self.llm.get_output_embeddings())
-              if bool((prompts.labels != IGNORE_INDEX).any()) else None)
-        result = TeacherOutput(lm, hidden, trajectories, feature, bev_mask=bev_mask,
-                               attentions=out.attentions if output_attentions else None,
-                               hidden_states=out.hidden_states, inputs_embeds=embeds)
+        lm = (
+            answer_token_loss(hidden, prompts.labels, self.llm.get_output_embeddings())
+            if bool((prompts.labels != IGNORE_INDEX).any())
+            else None
+        )
+        result = TeacherOutput(
+            lm,
+            hidden,
+            trajectories,
+            feature,
+            bev_mask=bev_mask,
+            attentions=out.attentions if output_attentions else None,
+            hidden_states=out.hidden_states,
+            inputs_embeds=embeds,
+        )
         if bev_mask is not None:
             memory = _gather_positions(hidden, prompts.positions["bev"]).to(head_dtype)
             result.recon = self.recon_head(memory, bev_mask.positions)
@@ -302,8 +317,14 @@ class DimaTeacher(nn.Module):
                 "attention_distill needs the LLM's eager attention (llm.attn_implementation: eager), but the model "
                 f"runs {attn_implementation(self.llm)!r}: it was switched after the teacher was built"
             )
-        main = self(beam, prompts, mask_bev=self.cfg.masking.ratio > 0, predict_future=future_bev is not None,
-                    output_attentions=use_attn, generator=generator)
+        main = self(
+            beam,
+            prompts,
+            mask_bev=self.cfg.masking.ratio > 0,
+            predict_future=future_bev is not None,
+            output_attentions=use_attn,
+            generator=generator,
+        )
         terms: dict[str, torch.Tensor] = {}
         if main.lm_loss is not None:
             terms["vqa"] = main.lm_loss
@@ -364,8 +385,10 @@ class DimaTeacher(nn.Module):
             # The decoder stack without the LM head: the logits (B, L, vocab) are not needed for the maps.
             with torch.no_grad(), self.llm.disable_adapter():
                 out = _language_model(self.llm).get_decoder()(
-                    inputs_embeds=inputs_embeds.detach(), attention_mask=attention_mask,
-                    output_attentions=True, use_cache=False,
+                    inputs_embeds=inputs_embeds.detach(),
+                    attention_mask=attention_mask,
+                    output_attentions=True,
+                    use_cache=False,
                 )
         finally:
             for p, flag in flags:
@@ -382,8 +405,7 @@ class DimaTeacher(nn.Module):
             return
         bad = [pair for pair in self.cfg.attention_distill.layers if not all(-n <= i < n for i in pair)]
         if bad:
-            raise ValueError(f"attention_distill.layers {bad}: this LLM has {n} decoder layers "
-                             f"(indices {-n}..{n - 1})")
+            raise ValueError(f"attention_distill.layers {bad}: this LLM has {n} decoder layers (indices {-n}..{n - 1})")
 
     def scene_edit_terms(
         self,
@@ -401,7 +423,10 @@ class DimaTeacher(nn.Module):
         labels = edit_prompts.labels.masked_fill(unedited.unsqueeze(1), IGNORE_INDEX)
         edit_prompts = dataclasses.replace(edit_prompts, labels=labels)
         agents, valid = apply_edits_to_tokens(
-            beam.agents, edits, self.agent_encoder, getattr(beam, "agent_boxes", None),
+            beam.agents,
+            edits,
+            self.agent_encoder,
+            getattr(beam, "agent_boxes", None),
             self.cfg.scene_edit.remove_match_radius_m,
         )
         out = self(beam, edit_prompts, agents=agents, agent_valid=valid)
@@ -455,8 +480,9 @@ class DimaTeacher(nn.Module):
         return dual_mode_plan(planner_feature, mllm_feature, final_head, self.distiller.project)
 
     @torch.no_grad()
-    def generate(self, beam: BeamLike, question: str | Sequence[str], max_new_tokens: int = 64,
-                 stopping_criteria: Any = None) -> list[str]:
+    def generate(
+        self, beam: BeamLike, question: str | Sequence[str], max_new_tokens: int = 64, stopping_criteria: Any = None
+    ) -> list[str]:
         """Greedy answers grounded on the BEAM tokens, one per sample (a single question is asked of each).
 
         ``stopping_criteria``: an optional ``transformers.StoppingCriteriaList`` checked after every token (the ROS
@@ -500,10 +526,7 @@ class DimaTeacher(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen LLM base: adapters, heads, queries and LoRA (what a stage-2 checkpoint needs)."""
-        return {
-            name: t for name, t in self.state_dict().items()
-            if not name.startswith("llm.") or "lora_" in name
-        }
+        return {name: t for name, t in self.state_dict().items() if not name.startswith("llm.") or "lora_" in name}
 
 
 def _language_model(llm: nn.Module) -> nn.Module:

@@ -47,8 +47,12 @@ class TeacherWarmupConfig:
     the distillation terms are not computed. The planner's own loss is still computed and logged.
     """
 
-    steps: int = ranged(0, lo=0, hi=100_000_000, help="optimiser steps of teacher-only training at the start of "
-                        "stage 2 (0: none, DiMA as published)")
+    steps: int = ranged(
+        0,
+        lo=0,
+        hi=100_000_000,
+        help="optimiser steps of teacher-only training at the start of stage 2 (0: none, DiMA as published)",
+    )
     terms: list[str] = ranged(
         default_factory=lambda: ["vqa", "plan"],
         help="teacher terms the warm-up trains (of vqa, plan, recon, future, scene_edit, attention_distill; those "
@@ -59,8 +63,10 @@ class TeacherWarmupConfig:
     def validate(self) -> None:
         unknown = [t for t in self.terms if t not in WARMUP_TERMS]
         if unknown:
-            raise ValueError(f"terms {unknown} are not warm-up terms (choose from "
-                             f"{list(WARMUP_TERMS)}; distillation starts at the handover)")
+            raise ValueError(
+                f"terms {unknown} are not warm-up terms (choose from "
+                f"{list(WARMUP_TERMS)}; distillation starts at the handover)"
+            )
         if self.steps > 0 and not self.terms:
             raise ValueError("steps > 0 needs at least one warm-up term in terms")
 
@@ -80,8 +86,9 @@ class PlannerLrConfig:
     """
 
     schedule: Literal["shared", "constant", "cosine"] = ranged(
-        "shared", help="shared: the run's schedule (re-warms the planner with the teacher); constant: a fixed "
-        "multiple of optimizer.lr; cosine: its own warm-up + cosine from the handover to the end"
+        "shared",
+        help="shared: the run's schedule (re-warms the planner with the teacher); constant: a fixed "
+        "multiple of optimizer.lr; cosine: its own warm-up + cosine from the handover to the end",
     )
     multiplier: float = ranged(1.0, lo=0.0, hi=100.0, help="planner peak lr = optimizer.lr * multiplier")
     warmup_iters: int = ranged(0, lo=0, hi=10_000_000, help="cosine: linear warm-up steps after the handover")
@@ -103,8 +110,9 @@ class DiagnosticsConfig:
 
     every: int = ranged(50, lo=0, hi=10_000_000, help="optimiser steps between diagnostic records (0: off)")
     grad_cosine: bool = ranged(
-        True, help="also the gradient cosines on `modules`: one extra backward per loss group on a recorded step "
-        "(the teacher group's runs through the LLM); needs unsharded parameters: off with a WARNING under FSDP"
+        True,
+        help="also the gradient cosines on `modules`: one extra backward per loss group on a recorded step "
+        "(the teacher group's runs through the LLM); needs unsharded parameters: off with a WARNING under FSDP",
     )
     modules: list[str] = ranged(
         default_factory=lambda: ["planner.backbone", "planner.bev_encoder"],
@@ -117,15 +125,21 @@ class DiagnosticsConfig:
 class JointConfig:
     """Stage-2 settings on top of :class:`TrainConfig`."""
 
-    mllm_config: str = ranged("config/mllm/smollm2_135m.yaml", help="MLLM teacher YAML (name under config/mllm/ "
-                              "or a path); its weights section holds every teacher loss weight")
-    beam_tokens: list[str] = ranged(default_factory=lambda: ["bev", "ego", "agent", "map"],
-                                    help="token types the LLM sees; the others are zeroed before the adapters")
+    mllm_config: str = ranged(
+        "config/mllm/smollm2_135m.yaml",
+        help="MLLM teacher YAML (name under config/mllm/ "
+        "or a path); its weights section holds every teacher loss weight",
+    )
+    beam_tokens: list[str] = ranged(
+        default_factory=lambda: ["bev", "ego", "agent", "map"],
+        help="token types the LLM sees; the others are zeroed before the adapters",
+    )
     tasks: TaskSwitches = field(default_factory=TaskSwitches)
     planner_loss_weight: float = ranged(1.0, lo=0.0, hi=1000.0, help="weight of the planner's own loss total")
     qa_source: Literal["auto", "drivelm", "rule_based"] = ranged(
-        "auto", help="auto: drivelm_path, else <dataroot>/drivelm_synth.json, else rule-based; rule-based always "
-        "fills frames a file does not cover"
+        "auto",
+        help="auto: drivelm_path, else <dataroot>/drivelm_synth.json, else rule-based; rule-based always "
+        "fills frames a file does not cover",
     )
     drivelm_path: str | None = ranged(None, help="DriveLM v1.1 JSON (train) whose keyframes are sample tokens")
     scene_edit_probability: float = ranged(0.5, lo=0.0, hi=1.0, help="chance each sample of a step is edited")
@@ -133,13 +147,17 @@ class JointConfig:
     general_qa: GeneralQAConfig = field(default_factory=GeneralQAConfig)
     teacher_warmup: TeacherWarmupConfig = field(default_factory=TeacherWarmupConfig)
     distill_ramp_steps: int = ranged(
-        0, lo=0, hi=100_000_000, help="after the warm-up the distillation weights (distill and distill_<name>) grow "
+        0,
+        lo=0,
+        hi=100_000_000,
+        help="after the warm-up the distillation weights (distill and distill_<name>) grow "
         "linearly over this many steps: 1/N of the configured weight at the handover step, the full weight from "
-        "step handover + N - 1 on (0: the full weight at once)"
+        "step handover + N - 1 on (0: the full weight at once)",
     )
     distill_loss: DistillLossKind | None = ranged(
-        None, help="distillation distance of (f): kl (DiMA), l1, l2 or cosine on the features (Orion-Lite); None "
-        "keeps the MLLM config's distill.kind"
+        None,
+        help="distillation distance of (f): kl (DiMA), l1, l2 or cosine on the features (Orion-Lite); None "
+        "keeps the MLLM config's distill.kind",
     )
     planner_lr: PlannerLrConfig = field(default_factory=PlannerLrConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
@@ -150,8 +168,11 @@ class Stage2TrainConfig(TrainConfig):
     """:class:`TrainConfig` + :class:`JointConfig` (``joint:`` in the YAML)."""
 
     stage: int = ranged(2, lo=2, hi=2, help="always 2")
-    find_unused_parameters: bool = ranged(True, help="needed (DDP and FSDP): steps without scene edits leave heads "
-                                          "unused, a teacher warm-up leaves the planner without gradients")
+    find_unused_parameters: bool = ranged(
+        True,
+        help="needed (DDP and FSDP): steps without scene edits leave heads "
+        "unused, a teacher warm-up leaves the planner without gradients",
+    )
     joint: JointConfig = field(default_factory=JointConfig)
 
 
@@ -176,8 +197,14 @@ def enabled_terms(tasks: TaskSwitches, mllm_cfg: Any = None) -> tuple[str, ...]:
     """Teacher term names every step reports (identical on every rank, as the logging all-reduce requires); with
     ``mllm_cfg``, also the multi-teacher terms ``distill_<name>`` when that option and distillation are on, and
     ``attention_distill`` when that option is on."""
-    on = {"vqa": tasks.vqa, "plan": True, "recon": tasks.recon, "future": tasks.future, "distill": tasks.distill,
-          "scene_edit": tasks.scene_edit}
+    on = {
+        "vqa": tasks.vqa,
+        "plan": True,
+        "recon": tasks.recon,
+        "future": tasks.future,
+        "distill": tasks.distill,
+        "scene_edit": tasks.scene_edit,
+    }
     terms = tuple(t for t in TEACHER_TERMS if on[t])
     if mllm_cfg is not None and tasks.distill:
         terms += tuple(mllm_cfg.extra_term_weights())
@@ -197,10 +224,16 @@ def describe_config(config: Stage2TrainConfig) -> str:
     from dima_core.config import config_to_dict
 
     joint = config.joint
-    return json.dumps({"tasks": config_to_dict(joint.tasks), "beam_tokens": joint.beam_tokens,
-                       "teacher_warmup": config_to_dict(joint.teacher_warmup),
-                       "distill_ramp_steps": joint.distill_ramp_steps, "distill_loss": joint.distill_loss,
-                       "planner_lr": config_to_dict(joint.planner_lr)})
+    return json.dumps(
+        {
+            "tasks": config_to_dict(joint.tasks),
+            "beam_tokens": joint.beam_tokens,
+            "teacher_warmup": config_to_dict(joint.teacher_warmup),
+            "distill_ramp_steps": joint.distill_ramp_steps,
+            "distill_loss": joint.distill_loss,
+            "planner_lr": config_to_dict(joint.planner_lr),
+        }
+    )
 
 
 __all__ = [

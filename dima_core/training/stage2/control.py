@@ -43,8 +43,16 @@ class PlannerOnlyTrainer(Trainer):
         planner_lr: its ``joint.planner_lr``.
     """
 
-    def __init__(self, model: nn.Module, step_fn: Any, train_dataset: Any, config: TrainConfig, handover: int,
-                 planner_lr: PlannerLrConfig, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        step_fn: Any,
+        train_dataset: Any,
+        config: TrainConfig,
+        handover: int,
+        planner_lr: PlannerLrConfig,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(model, step_fn, train_dataset, config, **kwargs)
         self.handover = int(handover)
         check_planner_lr(self.total_steps, self.handover)
@@ -72,8 +80,9 @@ def planner_only_config(config: Stage2TrainConfig) -> TrainConfig:
     return config_from_dict(data, TrainConfig, source="planner-only control (stage-2 config without joint)")
 
 
-def build_planner_only_trainer(config: Stage2TrainConfig, ctx: DistContext,
-                               record_history: bool = False) -> PlannerOnlyTrainer:
+def build_planner_only_trainer(
+    config: Stage2TrainConfig, ctx: DistContext, record_history: bool = False
+) -> PlannerOnlyTrainer:
     """Stage 1's planner, loss and training split on the step grid of the stage-2 run ``config`` (module doc)."""
     from dima_core.config import config_to_dict
     from dima_core.data.dataset import DrivingDataset, collate
@@ -84,8 +93,9 @@ def build_planner_only_trainer(config: Stage2TrainConfig, ctx: DistContext,
     if not isinstance(config, Stage2TrainConfig):
         raise TypeError("the planner-only control needs the DiMA arm's Stage2TrainConfig")
     if config.init is None and config.resume is None:
-        raise ValueError("the planner-only control continues a stage-1 checkpoint: set init (the DiMA arm's "
-                         "stage-1 checkpoint)")
+        raise ValueError(
+            "the planner-only control continues a stage-1 checkpoint: set init (the DiMA arm's stage-1 checkpoint)"
+        )
     model_config = load_model_config(resolve_repo_path(config.model_config))
     data = stage1_data_config(config, model_config)
     index = load_index(data, config, ctx)
@@ -98,11 +108,27 @@ def build_planner_only_trainer(config: Stage2TrainConfig, ctx: DistContext,
     loss = PlannerLoss(model_config.loss, model_config.bev.x_range, model_config.bev.y_range)
     step = Stage1Step(loss, temporal=model_config.bev.use_temporal)
     joint = config.joint
-    trainer = PlannerOnlyTrainer(model, step, train_set, planner_only_config(config), joint.teacher_warmup.steps,
-                                 joint.planner_lr, ctx=ctx, collate_fn=collate, val_hook=None,
-                                 model_config=config_to_dict(model_config), record_history=record_history)
-    log.info("planner-only control: %s from step %d to %d (%d planner updates), lr %s", model_config.name,
-             trainer.step, trainer.total_steps, trainer.total_steps - trainer.step, config.joint.planner_lr.schedule)
+    trainer = PlannerOnlyTrainer(
+        model,
+        step,
+        train_set,
+        planner_only_config(config),
+        joint.teacher_warmup.steps,
+        joint.planner_lr,
+        ctx=ctx,
+        collate_fn=collate,
+        val_hook=None,
+        model_config=config_to_dict(model_config),
+        record_history=record_history,
+    )
+    log.info(
+        "planner-only control: %s from step %d to %d (%d planner updates), lr %s",
+        model_config.name,
+        trainer.step,
+        trainer.total_steps,
+        trainer.total_steps - trainer.step,
+        config.joint.planner_lr.schedule,
+    )
     return trainer
 
 

@@ -22,8 +22,9 @@ class Stage2Dataset(DrivingDataset):
     :class:`~dima_core.data.qa.scene_edits.EditableScene` of the GT, when scene editing is on).
     """
 
-    def __init__(self, index: SampleIndex, cfg: Any, qa: QATable, future_offsets: Sequence[int] = (),
-                 with_scene: bool = True) -> None:
+    def __init__(
+        self, index: SampleIndex, cfg: Any, qa: QATable, future_offsets: Sequence[int] = (), with_scene: bool = True
+    ) -> None:
         super().__init__(index, cfg)
         self.qa = qa
         self.future_offsets = tuple(future_offsets)

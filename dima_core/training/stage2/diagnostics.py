@@ -73,14 +73,18 @@ def feature_distances(planner_feature: torch.Tensor, teacher_feature: torch.Tens
     from dima_core.models.mllm.distill import feature_distance
 
     s, t = planner_feature.detach().float(), teacher_feature.detach().float()
-    values = torch.stack([(s - t).norm(dim=-1).mean(), F.cosine_similarity(s, t, dim=-1, eps=1e-8).mean(),
-                          feature_distance(s, t, distill.kind, distill.temperature, distill.scale_by_t2)])
+    values = torch.stack(
+        [
+            (s - t).norm(dim=-1).mean(),
+            F.cosine_similarity(s, t, dim=-1, eps=1e-8).mean(),
+            feature_distance(s, t, distill.kind, distill.temperature, distill.scale_by_t2),
+        ]
+    )
     l2, cosine, dist = values.cpu().tolist()
     return {"feature_l2": l2, "feature_cosine": cosine, "feature_distill": dist}
 
 
-def gradient_statistics(groups: Mapping[str, torch.Tensor | None],
-                        params: Sequence[nn.Parameter]) -> dict[str, float]:
+def gradient_statistics(groups: Mapping[str, torch.Tensor | None], params: Sequence[nn.Parameter]) -> dict[str, float]:
     """Norms and pairwise cosines of the groups' gradients on ``params`` (module docstring for the names).
 
     Args:
@@ -97,8 +101,10 @@ def gradient_statistics(groups: Mapping[str, torch.Tensor | None],
         got = torch.autograd.grad(loss, list(params), retain_graph=True, allow_unused=True)
         if all(g is None for g in got):
             continue
-        grads[name] = [g.float() if g is not None else torch.zeros_like(p, dtype=torch.float32)
-                       for g, p in zip(got, params, strict=True)]
+        grads[name] = [
+            g.float() if g is not None else torch.zeros_like(p, dtype=torch.float32)
+            for g, p in zip(got, params, strict=True)
+        ]
     out: dict[str, float] = {}
     norms = {}
     for name, g in grads.items():
@@ -106,7 +112,7 @@ def gradient_statistics(groups: Mapping[str, torch.Tensor | None],
         out[f"grad_norm/{name}"] = norms[name]
     names = [n for n in GRAD_GROUPS if n in grads]
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             dot = float(sum((x * y).sum() for x, y in zip(grads[a], grads[b], strict=True)))
             denom = norms[a] * norms[b]
             out[f"grad_cosine/{a}__{b}"] = dot / denom if denom > 0 else 0.0

@@ -31,8 +31,9 @@ PLANNER_GROUP, TEACHER_GROUP = 0, 1
 PLANNER_PREFIX = "planner."
 
 
-def planner_lr_factor(step: int, total_steps: int, handover: int, cfg: PlannerLrConfig,
-                      schedule: ScheduleConfig) -> float:
+def planner_lr_factor(
+    step: int, total_steps: int, handover: int, cfg: PlannerLrConfig, schedule: ScheduleConfig
+) -> float:
     """Multiplier of ``optimizer.lr`` for the planner at 0-based optimiser step ``step`` (module docstring).
 
     A warm-up as long as the run (``handover >= total_steps``: a teacher trained on a fixed planner) keeps it 0.
@@ -44,8 +45,9 @@ def planner_lr_factor(step: int, total_steps: int, handover: int, cfg: PlannerLr
     if cfg.schedule == "constant":
         return cfg.multiplier
     if cfg.schedule == "cosine":
-        own = ScheduleConfig(warmup_iters=cfg.warmup_iters, warmup_ratio=cfg.warmup_ratio,
-                             min_lr_ratio=cfg.min_lr_ratio)
+        own = ScheduleConfig(
+            warmup_iters=cfg.warmup_iters, warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio
+        )
         return cfg.multiplier * lr_factor(step - handover, total_steps - handover, own)
     raise ValueError(f"unknown joint.planner_lr.schedule {cfg.schedule!r} (shared, constant, cosine)")
 
@@ -54,8 +56,10 @@ def check_planner_lr(total_steps: int, handover: int) -> None:
     """Refuse a planner-only run that would have no step to train (the compute-matched control of a DiMA run whose
     warm-up covers the whole run has nothing to match)."""
     if handover >= total_steps:
-        raise ValueError(f"joint.teacher_warmup.steps {handover} >= the run's {total_steps} optimiser steps: the "
-                         "planner never trains in this run (lower the warm-up or train more epochs)")
+        raise ValueError(
+            f"joint.teacher_warmup.steps {handover} >= the run's {total_steps} optimiser steps: the "
+            "planner never trains in this run (lower the warm-up or train more epochs)"
+        )
 
 
 def planner_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -77,8 +81,14 @@ def build_stage2_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim
         raise ValueError("the joint model has no trainable planner parameter")
     opt = config.optimizer
     groups = [{"params": planner, "name": "planner"}, {"params": teacher, "name": "teacher"}]
-    return torch.optim.AdamW(groups, lr=opt.lr, betas=(opt.betas[0], opt.betas[1]), eps=opt.eps,
-                             weight_decay=opt.weight_decay, **optimizer_implementation(opt.implementation))
+    return torch.optim.AdamW(
+        groups,
+        lr=opt.lr,
+        betas=(opt.betas[0], opt.betas[1]),
+        eps=opt.eps,
+        weight_decay=opt.weight_decay,
+        **optimizer_implementation(opt.implementation),
+    )
 
 
 def build_stage2_scheduler(optimizer: torch.optim.Optimizer, config: Any, total_steps: int) -> LambdaLR:
@@ -86,8 +96,11 @@ def build_stage2_scheduler(optimizer: torch.optim.Optimizer, config: Any, total_
     joint = config.joint
     handover = joint.teacher_warmup.steps
     if handover >= total_steps:
-        log.info("teacher warm-up of %d steps covers the whole run (%d steps): the planner stays frozen", handover,
-                 total_steps)
+        log.info(
+            "teacher warm-up of %d steps covers the whole run (%d steps): the planner stays frozen",
+            handover,
+            total_steps,
+        )
 
     def teacher_factor(step: int) -> float:
         return lr_factor(step, total_steps, config.schedule)

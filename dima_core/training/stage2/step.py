@@ -41,8 +41,11 @@ from dima_core.training.stage2.qa import stable_hash
 
 def prefixed_parameters(model: nn.Module, modules: Sequence[str]) -> list[nn.Parameter]:
     """Parameters that require grad under the dotted submodule names ``modules`` (empty while they are frozen)."""
-    return [p for n, p in model.named_parameters() if p.requires_grad and any(
-        n == m or n.startswith(m + ".") for m in modules)]
+    return [
+        p
+        for n, p in model.named_parameters()
+        if p.requires_grad and any(n == m or n.startswith(m + ".") for m in modules)
+    ]
 
 
 class Stage2Step:
@@ -58,9 +61,16 @@ class Stage2Step:
         general_qa: the general/domain QA mix, when configured.
     """
 
-    def __init__(self, loss: nn.Module, joint: JointConfig, temporal: bool, seed: int,
-                 future_offsets: Sequence[int], mllm_cfg: Any = None,
-                 general_qa: GeneralQAMix | None = None) -> None:
+    def __init__(
+        self,
+        loss: nn.Module,
+        joint: JointConfig,
+        temporal: bool,
+        seed: int,
+        future_offsets: Sequence[int],
+        mllm_cfg: Any = None,
+        general_qa: GeneralQAMix | None = None,
+    ) -> None:
         from dima_core.training.gradient_projection import GradientProjector
 
         self.loss = loss
@@ -76,8 +86,9 @@ class Stage2Step:
         self.projection = mllm_cfg.gradient_projection if mllm_cfg is not None else None
         self.projector: GradientProjector | None = None
         if self.projection is not None and self.projection.enabled:
-            self.projector = GradientProjector(self.projection.terms, self.projection.anchor,
-                                               self.projection.sync_ranks)
+            self.projector = GradientProjector(
+                self.projection.terms, self.projection.anchor, self.projection.sync_ranks
+            )
         self.trainer: Any = None  # set by build_stage2_trainer: the step index seeds QA and edits
         # Diagnostics measured by the last recorded training step ({name: float}); the trainer takes them.
         self.pending: dict[str, float] | None = None
@@ -99,8 +110,11 @@ class Stage2Step:
         ``mix_general``), else one of the sample's driving pairs."""
         questions, answers = [], []
         for token, pairs in zip(batch["token"], batch["qa"], strict=True):
-            general = self.general_qa.draw(self.seed, self.step_index, token) if (
-                mix_general and self.general_qa is not None) else None
+            general = (
+                self.general_qa.draw(self.seed, self.step_index, token)
+                if (mix_general and self.general_qa is not None)
+                else None
+            )
             if general is not None:
                 q, a = general
             else:
@@ -121,15 +135,17 @@ class Stage2Step:
             edits.append(edit)
         return edits
 
-    def future_targets(self, joint_model: nn.Module, batch: Mapping[str, Any]
-                       ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    def future_targets(
+        self, joint_model: nn.Module, batch: Mapping[str, Any]
+    ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         bev, valid = {}, {}
         for k in self.future_offsets:
             mask = batch[f"future_mask_{k}"].bool()
             valid[k] = mask
             if bool(mask.any()):
-                bev[k] = joint_model.encode_bev_tokens(batch[f"future_images_{k}"], batch[f"future_intrinsics_{k}"],
-                                                       batch[f"future_cam_to_ego_{k}"])
+                bev[k] = joint_model.encode_bev_tokens(
+                    batch[f"future_images_{k}"], batch[f"future_intrinsics_{k}"], batch[f"future_cam_to_ego_{k}"]
+                )
             else:  # no sample has frame t+k: zeros that the mask excludes entirely
                 c = joint_model.planner.config.embed_dim
                 h, w = joint_model.planner.config.bev.grid_size
@@ -154,9 +170,16 @@ class Stage2Step:
                 edit_prompts = teacher.edit_qa_prompts(edits, seed=self.seed + self.step_index)
             else:
                 edits = None
-        return TeacherInputs(prompts=prompts, plan_gt=batch["ego_future"], plan_mask=batch["ego_future_mask"],
-                             distill=tasks.distill and self.phases.builds(phase, "distill"), future_bev=future_bev,
-                             future_valid=future_valid, edits=edits, edit_prompts=edit_prompts)
+        return TeacherInputs(
+            prompts=prompts,
+            plan_gt=batch["ego_future"],
+            plan_mask=batch["ego_future_mask"],
+            distill=tasks.distill and self.phases.builds(phase, "distill"),
+            future_bev=future_bev,
+            future_valid=future_valid,
+            edits=edits,
+            edit_prompts=edit_prompts,
+        )
 
     def run(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[Any, dict[str, torch.Tensor]]:
         """``(PlannerOutput, losses)`` (Stage1Validation reads the plan as well as the losses)."""
@@ -174,9 +197,16 @@ class Stage2Step:
         inputs = self.teacher_inputs(joint_model, batch, phase)
         tap = FeatureTap(teacher.plan_head) if record else nullcontext()
         with tap:
-            out = model(images=batch["images"], intrinsics=batch["intrinsics"], cam_to_ego=batch["cam_to_ego"],
-                        ego_status=batch["ego_status"], command=batch["command"], prev_bev=prev_bev,
-                        ego_motion=ego_motion, teacher_inputs=inputs)
+            out = model(
+                images=batch["images"],
+                intrinsics=batch["intrinsics"],
+                cam_to_ego=batch["cam_to_ego"],
+                ego_status=batch["ego_status"],
+                command=batch["command"],
+                prev_bev=prev_bev,
+                ego_motion=ego_motion,
+                teacher_inputs=inputs,
+            )
         # Planner losses in fp32 whatever the autocast (Hungarian costs and focal terms), as in stage 1.
         with torch.autocast(device_type=batch["images"].device.type, enabled=False):
             planner_losses = dict(self.loss(float32_outputs(out.planner), planner_targets(batch)))
@@ -191,8 +221,10 @@ class Stage2Step:
         for value in contributions.values():  # the terms' order: the same sum as the teacher's total_loss
             teacher_total = value if teacher_total is None else teacher_total + value
         if teacher_total is None:
-            raise RuntimeError(f"step {self.step_index} ({phase.name}): no teacher term trains (terms present: "
-                               f"{sorted(out.teacher_terms)})")
+            raise RuntimeError(
+                f"step {self.step_index} ({phase.name}): no teacher term trains (terms present: "
+                f"{sorted(out.teacher_terms)})"
+            )
         losses["mllm_total"] = teacher_total
         planner_part = self.joint.planner_loss_weight * planner_total
         # In the warm-up the planner is frozen: its loss is measured, not trained.
@@ -200,16 +232,16 @@ class Stage2Step:
         # Training steps only: validation runs without gradients (and without the collective of sync_ranks).
         if self.projector is not None and training:
             if phase.warmup:  # the shared student is frozen: nothing to project
-                losses.update({"gradproj_conflicts": zero, "gradproj_min_cosine": zero + 1.0,
-                               "gradproj_skipped": zero + 1.0})
+                losses.update(
+                    {"gradproj_conflicts": zero, "gradproj_min_cosine": zero + 1.0, "gradproj_skipped": zero + 1.0}
+                )
             else:
                 self.project_gradients(model, planner_part, contributions, losses)
         if record:
             self.pending = self.diagnose(joint_model, out, tap.feature, phase, planner_part, contributions, losses)
         return out.planner, losses
 
-    def contributions(self, mllm_cfg: Any, terms: Mapping[str, torch.Tensor], phase: Phase
-                      ) -> dict[str, torch.Tensor]:
+    def contributions(self, mllm_cfg: Any, terms: Mapping[str, torch.Tensor], phase: Phase) -> dict[str, torch.Tensor]:
         """``{term: weight * phase scale * value}`` of the teacher terms that train in ``phase`` (in the terms'
         order; a term with scale 0 is left out, so its parameters get no gradient at all)."""
         out = {}
@@ -219,8 +251,13 @@ class Stage2Step:
                 out[name] = (mllm_cfg.term_weight(name) * scale) * value.float()
         return out
 
-    def project_gradients(self, model: nn.Module, planner_part: torch.Tensor,
-                          contributions: Mapping[str, torch.Tensor], losses: dict[str, torch.Tensor]) -> None:
+    def project_gradients(
+        self,
+        model: nn.Module,
+        planner_part: torch.Tensor,
+        contributions: Mapping[str, torch.Tensor],
+        losses: dict[str, torch.Tensor],
+    ) -> None:
         """Add the gradient-projection surrogate to ``losses["total"]`` and log what the projection saw.
 
         ``model`` is the training model as the trainer passes it (maybe DDP-wrapped). Each term enters with its
@@ -231,8 +268,10 @@ class Stage2Step:
 
         assert self.projector is not None and self.projection is not None
         if is_sharded_model(model):
-            raise RuntimeError("mllm.gradient_projection needs unsharded parameters (one process or DDP); this run "
-                               "shards the model with FSDP: switch one of the two off")
+            raise RuntimeError(
+                "mllm.gradient_projection needs unsharded parameters (one process or DDP); this run "
+                "shards the model with FSDP: switch one of the two off"
+            )
         joint_model = unwrap_model(model)
         parts = {"planner": planner_part, **contributions}
         params = [p for _, p in module_parameters(joint_model, self.projection.modules)]
@@ -247,21 +286,33 @@ class Stage2Step:
         losses["gradproj_min_cosine"] = zero + (1.0 if stats.skipped else stats.min_cosine)
         losses["gradproj_skipped"] = zero + float(stats.skipped)
 
-    def diagnose(self, joint_model: nn.Module, out: Any, teacher_feature: torch.Tensor | None, phase: Phase,
-                 planner_part: torch.Tensor, contributions: Mapping[str, torch.Tensor],
-                 losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    def diagnose(
+        self,
+        joint_model: nn.Module,
+        out: Any,
+        teacher_feature: torch.Tensor | None,
+        phase: Phase,
+        planner_part: torch.Tensor,
+        contributions: Mapping[str, torch.Tensor],
+        losses: Mapping[str, torch.Tensor],
+    ) -> dict[str, float]:
         """The diagnostics of a recorded step (:mod:`~dima_core.training.stage2.diagnostics`), as floats."""
         from dima_core.training.trainer import loss_values
 
         cfg = self.joint.diagnostics
         teacher = joint_model.teacher
         record: dict[str, float] = {}
-        values = loss_values({"planner": losses["planner_total"],
-                              **{name: losses[f"mllm_{name}"] for name in self.terms}})
+        values = loss_values(
+            {"planner": losses["planner_total"], **{name: losses[f"mllm_{name}"] for name in self.terms}}
+        )
         record.update({f"term/{k}": v for k, v in values.items()})
         weighted = {"planner": planner_part.detach() * (0.0 if phase.warmup else 1.0)}
-        weighted.update({name: contributions[name].detach() if name in contributions else planner_part.new_zeros(())
-                         for name in self.terms})
+        weighted.update(
+            {
+                name: contributions[name].detach() if name in contributions else planner_part.new_zeros(())
+                for name in self.terms
+            }
+        )
         record.update({f"weighted/{k}": v for k, v in loss_values(weighted).items()})
         if teacher_feature is not None and out.planner.ego_feature is not None:
             with torch.no_grad():
@@ -270,9 +321,11 @@ class Stage2Step:
         if self.grad_cosine:
             distill = [v for k, v in contributions.items() if is_distill_term(k)]
             rest = [v for k, v in contributions.items() if not is_distill_term(k)]
-            groups = {"planner": None if phase.warmup else planner_part,
-                      "distill": torch.stack(distill).sum() if distill else None,
-                      "teacher": torch.stack(rest).sum() if rest else None}
+            groups = {
+                "planner": None if phase.warmup else planner_part,
+                "distill": torch.stack(distill).sum() if distill else None,
+                "teacher": torch.stack(rest).sum() if rest else None,
+            }
             params = prefixed_parameters(joint_model, cfg.modules)
             record.update(gradient_statistics(groups, params))
         return record

@@ -40,21 +40,28 @@ class Stage2Trainer(Trainer):
       (and TensorBoard under ``diag/``).
     """
 
-    def __init__(self, model: nn.Module, step_fn: Stage2Step, train_dataset: Any, config: Stage2TrainConfig,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, model: nn.Module, step_fn: Stage2Step, train_dataset: Any, config: Stage2TrainConfig, **kwargs: Any
+    ) -> None:
         super().__init__(model, step_fn, train_dataset, config, **kwargs)
         joint = config.joint
         if self.fsdp is not None and joint.teacher_warmup.steps > 0:
-            raise ValueError("joint.teacher_warmup freezes the planner (requires_grad off), which FSDP fixes when it "
-                             "shards the model: use distributed.strategy ddp, or joint.teacher_warmup.steps 0")
+            raise ValueError(
+                "joint.teacher_warmup freezes the planner (requires_grad off), which FSDP fixes when it "
+                "shards the model: use distributed.strategy ddp, or joint.teacher_warmup.steps 0"
+            )
         if self.fsdp is not None and joint.diagnostics.every > 0 and step_fn.grad_cosine:
             # The other diagnostics still record; only the per-group gradients need unsharded parameters.
-            log.warning("joint.diagnostics.grad_cosine is off under FSDP (it takes gradients on unsharded "
-                        "parameters); the other diagnostics are recorded")
+            log.warning(
+                "joint.diagnostics.grad_cosine is off under FSDP (it takes gradients on unsharded "
+                "parameters); the other diagnostics are recorded"
+            )
             step_fn.grad_cosine = False
         if self.ctx.distributed and joint.teacher_warmup.steps > 0 and not config.find_unused_parameters:
-            raise ValueError("joint.teacher_warmup under DDP needs find_unused_parameters: true (the frozen planner "
-                             "gets no gradient)")
+            raise ValueError(
+                "joint.teacher_warmup under DDP needs find_unused_parameters: true (the frozen planner "
+                "gets no gradient)"
+            )
         # Nothing has stepped yet: the Trainer's single-group AdamW is replaced by the two groups.
         self.optimizer = build_stage2_optimizer(self.model, config)
         self.scheduler = build_stage2_scheduler(self.optimizer, config, self.total_steps)
@@ -120,12 +127,19 @@ def check_warmup_terms(config: Stage2TrainConfig) -> None:
     warmup = config.joint.teacher_warmup
     warmup.validate()  # configs built in code get the YAML loader's check too
     if warmup.steps > 0 and "plan" not in warmup.terms and not ("vqa" in warmup.terms and config.joint.tasks.vqa):
-        raise ValueError(f"joint.teacher_warmup.terms {warmup.terms}: include 'plan' (or 'vqa' with tasks.vqa on), "
-                         "a term every warm-up step trains")
+        raise ValueError(
+            f"joint.teacher_warmup.terms {warmup.terms}: include 'plan' (or 'vqa' with tasks.vqa on), "
+            "a term every warm-up step trains"
+        )
 
 
-def build_stage2_trainer(config: TrainConfig, ctx: DistContext, record_history: bool = False,
-                         llm: nn.Module | None = None, tokenizer: Any = None) -> Stage2Trainer:
+def build_stage2_trainer(
+    config: TrainConfig,
+    ctx: DistContext,
+    record_history: bool = False,
+    llm: nn.Module | None = None,
+    tokenizer: Any = None,
+) -> Stage2Trainer:
     """Joint model, losses, datasets, validation hook and the Trainer of a stage-2 run.
 
     ``llm``/``tokenizer``: an already loaded base LLM to use instead of loading ``mllm.llm`` (tests, benchmarks);
@@ -153,8 +167,12 @@ def build_stage2_trainer(config: TrainConfig, ctx: DistContext, record_history: 
     log.info("stage-2 QA source: %s (%d frames; rule-based for the rest)", qa.source, len(qa.pairs))
     general_qa = GeneralQAMix.from_config(joint.general_qa, resolve_repo_path)
     if general_qa is not None:
-        log.info("general QA mix: %.0f%% of samples from %s (%d pairs)", 100 * general_qa.ratio, general_qa.source,
-                 len(general_qa.pairs))
+        log.info(
+            "general QA mix: %.0f%% of samples from %s (%d pairs)",
+            100 * general_qa.ratio,
+            general_qa.source,
+            len(general_qa.pairs),
+        )
 
     def dataset(split: str) -> Stage2Dataset:
         return Stage2Dataset(index, dataclasses.replace(data, split=split), qa, offsets, joint.tasks.scene_edit)
@@ -175,28 +193,57 @@ def build_stage2_trainer(config: TrainConfig, ctx: DistContext, record_history: 
     teacher = DimaTeacher(mllm_cfg, llm=llm, tokenizer=tokenizer)
     model = DimaJointModel(planner, teacher, joint.beam_tokens)
     loss = PlannerLoss(model_config.loss, model_config.bev.x_range, model_config.bev.y_range)
-    step = Stage2Step(loss, joint, temporal=model_config.bev.use_temporal, seed=config.seed, future_offsets=offsets,
-                      mllm_cfg=mllm_cfg, general_qa=general_qa)
+    step = Stage2Step(
+        loss,
+        joint,
+        temporal=model_config.bev.use_temporal,
+        seed=config.seed,
+        future_offsets=offsets,
+        mllm_cfg=mllm_cfg,
+        general_qa=general_qa,
+    )
     if step.projector is not None:
         from dima_core.training.gradient_projection import module_parameters
 
         # Fail before training when `modules` names nothing trainable (a typo would otherwise stop step 1).
         shared = module_parameters(model, mllm_cfg.gradient_projection.modules)
-        log.info("gradient projection of %s on %s (%.2f M parameters)", list(mllm_cfg.gradient_projection.terms),
-                 list(mllm_cfg.gradient_projection.modules), sum(p.numel() for _, p in shared) / 1e6)
+        log.info(
+            "gradient projection of %s on %s (%.2f M parameters)",
+            list(mllm_cfg.gradient_projection.terms),
+            list(mllm_cfg.gradient_projection.modules),
+            sum(p.numel() for _, p in shared) / 1e6,
+        )
     if joint.diagnostics.every > 0 and joint.diagnostics.grad_cosine:
         from dima_core.training.gradient_projection import module_parameters
 
         module_parameters(model, joint.diagnostics.modules)  # the same early check for the diagnostics' modules
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    log.info("stage 2: %s + %s teacher: %.2f M trainable, %.2f M frozen (LLM base); terms %s; distillation %s; "
-             "teacher warm-up %d steps, ramp %d; planner lr %s; train %d samples", model_config.name,
-             mllm_cfg.llm.source, trainable / 1e6, frozen / 1e6, list(step.terms), mllm_cfg.distill.kind,
-             joint.teacher_warmup.steps, joint.distill_ramp_steps, joint.planner_lr.schedule, len(train_set))
-    trainer = Stage2Trainer(model, step, train_set, config, ctx=ctx, collate_fn=stage2_collate, val_hook=None,
-                            model_config=joint_model_config(model_config, mllm_cfg, joint.beam_tokens),
-                            record_history=record_history)
+    log.info(
+        "stage 2: %s + %s teacher: %.2f M trainable, %.2f M frozen (LLM base); terms %s; distillation %s; "
+        "teacher warm-up %d steps, ramp %d; planner lr %s; train %d samples",
+        model_config.name,
+        mllm_cfg.llm.source,
+        trainable / 1e6,
+        frozen / 1e6,
+        list(step.terms),
+        mllm_cfg.distill.kind,
+        joint.teacher_warmup.steps,
+        joint.distill_ramp_steps,
+        joint.planner_lr.schedule,
+        len(train_set),
+    )
+    trainer = Stage2Trainer(
+        model,
+        step,
+        train_set,
+        config,
+        ctx=ctx,
+        collate_fn=stage2_collate,
+        val_hook=None,
+        model_config=joint_model_config(model_config, mllm_cfg, joint.beam_tokens),
+        record_history=record_history,
+    )
     step.trainer = trainer
     if val_set is not None:
         trainer.val_hook = Stage1Validation(val_set, config, ctx, stage2_collate)
